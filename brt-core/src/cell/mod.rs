@@ -1,0 +1,353 @@
+//! The cell algebra: a stream of blocks through the decoder stack (SPEC 5), with
+//! per-row document resets, carried KV caches and recurrent states.
+
+mod context;
+mod layer;
+mod scratch;
+mod state;
+
+pub use scratch::Scratch;
+
+use crate::config::Config;
+use crate::desc::{Embed, Matmul, Rows, Strided};
+use crate::error::CoreError;
+use crate::kernels::{KResult, Kernels, View, ViewMut, WeightView};
+use crate::model::Model;
+use crate::params::Param;
+use crate::plan::Plan;
+use context::LayerCtx;
+use layer::StateUpdates;
+
+/// A run of positions of one call that lies inside one block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// First position (counted from the start of the call).
+    pub start: usize,
+    /// One past the last position.
+    pub end: usize,
+    /// Whether the block ends with this piece (its state update is due).
+    pub completes_block: bool,
+}
+
+/// Splits positions `0..tokens` of a call at block boundaries, the batch being
+/// `position_in_block` tokens into a block when the call starts. At most
+/// `tokens / window + 2` pieces.
+pub fn pieces(position_in_block: usize, tokens: usize, window: usize) -> impl Iterator<Item = Piece> {
+    let mut start = 0;
+    core::iter::from_fn(move || {
+        if start >= tokens || window == 0 {
+            return None;
+        }
+        let in_block = (position_in_block + start) % window;
+        let end = tokens.min(start + window - in_block);
+        let piece = Piece { start, end, completes_block: (position_in_block + end) % window == 0 };
+        start = end;
+        Some(piece)
+    })
+}
+
+/// The most pieces a layer handles in one go, so they fit in a stack array.
+const PIECES_PER_GROUP: usize = 64;
+
+/// The streaming state of `B` documents on a backend: every layer's carried keys,
+/// values, linear sums and recurrent states, plus the scratch of one call.
+pub struct Stream<K: Kernels> {
+    plan: Plan,
+    state: K::Tensor,
+    scratch: Scratch<K::Tensor>,
+    tokens: K::Tokens,
+    position_in_block: usize,
+    last_tokens: usize,
+}
+
+impl<K: Kernels> core::fmt::Debug for Stream<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stream")
+            .field("plan", &self.plan)
+            .field("position_in_block", &self.position_in_block)
+            .finish_non_exhaustive()
+    }
+}
+
+fn layer_ctx<'m, K: Kernels>(model: &'m Model<K>, batch: usize, layer: usize) -> LayerCtx<'m, K::Weights> {
+    LayerCtx { weights: model.weights(), spans: model.layout().layer(layer), config: model.config(), batch, layer }
+}
+
+fn global<K: Kernels>(model: &Model<K>, param: Param) -> Result<WeightView<'_, K::Weights>, CoreError> {
+    let span = model.span(param).ok_or(CoreError::Mismatch { what: "model without a global parameter" })?;
+    Ok(WeightView::new(model.weights(), span.offset))
+}
+
+impl<K: Kernels> Stream<K> {
+    /// Allocates a stream for `plan` on `k`; every row starts a new document.
+    pub fn new(k: &mut K, model: &Model<K>, plan: Plan) -> Result<Self, K::Error> {
+        if plan.config() != model.config() {
+            return Err(CoreError::Mismatch { what: "the plan was made for another configuration" }.into());
+        }
+        let state = k.alloc_tensor(plan.state_len())?;
+        let scratch = Scratch::allocate(k, &plan)?;
+        let tokens = k.alloc_tokens(plan.tokens_len())?;
+        let mut stream = Stream { plan, state, scratch, tokens, position_in_block: 0, last_tokens: 0 };
+        stream.reset_all(k, model)?;
+        Ok(stream)
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.plan.config()
+    }
+    /// How many tokens into the current block the batch is.
+    pub fn position_in_block(&self) -> usize {
+        self.position_in_block
+    }
+    /// Tokens per row of the last call (rows of the logits buffer that are valid).
+    pub fn last_tokens(&self) -> usize {
+        self.last_tokens
+    }
+    /// The logits of the last call: `T x B x V`, position-major.
+    pub fn logits(&self) -> &K::Tensor {
+        &self.scratch.logits
+    }
+    /// The final hidden states of the last call, `T x B x d` (before the final norm).
+    pub fn hidden(&self) -> &K::Tensor {
+        &self.scratch.x
+    }
+    /// The carried state (what a session saves), laid out as the plan says.
+    pub fn state(&self) -> &K::Tensor {
+        &self.state
+    }
+    /// Replaces the carried state and the position in the block (restoring a
+    /// session). The buffer must have the plan's state length.
+    pub fn restore(&mut self, k: &mut K, state: &[f32], position_in_block: usize) -> KResult<K> {
+        if state.len() != self.plan.state_len() {
+            return Err(CoreError::LengthMismatch {
+                what: "saved stream state",
+                expected: self.plan.state_len(),
+                actual: state.len(),
+            }
+            .into());
+        }
+        if position_in_block >= self.config().window {
+            return Err(CoreError::InvalidShape { what: "saved position is not inside a block" }.into());
+        }
+        k.write_tensor(&mut self.state, 0, state)?;
+        self.position_in_block = position_in_block;
+        Ok(())
+    }
+
+    /// Starts a new document in every row.
+    pub fn reset_all(&mut self, k: &mut K, model: &Model<K>) -> KResult<K> {
+        for row in 0..self.plan.batch() {
+            self.reset_row(k, model, row)?;
+        }
+        self.position_in_block = 0;
+        self.refresh_states(k, model)
+    }
+
+    /// Zero caches and sums, initial state: the start of a document in `row`.
+    fn reset_row(&mut self, k: &mut K, model: &Model<K>, row: usize) -> KResult<K> {
+        let config = *self.config();
+        let batch = self.plan.batch();
+        let qkv = config.qkv_width();
+        for layer in 0..config.layers {
+            let ls = self.plan.layer_state(layer);
+            if ls.kv_positions > 0 {
+                let runs = Strided::new(ls.kv_positions, qkv, batch * qkv)?;
+                k.fill(ViewMut::new(&mut self.state, ls.keys + row * qkv), runs, 0.0)?;
+                k.fill(ViewMut::new(&mut self.state, ls.values + row * qkv), runs, 0.0)?;
+            }
+            if let Some(at) = ls.linear {
+                let per_row = config.heads * config.head_dim * (config.head_dim + 1);
+                k.fill(ViewMut::new(&mut self.state, at + row * per_row), Strided::contiguous(per_row), 0.0)?;
+            }
+            if ls.recurrent.is_some() {
+                state::reset_row(k, &layer_ctx(model, batch, layer), &ls, row, &mut self.state)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Recomputes every recurrent state's keys and values after a reset.
+    fn refresh_states(&mut self, k: &mut K, model: &Model<K>) -> KResult<K> {
+        let batch = self.plan.batch();
+        for layer in self.config().recurrent.iter() {
+            let ls = self.plan.layer_state(layer);
+            state::refresh_projections(
+                k,
+                &layer_ctx(model, batch, layer),
+                &ls,
+                &mut self.state,
+                &mut self.scratch.state_norm,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Applies document starts: `resets[b]` starts a new document in row `b`.
+    fn apply_resets(&mut self, k: &mut K, model: &Model<K>, resets: &[bool]) -> KResult<K> {
+        let batch = self.plan.batch();
+        if resets.is_empty() || !resets.iter().any(|&r| r) {
+            return Ok(());
+        }
+        if resets.len() != batch {
+            return Err(
+                CoreError::LengthMismatch { what: "document resets", expected: batch, actual: resets.len() }.into()
+            );
+        }
+        if resets.iter().all(|&r| r) {
+            return self.reset_all(k, model);
+        }
+        if self.position_in_block != 0 {
+            return Err(CoreError::UnalignedReset { position_in_block: self.position_in_block }.into());
+        }
+        for (row, _) in resets.iter().enumerate().filter(|(_, &r)| r) {
+            self.reset_row(k, model, row)?;
+        }
+        self.refresh_states(k, model)
+    }
+
+    /// Runs one call of `T` tokens per row through the stack and leaves the logits
+    /// in [`Stream::logits`] (SPEC 5).
+    ///
+    /// `tokens` is position-major: `tokens[t*B + b]` is token `t` of row `b`, so
+    /// its length is `T*B`. `resets` is empty or has one flag per row; a flagged row
+    /// starts a new document before this call. A call may end anywhere inside a
+    /// block: the next call continues it.
+    pub fn forward(&mut self, k: &mut K, model: &Model<K>, tokens: &[u32], resets: &[bool]) -> KResult<K> {
+        let config = *self.config();
+        if model.config() != &config {
+            return Err(CoreError::Mismatch { what: "the model has another configuration than the stream" }.into());
+        }
+        let batch = self.plan.batch();
+        if tokens.len() % batch != 0 {
+            return Err(CoreError::LengthMismatch {
+                what: "tokens (a multiple of the batch size)",
+                expected: tokens.len() / batch * batch,
+                actual: tokens.len(),
+            }
+            .into());
+        }
+        let n = tokens.len() / batch;
+        if n > self.plan.max_tokens() {
+            return Err(CoreError::TooManyTokens { tokens: n, max: self.plan.max_tokens() }.into());
+        }
+        if let Some((index, &id)) = tokens.iter().enumerate().find(|(_, &id)| id as usize >= config.vocab) {
+            return Err(CoreError::TokenOutOfRange { index, id, vocab: config.vocab }.into());
+        }
+        self.apply_resets(k, model, resets)?;
+        self.last_tokens = n;
+        if n == 0 {
+            return Ok(());
+        }
+        let rows = n * batch;
+        k.write_tokens(&mut self.tokens, 0, tokens)?;
+        let embedding = global(model, Param::Embedding)?;
+        k.embed(
+            &self.tokens,
+            0,
+            embedding,
+            ViewMut::new(&mut self.scratch.x, 0),
+            Embed::new(rows, config.vocab, config.d_model)?,
+        )?;
+
+        if config.feedback {
+            // Every layer must see the state entering the block, so the stack goes
+            // block by block and state updates wait for the whole stack.
+            for piece in pieces(self.position_in_block, n, config.window) {
+                self.run_layers(k, model, &[piece], StateUpdates::Deferred)?;
+                if piece.completes_block {
+                    for layer in config.recurrent.iter() {
+                        let ls = self.plan.layer_state(layer);
+                        let ctx = layer_ctx(model, batch, layer);
+                        state::update(k, &ctx, &ls, state::BlockKeys::Cache, &mut self.state, &mut self.scratch)?;
+                    }
+                }
+            }
+        } else {
+            // Layer by layer over the whole call: only recurrent layers need to
+            // walk the blocks, and they do so inside.
+            let mut group = [Piece { start: 0, end: 0, completes_block: false }; PIECES_PER_GROUP];
+            let mut all = pieces(self.position_in_block, n, config.window).peekable();
+            // Groups of whole pieces, so that huge calls need no allocation.
+            while all.peek().is_some() {
+                let mut count = 0;
+                while count < PIECES_PER_GROUP {
+                    match all.next() {
+                        Some(piece) => {
+                            group[count] = piece;
+                            count += 1;
+                        }
+                        None => break,
+                    }
+                }
+                self.run_layers(k, model, &group[..count], StateUpdates::Inline)?;
+            }
+        }
+
+        // Logits: rms(x, final_ln) @ embed^T / sqrt(V) (SPEC 5.4).
+        k.rms_norm(
+            View::new(&self.scratch.x, 0),
+            global(model, Param::FinalNorm)?,
+            ViewMut::new(&mut self.scratch.xn, 0),
+            Rows::new(rows, config.d_model)?,
+        )?;
+        let logits = Matmul::new(rows, config.d_model, config.vocab)?
+            .transposed_weight()
+            .alpha(1.0 / libm::sqrtf(config.vocab as f32));
+        k.matmul(View::new(&self.scratch.xn, 0), embedding, ViewMut::new(&mut self.scratch.logits, 0), logits)?;
+        self.position_in_block = (self.position_in_block + n) % config.window;
+        Ok(())
+    }
+
+    /// Every layer, bottom to top, over the positions of `group`.
+    fn run_layers(&mut self, k: &mut K, model: &Model<K>, group: &[Piece], updates: StateUpdates) -> KResult<K> {
+        let config = *self.config();
+        let batch = self.plan.batch();
+        let feedback = config.feedback_source().and_then(|l| self.plan.layer_state(l).recurrent);
+        for layer in 0..config.layers {
+            let ls = self.plan.layer_state(layer);
+            let ctx = layer_ctx(model, batch, layer);
+            let source = if ls.recurrent.is_none() { feedback } else { None };
+            layer::forward(k, &ctx, &ls, group, updates, source, &mut self.state, &mut self.scratch)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the logits of the last call into `out` (`T x B x V`, position-major).
+    pub fn read_logits(&self, k: &mut K, out: &mut [f32]) -> KResult<K> {
+        let expected = self.last_tokens * self.plan.batch() * self.config().vocab;
+        if out.len() != expected {
+            return Err(CoreError::LengthMismatch { what: "logits output", expected, actual: out.len() }.into());
+        }
+        k.read_tensor(&self.scratch.logits, 0, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_split_at_block_boundaries() {
+        let collect = |p, n, w| {
+            let mut v = [(0, 0, false); 8];
+            let mut count = 0;
+            for piece in pieces(p, n, w) {
+                v[count] = (piece.start, piece.end, piece.completes_block);
+                count += 1;
+            }
+            (v, count)
+        };
+        let (v, c) = collect(0, 10, 4);
+        assert_eq!(&v[..c], &[(0, 4, true), (4, 8, true), (8, 10, false)]);
+        let (v, c) = collect(3, 6, 4);
+        assert_eq!(&v[..c], &[(0, 1, true), (1, 5, true), (5, 6, false)]);
+        let (v, c) = collect(1, 2, 4);
+        assert_eq!(&v[..c], &[(0, 2, false)]);
+        assert_eq!(collect(0, 0, 4).1, 0);
+    }
+}

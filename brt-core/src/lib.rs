@@ -1,0 +1,45 @@
+//! # brt-core
+//!
+//! The portable heart of brt, a Block-Recurrent Transformer engine (Hutchins et al.,
+//! 2022) that follows the official Meliad code to the last detail
+//! (`shared/docs/SPEC.md` is the numerical contract; section numbers below refer to
+//! it).
+//!
+//! `#![no_std]` and allocation-free: the caller (or a backend) provides every
+//! buffer, sized exactly by a [`Plan`]. What is here:
+//!
+//! - [`Config`]: every model variant, validated without panics;
+//! - [`params`]: the parameters, their shapes and the flat weight layout;
+//! - [`Kernels`] and [`Storage`]: what a backend supplies, destination-passing;
+//! - [`desc`]: the validated shape descriptors kernels receive;
+//! - [`Stream`]: the cell algebra, streaming blocks of tokens through the stack
+//!   with per-row document resets;
+//! - [`Reference`]: the scalar reference kernels, the oracle of every backend;
+//! - [`Arena`]: caller-provided memory for host backends.
+#![no_std]
+#![warn(missing_docs)]
+
+pub mod cell;
+pub mod config;
+pub mod desc;
+pub mod error;
+pub mod kernels;
+pub mod memory;
+pub mod model;
+pub mod params;
+pub mod plan;
+pub mod primitives;
+pub mod reference;
+
+pub use cell::{pieces, Piece, Scratch, Stream};
+pub use config::{Config, GateKind, GateSite, LayerSet, StateLayout, TokenAttention, MAX_LAYERS};
+pub use error::{CoreError, CoreResult};
+pub use kernels::{KResult, Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+pub use memory::{Arena, HostMemory};
+pub use model::Model;
+pub use params::{LayerParam, Param, Span, WeightLayout};
+pub use plan::Plan;
+pub use reference::Reference;
+
+/// Re-exported so backends and users name the same half-precision types.
+pub use half;

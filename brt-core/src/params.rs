@@ -1,0 +1,512 @@
+//! The parameters of a model, their shapes and their place in the flat weight buffer.
+//!
+//! All parameters live in one buffer, in a canonical order: the embedding, the final
+//! norm, then each layer's parameters in [`LayerParam::ALL`] order. Dense kernels are
+//! `(in, out)` row-major, as in the official code.
+
+use crate::config::{Config, GateKind, GateSite, StateLayout, TokenAttention};
+use crate::error::{add, mul, CoreError, CoreResult};
+
+/// Number of T5 relative-position buckets (SPEC section 2).
+pub const T5_BUCKETS: usize = 32;
+
+/// A parameter of one layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayerParam {
+    /// RMS-norm scale before the token projections, `(d,)`.
+    AttnNorm,
+    /// Token query kernel, `(d, H*dh)`.
+    Query,
+    /// Token key kernel, `(d, H*dh)`.
+    Key,
+    /// Token value kernel, `(d, H*dh)`.
+    Value,
+    /// Learned scale of the token self-attention, `(H,)`.
+    AttnScale,
+    /// T5 relative position table, `(H, 32)` (window attention only).
+    RelBias,
+    /// Token cross-attention query kernel, `(d, H*dh)` (recurrent or feedback).
+    Query2,
+    /// Learned scale of the token cross-attention, `(H,)`.
+    AttnScale2,
+    /// Attention output projection, `(H*dh, d)` or `(2*H*dh, d)` with cross-attention.
+    Out,
+    /// RMS-norm scale before the MLP, `(d,)`.
+    MlpNorm,
+    /// MLP input kernel, `(d, F)`.
+    MlpIn,
+    /// MLP output kernel, `(F, d)`.
+    MlpOut,
+    /// Learned initial state, `(S, d)`.
+    InitialState,
+    /// RMS-norm scale of the state, `(d,)`.
+    StateNorm,
+    /// State ids added after the state norm, `(S, d)`.
+    StateIds,
+    /// State query kernel, `(d, H*dh)`.
+    StateQuery,
+    /// State key kernel, `(d, H*dh)`.
+    StateKey,
+    /// State value kernel, `(d, H*dh)`.
+    StateValue,
+    /// State cross-attention query kernel, `(d, H*dh)`.
+    StateQuery2,
+    /// Learned scale of the state self-attention, `(H,)`.
+    StateScale,
+    /// Learned scale of the state cross-attention, `(H,)`.
+    StateScale2,
+    /// State attention output projection, `(2*H*dh, d)` (skip, dual).
+    StateOut,
+    /// RMS-norm scale before the state MLP, `(d,)` (dual).
+    StateMlpNorm,
+    /// State MLP input kernel: `(d, F)` (dual) or `(2*H*dh, F)` (single).
+    StateMlpIn,
+    /// State MLP output kernel, `(F, d)` (dual, single).
+    StateMlpOut,
+    /// Fixed gate bias `b`, `(d,)`.
+    GateBias(GateSite),
+    /// LSTM input-gate kernel, `(gate input width, d)`.
+    InputGateKernel(GateSite),
+    /// LSTM input-gate bias, `(d,)`.
+    InputGateBias(GateSite),
+    /// LSTM forget-gate kernel, `(gate input width, d)`.
+    ForgetGateKernel(GateSite),
+    /// LSTM forget-gate bias, `(d,)`.
+    ForgetGateBias(GateSite),
+}
+
+impl LayerParam {
+    /// Every layer parameter, in canonical order.
+    pub const ALL: [LayerParam; 35] = {
+        use GateSite::{Attention as A, Mlp as M};
+        use LayerParam::*;
+        [
+            AttnNorm,
+            Query,
+            Key,
+            Value,
+            AttnScale,
+            RelBias,
+            Query2,
+            AttnScale2,
+            Out,
+            MlpNorm,
+            MlpIn,
+            MlpOut,
+            InitialState,
+            StateNorm,
+            StateIds,
+            StateQuery,
+            StateKey,
+            StateValue,
+            StateQuery2,
+            StateScale,
+            StateScale2,
+            StateOut,
+            StateMlpNorm,
+            StateMlpIn,
+            StateMlpOut,
+            GateBias(A),
+            InputGateKernel(A),
+            InputGateBias(A),
+            ForgetGateKernel(A),
+            ForgetGateBias(A),
+            GateBias(M),
+            InputGateKernel(M),
+            InputGateBias(M),
+            ForgetGateKernel(M),
+            ForgetGateBias(M),
+        ]
+    };
+
+    /// The parameter's name inside a layer in the project's own format.
+    pub const fn name(self) -> &'static str {
+        use GateSite::{Attention as A, Mlp as M};
+        use LayerParam::*;
+        match self {
+            AttnNorm => "attn_norm",
+            Query => "query",
+            Key => "key",
+            Value => "value",
+            AttnScale => "attn_scale",
+            RelBias => "rel_bias",
+            Query2 => "query2",
+            AttnScale2 => "attn_scale2",
+            Out => "attn_out",
+            MlpNorm => "mlp_norm",
+            MlpIn => "mlp_in",
+            MlpOut => "mlp_out",
+            InitialState => "state.initial",
+            StateNorm => "state.norm",
+            StateIds => "state.ids",
+            StateQuery => "state.query",
+            StateKey => "state.key",
+            StateValue => "state.value",
+            StateQuery2 => "state.query2",
+            StateScale => "state.attn_scale",
+            StateScale2 => "state.attn_scale2",
+            StateOut => "state.attn_out",
+            StateMlpNorm => "state.mlp_norm",
+            StateMlpIn => "state.mlp_in",
+            StateMlpOut => "state.mlp_out",
+            GateBias(A) => "state.attn_gate.bias",
+            InputGateKernel(A) => "state.attn_gate.input_kernel",
+            InputGateBias(A) => "state.attn_gate.input_bias",
+            ForgetGateKernel(A) => "state.attn_gate.forget_kernel",
+            ForgetGateBias(A) => "state.attn_gate.forget_bias",
+            GateBias(M) => "state.mlp_gate.bias",
+            InputGateKernel(M) => "state.mlp_gate.input_kernel",
+            InputGateBias(M) => "state.mlp_gate.input_bias",
+            ForgetGateKernel(M) => "state.mlp_gate.forget_kernel",
+            ForgetGateBias(M) => "state.mlp_gate.forget_bias",
+        }
+    }
+
+    /// Whether the parameter is a vector (stored 1-D in files); matrices are 2-D.
+    pub const fn is_vector(self) -> bool {
+        use LayerParam::*;
+        matches!(
+            self,
+            AttnNorm
+                | AttnScale
+                | AttnScale2
+                | MlpNorm
+                | StateNorm
+                | StateScale
+                | StateScale2
+                | StateMlpNorm
+                | GateBias(_)
+                | InputGateBias(_)
+                | ForgetGateBias(_)
+        )
+    }
+
+    /// The parameter of this name, if any.
+    pub fn from_name(name: &str) -> Option<LayerParam> {
+        LayerParam::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The shape `(rows, cols)` of this parameter in `layer` of `config`, or `None`
+    /// when the layer has no such parameter. Vectors are `(1, n)`.
+    pub fn shape(self, config: &Config, layer: usize) -> Option<(usize, usize)> {
+        use LayerParam::*;
+        let d = config.d_model;
+        let qkv = config.qkv_width();
+        let f = config.mlp_hidden;
+        let h = config.heads;
+        let recurrent = config.is_recurrent(layer);
+        let cross = config.has_cross_attention(layer);
+        let layout = config.layout;
+        let gate_here =
+            |site: GateSite, kind: GateKind| recurrent && config.gate == kind && config.gate_sites().contains(&site);
+        let shape = match self {
+            AttnNorm | MlpNorm => (1, d),
+            Query | Key | Value => (d, qkv),
+            AttnScale => (1, h),
+            RelBias => match config.token_attention(layer) {
+                TokenAttention::Window => (h, T5_BUCKETS),
+                TokenAttention::Linear => return None,
+            },
+            Query2 if cross => (d, qkv),
+            AttnScale2 if cross => (1, h),
+            Query2 | AttnScale2 => return None,
+            Out => (if cross { 2 * qkv } else { qkv }, d),
+            MlpIn => (d, f),
+            MlpOut => (f, d),
+            _ if !recurrent => return None,
+            InitialState | StateIds => (config.states, d),
+            StateNorm => (1, d),
+            StateQuery | StateKey | StateValue | StateQuery2 => (d, qkv),
+            StateScale | StateScale2 => (1, h),
+            StateOut => match layout {
+                StateLayout::Skip | StateLayout::Dual => (2 * qkv, d),
+                StateLayout::Single => return None,
+            },
+            StateMlpNorm => match layout {
+                StateLayout::Dual => (1, d),
+                _ => return None,
+            },
+            StateMlpIn => match layout {
+                StateLayout::Dual => (d, f),
+                StateLayout::Single => (2 * qkv, f),
+                StateLayout::Skip => return None,
+            },
+            StateMlpOut => match layout {
+                StateLayout::Dual | StateLayout::Single => (f, d),
+                StateLayout::Skip => return None,
+            },
+            GateBias(site) if gate_here(site, GateKind::Fixed) => (1, d),
+            InputGateBias(site) | ForgetGateBias(site) if gate_here(site, GateKind::Lstm) => (1, d),
+            InputGateKernel(site) | ForgetGateKernel(site) if gate_here(site, GateKind::Lstm) => {
+                (config.gate_input_width(site), d)
+            }
+            GateBias(_) | InputGateBias(_) | ForgetGateBias(_) | InputGateKernel(_) | ForgetGateKernel(_) => {
+                return None
+            }
+        };
+        Some(shape)
+    }
+}
+
+/// A parameter of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Param {
+    /// Token embedding `(V, d)`, also the tied output projection.
+    Embedding,
+    /// RMS-norm scale before the logits, `(d,)`.
+    FinalNorm,
+    /// A parameter of layer `.0`.
+    Layer(usize, LayerParam),
+}
+
+impl Param {
+    /// Whether the parameter is a vector (stored 1-D in files).
+    pub const fn is_vector(self) -> bool {
+        match self {
+            Param::Embedding => false,
+            Param::FinalNorm => true,
+            Param::Layer(_, p) => p.is_vector(),
+        }
+    }
+}
+
+/// Where a parameter lives in the flat weight buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// First element.
+    pub offset: usize,
+    /// Rows (1 for vectors).
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+}
+
+impl Span {
+    /// Number of elements.
+    pub const fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Whether the span is empty.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sub-span of rows `first .. first + count`.
+    pub const fn rows(&self, first: usize, count: usize) -> Span {
+        Span { offset: self.offset + first * self.cols, rows: count, cols: self.cols }
+    }
+}
+
+/// The layout of all parameters of a configuration in one flat buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightLayout {
+    config: Config,
+    total: usize,
+}
+
+impl WeightLayout {
+    /// Computes the layout; fails only if a size overflows.
+    pub fn new(config: &Config) -> CoreResult<WeightLayout> {
+        let mut total = 0usize;
+        for spec in ParamIter::new(config) {
+            let spec = spec?;
+            total = add(spec.offset, spec.span.len(), "weights")?;
+        }
+        Ok(WeightLayout { config: *config, total })
+    }
+
+    /// Total number of parameter elements.
+    pub const fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Whether the model has no parameters (never true for a valid config).
+    pub const fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The configuration this layout was computed for.
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where `param` lives, or `None` when the model has no such parameter.
+    pub fn span(&self, param: Param) -> Option<Span> {
+        self.params().find(|p| p.param == param).map(|p| p.span)
+    }
+
+    /// The first element of `layer`'s parameters.
+    pub fn layer_offset(&self, layer: usize) -> usize {
+        self.params().find(|p| matches!(p.param, Param::Layer(l, _) if l == layer)).map_or(self.total, |p| p.offset)
+    }
+
+    /// The parameters of layer `layer`, resolved in one pass.
+    pub fn layer(&self, layer: usize) -> LayerSpans {
+        let mut spans = LayerSpans { spans: [None; LayerParam::ALL.len()] };
+        let mut offset = self.layer_offset(layer);
+        for (slot, p) in spans.spans.iter_mut().zip(LayerParam::ALL) {
+            if let Some((rows, cols)) = p.shape(&self.config, layer) {
+                *slot = Some(Span { offset, rows, cols });
+                offset += rows * cols;
+            }
+        }
+        spans
+    }
+
+    /// Every parameter in canonical order. The layout was checked for overflow when
+    /// it was made, so the iteration cannot fail.
+    pub fn params(&self) -> impl Iterator<Item = ParamSpec> + '_ {
+        ParamIter::new(&self.config).map_while(Result::ok)
+    }
+}
+
+/// The parameters of one layer, looked up by [`LayerParam`].
+#[derive(Clone, Copy, Debug)]
+pub struct LayerSpans {
+    spans: [Option<Span>; LayerParam::ALL.len()],
+}
+
+impl LayerSpans {
+    /// Where `param` lives, or `None` when this layer has no such parameter.
+    pub fn get(&self, param: LayerParam) -> Option<Span> {
+        let index = LayerParam::ALL.iter().position(|&p| p == param)?;
+        self.spans[index]
+    }
+
+    /// Where `param` lives; an error names it when this layer lacks it, which only a
+    /// bug in the cell algebra can cause.
+    pub fn require(&self, param: LayerParam) -> CoreResult<Span> {
+        self.get(param)
+            .ok_or(CoreError::Mismatch { what: "the cell algebra asked for a parameter this layer does not have" })
+    }
+}
+
+/// One parameter with its place in the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Which parameter.
+    pub param: Param,
+    /// First element in the flat buffer.
+    pub offset: usize,
+    /// Its place and shape.
+    pub span: Span,
+}
+
+/// Iterates parameters in canonical order, with overflow-checked offsets.
+struct ParamIter<'c> {
+    config: &'c Config,
+    /// 0: embedding, 1: final norm, then 2 + layer * ALL.len() + index.
+    cursor: usize,
+    offset: usize,
+    failed: bool,
+}
+
+impl<'c> ParamIter<'c> {
+    fn new(config: &'c Config) -> Self {
+        ParamIter { config, cursor: 0, offset: 0, failed: false }
+    }
+}
+
+impl Iterator for ParamIter<'_> {
+    type Item = CoreResult<ParamSpec>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let per_layer = LayerParam::ALL.len();
+        loop {
+            let cursor = self.cursor;
+            let (param, shape) = match cursor {
+                0 => (Param::Embedding, Some((self.config.vocab, self.config.d_model))),
+                1 => (Param::FinalNorm, Some((1, self.config.d_model))),
+                _ => {
+                    let layer = (cursor - 2) / per_layer;
+                    if layer >= self.config.layers {
+                        return None;
+                    }
+                    let p = LayerParam::ALL[(cursor - 2) % per_layer];
+                    (Param::Layer(layer, p), p.shape(self.config, layer))
+                }
+            };
+            self.cursor += 1;
+            let Some((rows, cols)) = shape else { continue };
+            let spec = mul(rows, cols, "a parameter").and_then(|len| {
+                let spec = ParamSpec { param, offset: self.offset, span: Span { offset: self.offset, rows, cols } };
+                self.offset = add(self.offset, len, "weights")?;
+                Ok(spec)
+            });
+            if spec.is_err() {
+                self.failed = true;
+            }
+            return Some(spec);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LayerSet;
+
+    fn meliad_like(layout: StateLayout, gate: GateKind) -> Config {
+        Config {
+            states: 8,
+            recurrent: LayerSet::EMPTY.with(2),
+            layout,
+            gate,
+            ..Config::plain(260, 32, 4, 8, 64, 4, 16)
+        }
+    }
+
+    #[test]
+    fn fixed_skip_count_matches_the_official_case() {
+        // case.json of testdata/meliad/fixed_skip reports 50684 parameters.
+        let layout = WeightLayout::new(&meliad_like(StateLayout::Skip, GateKind::Fixed)).unwrap();
+        assert_eq!(layout.len(), 50684);
+    }
+
+    #[test]
+    fn spans_tile_the_buffer_without_gaps() {
+        for layout in [StateLayout::Skip, StateLayout::Single, StateLayout::Dual] {
+            for gate in [GateKind::Fixed, GateKind::Lstm] {
+                let mut c = meliad_like(layout, gate);
+                c.feedback = true;
+                c.linear = LayerSet::EMPTY.with(0);
+                let w = WeightLayout::new(&c).unwrap();
+                let mut next = 0;
+                for p in w.params() {
+                    assert_eq!(p.offset, next);
+                    assert_eq!(w.span(p.param), Some(p.span));
+                    next += p.span.len();
+                }
+                assert_eq!(next, w.len());
+                let spans = w.layer(2);
+                assert_eq!(spans.get(LayerParam::AttnNorm).map(|s| s.offset), Some(w.layer_offset(2)));
+                assert_eq!(spans.get(LayerParam::Query).map(|s| s.offset), Some(w.layer_offset(2) + 32));
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in LayerParam::ALL {
+            assert_eq!(LayerParam::from_name(p.name()), Some(p));
+        }
+    }
+
+    #[test]
+    fn layouts_have_their_own_parameters() {
+        let c = meliad_like(StateLayout::Single, GateKind::Lstm);
+        assert_eq!(LayerParam::StateOut.shape(&c, 2), None);
+        assert_eq!(LayerParam::StateMlpIn.shape(&c, 2), Some((64, 64)));
+        assert_eq!(LayerParam::InputGateKernel(GateSite::Mlp).shape(&c, 2), Some((64, 32)));
+        assert_eq!(LayerParam::InputGateKernel(GateSite::Attention).shape(&c, 2), None);
+        assert_eq!(LayerParam::StateQuery.shape(&c, 1), None);
+        let d = meliad_like(StateLayout::Dual, GateKind::Lstm);
+        assert_eq!(LayerParam::ForgetGateKernel(GateSite::Attention).shape(&d, 2), Some((64, 32)));
+        assert_eq!(LayerParam::ForgetGateKernel(GateSite::Mlp).shape(&d, 2), Some((64, 32)));
+        assert_eq!(LayerParam::StateMlpIn.shape(&d, 2), Some((32, 64)));
+    }
+}

@@ -1,0 +1,1 @@
+//! brt-cuda: this backend is not written yet; nothing here claims to work.
