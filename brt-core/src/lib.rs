@@ -23,6 +23,7 @@ pub mod cell;
 pub mod config;
 pub mod desc;
 pub mod error;
+pub mod init;
 pub mod kernels;
 pub mod memory;
 pub mod model;
