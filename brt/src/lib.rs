@@ -2,12 +2,26 @@
 //!
 //! Block-Recurrent Transformers (Hutchins et al., 2022), faithful to the official
 //! code: import official checkpoints, run them on any backend, stream documents.
+//!
+//! - [`model_file::load_model`] reads brt weights or an official Meliad checkpoint;
+//! - [`format`] writes and reads brt's own safetensors weights;
+//! - [`backend`] picks a compute backend at run time;
+//! - [`logits`] computes the logits of whole documents.
 #![warn(missing_docs)]
 
+pub mod backend;
+pub mod config_file;
 pub mod error;
+mod files;
+pub mod format;
+pub mod logits;
 pub mod meliad;
+pub mod model_file;
 mod msgpack;
 pub mod weights;
 
+pub use backend::{run_on, BackendJob, BackendKind};
 pub use error::{Error, Result};
+pub use files::write_atomically;
+pub use model_file::load_model;
 pub use weights::{ModelWeights, WeightBuffer};

@@ -1,0 +1,95 @@
+//! Choosing a compute backend at run time among those compiled in.
+//!
+//! The `Kernels` trait has associated types, so backends are not objects: work
+//! that runs on "some backend" is written once as a [`BackendJob`], generic over
+//! the kernels, and [`run_on`] instantiates it for the chosen one.
+
+use crate::error::{Error, Result};
+use brt_core::Kernels;
+use brt_cpu::Heap;
+use std::fmt;
+use std::str::FromStr;
+
+/// The backends brt knows about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The scalar reference kernels of `brt-core` (slow, exact oracle).
+    Reference,
+    /// The SIMD CPU backend.
+    Cpu,
+    /// GPUs through wgpu (Vulkan, Metal, DX12, GL).
+    Wgpu,
+    /// NVIDIA GPUs through CUDA.
+    Cuda,
+}
+
+impl BackendKind {
+    /// Every backend, compiled in or not.
+    pub const ALL: [BackendKind; 4] = [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Cuda];
+
+    /// The name used on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BackendKind::Reference => "reference",
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// Whether this build of brt contains the backend.
+    pub const fn is_compiled(self) -> bool {
+        match self {
+            BackendKind::Reference => true,
+            BackendKind::Cpu => false,
+            BackendKind::Wgpu => false,
+            BackendKind::Cuda => false,
+        }
+    }
+
+    /// The backend used when none is named.
+    pub const fn default_kind() -> BackendKind {
+        BackendKind::Reference
+    }
+
+    /// The names of the compiled-in backends, for messages.
+    pub fn compiled_names() -> String {
+        BackendKind::ALL.iter().filter(|b| b.is_compiled()).map(|b| b.name()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        BackendKind::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            Error::Invalid(format!("unknown backend `{s}`; this brt has: {}", BackendKind::compiled_names()))
+        })
+    }
+}
+
+/// Work that can run on any backend.
+pub trait BackendJob {
+    /// What the work produces.
+    type Output;
+    /// Runs the work on kernels `k`.
+    fn run<K: Kernels>(self, k: &mut K) -> Result<Self::Output>
+    where
+        Error: From<K::Error>;
+}
+
+/// Runs `job` on a new instance of backend `kind`.
+pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
+    match kind {
+        BackendKind::Reference => job.run(&mut brt_core::Reference::new(Heap)),
+        other => Err(Error::Invalid(format!(
+            "backend `{other}` is not compiled into this brt (it has: {}); rebuild with `--features {other}`",
+            BackendKind::compiled_names()
+        ))),
+    }
+}

@@ -1,0 +1,39 @@
+//! `brt logits --model M --input IN --output OUT`.
+
+use super::{load, parse_backend, ModelOptions};
+use brt::logits::{read_tokens, write_logits, LogitsJob};
+use brt::{run_on, BackendKind, Error};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    /// The model (official Meliad checkpoint or brt weights).
+    #[arg(long)]
+    model: PathBuf,
+    /// safetensors file with `tokens` [documents, tokens] (int32 or int64); every
+    /// document starts fresh.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write `logits` [documents, tokens, vocabulary] (float32).
+    #[arg(long)]
+    output: PathBuf,
+    /// Compute backend.
+    #[arg(long, value_parser = parse_backend, default_value_t = BackendKind::default_kind())]
+    backend: BackendKind,
+    /// Most tokens per document in one call (memory grows with it).
+    #[arg(long, default_value_t = 512)]
+    chunk: usize,
+    #[command(flatten)]
+    options: ModelOptions,
+}
+
+pub fn run(args: LogitsArgs) -> Result<(), Error> {
+    if args.chunk == 0 {
+        return Err(Error::Invalid("--chunk must be positive".into()));
+    }
+    let weights = load(&args.model, args.options)?;
+    let tokens = read_tokens(&args.input)?;
+    let logits = run_on(args.backend, LogitsJob { weights: &weights, tokens: &tokens, chunk: args.chunk })?;
+    write_logits(&args.output, &logits, tokens.batch(), tokens.len(), weights.config().vocab)
+}

@@ -1,0 +1,136 @@
+//! The configuration as JSON, as stored in the metadata of brt weight files.
+
+use crate::error::{Error, Result};
+use brt_core::{Config, GateKind, LayerSet, StateLayout};
+use serde::{Deserialize, Serialize};
+
+/// The JSON form of [`Config`]: layer sets as lists of indices, enums as names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Model width.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Head width.
+    pub head_dim: usize,
+    /// MLP hidden width.
+    pub mlp_hidden: usize,
+    /// Number of layers.
+    pub layers: usize,
+    /// Block length = window.
+    pub window: usize,
+    /// State vectors.
+    pub states: usize,
+    /// Recurrent layer indices (negative counts from the top).
+    pub recurrent_layers: Vec<i64>,
+    /// Layers with linear token attention.
+    #[serde(default)]
+    pub linear_layers: Vec<i64>,
+    /// `fixed` or `lstm`.
+    pub gate: String,
+    /// `skip`, `single` or `dual`.
+    pub layout: String,
+    /// Feedback mode.
+    pub feedback: bool,
+    /// `abs()` on learned attention scales.
+    #[serde(default)]
+    pub abs_attention_scale: bool,
+}
+
+impl From<&Config> for ConfigFile {
+    fn from(c: &Config) -> Self {
+        let list = |s: LayerSet| s.iter().map(|l| l as i64).collect();
+        ConfigFile {
+            vocab: c.vocab,
+            d_model: c.d_model,
+            heads: c.heads,
+            head_dim: c.head_dim,
+            mlp_hidden: c.mlp_hidden,
+            layers: c.layers,
+            window: c.window,
+            states: c.states,
+            recurrent_layers: list(c.recurrent),
+            linear_layers: list(c.linear),
+            gate: gate_name(c.gate).into(),
+            layout: layout_name(c.layout).into(),
+            feedback: c.feedback,
+            abs_attention_scale: c.abs_attention_scale,
+        }
+    }
+}
+
+impl ConfigFile {
+    /// The validated configuration.
+    pub fn to_config(&self) -> Result<Config> {
+        let config = Config {
+            vocab: self.vocab,
+            d_model: self.d_model,
+            heads: self.heads,
+            head_dim: self.head_dim,
+            mlp_hidden: self.mlp_hidden,
+            layers: self.layers,
+            window: self.window,
+            states: self.states,
+            recurrent: LayerSet::from_indices(&self.recurrent_layers, self.layers)?,
+            linear: LayerSet::from_indices(&self.linear_layers, self.layers)?,
+            gate: parse_gate(&self.gate)?,
+            layout: parse_layout(&self.layout)?,
+            feedback: self.feedback,
+            abs_attention_scale: self.abs_attention_scale,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses and validates a JSON configuration.
+    pub fn parse(json: &str) -> Result<Config> {
+        let file: ConfigFile =
+            serde_json::from_str(json).map_err(|e| Error::Invalid(format!("configuration JSON: {e}")))?;
+        file.to_config()
+    }
+
+    /// The JSON text of a configuration.
+    pub fn to_json(config: &Config) -> String {
+        // Serialising plain data cannot fail.
+        serde_json::to_string(&ConfigFile::from(config)).unwrap_or_default()
+    }
+}
+
+/// The name of a gate kind.
+pub fn gate_name(g: GateKind) -> &'static str {
+    match g {
+        GateKind::Fixed => "fixed",
+        GateKind::Lstm => "lstm",
+    }
+}
+
+/// The name of a state layout.
+pub fn layout_name(l: StateLayout) -> &'static str {
+    match l {
+        StateLayout::Skip => "skip",
+        StateLayout::Single => "single",
+        StateLayout::Dual => "dual",
+    }
+}
+
+/// Parses a gate name (`fixed`, also the official `bias`, or `lstm`).
+pub fn parse_gate(s: &str) -> Result<GateKind> {
+    match s {
+        "fixed" | "bias" => Ok(GateKind::Fixed),
+        "lstm" => Ok(GateKind::Lstm),
+        _ => Err(Error::Invalid(format!("unknown gate `{s}`: use `fixed` or `lstm`"))),
+    }
+}
+
+/// Parses a layout name.
+pub fn parse_layout(s: &str) -> Result<StateLayout> {
+    match s {
+        "skip" => Ok(StateLayout::Skip),
+        "single" => Ok(StateLayout::Single),
+        "dual" => Ok(StateLayout::Dual),
+        _ => Err(Error::Invalid(format!("unknown layout `{s}`: use `skip`, `single` or `dual`"))),
+    }
+}

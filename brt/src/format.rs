@@ -1,0 +1,145 @@
+//! The project's own weight format: a safetensors file with one tensor per
+//! parameter (named as [`crate::weights::param_name`] says) and the configuration
+//! as JSON in its metadata. f32, f16 and bf16 storage.
+
+use crate::config_file::ConfigFile;
+use crate::error::{Error, Result};
+use crate::files::write_atomically;
+use crate::weights::{param_from_name, param_name, ModelWeights, WeightBuffer};
+use brt_core::half::{bf16, f16};
+use brt_core::WeightDtype;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Metadata key naming the format.
+pub const FORMAT_KEY: &str = "format";
+/// Value of [`FORMAT_KEY`].
+pub const FORMAT_NAME: &str = "brt";
+/// Metadata key of the format version.
+pub const VERSION_KEY: &str = "format_version";
+/// The version this code writes and reads.
+pub const VERSION: &str = "1";
+/// Metadata key of the configuration JSON.
+pub const CONFIG_KEY: &str = "config";
+
+/// Whether `bytes` look like a safetensors file: a plausible header length
+/// followed by a JSON object.
+pub fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    match bytes.get(..8).and_then(|b| b.try_into().ok()) {
+        Some(len) => {
+            let n = u64::from_le_bytes(len);
+            n >= 2 && n.saturating_add(8) <= bytes.len() as u64 && bytes.get(8) == Some(&b'{')
+        }
+        None => false,
+    }
+}
+
+/// The file's bytes for `weights`.
+pub fn to_bytes(weights: &ModelWeights) -> Result<Vec<u8>> {
+    let (dtype, elem) = match weights.dtype() {
+        WeightDtype::F32 => (Dtype::F32, 4),
+        WeightDtype::F16 => (Dtype::F16, 2),
+        WeightDtype::Bf16 => (Dtype::BF16, 2),
+    };
+    let raw: &[u8] = match weights.buffer() {
+        WeightBuffer::F32(v) => bytemuck::cast_slice(v),
+        WeightBuffer::F16(v) => bytemuck::cast_slice(v),
+        WeightBuffer::Bf16(v) => bytemuck::cast_slice(v),
+    };
+    let mut views = Vec::new();
+    for spec in weights.layout().params() {
+        let shape = if spec.param.is_vector() { vec![spec.span.cols] } else { vec![spec.span.rows, spec.span.cols] };
+        let data = &raw[spec.offset * elem..(spec.offset + spec.span.len()) * elem];
+        let view = TensorView::new(dtype, shape, data).map_err(|e| Error::Invalid(format!("weights: {e}")))?;
+        views.push((param_name(spec.param), view));
+    }
+    let metadata: HashMap<String, String> = [
+        (FORMAT_KEY.to_string(), FORMAT_NAME.to_string()),
+        (VERSION_KEY.to_string(), VERSION.to_string()),
+        (CONFIG_KEY.to_string(), ConfigFile::to_json(weights.config())),
+    ]
+    .into();
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Invalid(format!("weights: {e}")))
+}
+
+/// Writes `weights` to `path` atomically (a temporary file, then a rename).
+pub fn save(weights: &ModelWeights, path: &Path) -> Result<()> {
+    write_atomically(path, &to_bytes(weights)?)
+}
+
+/// Reads a brt weight file from its bytes.
+pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a valid safetensors file: {e}"))?;
+    let meta = metadata.metadata().clone().unwrap_or_default();
+    if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_NAME) {
+        return Err("a safetensors file, but not brt weights (no `format: brt` metadata); \
+                    convert official checkpoints with `brt convert`"
+            .into());
+    }
+    match meta.get(VERSION_KEY).map(String::as_str) {
+        Some(VERSION) => {}
+        Some(v) => return Err(format!("brt weights format version {v}; this brt reads version {VERSION}")),
+        None => return Err("brt weights without a format version".into()),
+    }
+    let config_json = meta.get(CONFIG_KEY).ok_or("brt weights without a configuration")?;
+    let config = ConfigFile::parse(config_json).map_err(|e| format!("configuration in metadata: {e}"))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| format!("not a valid safetensors file: {e}"))?;
+    let layout = brt_core::WeightLayout::new(&config).map_err(|e| e.to_string())?;
+
+    let mut dtype = None;
+    for (name, view) in tensors.iter() {
+        if param_from_name(name).and_then(|p| layout.span(p)).is_none() {
+            return Err(format!("tensor `{name}` is not a parameter of the configuration in the metadata"));
+        }
+        match (dtype, view.dtype()) {
+            (None, d @ (Dtype::F32 | Dtype::F16 | Dtype::BF16)) => dtype = Some(d),
+            (None, d) => return Err(format!("tensor `{name}` has dtype {d:?}; weights must be F32, F16 or BF16")),
+            (Some(a), b) if a != b => return Err(format!("tensor `{name}` is {b:?} while others are {a:?}")),
+            _ => {}
+        }
+    }
+    let dtype = dtype.unwrap_or(Dtype::F32);
+    let mut buffer = match dtype {
+        Dtype::F16 => WeightBuffer::F16(vec![f16::ZERO; layout.len()]),
+        Dtype::BF16 => WeightBuffer::Bf16(vec![bf16::ZERO; layout.len()]),
+        _ => WeightBuffer::F32(vec![0.0; layout.len()]),
+    };
+    for spec in layout.params() {
+        let name = param_name(spec.param);
+        let view = tensors.tensor(&name).map_err(|_| format!("missing tensor `{name}`"))?;
+        let want = if spec.param.is_vector() { vec![spec.span.cols] } else { vec![spec.span.rows, spec.span.cols] };
+        if view.shape() != want.as_slice() {
+            return Err(format!("tensor `{name}` has shape {:?}, expected {want:?}", view.shape()));
+        }
+        let range = spec.offset..spec.offset + spec.span.len();
+        let data = view.data();
+        // Little-endian element bytes; `chunks_exact` never reads past the data,
+        // whose length safetensors checked against the shape.
+        match &mut buffer {
+            WeightBuffer::F32(v) => {
+                for (o, c) in v[range].iter_mut().zip(data.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            WeightBuffer::F16(v) => {
+                for (o, c) in v[range].iter_mut().zip(data.chunks_exact(2)) {
+                    *o = f16::from_le_bytes([c[0], c[1]]);
+                }
+            }
+            WeightBuffer::Bf16(v) => {
+                for (o, c) in v[range].iter_mut().zip(data.chunks_exact(2)) {
+                    *o = bf16::from_le_bytes([c[0], c[1]]);
+                }
+            }
+        }
+    }
+    ModelWeights::new(config, buffer).map_err(|e| e.to_string())
+}
+
+/// Reads a brt weight file.
+pub fn load(path: &Path) -> Result<ModelWeights> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&bytes).map_err(|m| Error::format(path, m))
+}

@@ -1,0 +1,149 @@
+//! Logits of whole documents: the work behind `brt logits`.
+
+use crate::backend::BackendJob;
+use crate::error::{Error, Result};
+use crate::files::write_atomically;
+use crate::weights::ModelWeights;
+use brt_core::{Kernels, Model, Plan, Stream};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// `B` documents of `T` tokens each, row-major.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenBatch {
+    batch: usize,
+    len: usize,
+    ids: Vec<u32>,
+}
+
+impl TokenBatch {
+    /// `ids` holds `batch` rows of `len` tokens. Both must be positive.
+    pub fn new(batch: usize, len: usize, ids: Vec<u32>) -> Result<TokenBatch> {
+        if batch == 0 || len == 0 {
+            return Err(Error::Invalid(format!("empty input: {batch} documents of {len} tokens")));
+        }
+        if batch.checked_mul(len) != Some(ids.len()) {
+            return Err(Error::Invalid(format!("{} token ids for {batch} documents of {len} tokens", ids.len())));
+        }
+        Ok(TokenBatch { batch, len, ids })
+    }
+    /// Documents.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Tokens per document.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether there are no tokens (never, by construction).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+    /// Token `t` of document `b`.
+    pub fn get(&self, b: usize, t: usize) -> u32 {
+        self.ids[b * self.len + t]
+    }
+    /// Checks every id against the vocabulary, naming the first bad one.
+    pub fn check_vocab(&self, vocab: usize) -> Result<()> {
+        match self.ids.iter().position(|&id| id as usize >= vocab) {
+            Some(i) => Err(Error::Invalid(format!(
+                "token id {} (document {}, position {}) is not below the vocabulary size {vocab}",
+                self.ids[i],
+                i / self.len,
+                i % self.len
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads the `tokens` tensor (`[B, T]`, int32 or int64) of a safetensors file.
+pub fn read_tokens(path: &Path) -> Result<TokenBatch> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let fail = |m: String| Error::format(path, m);
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
+    let view = file.tensor("tokens").map_err(|_| fail("no tensor named `tokens`".into()))?;
+    let &[batch, len] = view.shape() else {
+        return Err(fail(format!("`tokens` has shape {:?}; it must be [documents, tokens]", view.shape())));
+    };
+    let ids: Vec<i64> = match view.dtype() {
+        Dtype::I32 => {
+            view.data().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect()
+        }
+        Dtype::I64 => view
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        d => return Err(fail(format!("`tokens` has dtype {d:?}; it must be I32 or I64"))),
+    };
+    let ids = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            u32::try_from(id).map_err(|_| fail(format!("token id {id} at index {i} is negative or too large")))
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    TokenBatch::new(batch, len, ids).map_err(|e| fail(e.to_string()))
+}
+
+/// Writes `logits` (`[B, T, V]` f32) to a safetensors file, atomically.
+pub fn write_logits(path: &Path, logits: &[f32], batch: usize, len: usize, vocab: usize) -> Result<()> {
+    let view = TensorView::new(Dtype::F32, vec![batch, len, vocab], bytemuck::cast_slice(logits))
+        .map_err(|e| Error::Invalid(format!("logits: {e}")))?;
+    let bytes = safetensors::serialize([("logits", view)], None::<HashMap<String, String>>)
+        .map_err(|e| Error::Invalid(format!("logits: {e}")))?;
+    write_atomically(path, &bytes)
+}
+
+/// Computes the logits of every position of every document; each document starts
+/// fresh. Calls carry at most `chunk` tokens per row (the rest streams through the
+/// carried caches and states).
+pub struct LogitsJob<'a> {
+    /// The model.
+    pub weights: &'a ModelWeights,
+    /// The documents.
+    pub tokens: &'a TokenBatch,
+    /// Most tokens per row per call.
+    pub chunk: usize,
+}
+
+impl BackendJob for LogitsJob<'_> {
+    type Output = Vec<f32>;
+
+    fn run<K: Kernels>(self, k: &mut K) -> Result<Vec<f32>>
+    where
+        Error: From<K::Error>,
+    {
+        let config = *self.weights.config();
+        self.tokens.check_vocab(config.vocab)?;
+        let (batch, len, vocab) = (self.tokens.batch(), self.tokens.len(), config.vocab);
+        let chunk = self.chunk.clamp(1, len);
+        let model = Model::from_flat(k, &config, self.weights.dtype(), self.weights.buffer().data())?;
+        let mut stream = Stream::new(k, &model, Plan::new(&config, batch, chunk)?)?;
+        let total = batch
+            .checked_mul(len)
+            .and_then(|n| n.checked_mul(vocab))
+            .ok_or_else(|| Error::Invalid("the logits would not fit in memory".into()))?;
+        let mut out = vec![0f32; total];
+        let mut ids = Vec::with_capacity(chunk * batch);
+        let mut part = vec![0f32; chunk * batch * vocab];
+        for start in (0..len).step_by(chunk) {
+            let n = chunk.min(len - start);
+            ids.clear();
+            for t in start..start + n {
+                ids.extend((0..batch).map(|b| self.tokens.get(b, t)));
+            }
+            stream.forward(k, &model, &ids, &[])?;
+            let part = &mut part[..n * batch * vocab];
+            stream.read_logits(k, part)?;
+            for (i, row) in part.chunks_exact(vocab).enumerate() {
+                let (t, b) = (start + i / batch, i % batch);
+                out[(b * len + t) * vocab..][..vocab].copy_from_slice(row);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,95 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use safetensors::SafeTensors;
+use std::path::PathBuf;
+
+/// The folder of an official Meliad test case.
+pub fn case_dir(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/meliad").join(case)
+}
+
+/// The official test cases.
+pub const CASES: [&str; 2] = ["fixed_skip", "lstm_dual"];
+
+/// One document rebuilt from the segments of a test case, with the official
+/// logits of each of its positions.
+pub struct Document {
+    pub row: usize,
+    pub first_segment: usize,
+    pub tokens: Vec<u32>,
+    pub logits: Vec<f32>,
+}
+
+/// Rebuilds every document of a case from `tokens` [N, B, L], `start_of_sequence`
+/// [N, B] and `logits` [N, B, L, V] of `vectors.safetensors`: a row's document runs
+/// from a segment flagged as a start to the segment before the next start.
+pub fn documents(case: &str) -> (Vec<Document>, usize) {
+    let bytes = std::fs::read(case_dir(case).join("vectors.safetensors")).expect("test vectors are readable");
+    let st = SafeTensors::deserialize(&bytes).expect("test vectors are valid safetensors");
+    let tokens = st.tensor("tokens").unwrap();
+    let &[segments, batch, len] = tokens.shape() else { panic!("tokens shape") };
+    let tokens: Vec<u32> =
+        tokens.data().chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as u32).collect();
+    let starts = st.tensor("start_of_sequence").unwrap().data().to_vec();
+    let logits_view = st.tensor("logits").unwrap();
+    let vocab = logits_view.shape()[3];
+    let logits: Vec<f32> =
+        logits_view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let mut docs: Vec<Document> = Vec::new();
+    for row in 0..batch {
+        let mut current: Option<Document> = None;
+        for seg in 0..segments {
+            if starts[seg * batch + row] != 0 {
+                docs.extend(current.take());
+                current = Some(Document { row, first_segment: seg, tokens: vec![], logits: vec![] });
+            }
+            let doc = current.as_mut().expect("every row starts with a document");
+            let at = (seg * batch + row) * len;
+            doc.tokens.extend_from_slice(&tokens[at..at + len]);
+            doc.logits.extend_from_slice(&logits[at * vocab..(at + len) * vocab]);
+        }
+        docs.extend(current);
+    }
+    (docs, vocab)
+}
+
+/// Largest absolute difference, with the position (index / vocab) where it is.
+pub fn max_abs_diff(a: &[f32], b: &[f32], vocab: usize) -> (f32, usize) {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).enumerate().fold((0f32, 0), |(worst, at), (i, (x, y))| {
+        let d = (x - y).abs();
+        if d > worst || d.is_nan() {
+            (d, i / vocab)
+        } else {
+            (worst, at)
+        }
+    })
+}
+
+/// Path of the built `brt` program.
+pub fn brt_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_brt"))
+}
+
+/// Writes a `tokens` [B, T] int32 safetensors file.
+pub fn write_tokens(path: &std::path::Path, rows: &[Vec<u32>]) {
+    let len = rows[0].len();
+    let data: Vec<i32> = rows.iter().flat_map(|r| r.iter().map(|&t| t as i32)).collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::I32,
+        vec![rows.len(), len],
+        bytemuck::cast_slice(&data),
+    )
+    .unwrap();
+    let bytes = safetensors::serialize([("tokens", view)], None).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Reads `logits` of a safetensors file.
+pub fn read_logits(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let view = st.tensor("logits").unwrap();
+    (view.shape().to_vec(), view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+}
