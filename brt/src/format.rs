@@ -93,11 +93,13 @@ pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
         if param_from_name(name).and_then(|p| layout.span(p)).is_none() {
             return Err(format!("tensor `{name}` is not a parameter of the configuration in the metadata"));
         }
-        match (dtype, view.dtype()) {
-            (None, d @ (Dtype::F32 | Dtype::F16 | Dtype::BF16)) => dtype = Some(d),
-            (None, d) => return Err(format!("tensor `{name}` has dtype {d:?}; weights must be F32, F16 or BF16")),
-            (Some(a), b) if a != b => return Err(format!("tensor `{name}` is {b:?} while others are {a:?}")),
-            _ => {}
+        let d = view.dtype();
+        if !matches!(d, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(format!("tensor `{name}` has dtype {d:?}; weights must be F32, F16 or BF16"));
+        }
+        match dtype {
+            Some(first) if first != d => return Err(format!("tensor `{name}` is {d:?} while others are {first:?}")),
+            _ => dtype = Some(d),
         }
     }
     let dtype = dtype.unwrap_or(Dtype::F32);

@@ -113,7 +113,7 @@ impl<K: Kernels> Stream<K> {
         &self.scratch.logits
     }
     /// The final hidden states of the last call, `T x B x d` (before the final norm).
-    pub fn hidden(&self) -> &K::Tensor {
+    pub fn residual_stream(&self) -> &K::Tensor {
         &self.scratch.x
     }
     /// The carried state (what a session saves), laid out as the plan says.

@@ -8,7 +8,6 @@ mod logits;
 use brt::meliad::ImportOptions;
 use brt::{BackendKind, Error};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Block-Recurrent Transformers: convert, inspect and run models.
@@ -47,7 +46,7 @@ impl ModelOptions {
 }
 
 /// A model path with its options, loaded in either format.
-fn load(path: &PathBuf, options: ModelOptions) -> Result<brt::ModelWeights, Error> {
+fn load(path: &std::path::Path, options: ModelOptions) -> Result<brt::ModelWeights, Error> {
     brt::load_model(path, options.import())
 }
 

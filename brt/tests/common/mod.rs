@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// The folder of an official Meliad test case.
 pub fn case_dir(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/meliad").join(case)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/meliad").join(case)
 }
 
 /// The official test cases.

@@ -1,0 +1,98 @@
+//! The no_std guard: a `#![no_std]` static library with `panic = "abort"` and no
+//! global allocator that runs a whole forward of a small Block-Recurrent
+//! Transformer through the reference kernels of `brt-core` on memory the caller
+//! provides.
+//!
+//! It exists to fail the build: if `brt-core` or any of its dependencies needed
+//! `std`, linking would bring std's panic handler and clash with the one below; if
+//! any needed `alloc`, the library would need a global allocator and has none.
+#![no_std]
+
+use brt_core::init::initialize;
+use brt_core::{Arena, Config, GateKind, LayerSet, Model, Plan, Reference, StateLayout, Stream, WeightData, WeightDtype};
+
+/// The model run by the guard: two layers, the second recurrent with LSTM gates in
+/// the dual layout (the largest state update), bytes vocabulary.
+pub const CONFIG: Config = Config {
+    vocab: 260,
+    d_model: 16,
+    heads: 2,
+    head_dim: 6,
+    mlp_hidden: 24,
+    layers: 2,
+    window: 4,
+    states: 3,
+    recurrent: LayerSet::EMPTY.with(1),
+    linear: LayerSet::EMPTY,
+    gate: GateKind::Lstm,
+    layout: StateLayout::Dual,
+    feedback: false,
+    abs_attention_scale: false,
+};
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// f32 elements the caller must provide for `tokens` tokens per call: weights,
+/// stream state and scratch, as the plan says.
+#[no_mangle]
+pub extern "C" fn brt_guard_f32_len(tokens: usize) -> usize {
+    match Plan::new(&CONFIG, 1, tokens) {
+        Ok(plan) => 2 * plan.weights_len() + plan.activations_len(),
+        Err(_) => 0,
+    }
+}
+
+/// Runs `n` tokens through a freshly initialised model (seed 1) and writes their
+/// logits (`n x 260`) to `logits`. Returns 0 on success, 1 on a bad argument or a
+/// too small memory.
+///
+/// # Safety
+/// `memory` must point to `memory_len` writable f32, `ids` to `id_memory_len`
+/// writable u32 (at least `n`), `tokens` to `n` readable u32 and `logits` to
+/// `n * 260` writable f32, none of them overlapping, all valid for the call.
+#[no_mangle]
+pub unsafe extern "C" fn brt_guard_forward(
+    memory: *mut f32,
+    memory_len: usize,
+    id_memory: *mut u32,
+    id_memory_len: usize,
+    tokens: *const u32,
+    n: usize,
+    logits: *mut f32,
+) -> i32 {
+    if memory.is_null() || id_memory.is_null() || tokens.is_null() || logits.is_null() || n == 0 {
+        return 1;
+    }
+    // SAFETY: the caller guarantees each pointer is valid for the given number of
+    // elements, properly aligned, and that the regions do not overlap.
+    let (memory, id_memory, tokens, logits) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(memory, memory_len),
+            core::slice::from_raw_parts_mut(id_memory, id_memory_len),
+            core::slice::from_raw_parts(tokens, n),
+            core::slice::from_raw_parts_mut(logits, n * CONFIG.vocab),
+        )
+    };
+    match forward(memory, id_memory, tokens, logits) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+fn forward(memory: &mut [f32], id_memory: &mut [u32], tokens: &[u32], logits: &mut [f32]) -> brt_core::CoreResult<()> {
+    let plan = Plan::new(&CONFIG, 1, tokens.len())?;
+    let n_weights = plan.weights_len();
+    if memory.len() < n_weights {
+        return Err(brt_core::CoreError::OutOfMemory { what: "guard memory", requested: n_weights, available: memory.len() });
+    }
+    let (init, rest) = memory.split_at_mut(n_weights);
+    initialize(&CONFIG, 1, init)?;
+    let mut k = Reference::new(Arena::new(rest, &mut [], id_memory));
+    let model = Model::from_flat(&mut k, &CONFIG, WeightDtype::F32, WeightData::F32(init))?;
+    let mut stream = Stream::new(&mut k, &model, plan)?;
+    stream.forward(&mut k, &model, tokens, &[])?;
+    stream.read_logits(&mut k, logits)
+}
