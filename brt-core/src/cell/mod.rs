@@ -330,6 +330,54 @@ impl<K: Kernels> Stream<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LayerSet;
+    use crate::init::initialize;
+    use crate::kernels::{Storage, WeightData, WeightDtype};
+    use crate::memory::Arena;
+    use crate::reference::Reference;
+
+    #[test]
+    fn a_new_document_has_zero_caches_and_the_initial_state() {
+        let config = Config { states: 2, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(11, 4, 1, 3, 5, 2, 2) };
+        let plan = Plan::new(&config, 2, 3).unwrap();
+        let mut weights = [0f32; 1024];
+        let weights = &mut weights[..plan.weights_len()];
+        initialize(&config, 5, weights).unwrap();
+        let mut f32s = [0f32; 4096];
+        let mut ids = [0u32; 8];
+        let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+        let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(weights)).unwrap();
+        let mut stream = Stream::new(&mut k, &model, plan).unwrap();
+        // Feed a few tokens so the caches fill, then restart row 1 only.
+        stream.forward(&mut k, &model, &[1, 2, 3, 4], &[]).unwrap();
+        stream.forward(&mut k, &model, &[5, 6], &[]).unwrap();
+        assert_eq!(stream.position_in_block(), 1);
+        let refused = stream.forward(&mut k, &model, &[5, 6], &[false, true]);
+        assert_eq!(refused, Err(CoreError::UnalignedReset { position_in_block: 1 }));
+        stream.forward(&mut k, &model, &[7, 8], &[]).unwrap();
+        assert_eq!(stream.position_in_block(), 0);
+        stream.forward(&mut k, &model, &[], &[false, true]).unwrap();
+        let mut state = [0f32; 512];
+        let state = &mut state[..plan.state_len()];
+        k.read_tensor(stream.state(), 0, state).unwrap();
+        let initial = model.span(Param::Layer(1, crate::params::LayerParam::InitialState)).unwrap();
+        for (layer, ls) in plan.layer_states().enumerate() {
+            let qkv = config.qkv_width();
+            for p in 0..ls.kv_positions {
+                for (b, zero) in [(0, false), (1, true)] {
+                    let at = (p * 2 + b) * qkv;
+                    let keys = &state[ls.keys + at..][..qkv];
+                    assert_eq!(keys.iter().all(|&x| x == 0.0), zero, "layer {layer} position {p} row {b}");
+                }
+            }
+            if let Some(rs) = ls.recurrent {
+                for s in 0..config.states {
+                    let row1 = &state[rs.state + (s * 2 + 1) * config.d_model..][..config.d_model];
+                    assert_eq!(row1, &weights[initial.offset + s * config.d_model..][..config.d_model]);
+                }
+            }
+        }
+    }
 
     #[test]
     fn pieces_split_at_block_boundaries() {
