@@ -420,7 +420,7 @@ mod tests {
     }
 
     fn tensor<'m>(k: &mut Reference<Arena<'m>>, values: &[f32]) -> &'m mut [f32] {
-        let mut t = k.alloc_tensor(values.len()).unwrap();
+        let t = k.alloc_tensor(values.len()).unwrap();
         t.copy_from_slice(values);
         t
     }
