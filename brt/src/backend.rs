@@ -78,7 +78,7 @@ pub trait BackendJob {
     /// What the work produces.
     type Output;
     /// Runs the work on kernels `k`.
-    fn run<K: Kernels>(self, k: &mut K) -> Result<Self::Output>
+    fn run<K: Kernels>(self, k: K) -> Result<Self::Output>
     where
         Error: From<K::Error>;
 }
@@ -86,7 +86,7 @@ pub trait BackendJob {
 /// Runs `job` on a new instance of backend `kind`.
 pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
     match kind {
-        BackendKind::Reference => job.run(&mut brt_core::Reference::new(Heap)),
+        BackendKind::Reference => job.run(brt_core::Reference::new(Heap)),
         other => Err(Error::Invalid(format!(
             "backend `{other}` is not compiled into this brt (it has: {}); rebuild with `--features {other}`",
             BackendKind::compiled_names()

@@ -11,16 +11,23 @@
 
 pub mod backend;
 pub mod config_file;
+pub mod engine;
 pub mod error;
+pub mod eval;
 mod files;
 pub mod format;
+pub mod generate;
 pub mod logits;
 pub mod meliad;
 pub mod model_file;
 mod msgpack;
+pub mod plot;
+pub mod sample;
+pub mod tokenizer;
 pub mod weights;
 
 pub use backend::{run_on, BackendJob, BackendKind};
+pub use engine::{Engine, Session};
 pub use error::{Error, Result};
 pub use files::write_atomically;
 pub use model_file::load_model;

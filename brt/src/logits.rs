@@ -1,10 +1,11 @@
 //! Logits of whole documents: the work behind `brt logits`.
 
 use crate::backend::BackendJob;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
 use crate::weights::ModelWeights;
-use brt_core::{Kernels, Model, Plan, Stream};
+use brt_core::Kernels;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -113,37 +114,29 @@ pub struct LogitsJob<'a> {
 impl BackendJob for LogitsJob<'_> {
     type Output = Vec<f32>;
 
-    fn run<K: Kernels>(self, k: &mut K) -> Result<Vec<f32>>
+    fn run<K: Kernels>(self, k: K) -> Result<Vec<f32>>
     where
         Error: From<K::Error>,
     {
-        let config = *self.weights.config();
-        self.tokens.check_vocab(config.vocab)?;
-        let (batch, len, vocab) = (self.tokens.batch(), self.tokens.len(), config.vocab);
-        let chunk = self.chunk.clamp(1, len);
-        let model = Model::from_flat(k, &config, self.weights.dtype(), self.weights.buffer().data())?;
-        let mut stream = Stream::new(k, &model, Plan::new(&config, batch, chunk)?)?;
+        let vocab = self.weights.config().vocab;
+        self.tokens.check_vocab(vocab)?;
+        let (batch, len) = (self.tokens.batch(), self.tokens.len());
         let total = batch
             .checked_mul(len)
             .and_then(|n| n.checked_mul(vocab))
             .ok_or_else(|| Error::Invalid("the logits would not fit in memory".into()))?;
+        let mut engine = Engine::new(k, self.weights)?;
+        let mut session = engine.session(batch, self.chunk.clamp(1, len))?;
+        let rows: Vec<&[u32]> = self.tokens.ids.chunks_exact(len).collect();
         let mut out = vec![0f32; total];
-        let mut ids = Vec::with_capacity(chunk * batch);
-        let mut part = vec![0f32; chunk * batch * vocab];
-        for start in (0..len).step_by(chunk) {
-            let n = chunk.min(len - start);
-            ids.clear();
-            for t in start..start + n {
-                ids.extend((0..batch).map(|b| self.tokens.get(b, t)));
-            }
-            stream.forward(k, &model, &ids, &[])?;
-            let part = &mut part[..n * batch * vocab];
-            stream.read_logits(k, part)?;
-            for (i, row) in part.chunks_exact(vocab).enumerate() {
+        let mut scatter = |start: usize, logits: &[f32]| {
+            for (i, row) in logits.chunks_exact(vocab).enumerate() {
                 let (t, b) = (start + i / batch, i % batch);
                 out[(b * len + t) * vocab..][..vocab].copy_from_slice(row);
             }
-        }
+            Ok(())
+        };
+        session.feed_rows(&mut engine, &rows, &[], Some(&mut scatter))?;
         Ok(out)
     }
 }

@@ -2,6 +2,8 @@
 //! exits with status 1 (2 for a malformed command line); nothing panics.
 
 mod convert;
+mod eval;
+mod generate;
 mod info;
 mod logits;
 
@@ -26,6 +28,10 @@ enum Command {
     Info(info::InfoArgs),
     /// Compute the logits of token documents ([B, T] in a safetensors file).
     Logits(logits::LogitsArgs),
+    /// Score files (bits per byte), streamed in constant memory.
+    Eval(eval::EvalArgs),
+    /// Continue a prompt, streaming the text as it is written.
+    Generate(generate::GenerateArgs),
 }
 
 /// How to read a model file.
@@ -74,6 +80,8 @@ pub fn main() -> ExitCode {
         Command::Convert(args) => convert::run(args),
         Command::Info(args) => info::run(args),
         Command::Logits(args) => logits::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Generate(args) => generate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

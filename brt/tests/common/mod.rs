@@ -93,3 +93,35 @@ pub fn read_logits(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     let view = st.tensor("logits").unwrap();
     (view.shape().to_vec(), view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
 }
+
+/// A small random byte-level model (V = 260) with one recurrent layer, written
+/// to `dir/name.safetensors`.
+pub fn small_model(dir: &std::path::Path, name: &str, config: brt_core::Config) -> (PathBuf, brt::ModelWeights) {
+    let layout = brt_core::WeightLayout::new(&config).unwrap();
+    let mut flat = vec![0f32; layout.len()];
+    brt_core::init::initialize(&config, 11, &mut flat).unwrap();
+    let weights = brt::ModelWeights::new(config, brt::WeightBuffer::F32(flat)).unwrap();
+    let path = dir.join(format!("{name}.safetensors"));
+    brt::format::save(&weights, &path).unwrap();
+    (path, weights)
+}
+
+/// The configuration of [`small_model`]'s usual model.
+pub fn small_config() -> brt_core::Config {
+    brt_core::Config {
+        states: 3,
+        recurrent: brt_core::LayerSet::EMPTY.with(1),
+        gate: brt_core::GateKind::Lstm,
+        layout: brt_core::StateLayout::Dual,
+        ..brt_core::Config::plain(260, 16, 2, 5, 24, 2, 4)
+    }
+}
+
+/// Runs `brt` with `args`; returns (exit code, stdout, stderr) and checks it did
+/// not panic.
+pub fn run_brt(args: &[&std::ffi::OsStr]) -> (i32, Vec<u8>, String) {
+    let out = std::process::Command::new(brt_bin()).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "brt panicked: {stderr}");
+    (out.status.code().unwrap_or(-1), out.stdout, stderr)
+}

@@ -1,0 +1,165 @@
+//! `brt eval --model M FILES...`: score whole files, streamed in constant memory.
+
+use super::{load, parse_backend, ModelOptions};
+use brt::eval::{score_file, Score};
+use brt::plot::{plot_by_position, Curve};
+use brt::tokenizer::Tokenizer;
+use brt::{run_on, BackendJob, BackendKind, Engine, Error, ModelWeights};
+use brt_core::Kernels;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The model (official Meliad checkpoint or brt weights).
+    #[arg(long)]
+    model: PathBuf,
+    /// Files to score, each one document.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// `bytes` (the official byte vocabulary), `ids` (numbers separated by white
+    /// space) or a tokenizer.json path.
+    #[arg(long, default_value = "bytes")]
+    tokenizer: String,
+    /// Compute backend.
+    #[arg(long, value_parser = parse_backend, default_value_t = BackendKind::default_kind())]
+    backend: BackendKind,
+    /// Tokens per call (memory grows with it, speed too).
+    #[arg(long, default_value_t = 512)]
+    chunk: usize,
+    /// Draw bits per byte against position (averaged over files) to this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Save the state after the (single) file, to continue it with
+    /// `brt generate --resume`.
+    #[arg(long, value_name = "FILE")]
+    save_session: Option<PathBuf>,
+    #[command(flatten)]
+    options: ModelOptions,
+}
+
+struct EvalJob<'a> {
+    args: &'a EvalArgs,
+    weights: &'a ModelWeights,
+    tokenizer: &'a Tokenizer,
+}
+
+struct Results {
+    files: Vec<(PathBuf, Score)>,
+    seconds: f64,
+}
+
+impl BackendJob for EvalJob<'_> {
+    type Output = Results;
+
+    fn run<K: Kernels>(self, k: K) -> Result<Results, Error>
+    where
+        Error: From<K::Error>,
+    {
+        let args = self.args;
+        let total: u64 = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let mut engine = Engine::new(k, self.weights)?;
+        let mut session = engine.session(1, args.chunk)?;
+        let started = Instant::now();
+        let mut files = Vec::new();
+        let mut done_bytes = 0;
+        for path in &args.files {
+            session.reset(&mut engine)?;
+            bar.set_message(path.display().to_string());
+            let mut progress = |bytes: u64| bar.set_position(done_bytes + bytes);
+            let score = score_file(&mut engine, &mut session, self.tokenizer, path, &mut progress)?;
+            done_bytes += score.bytes;
+            files.push((path.clone(), score));
+        }
+        bar.finish_and_clear();
+        if let Some(out) = &args.save_session {
+            session.save(&mut engine, out)?;
+        }
+        Ok(Results { files, seconds: started.elapsed().as_secs_f64() })
+    }
+}
+
+pub fn run(args: EvalArgs) -> Result<(), Error> {
+    if args.chunk == 0 {
+        return Err(Error::Invalid("--chunk must be positive".into()));
+    }
+    if args.save_session.is_some() && args.files.len() != 1 {
+        return Err(Error::Invalid("--save-session needs exactly one file (one document)".into()));
+    }
+    if let Some(missing) = args.files.iter().find(|f| !f.is_file()) {
+        return Err(Error::Invalid(format!("{}: no such file", missing.display())));
+    }
+    let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
+    let weights = load(&args.model, args.options)?;
+    let bytes_tokenizer = tokenizer.is_bytes();
+    let results = run_on(args.backend, EvalJob { args: &args, weights: &weights, tokenizer: &tokenizer })?;
+    let mut all = Score::default();
+    for (_, s) in &results.files {
+        all.add(s);
+    }
+    let tokens_per_second = all.tokens as f64 / results.seconds.max(1e-9);
+    let unit = if bytes_tokenizer { "byte" } else { "token" };
+    if let Some(plot) = &args.plot {
+        let name = format!("{} file(s), {} predictions", results.files.len(), all.predictions);
+        let title = format!("{}: bits per {unit} by position", args.model.display());
+        plot_by_position(plot, &title, unit, &[Curve { name, score: &all }])?;
+    }
+    let text = if args.json {
+        let file_json = |path: &PathBuf, s: &Score| {
+            serde_json::json!({
+                "file": path.display().to_string(),
+                "bytes": s.bytes,
+                "tokens": s.tokens,
+                "predictions": s.predictions,
+                "nats_per_token": s.nats_per_token(),
+                "bits_per_token": s.bits_per_token(),
+                "bits_per_byte": s.bits_per_byte(bytes_tokenizer),
+            })
+        };
+        let json = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "backend": args.backend.name(),
+            "tokenizer": tokenizer.name(),
+            "convention": "every token after the first of each file is predicted from all before it",
+            "files": results.files.iter().map(|(p, s)| file_json(p, s)).collect::<Vec<_>>(),
+            "total": file_json(&PathBuf::from("(all)"), &all),
+            "seconds": results.seconds,
+            "tokens_per_second": tokens_per_second,
+        });
+        format!("{json:#}\n")
+    } else {
+        let mut text = String::new();
+        for (path, s) in &results.files {
+            text += &format!(
+                "{}: {} tokens, {:.4} nats/token, {:.4} bits/token, {:.4} bits/byte\n",
+                path.display(),
+                s.tokens,
+                s.nats_per_token(),
+                s.bits_per_token(),
+                s.bits_per_byte(bytes_tokenizer)
+            );
+        }
+        text += &format!(
+            "total: {} predictions, {:.4} nats/token, {:.4} bits/token, {:.4} bits/byte, {:.0} tokens/s ({})\n",
+            all.predictions,
+            all.nats_per_token(),
+            all.bits_per_token(),
+            all.bits_per_byte(bytes_tokenizer),
+            tokens_per_second,
+            args.backend
+        );
+        text
+    };
+    super::print(&text);
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! `brt generate --model M --prompt TEXT`: write text, streaming it out.
+
+use super::{load, parse_backend, ModelOptions};
+use brt::generate::generate;
+use brt::sample::{Sampler, SamplingOptions};
+use brt::tokenizer::Tokenizer;
+use brt::{run_on, BackendJob, BackendKind, Engine, Error, ModelWeights, Session};
+use brt_core::Kernels;
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// The text to continue (or use --prompt).
+    #[arg(value_name = "PROMPT")]
+    text: Option<String>,
+    /// The text to continue.
+    #[arg(long, conflicts_with = "text")]
+    prompt: Option<String>,
+    /// The model (official Meliad checkpoint or brt weights).
+    #[arg(long)]
+    model: PathBuf,
+    /// Most tokens to write.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Softmax temperature (0: always the most likely token).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Sample among the k most likely tokens only (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Sample among the most likely tokens holding this much probability.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Random seed (the same seed gives the same text).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// `bytes`, `ids` or a tokenizer.json path.
+    #[arg(long, default_value = "bytes")]
+    tokenizer: String,
+    /// Compute backend.
+    #[arg(long, value_parser = parse_backend, default_value_t = BackendKind::default_kind())]
+    backend: BackendKind,
+    /// Continue a saved session (e.g. a book read with `brt eval --save-session`).
+    #[arg(long, value_name = "FILE")]
+    resume: Option<PathBuf>,
+    /// Save the session when done, to continue later.
+    #[arg(long, value_name = "FILE")]
+    save_session: Option<PathBuf>,
+    /// Tokens per call while reading the prompt.
+    #[arg(long, default_value_t = 512)]
+    chunk: usize,
+    #[command(flatten)]
+    options: ModelOptions,
+}
+
+struct GenerateJob<'a> {
+    args: &'a GenerateArgs,
+    weights: &'a ModelWeights,
+    tokenizer: &'a Tokenizer,
+    prompt: Vec<u32>,
+    sampler: Sampler,
+}
+
+impl BackendJob for GenerateJob<'_> {
+    type Output = ();
+
+    fn run<K: Kernels>(mut self, k: K) -> Result<(), Error>
+    where
+        Error: From<K::Error>,
+    {
+        let args = self.args;
+        let mut engine = Engine::new(k, self.weights)?;
+        let mut session = match &args.resume {
+            Some(path) => Session::load(&mut engine, path, args.chunk)?,
+            None => engine.session(1, args.chunk)?,
+        };
+        let mut stdout = std::io::stdout().lock();
+        let tokenizer = self.tokenizer;
+        let mut written: Vec<u32> = Vec::new();
+        let mut shown = 0;
+        let mut on_token = |token: u32| -> Result<(), Error> {
+            // Decode everything so far and print what is new, so tokenizers whose
+            // pieces depend on context print correctly as they stream.
+            written.push(token);
+            let text = tokenizer.decode(&written)?;
+            if text.len() > shown {
+                let fresh = &text[shown..];
+                shown = text.len();
+                if let Err(e) = stdout.write_all(fresh).and_then(|()| stdout.flush()) {
+                    if e.kind() != std::io::ErrorKind::BrokenPipe {
+                        return Err(Error::io("standard output", e));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let stop = tokenizer.eos();
+        let written =
+            generate(&mut engine, &mut session, &self.prompt, args.max_tokens, &mut self.sampler, stop, &mut on_token)?;
+        if !written.is_empty() {
+            let _ = writeln!(std::io::stdout());
+        }
+        if let Some(path) = &args.save_session {
+            session.save(&mut engine, path)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: GenerateArgs) -> Result<(), Error> {
+    if args.chunk == 0 {
+        return Err(Error::Invalid("--chunk must be positive".into()));
+    }
+    let sampler = Sampler::new(SamplingOptions {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+    })?;
+    let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
+    let text = args.prompt.as_deref().or(args.text.as_deref()).unwrap_or("");
+    if text.is_empty() && args.resume.is_none() {
+        return Err(Error::Invalid("give a prompt to continue (or --resume a saved session)".into()));
+    }
+    let prompt = tokenizer.encode(text.as_bytes())?;
+    let weights = load(&args.model, args.options)?;
+    if let Some(&id) = prompt.iter().find(|&&id| id as usize >= weights.config().vocab) {
+        return Err(Error::Invalid(format!(
+            "the prompt has token id {id}, outside this model's vocabulary of {}; wrong tokenizer?",
+            weights.config().vocab
+        )));
+    }
+    run_on(args.backend, GenerateJob { args: &args, weights: &weights, tokenizer: &tokenizer, prompt, sampler })
+}

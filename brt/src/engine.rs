@@ -1,0 +1,327 @@
+//! The library API: an [`Engine`] holds a model on a backend; a [`Session`] is the
+//! streaming state of `B` documents (every layer's KV cache, every recurrent state,
+//! the position) that can be fed tokens, saved to a file and restored, also on
+//! another backend.
+
+use crate::config_file::ConfigFile;
+use crate::error::{Error, Result};
+use crate::files::write_atomically;
+use crate::weights::{ModelWeights, WeightBuffer};
+use brt_core::{Config, Kernels, Model, Plan, Stream};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A model loaded on a backend.
+pub struct Engine<K: Kernels> {
+    kernels: K,
+    model: Model<K>,
+    fingerprint: u64,
+}
+
+impl<K: Kernels> std::fmt::Debug for Engine<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", self.model.config()).finish_non_exhaustive()
+    }
+}
+
+/// A stable 64-bit fingerprint of a model (configuration and parameter bytes),
+/// stored in session files so a session is never continued with another model.
+pub fn fingerprint(weights: &ModelWeights) -> u64 {
+    let bytes: &[u8] = match weights.buffer() {
+        WeightBuffer::F32(v) => bytemuck::cast_slice(v),
+        WeightBuffer::F16(v) => bytemuck::cast_slice(v),
+        WeightBuffer::Bf16(v) => bytemuck::cast_slice(v),
+    };
+    // FNV-1a over 64-bit words: stable across platforms and Rust versions.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |word: u64| {
+        hash ^= word;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    for b in ConfigFile::to_json(weights.config()).bytes() {
+        mix(b as u64);
+    }
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    for w in words {
+        mix(u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
+    }
+    for &b in tail {
+        mix(b as u64);
+    }
+    hash
+}
+
+impl<K: Kernels> Engine<K>
+where
+    Error: From<K::Error>,
+{
+    /// Loads `weights` onto `kernels`.
+    pub fn new(mut kernels: K, weights: &ModelWeights) -> Result<Self> {
+        let model = Model::from_flat(&mut kernels, weights.config(), weights.dtype(), weights.buffer().data())?;
+        Ok(Engine { kernels, model, fingerprint: fingerprint(weights) })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.model.config()
+    }
+
+    /// The model's fingerprint (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// The backend.
+    pub fn kernels(&mut self) -> &mut K {
+        &mut self.kernels
+    }
+
+    /// A new session of `batch` documents, each starting fresh, fed at most
+    /// `chunk` tokens per row per call (larger is faster and takes more memory).
+    pub fn session(&mut self, batch: usize, chunk: usize) -> Result<Session<K>> {
+        let plan = Plan::new(self.config(), batch, chunk.max(1))?;
+        let stream = Stream::new(&mut self.kernels, &self.model, plan)?;
+        let vocab = self.config().vocab;
+        Ok(Session {
+            stream,
+            fingerprint: self.fingerprint,
+            tokens_seen: 0,
+            last_logits: vec![0.0; batch * vocab],
+            has_logits: false,
+            staging: Vec::with_capacity(batch * chunk.max(1)),
+            chunk_logits: Vec::new(),
+        })
+    }
+}
+
+/// Receives the logits of a call: `(first position, T x B x V logits)`.
+pub type LogitsReader<'a> = dyn FnMut(usize, &[f32]) -> Result<()> + 'a;
+
+/// The streaming state of `B` documents.
+pub struct Session<K: Kernels> {
+    stream: Stream<K>,
+    fingerprint: u64,
+    tokens_seen: u64,
+    last_logits: Vec<f32>,
+    has_logits: bool,
+    staging: Vec<u32>,
+    chunk_logits: Vec<f32>,
+}
+
+impl<K: Kernels> std::fmt::Debug for Session<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("tokens_seen", &self.tokens_seen)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Metadata keys and values of session files.
+mod file {
+    pub const FORMAT: &str = "brt-session";
+    pub const VERSION: &str = "1";
+}
+
+impl<K: Kernels> Session<K>
+where
+    Error: From<K::Error>,
+{
+    /// Documents fed side by side.
+    pub fn batch(&self) -> usize {
+        self.stream.plan().batch()
+    }
+    /// Most tokens per row per call.
+    pub fn chunk(&self) -> usize {
+        self.stream.plan().max_tokens()
+    }
+    /// Tokens fed to each row since the session began (resets included).
+    pub fn tokens_seen(&self) -> u64 {
+        self.tokens_seen
+    }
+    /// Position of the next token inside its block.
+    pub fn position_in_block(&self) -> usize {
+        self.stream.position_in_block()
+    }
+
+    fn check_engine(&self, engine: &Engine<K>) -> Result<()> {
+        if engine.fingerprint != self.fingerprint {
+            return Err(Error::Invalid("this session belongs to another model".into()));
+        }
+        Ok(())
+    }
+
+    /// Feeds one document's tokens (batch 1), any number, keeping the logits of the
+    /// last position for [`Session::last_logits`].
+    pub fn feed(&mut self, engine: &mut Engine<K>, tokens: &[u32]) -> Result<()> {
+        if self.batch() != 1 {
+            return Err(Error::Invalid(format!("`feed` takes one document; this session has {}", self.batch())));
+        }
+        self.feed_rows(engine, &[tokens], &[], None)
+    }
+
+    /// Feeds `rows` (one slice per batch row, all the same length). `resets`
+    /// (empty, or one flag per row) starts a new document in flagged rows first.
+    /// `on_logits(start, logits)`, if given, receives each call's logits,
+    /// position-major (`logits[(t*B + b)*V ..]` is position `start + t` of row `b`);
+    /// without it only the last position's logits are read back.
+    pub fn feed_rows(
+        &mut self,
+        engine: &mut Engine<K>,
+        rows: &[&[u32]],
+        resets: &[bool],
+        mut on_logits: Option<&mut LogitsReader<'_>>,
+    ) -> Result<()> {
+        self.check_engine(engine)?;
+        let batch = self.batch();
+        if rows.len() != batch {
+            return Err(Error::Invalid(format!("{} rows of tokens for a session of {batch}", rows.len())));
+        }
+        let len = rows[0].len();
+        if rows.iter().any(|r| r.len() != len) {
+            return Err(Error::Invalid("every row must get the same number of tokens".into()));
+        }
+        let vocab = engine.config().vocab;
+        if let Some((b, t, id)) = rows
+            .iter()
+            .enumerate()
+            .find_map(|(b, r)| r.iter().position(|&id| id as usize >= vocab).map(|t| (b, t, r[t])))
+        {
+            return Err(Error::Invalid(format!(
+                "token id {id} (row {b}, position {t}) is not below the vocabulary size {vocab}"
+            )));
+        }
+        if len == 0 {
+            if resets.iter().any(|&r| r) {
+                self.stream.forward(&mut engine.kernels, &engine.model, &[], resets)?;
+            }
+            return Ok(());
+        }
+        let chunk = self.chunk();
+        let width = batch * vocab;
+        for start in (0..len).step_by(chunk) {
+            let n = chunk.min(len - start);
+            self.staging.clear();
+            for t in start..start + n {
+                self.staging.extend(rows.iter().map(|r| r[t]));
+            }
+            let resets_now: &[bool] = if start == 0 { resets } else { &[] };
+            self.stream.forward(&mut engine.kernels, &engine.model, &self.staging, resets_now)?;
+            self.tokens_seen += n as u64;
+            match on_logits.as_mut() {
+                Some(reader) => {
+                    self.chunk_logits.resize(n * width, 0.0);
+                    engine.kernels.read_tensor(self.stream.logits(), 0, &mut self.chunk_logits)?;
+                    self.last_logits.copy_from_slice(&self.chunk_logits[(n - 1) * width..]);
+                    reader(start, &self.chunk_logits)?;
+                }
+                None => engine.kernels.read_tensor(self.stream.logits(), (n - 1) * width, &mut self.last_logits)?,
+            }
+            self.has_logits = true;
+        }
+        Ok(())
+    }
+
+    /// The logits of the last position fed to `row` (the prediction of its next
+    /// token), or `None` before anything was fed.
+    pub fn last_logits(&self, row: usize) -> Option<&[f32]> {
+        let vocab = self.last_logits.len() / self.batch();
+        self.has_logits.then(|| self.last_logits.get(row * vocab..(row + 1) * vocab)).flatten()
+    }
+
+    /// Starts a new document in every row.
+    pub fn reset(&mut self, engine: &mut Engine<K>) -> Result<()> {
+        self.check_engine(engine)?;
+        self.stream.reset_all(&mut engine.kernels, &engine.model)?;
+        self.has_logits = false;
+        Ok(())
+    }
+
+    /// Saves the session (carried state, position, last logits) to `path`,
+    /// atomically.
+    pub fn save(&self, engine: &mut Engine<K>, path: &Path) -> Result<()> {
+        self.check_engine(engine)?;
+        let mut state = vec![0f32; self.stream.plan().state_len()];
+        engine.kernels.read_tensor(self.stream.state(), 0, &mut state)?;
+        let batch = self.batch();
+        let vocab = engine.config().vocab;
+        let metadata: HashMap<String, String> = [
+            ("format", file::FORMAT.to_string()),
+            ("format_version", file::VERSION.to_string()),
+            ("config", ConfigFile::to_json(engine.config())),
+            ("model_fingerprint", format!("{:016x}", self.fingerprint)),
+            ("batch", batch.to_string()),
+            ("position_in_block", self.position_in_block().to_string()),
+            ("tokens_seen", self.tokens_seen.to_string()),
+            ("has_logits", self.has_logits.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let invalid = |e: safetensors::SafeTensorError| Error::Invalid(format!("session: {e}"));
+        let tensors = [
+            ("state", TensorView::new(Dtype::F32, vec![state.len()], bytemuck::cast_slice(&state)).map_err(invalid)?),
+            (
+                "last_logits",
+                TensorView::new(Dtype::F32, vec![batch, vocab], bytemuck::cast_slice(&self.last_logits))
+                    .map_err(invalid)?,
+            ),
+        ];
+        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(invalid)?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Restores a session saved by [`Session::save`], on this engine's backend
+    /// (which may differ from the one that saved it). `chunk` as for
+    /// [`Engine::session`].
+    pub fn load(engine: &mut Engine<K>, path: &Path, chunk: usize) -> Result<Session<K>> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let fail = |m: String| Error::format(path, m);
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a brt session file: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let get = |key: &str| meta.get(key).ok_or_else(|| fail(format!("not a brt session file (no `{key}`)")));
+        if get("format")? != file::FORMAT {
+            return Err(fail("not a brt session file".into()));
+        }
+        let version = get("format_version")?;
+        if version != file::VERSION {
+            return Err(fail(format!("session format version {version}; this brt reads version {}", file::VERSION)));
+        }
+        let config = ConfigFile::parse(get("config")?).map_err(|e| fail(format!("session configuration: {e}")))?;
+        if &config != engine.config() {
+            return Err(fail("the session was made with a model of another configuration".into()));
+        }
+        if get("model_fingerprint")? != &format!("{:016x}", engine.fingerprint) {
+            return Err(fail("the session was made with other model weights (fingerprints differ)".into()));
+        }
+        let number = |key: &str| -> Result<u64> {
+            get(key)?.parse::<u64>().map_err(|_| fail(format!("`{key}` is not a number")))
+        };
+        let batch = number("batch")? as usize;
+        let position = number("position_in_block")? as usize;
+        let tokens_seen = number("tokens_seen")?;
+        let has_logits = get("has_logits")? == "true";
+        let tensors = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a brt session file: {e}")))?;
+        let f32s = |name: &str, len: usize| -> Result<Vec<f32>> {
+            let view = tensors.tensor(name).map_err(|_| fail(format!("no `{name}` tensor")))?;
+            if view.dtype() != Dtype::F32 || view.data().len() != len * 4 {
+                return Err(fail(format!("`{name}` should be {len} f32 values")));
+            }
+            Ok(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let mut session = engine.session(batch, chunk)?;
+        let state = f32s("state", session.stream.plan().state_len())?;
+        if state.iter().any(|v| !v.is_finite()) {
+            return Err(fail("the saved state holds non-finite values".into()));
+        }
+        session.last_logits = f32s("last_logits", batch * config.vocab)?;
+        session.stream.restore(&mut engine.kernels, &state, position).map_err(|e| fail(e.to_string()))?;
+        session.tokens_seen = tokens_seen;
+        session.has_logits = has_logits;
+        Ok(session)
+    }
+}

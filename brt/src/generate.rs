@@ -1,0 +1,41 @@
+//! Writing text: incremental decoding (SPEC section 6). Tokens of an unfinished
+//! block attend to the previous W tokens and to the state entering the block; when
+//! a block completes its state update runs. The core's stream does exactly this
+//! when fed one token at a time.
+
+use crate::engine::{Engine, Session};
+use crate::error::{Error, Result};
+use crate::sample::Sampler;
+use brt_core::Kernels;
+
+/// Feeds `prompt`, then draws up to `max_tokens` tokens one at a time, calling
+/// `on_token` with each as soon as it is chosen. Stops early at `stop` (which is
+/// not fed). Returns the generated tokens.
+pub fn generate<K: Kernels>(
+    engine: &mut Engine<K>,
+    session: &mut Session<K>,
+    prompt: &[u32],
+    max_tokens: usize,
+    sampler: &mut Sampler,
+    stop: Option<u32>,
+    on_token: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<Vec<u32>>
+where
+    Error: From<K::Error>,
+{
+    session.feed(engine, prompt)?;
+    let mut out = Vec::new();
+    while out.len() < max_tokens {
+        let logits = session.last_logits(0).ok_or_else(|| {
+            Error::Invalid("nothing to continue: give a prompt (or resume a session that has read text)".into())
+        })?;
+        let token = sampler.sample(logits)?;
+        if Some(token) == stop {
+            break;
+        }
+        on_token(token)?;
+        out.push(token);
+        session.feed(engine, &[token])?;
+    }
+    Ok(out)
+}

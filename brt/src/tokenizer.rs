@@ -1,0 +1,241 @@
+//! Tokenizers: the official byte vocabulary, raw token ids, and (with the `hf`
+//! feature) Hugging Face `tokenizer.json` files.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// The official byte vocabulary (`seqio.ByteVocabulary`, as Meliad's byte tasks use
+/// it): id 0 is padding, 1 end of sequence, 2 unknown, and byte `b` is `b + 3`.
+pub mod bytes {
+    /// Padding id.
+    pub const PAD: u32 = 0;
+    /// End-of-sequence id.
+    pub const EOS: u32 = 1;
+    /// Unknown id.
+    pub const UNK: u32 = 2;
+    /// Reserved ids before the bytes.
+    pub const SPECIAL: u32 = 3;
+    /// Ids used: the specials and 256 bytes. Official byte models have 260 rows.
+    pub const USED: u32 = SPECIAL + 256;
+}
+
+/// How text becomes token ids and back.
+#[derive(Debug)]
+pub enum Tokenizer {
+    /// The official byte vocabulary: any bytes, no UTF-8 needed.
+    Bytes,
+    /// Token ids written as decimal numbers separated by white space.
+    Ids,
+    /// A Hugging Face tokenizer (`tokenizer.json`).
+    #[cfg(feature = "hf")]
+    HuggingFace(Box<tokenizers::Tokenizer>),
+}
+
+impl Tokenizer {
+    /// `bytes`, `ids`, or the path of a `tokenizer.json` file.
+    pub fn from_spec(spec: &str) -> Result<Tokenizer> {
+        match spec {
+            "bytes" => Ok(Tokenizer::Bytes),
+            "ids" => Ok(Tokenizer::Ids),
+            path => Tokenizer::from_file(Path::new(path)),
+        }
+    }
+
+    #[cfg(feature = "hf")]
+    fn from_file(path: &Path) -> Result<Tokenizer> {
+        if !path.exists() {
+            return Err(Error::Invalid(format!(
+                "tokenizer `{}`: no such file (use `bytes`, `ids` or a tokenizer.json path)",
+                path.display()
+            )));
+        }
+        let t = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| Error::format(path, format!("not a Hugging Face tokenizer.json: {e}")))?;
+        Ok(Tokenizer::HuggingFace(Box::new(t)))
+    }
+
+    #[cfg(not(feature = "hf"))]
+    fn from_file(path: &Path) -> Result<Tokenizer> {
+        Err(Error::Invalid(format!(
+            "tokenizer `{}`: this brt reads only `bytes` and `ids`; Hugging Face tokenizer.json files need \
+             a build with `--features hf`",
+            path.display()
+        )))
+    }
+
+    /// A short name for messages and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tokenizer::Bytes => "bytes",
+            Tokenizer::Ids => "ids",
+            #[cfg(feature = "hf")]
+            Tokenizer::HuggingFace(_) => "tokenizer.json",
+        }
+    }
+
+    /// Whether one token is one byte (so bits per byte equal bits per token).
+    pub fn is_bytes(&self) -> bool {
+        matches!(self, Tokenizer::Bytes)
+    }
+
+    /// The end-of-sequence id, if the vocabulary has one.
+    pub fn eos(&self) -> Option<u32> {
+        match self {
+            Tokenizer::Bytes => Some(bytes::EOS),
+            Tokenizer::Ids => None,
+            #[cfg(feature = "hf")]
+            Tokenizer::HuggingFace(_) => None,
+        }
+    }
+
+    /// Encodes a whole text. Only the byte tokenizer accepts text that is not UTF-8.
+    pub fn encode(&self, text: &[u8]) -> Result<Vec<u32>> {
+        let mut encoder = self.encoder();
+        let mut ids = encoder.push(text)?;
+        ids.extend(encoder.finish()?);
+        Ok(ids)
+    }
+
+    /// An encoder that takes a text in pieces (for files too large to hold).
+    pub fn encoder(&self) -> Encoder<'_> {
+        Encoder { tokenizer: self, pending: Vec::new(), offset: 0 }
+    }
+
+    /// Decodes ids to bytes. The byte tokenizer drops special ids (and stops at
+    /// end of sequence only when asked by the caller); ids are written as numbers.
+    pub fn decode(&self, ids: &[u32]) -> Result<Vec<u8>> {
+        match self {
+            Tokenizer::Bytes => Ok(ids
+                .iter()
+                .filter(|&&id| (bytes::SPECIAL..bytes::USED).contains(&id))
+                .map(|&id| (id - bytes::SPECIAL) as u8)
+                .collect()),
+            Tokenizer::Ids => {
+                let words: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+                let mut out = words.join(" ").into_bytes();
+                if !ids.is_empty() {
+                    out.push(b' ');
+                }
+                Ok(out)
+            }
+            #[cfg(feature = "hf")]
+            Tokenizer::HuggingFace(t) => {
+                t.decode(ids, false).map(String::into_bytes).map_err(|e| Error::Invalid(format!("decoding: {e}")))
+            }
+        }
+    }
+}
+
+/// Encodes a text given in pieces; see [`Tokenizer::encoder`].
+///
+/// Bytes are exact at any split. Ids keep a number cut by a split for the next
+/// piece. A Hugging Face tokenizer encodes up to the last line break of what it
+/// has, so its pieces break only at line ends.
+#[derive(Debug)]
+pub struct Encoder<'t> {
+    tokenizer: &'t Tokenizer,
+    pending: Vec<u8>,
+    offset: usize,
+}
+
+impl Encoder<'_> {
+    /// Adds the next piece of text; returns the ids that are complete.
+    pub fn push(&mut self, piece: &[u8]) -> Result<Vec<u32>> {
+        match self.tokenizer {
+            Tokenizer::Bytes => {
+                self.offset += piece.len();
+                Ok(piece.iter().map(|&b| b as u32 + bytes::SPECIAL).collect())
+            }
+            _ => {
+                self.pending.extend_from_slice(piece);
+                let cut = match self.tokenizer {
+                    Tokenizer::Ids => self.pending.iter().rposition(|b| b.is_ascii_whitespace()).map(|i| i + 1),
+                    _ => self.pending.iter().rposition(|&b| b == b'\n').map(|i| i + 1),
+                };
+                match cut {
+                    Some(cut) => {
+                        let ready: Vec<u8> = self.pending.drain(..cut).collect();
+                        self.encode_text(&ready)
+                    }
+                    None => Ok(Vec::new()),
+                }
+            }
+        }
+    }
+
+    /// Encodes whatever is left at the end of the text.
+    pub fn finish(&mut self) -> Result<Vec<u32>> {
+        let rest = std::mem::take(&mut self.pending);
+        self.encode_text(&rest)
+    }
+
+    fn encode_text(&mut self, text: &[u8]) -> Result<Vec<u32>> {
+        let start = self.offset;
+        self.offset += text.len();
+        match self.tokenizer {
+            Tokenizer::Bytes => Ok(text.iter().map(|&b| b as u32 + bytes::SPECIAL).collect()),
+            Tokenizer::Ids => {
+                let text = utf8(text, start)?;
+                text.split_ascii_whitespace()
+                    .map(|w| {
+                        w.parse::<u32>().map_err(|_| {
+                            Error::Invalid(format!("`{w}` is not a token id (a number from 0 to 4294967295)"))
+                        })
+                    })
+                    .collect()
+            }
+            #[cfg(feature = "hf")]
+            Tokenizer::HuggingFace(t) => {
+                let text = utf8(text, start)?;
+                let encoding = t.encode(text, false).map_err(|e| Error::Invalid(format!("tokenizing: {e}")))?;
+                Ok(encoding.get_ids().to_vec())
+            }
+        }
+    }
+}
+
+fn utf8(text: &[u8], start: usize) -> Result<&str> {
+    std::str::from_utf8(text).map_err(|e| {
+        Error::Invalid(format!(
+            "the text is not UTF-8 (invalid byte at offset {}); only the `bytes` tokenizer reads arbitrary bytes",
+            start + e.valid_up_to()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ids_match_the_official_vocabulary() {
+        let t = Tokenizer::Bytes;
+        // seqio.ByteVocabulary().encode("Hé") == [75, 198, 172]
+        assert_eq!(t.encode("Hé".as_bytes()).unwrap(), vec![75, 198, 172]);
+        assert_eq!(t.encode(&[0xff, 0x00]).unwrap(), vec![258, 3]);
+        assert_eq!(t.decode(&[75, 0, 1, 2, 259, 198, 172]).unwrap(), "Hé".as_bytes());
+    }
+
+    #[test]
+    fn pieces_give_the_same_ids_as_the_whole() {
+        for (t, text) in [(Tokenizer::Bytes, &b"any \xff bytes"[..]), (Tokenizer::Ids, b"12 7 400\n9 0 31")] {
+            let whole = t.encode(text).unwrap();
+            for split in 0..text.len() {
+                let mut e = t.encoder();
+                let mut ids = e.push(&text[..split]).unwrap();
+                ids.extend(e.push(&text[split..]).unwrap());
+                ids.extend(e.finish().unwrap());
+                assert_eq!(ids, whole, "{} split at {split}", t.name());
+            }
+        }
+    }
+
+    #[test]
+    fn bad_text_is_an_error() {
+        let err = Tokenizer::Ids.encode(b"1 2 x").unwrap_err().to_string();
+        assert!(err.contains("`x` is not a token id"), "{err}");
+        let err = Tokenizer::Ids.encode(b"1 \xff").unwrap_err().to_string();
+        assert!(err.contains("not UTF-8 (invalid byte at offset 2)"), "{err}");
+        assert!(Tokenizer::from_spec("no/such/tokenizer.json").is_err());
+    }
+}

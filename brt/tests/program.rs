@@ -1,0 +1,183 @@
+//! The `eval` and `generate` commands on small models made here, good input and bad.
+
+mod common;
+
+use brt::eval::nll;
+use brt::logits::{LogitsJob, TokenBatch};
+use brt::tokenizer::Tokenizer;
+use brt::{run_on, BackendKind};
+use common::*;
+use std::ffi::OsStr;
+
+fn os(s: &str) -> &OsStr {
+    s.as_ref()
+}
+
+#[test]
+fn eval_scores_match_the_logits_of_the_whole_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, weights) = small_model(dir.path(), "m", small_config());
+    let text: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect(); // not UTF-8
+    let file = dir.path().join("doc.bin");
+    std::fs::write(&file, &text).unwrap();
+    // Independent path: all logits at once, then the cross-entropy by hand.
+    let ids = Tokenizer::Bytes.encode(&text).unwrap();
+    let batch = TokenBatch::new(1, ids.len(), ids.clone()).unwrap();
+    let logits = run_on(BackendKind::Reference, LogitsJob { weights: &weights, tokens: &batch, chunk: 300 }).unwrap();
+    let expected: f64 = (1..ids.len()).map(|t| nll(&logits[(t - 1) * 260..t * 260], ids[t])).sum::<f64>() / 299.0;
+
+    let (code, out, err) = run_brt(&[
+        os("eval"),
+        os("--model"),
+        model.as_os_str(),
+        file.as_os_str(),
+        os("--json"),
+        os("--chunk"),
+        os("7"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let got = json["files"][0]["nats_per_token"].as_f64().unwrap();
+    assert!((got - expected).abs() < 1e-5, "eval {got} vs direct {expected}");
+    assert_eq!(json["files"][0]["predictions"], 299);
+    let bpb = json["total"]["bits_per_byte"].as_f64().unwrap();
+    assert!((bpb - expected / std::f64::consts::LN_2).abs() < 1e-5);
+    assert!(json["tokens_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn eval_plot_is_a_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = small_model(dir.path(), "m", small_config());
+    let files: Vec<_> = (0..2)
+        .map(|i| {
+            let f = dir.path().join(format!("f{i}.txt"));
+            std::fs::write(&f, "to be or not to be, that is the question. ".repeat(5 + i)).unwrap();
+            f
+        })
+        .collect();
+    let plot = dir.path().join("plot.png");
+    let (code, out, err) = run_brt(&[
+        os("eval"),
+        os("--model"),
+        model.as_os_str(),
+        files[0].as_os_str(),
+        files[1].as_os_str(),
+        os("--plot"),
+        plot.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("bits/byte") && text.contains("total:"), "{text}");
+    let png = std::fs::read(&plot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // IHDR: width and height.
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1000);
+    assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 620);
+}
+
+#[test]
+fn eval_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = small_model(dir.path(), "m", small_config());
+    let bin = dir.path().join("bin");
+    std::fs::write(&bin, [b'1', b' ', 0xff, 0xfe]).unwrap();
+    let (code, _, err) =
+        run_brt(&[os("eval"), os("--model"), model.as_os_str(), bin.as_os_str(), os("--tokenizer"), os("ids")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not UTF-8"), "{err}");
+    let (code, _, err) = run_brt(&[os("eval"), os("--model"), model.as_os_str(), os("/no/such/file")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such file"), "{err}");
+    let big_ids = dir.path().join("ids");
+    std::fs::write(&big_ids, "5 6 999").unwrap();
+    let (code, _, err) =
+        run_brt(&[os("eval"), os("--model"), model.as_os_str(), big_ids.as_os_str(), os("--tokenizer"), os("ids")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("token id 999"), "{err}");
+    let (code, _, err) =
+        run_brt(&[os("eval"), os("--model"), model.as_os_str(), bin.as_os_str(), os("--backend"), os("wgpu")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not compiled into this brt"), "{err}");
+    let (code, _, err) = run_brt(&[
+        os("eval"),
+        os("--model"),
+        model.as_os_str(),
+        bin.as_os_str(),
+        os("--tokenizer"),
+        os("missing.json"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("missing.json"), "{err}");
+}
+
+#[test]
+fn generate_streams_text_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = small_model(dir.path(), "m", small_config());
+    // A prompt of 30 blocks.
+    let prompt = "a prompt longer than many blocks of four tokens, ".repeat(3);
+    let gen = |seed: &str, max: &str| {
+        run_brt(&[
+            os("generate"),
+            os("--model"),
+            model.as_os_str(),
+            os("--prompt"),
+            os(&prompt),
+            os("--max-tokens"),
+            os(max),
+            os("--seed"),
+            os(seed),
+        ])
+    };
+    let (code, a, err) = gen("3", "25");
+    assert_eq!(code, 0, "{err}");
+    let (_, b, _) = gen("3", "25");
+    assert_eq!(a, b, "the same seed gives the same text");
+    assert!(a.len() <= 26, "at most 25 bytes and a newline");
+    let (code, none, err) = gen("3", "0");
+    assert_eq!(code, 0, "{err}");
+    assert!(none.is_empty(), "--max-tokens 0 writes nothing");
+    // Positional prompt, greedy.
+    let (code, _, err) = run_brt(&[
+        os("generate"),
+        os("--model"),
+        model.as_os_str(),
+        os("hello"),
+        os("--temperature"),
+        os("0"),
+        os("--max-tokens"),
+        os("5"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn generate_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = small_model(dir.path(), "m", small_config());
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["--backend", "nope"], 2, "unknown backend `nope`"),
+        (&["--backend", "cuda"], 1, "not compiled into this brt"),
+        (&["--top-p", "0"], 1, "top-p must be in (0, 1]"),
+        (&["--temperature=-1"], 1, "temperature"),
+        (&["--max-tokens=-3"], 2, "invalid value"),
+        (&["--tokenizer", "ids", "--prompt", "1 2 999"], 1, "token id 999"),
+    ];
+    for (extra, code, message) in cases {
+        let mut args: Vec<&OsStr> = vec![os("generate"), os("--model"), model.as_os_str()];
+        if !extra.contains(&"--prompt") {
+            args.extend([os("--prompt"), os("hi")]);
+        }
+        args.extend(extra.iter().map(|s| os(s)));
+        let (got, _, err) = run_brt(&args);
+        assert_eq!(got, code, "{extra:?}: {err}");
+        assert!(err.contains(message), "{extra:?}: {err}");
+    }
+    let (code, _, err) = run_brt(&[os("generate"), os("--model"), model.as_os_str()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("give a prompt"), "{err}");
+    let (code, _, err) = run_brt(&[os("generate"), os("--model"), os("/no/model"), os("hi")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such file"), "{err}");
+}
