@@ -83,8 +83,21 @@ pub trait BackendJob {
         Error: From<K::Error>;
 }
 
-/// Runs `job` on a new instance of backend `kind`.
+/// Settings of a backend instance.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackendOptions {
+    /// Worker threads for CPU backends (0: all cores).
+    pub threads: usize,
+}
+
+/// Runs `job` on a new instance of backend `kind` with default settings.
 pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
+    run_on_with(kind, BackendOptions::default(), job)
+}
+
+/// Runs `job` on a new instance of backend `kind`.
+pub fn run_on_with<J: BackendJob>(kind: BackendKind, options: BackendOptions, job: J) -> Result<J::Output> {
+    let _ = options.threads; // the reference backend is single-threaded
     match kind {
         BackendKind::Reference => job.run(brt_core::Reference::new(Heap)),
         other => Err(Error::Invalid(format!(

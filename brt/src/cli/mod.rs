@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Every failure prints one clear message and
 //! exits with status 1 (2 for a malformed command line); nothing panics.
 
+mod bench;
 mod convert;
 mod eval;
 mod generate;
@@ -32,6 +33,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Continue a prompt, streaming the text as it is written.
     Generate(generate::GenerateArgs),
+    /// Measure tokens/s and GFLOP/s of a named configuration with random weights.
+    Bench(bench::BenchArgs),
 }
 
 /// How to read a model file.
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Logits(args) => logits::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

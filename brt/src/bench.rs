@@ -1,0 +1,225 @@
+//! Benchmarks: the named configurations of the issue tracker, the model's own
+//! arithmetic counted from its configuration, and a timed stream of tokens.
+//! (Measure with `brt bench`, never in tests.)
+
+use crate::backend::BackendJob;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::weights::{ModelWeights, WeightBuffer};
+use brt_core::desc::Matmul;
+use brt_core::{
+    Config, GateKind, Kernels, LayerSet, StateLayout, TokenAttention, View, ViewMut, WeightDtype, WeightView,
+};
+use std::time::Instant;
+
+/// A named benchmark configuration: byte vocabulary, fixed gate, skip layout.
+pub fn named_config(name: &str) -> Result<Config> {
+    let (d, heads, dh, f, layers, recurrent, w, s) = match name {
+        "small" => (256, 4, 64, 1024, 4, 2, 64, 64),
+        "paper" => (1024, 8, 128, 4096, 12, -3, 512, 512),
+        "tiny" => (64, 2, 32, 256, 2, 1, 16, 16),
+        _ => return Err(Error::Invalid(format!("unknown benchmark configuration `{name}`: use small, paper or tiny"))),
+    };
+    let config = Config {
+        states: s,
+        recurrent: LayerSet::from_indices(&[recurrent], layers)?,
+        gate: GateKind::Fixed,
+        layout: StateLayout::Skip,
+        ..Config::plain(260, d, heads, dh, f, layers, w)
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Floating-point operations (multiply and add counted separately) of the model's
+/// own arithmetic per token, averaged over a block: dense products, attention
+/// scores and weighted sums, the state update (once per block, divided by `W`) and
+/// the logits. Norms, activations and gates are a few operations per element and
+/// left out.
+pub fn forward_flops_per_token(c: &Config) -> f64 {
+    let (d, qkv, f, v, w, s) =
+        (c.d_model as f64, c.qkv_width() as f64, c.mlp_hidden as f64, c.vocab as f64, c.window as f64, c.states as f64);
+    let dense = |rows: f64, input: f64, output: f64| 2.0 * rows * input * output;
+    let mut per_token = dense(1.0, d, v); // tied logits
+    let mut per_block = 0.0;
+    for layer in 0..c.layers {
+        let cross = c.has_cross_attention(layer);
+        per_token += dense(1.0, d, 3.0 * qkv); // q, k, v
+        per_token += dense(1.0, qkv * if cross { 2.0 } else { 1.0 }, d); // output projection
+        per_token += dense(1.0, d, f) + dense(1.0, f, d); // MLP
+        per_token += match c.token_attention(layer) {
+            TokenAttention::Window => 4.0 * w * qkv, // W scores and W weighted values
+            TokenAttention::Linear => 4.0 * qkv * c.head_dim as f64, // phi(k)^T v and phi(q) S
+        };
+        if cross {
+            per_token += dense(1.0, d, qkv) + 4.0 * s * qkv; // q2 and attention to S states
+        }
+        if c.is_recurrent(layer) {
+            per_block += dense(s, d, 4.0 * qkv); // q, q2 before; k, v after the update
+            per_block += 4.0 * s * s * qkv + 4.0 * s * 2.0 * w * qkv; // r_self, r_cross
+            per_block += match c.layout {
+                StateLayout::Skip => dense(s, 2.0 * qkv, d),
+                StateLayout::Dual => dense(s, 2.0 * qkv, d) + dense(s, d, f) + dense(s, f, d),
+                StateLayout::Single => dense(s, 2.0 * qkv, f) + dense(s, f, d),
+            };
+            if c.gate == GateKind::Lstm {
+                for &site in c.gate_sites() {
+                    per_block += 2.0 * dense(s, c.gate_input_width(site) as f64, d);
+                }
+            }
+        }
+    }
+    per_token + per_block / w
+}
+
+/// What to run.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchSpec {
+    /// Documents side by side.
+    pub batch: usize,
+    /// Tokens per document per repetition.
+    pub tokens: usize,
+    /// Tokens per document per call.
+    pub chunk: usize,
+    /// Timed repetitions (the median is reported).
+    pub repetitions: usize,
+    /// Side of the square product timed for the backend's own GEMM rate (0: skip).
+    pub gemm_size: usize,
+}
+
+/// Measured figures.
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    /// Seconds of each repetition.
+    pub seconds: Vec<f64>,
+    /// Median tokens per second (all documents together).
+    pub tokens_per_second: f64,
+    /// Median GFLOP/s of the model's arithmetic.
+    pub gflops: f64,
+    /// GFLOP/s of the backend's own matmul on a square f32 product, if measured.
+    pub backend_gemm_gflops: Option<f64>,
+}
+
+/// Median of a non-empty list.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A random model of `config` stored as `dtype`.
+pub fn random_model(config: &Config, dtype: WeightDtype, seed: u64) -> Result<ModelWeights> {
+    let layout = brt_core::WeightLayout::new(config)?;
+    let mut flat = Vec::new();
+    flat.try_reserve_exact(layout.len()).map_err(|_| Error::Invalid("not enough memory for the model".into()))?;
+    flat.resize(layout.len(), 0.0);
+    brt_core::init::initialize(config, seed, &mut flat)?;
+    Ok(ModelWeights::new(*config, WeightBuffer::F32(flat))?.with_dtype(dtype))
+}
+
+/// Streams random tokens through a model and times it.
+pub struct BenchJob<'a> {
+    /// The model.
+    pub weights: &'a ModelWeights,
+    /// What to run.
+    pub spec: BenchSpec,
+}
+
+impl BackendJob for BenchJob<'_> {
+    type Output = BenchResult;
+
+    fn run<K: Kernels>(self, k: K) -> Result<BenchResult>
+    where
+        Error: From<K::Error>,
+    {
+        let spec = self.spec;
+        let config = *self.weights.config();
+        let mut engine = Engine::new(k, self.weights)?;
+        let backend_gemm_gflops =
+            if spec.gemm_size > 0 { Some(backend_gemm_rate(engine.kernels(), spec.gemm_size)?) } else { None };
+        let mut rng = brt_core::init::SplitMix64::new(1);
+        let rows: Vec<Vec<u32>> =
+            (0..spec.batch).map(|_| (0..spec.tokens).map(|_| 3 + (rng.next_u64() % 256) as u32).collect()).collect();
+        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let mut session = engine.session(spec.batch, spec.chunk.clamp(1, spec.tokens.max(1)))?;
+        // Warm-up: one call.
+        let warm: Vec<&[u32]> = rows.iter().map(|r| &r[..spec.chunk.min(r.len())]).collect();
+        session.feed_rows(&mut engine, &warm, &[], None)?;
+        let mut seconds = Vec::new();
+        for _ in 0..spec.repetitions.max(1) {
+            session.reset(&mut engine)?;
+            let start = Instant::now();
+            session.feed_rows(&mut engine, &rows, &[], None)?;
+            engine.kernels().sync()?;
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+        let t = median(&seconds);
+        let tokens = (spec.batch * spec.tokens) as f64;
+        Ok(BenchResult {
+            tokens_per_second: tokens / t,
+            gflops: tokens * forward_flops_per_token(&config) / t / 1e9,
+            seconds,
+            backend_gemm_gflops,
+        })
+    }
+}
+
+/// GFLOP/s of `k`'s matmul on an `n x n x n` f32 product (median of 5).
+pub fn backend_gemm_rate<K: Kernels>(k: &mut K, n: usize) -> Result<f64>
+where
+    Error: From<K::Error>,
+{
+    let mut x = k.alloc_tensor(n * n)?;
+    let mut out = k.alloc_tensor(n * n)?;
+    let mut w = k.alloc_weights(n * n, WeightDtype::F32)?;
+    let values: Vec<f32> = (0..n * n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    k.write_tensor(&mut x, 0, &values)?;
+    k.write_weights(&mut w, 0, brt_core::WeightData::F32(&values))?;
+    let desc = Matmul::new(n, n, n)?;
+    let mut times = Vec::new();
+    for i in 0..6 {
+        let start = Instant::now();
+        k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut out, 0), desc)?;
+        k.sync()?;
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(2.0 * (n as f64).powi(3) / median(&times) / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flops_of_a_plain_layer_by_hand() {
+        // One plain layer: q,k,v 2*3*d*qkv, out 2*qkv*d, MLP 4*d*f, attention 4*W*qkv, logits 2*d*V.
+        let c = Config::plain(10, 4, 2, 3, 8, 1, 5);
+        let (d, qkv, f, w, v) = (4.0, 6.0, 8.0, 5.0, 10.0);
+        let expected = 6.0 * d * qkv + 2.0 * qkv * d + 4.0 * d * f + 4.0 * w * qkv + 2.0 * d * v;
+        assert_eq!(forward_flops_per_token(&c), expected);
+    }
+
+    #[test]
+    fn the_named_configs_are_the_issue_tracker_s() {
+        let paper = named_config("paper").unwrap();
+        assert_eq!((paper.d_model, paper.layers, paper.window, paper.states), (1024, 12, 512, 512));
+        assert!(paper.is_recurrent(9));
+        let small = named_config("small").unwrap();
+        assert!(small.is_recurrent(2) && small.vocab == 260);
+        assert!(named_config("huge").is_err());
+        // Paper: about 2 * 151M parameters per token plus attention; sanity bounds.
+        let f = forward_flops_per_token(&paper);
+        assert!(f > 2.0 * 140e6 && f < 2.0 * 260e6, "{f}");
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
