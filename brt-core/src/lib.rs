@@ -23,6 +23,7 @@ pub mod cell;
 pub mod config;
 pub mod desc;
 pub mod error;
+pub mod gradients;
 pub mod init;
 pub mod kernels;
 pub mod memory;
@@ -35,12 +36,13 @@ pub mod reference;
 pub use cell::{pieces, Piece, Scratch, Stream};
 pub use config::{Config, GateKind, GateSite, LayerSet, StateLayout, TokenAttention, MAX_LAYERS};
 pub use error::{CoreError, CoreResult};
+pub use gradients::Gradients;
 pub use kernels::{KResult, Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
-pub use memory::{Arena, HostMemory};
+pub use memory::{Arena, HostMemory, Real};
 pub use model::Model;
 pub use params::{LayerParam, Param, Span, WeightLayout};
 pub use plan::Plan;
-pub use reference::Reference;
+pub use reference::{Reference, Reference64};
 
 /// Re-exported so backends and users name the same half-precision types.
 pub use half;

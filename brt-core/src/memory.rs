@@ -12,6 +12,8 @@ pub trait HostMemory {
     type U16: DerefMut<Target = [u16]>;
     /// A buffer of token ids.
     type U32: DerefMut<Target = [u32]>;
+    /// An f64 buffer (for the double-precision reference used by gradient checks).
+    type F64: DerefMut<Target = [f64]>;
 
     /// `len` zeroed f32 values.
     fn alloc_f32(&mut self, len: usize) -> CoreResult<Self::F32>;
@@ -19,6 +21,8 @@ pub trait HostMemory {
     fn alloc_u16(&mut self, len: usize) -> CoreResult<Self::U16>;
     /// `len` zeroed token ids.
     fn alloc_u32(&mut self, len: usize) -> CoreResult<Self::U32>;
+    /// `len` zeroed f64 values.
+    fn alloc_f64(&mut self, len: usize) -> CoreResult<Self::F64>;
 }
 
 /// Caller-provided memory, handed out front to back and never reused.
@@ -30,12 +34,18 @@ pub struct Arena<'m> {
     f32s: &'m mut [f32],
     u16s: &'m mut [u16],
     u32s: &'m mut [u32],
+    f64s: &'m mut [f64],
 }
 
 impl<'m> Arena<'m> {
     /// An arena over the caller's pools (any may be empty).
     pub fn new(f32s: &'m mut [f32], u16s: &'m mut [u16], u32s: &'m mut [u32]) -> Self {
-        Arena { f32s, u16s, u32s }
+        Arena { f32s, u16s, u32s, f64s: &mut [] }
+    }
+
+    /// This arena with a pool of f64 values too.
+    pub fn with_f64(self, f64s: &'m mut [f64]) -> Self {
+        Arena { f64s, ..self }
     }
 
     /// Elements left in each pool: (f32, u16, u32).
@@ -58,6 +68,7 @@ impl<'m> HostMemory for Arena<'m> {
     type F32 = &'m mut [f32];
     type U16 = &'m mut [u16];
     type U32 = &'m mut [u32];
+    type F64 = &'m mut [f64];
 
     fn alloc_f32(&mut self, len: usize) -> CoreResult<&'m mut [f32]> {
         take(&mut self.f32s, len, 0.0, "f32 arena")
@@ -67,6 +78,52 @@ impl<'m> HostMemory for Arena<'m> {
     }
     fn alloc_u32(&mut self, len: usize) -> CoreResult<&'m mut [u32]> {
         take(&mut self.u32s, len, 0, "u32 arena")
+    }
+    fn alloc_f64(&mut self, len: usize) -> CoreResult<&'m mut [f64]> {
+        take(&mut self.f64s, len, 0.0, "f64 arena")
+    }
+}
+
+/// A floating-point type the reference kernels can store: f32 (the oracle of
+/// every backend) or f64 (for gradient checks by finite differences).
+pub trait Real: Copy + Default + PartialEq + PartialOrd + core::fmt::Debug + 'static {
+    /// The type's name.
+    const NAME: &'static str;
+    /// A host buffer of this type drawn from `M`.
+    type Buffer<M: HostMemory>: DerefMut<Target = [Self]>;
+    /// `len` zeroed values from `memory`.
+    fn alloc<M: HostMemory>(memory: &mut M, len: usize) -> CoreResult<Self::Buffer<M>>;
+    /// Widening to f64 (exact).
+    fn to_f64(self) -> f64;
+    /// Rounding from f64.
+    fn from_f64(value: f64) -> Self;
+}
+
+impl Real for f32 {
+    const NAME: &'static str = "f32";
+    type Buffer<M: HostMemory> = M::F32;
+    fn alloc<M: HostMemory>(memory: &mut M, len: usize) -> CoreResult<M::F32> {
+        memory.alloc_f32(len)
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(value: f64) -> f32 {
+        value as f32
+    }
+}
+
+impl Real for f64 {
+    const NAME: &'static str = "f64";
+    type Buffer<M: HostMemory> = M::F64;
+    fn alloc<M: HostMemory>(memory: &mut M, len: usize) -> CoreResult<M::F64> {
+        memory.alloc_f64(len)
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(value: f64) -> f64 {
+        value
     }
 }
 

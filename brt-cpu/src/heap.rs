@@ -18,6 +18,7 @@ impl HostMemory for Heap {
     type F32 = Vec<f32>;
     type U16 = Vec<u16>;
     type U32 = Vec<u32>;
+    type F64 = Vec<f64>;
 
     fn alloc_f32(&mut self, len: usize) -> CoreResult<Vec<f32>> {
         zeroed(len, 0.0, "heap (f32)")
@@ -27,5 +28,8 @@ impl HostMemory for Heap {
     }
     fn alloc_u32(&mut self, len: usize) -> CoreResult<Vec<u32>> {
         zeroed(len, 0, "heap (u32)")
+    }
+    fn alloc_f64(&mut self, len: usize) -> CoreResult<Vec<f64>> {
+        zeroed(len, 0.0, "heap (f64)")
     }
 }
