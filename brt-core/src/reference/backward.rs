@@ -253,6 +253,7 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
         Ok(())
     }
 
+    #[allow(clippy::needless_range_loop)] // `h` and `r` index several buffers at once
     fn linear_attention_backward(
         &mut self,
         q: View<'_, R::Buffer<M>>,
