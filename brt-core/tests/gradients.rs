@@ -66,7 +66,7 @@ fn rms_norm() {
             let s = buf(k, &inp[1]);
             let mut out = k.alloc_tensor(15).unwrap();
             k.rms_norm(View::new(&x, 0), WeightView::new(&s, 0), ViewMut::new(&mut out, 0), desc).unwrap();
-            dotv(&out, &g)
+            dotv(out, &g)
         })
     };
     let grads = with_k(|k| {
@@ -99,7 +99,7 @@ fn l2_normalize_and_add_positions() {
         with_k(|k| {
             let mut x = buf(k, &inp[0]);
             k.l2_normalize(ViewMut::new(&mut x, 0), desc).unwrap();
-            dotv(&x, &g)
+            dotv(x, &g)
         })
     };
     let grads = with_k(|k| {
@@ -117,7 +117,7 @@ fn l2_normalize_and_add_positions() {
             let mut x = buf(k, &inp[0]);
             let t = buf(k, &inp[1]);
             k.add_positions(ViewMut::new(&mut x, 0), WeightView::new(&t, 0), desc).unwrap();
-            dotv(&x, &g)
+            dotv(x, &g)
         })
     };
     let grads = with_k(|k| {
@@ -225,7 +225,7 @@ fn attention_windowed_and_full() {
                     desc,
                 )
                 .unwrap();
-                dotv(&out, &g)
+                dotv(out, &g)
             })
         };
         let grads = with_k(|k| {
@@ -299,7 +299,7 @@ fn linear_attention_with_carried_sums() {
                     desc,
                 )
                 .unwrap();
-                dotv(&out, &g_out) + dotv(&st, &g_state)
+                dotv(out, &g_out) + dotv(st, &g_state)
             })
         };
         let grads = with_k(|k| {
@@ -343,7 +343,7 @@ fn gates() {
             let mut s = buf(k, &inp[0]);
             let (z, b) = (buf(k, &inp[1]), buf(k, &inp[2]));
             k.gate_fixed(ViewMut::new(&mut s, 0), View::new(&z, 0), WeightView::new(&b, 0), desc).unwrap();
-            dotv(&s, &g)
+            dotv(s, &g)
         })
     };
     let grads = with_k(|k| {
@@ -388,7 +388,7 @@ fn gates() {
                 desc,
             )
             .unwrap();
-            dotv(&s, &g)
+            dotv(s, &g)
         })
     };
     let grads = with_k(|k| {
@@ -441,7 +441,7 @@ fn embedding_and_weight_copies() {
             k.write_tokens(&mut tokens, 0, &ids).unwrap();
             let mut out = k.alloc_tensor(12).unwrap();
             k.embed(&tokens, 0, WeightView::new(&table, 0), ViewMut::new(&mut out, 0), desc).unwrap();
-            dotv(&out, &g)
+            dotv(out, &g)
         })
     };
     let grads = with_k(|k| {
@@ -462,7 +462,7 @@ fn embedding_and_weight_copies() {
             let src = buf(k, &inp[0]);
             let mut dst = k.alloc_tensor(runs.extent()).unwrap();
             k.copy_weights(WeightView::new(&src, 0), ViewMut::new(&mut dst, 0), runs).unwrap();
-            dotv(&dst, &g)
+            dotv(dst, &g)
         })
     };
     let grads = with_k(|k| {
