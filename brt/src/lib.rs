@@ -9,6 +9,7 @@
 //! - [`logits`] computes the logits of whole documents.
 #![warn(missing_docs)]
 
+pub mod autodiff;
 pub mod backend;
 pub mod bench;
 pub mod config_file;
