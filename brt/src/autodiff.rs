@@ -166,10 +166,7 @@ where
     Error::from(e)
 }
 
-impl<K: Gradients> Recorder<K>
-where
-    Error: From<K::Error>,
-{
+impl<K: Gradients> Recorder<K> {
     /// Wraps `inner`; nothing is recorded until [`Recorder::start`].
     pub fn new(inner: K) -> Self {
         Recorder {
@@ -217,6 +214,30 @@ where
         self.saved.iter().map(K::tensor_len).sum()
     }
 
+    /// A saved copy of `view[..len]` as it is now (shared while the buffer is
+    /// unchanged).
+    fn save(&mut self, view: View<'_, Tracked<K::Tensor>>, len: usize) -> std::result::Result<Saved, K::Error> {
+        let region = Region { id: view.tensor.id, offset: view.offset };
+        let key = (region, len, self.versions[region.id]);
+        if let Some(&saved) = self.saved_index.get(&key) {
+            return Ok(saved);
+        }
+        let mut copy = self.inner.alloc_tensor(len)?;
+        self.inner.copy(View::new(&view.tensor.inner, view.offset), ViewMut::new(&mut copy, 0), len)?;
+        self.saved.push(copy);
+        self.saved_index.insert(key, self.saved.len() - 1);
+        Ok(self.saved.len() - 1)
+    }
+
+    fn written(&mut self, id: usize) {
+        self.versions[id] += 1;
+    }
+}
+
+impl<K: Gradients> Recorder<K>
+where
+    Error: From<K::Error>,
+{
     /// Back-propagates from `seed`, the gradient of the loss with respect to
     /// `tensor[offset .. offset + seed.len()]` (e.g. the logits). `weights` are the
     /// parameters the recorded forward read (all of them must be this buffer).
@@ -540,25 +561,6 @@ where
             }
         }
     }
-
-    /// A saved copy of `view[..len]` as it is now (shared while the buffer is
-    /// unchanged).
-    fn save(&mut self, view: View<'_, Tracked<K::Tensor>>, len: usize) -> std::result::Result<Saved, K::Error> {
-        let region = Region { id: view.tensor.id, offset: view.offset };
-        let key = (region, len, self.versions[region.id]);
-        if let Some(&saved) = self.saved_index.get(&key) {
-            return Ok(saved);
-        }
-        let mut copy = self.inner.alloc_tensor(len)?;
-        self.inner.copy(View::new(&view.tensor.inner, view.offset), ViewMut::new(&mut copy, 0), len)?;
-        self.saved.push(copy);
-        self.saved_index.insert(key, self.saved.len() - 1);
-        Ok(self.saved.len() - 1)
-    }
-
-    fn written(&mut self, id: usize) {
-        self.versions[id] += 1;
-    }
 }
 
 fn region<T>(view: &View<'_, Tracked<T>>) -> Region {
@@ -585,10 +587,7 @@ fn inner_weights<'a, T>(view: WeightView<'a, Tracked<T>>) -> WeightView<'a, T> {
     WeightView::new(&view.weights.inner, view.offset)
 }
 
-impl<K: Gradients> Storage for Recorder<K>
-where
-    Error: From<K::Error>,
-{
+impl<K: Gradients> Storage for Recorder<K> {
     type Error = K::Error;
     type Tensor = Tracked<K::Tensor>;
     type Weights = Tracked<K::Weights>;
@@ -667,10 +666,7 @@ where
     }
 }
 
-impl<K: Gradients> Kernels for Recorder<K>
-where
-    Error: From<K::Error>,
-{
+impl<K: Gradients> Kernels for Recorder<K> {
     fn embed(
         &mut self,
         tokens: &Self::Tokens,

@@ -79,6 +79,18 @@ where
         &mut self.kernels
     }
 
+    /// Replaces every parameter (e.g. after an optimizer step). The fingerprint
+    /// keeps naming the model the engine was made with.
+    pub fn set_weights(&mut self, values: brt_core::WeightData<'_>) -> Result<()> {
+        let expected = self.model.layout().len();
+        if values.len() != expected {
+            return Err(Error::Invalid(format!("{} parameter values for a model of {expected}", values.len())));
+        }
+        let weights = self.model.weights_mut();
+        self.kernels.write_weights(weights, 0, values)?;
+        Ok(())
+    }
+
     /// A new session of `batch` documents, each starting fresh, fed at most
     /// `chunk` tokens per row per call (larger is faster and takes more memory).
     pub fn session(&mut self, batch: usize, chunk: usize) -> Result<Session<K>> {
@@ -95,6 +107,19 @@ where
             chunk_logits: Vec::new(),
         })
     }
+}
+
+/// The carried state of a session, on the host (see [`Session::export`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionState {
+    /// The stream state, laid out as the core's plan says.
+    pub state: Vec<f32>,
+    /// Position of the next token inside its block.
+    pub position_in_block: usize,
+    /// Tokens fed to each row so far.
+    pub tokens_seen: u64,
+    /// The last position's logits of every row, if any were computed.
+    pub last_logits: Option<Vec<f32>>,
 }
 
 /// Receives the logits of a call: `(first position, T x B x V logits)`.
@@ -240,6 +265,48 @@ where
         Ok(())
     }
 
+    /// The logits buffer of the last call (`T x B x V`, position-major).
+    pub fn logits_buffer(&self) -> &K::Tensor {
+        self.stream.logits()
+    }
+
+    /// Copies the carried state to the host.
+    pub fn export(&self, engine: &mut Engine<K>) -> Result<SessionState> {
+        self.check_engine(engine)?;
+        let mut state = vec![0f32; self.stream.plan().state_len()];
+        engine.kernels.read_tensor(self.stream.state(), 0, &mut state)?;
+        Ok(SessionState {
+            state,
+            position_in_block: self.position_in_block(),
+            tokens_seen: self.tokens_seen,
+            last_logits: self.has_logits.then(|| self.last_logits.clone()),
+        })
+    }
+
+    /// Replaces the carried state by one exported from a session of the same
+    /// model and batch size (on any backend).
+    pub fn import(&mut self, engine: &mut Engine<K>, saved: &SessionState) -> Result<()> {
+        self.check_engine(engine)?;
+        if saved.state.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Invalid("the saved state holds non-finite values".into()));
+        }
+        if let Some(logits) = &saved.last_logits {
+            if logits.len() != self.last_logits.len() {
+                return Err(Error::Invalid("the saved logits are for another batch size".into()));
+            }
+        }
+        self.stream.restore(&mut engine.kernels, &saved.state, saved.position_in_block)?;
+        self.tokens_seen = saved.tokens_seen;
+        match &saved.last_logits {
+            Some(l) => {
+                self.last_logits.copy_from_slice(l);
+                self.has_logits = true;
+            }
+            None => self.has_logits = false,
+        }
+        Ok(())
+    }
+
     /// Saves the session (carried state, position, last logits) to `path`,
     /// atomically.
     pub fn save(&self, engine: &mut Engine<K>, path: &Path) -> Result<()> {
@@ -323,5 +390,22 @@ where
         session.tokens_seen = tokens_seen;
         session.has_logits = has_logits;
         Ok(session)
+    }
+}
+
+impl<G: brt_core::Gradients> Engine<crate::autodiff::Recorder<G>>
+where
+    Error: From<G::Error>,
+{
+    /// Back-propagates `seed`, the gradient of the loss with respect to the logits
+    /// of `session`'s last call, through what was recorded since
+    /// [`Recorder::start`](crate::autodiff::Recorder::start).
+    pub fn backward(&mut self, session: &Session<crate::autodiff::Recorder<G>>, seed: &[f32]) -> Result<()> {
+        self.kernels.backward(self.model.weights(), session.stream.logits(), 0, seed)
+    }
+
+    /// The gradient of every parameter after [`Engine::backward`].
+    pub fn weight_gradient(&mut self, out: &mut [f32]) -> Result<()> {
+        self.kernels.weight_gradient(self.model.weights(), out)
     }
 }

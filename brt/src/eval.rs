@@ -102,20 +102,22 @@ pub struct FileScore {
     pub score: Score,
 }
 
-/// Streams `path` through `session` (batch 1, which should start fresh) as one
-/// document and scores every prediction. `progress(bytes)` is told how many bytes
-/// were read so far.
+/// Streams `path` (its first `max_bytes` bytes, if given) through `session`
+/// (batch 1, which should start fresh) as one document and scores every
+/// prediction. `progress(bytes)` is told how many bytes were read so far.
 pub fn score_file<K: Kernels>(
     engine: &mut Engine<K>,
     session: &mut Session<K>,
     tokenizer: &Tokenizer,
     path: &Path,
+    max_bytes: Option<u64>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Score>
 where
     Error: From<K::Error>,
 {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = file.take(max_bytes.unwrap_or(u64::MAX));
     let chunk = session.chunk();
     let vocab = engine.config().vocab;
     let mut encoder = tokenizer.encoder();

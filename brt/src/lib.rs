@@ -26,6 +26,7 @@ mod msgpack;
 pub mod plot;
 pub mod sample;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use backend::{run_on, BackendJob, BackendKind};

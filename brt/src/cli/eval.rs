@@ -77,7 +77,7 @@ impl BackendJob for EvalJob<'_> {
             session.reset(&mut engine)?;
             bar.set_message(path.display().to_string());
             let mut progress = |bytes: u64| bar.set_position(done_bytes + bytes);
-            let score = score_file(&mut engine, &mut session, self.tokenizer, path, &mut progress)?;
+            let score = score_file(&mut engine, &mut session, self.tokenizer, path, None, &mut progress)?;
             done_bytes += score.bytes;
             files.push((path.clone(), score));
         }

@@ -1,0 +1,359 @@
+//! Training: truncated back-propagation through segments of several blocks, as in
+//! the official code. Gradients flow through the blocks of a segment, through the
+//! recurrent state and the KV caches inside it; what is carried in from the previous
+//! segment is an input without gradient. Rows read their own documents and are
+//! reset when one begins.
+
+pub mod data;
+pub mod optim;
+
+use crate::autodiff::Recorder;
+use crate::config_file::ConfigFile;
+use crate::engine::{Engine, Session, SessionState};
+use crate::error::{Error, Result};
+use crate::eval::{score_file, Score};
+use crate::files::write_atomically;
+use crate::tokenizer::Tokenizer;
+use crate::weights::{ModelWeights, WeightBuffer};
+use brt_core::{Config, Gradients, WeightData};
+use data::{Corpus, LoaderState};
+use optim::{clip_by_global_norm, AdamW, Schedule};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Training settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Documents read side by side.
+    pub batch: usize,
+    /// Tokens per row per step (a multiple of the window keeps resets aligned).
+    pub segment: usize,
+    /// Steps to take in all.
+    pub steps: u64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Clip gradients to this global norm (0: never).
+    pub clip: f32,
+    /// Decoupled weight decay of the matrices.
+    pub weight_decay: f32,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Step number (from 1).
+    pub step: u64,
+    /// Mean loss of the predicted tokens, nats.
+    pub loss: f64,
+    /// Tokens that carried loss.
+    pub predicted: usize,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Gradient norm before clipping.
+    pub grad_norm: f32,
+}
+
+/// A held-out evaluation during training.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// After this step.
+    pub step: u64,
+    /// Bits per token of the held-out files.
+    pub bits_per_token: f64,
+    /// Bits per byte.
+    pub bits_per_byte: f64,
+}
+
+/// A model being trained on a backend with gradients.
+pub struct Trainer<G: Gradients> {
+    engine: Engine<Recorder<G>>,
+    session: Session<Recorder<G>>,
+    options: TrainOptions,
+    config: Config,
+    params: Vec<f32>,
+    decays: Vec<bool>,
+    optimizer: AdamW,
+    loader: LoaderState,
+    step: u64,
+    grad: Vec<f32>,
+    seed: Vec<f32>,
+    /// Every step's report.
+    pub history: Vec<StepReport>,
+    /// Every held-out evaluation.
+    pub evaluations: Vec<EvalReport>,
+}
+
+impl<G: Gradients> std::fmt::Debug for Trainer<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer").field("step", &self.step).field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+/// Metadata keys of training checkpoints.
+mod file {
+    pub const FORMAT: &str = "brt-train";
+    pub const VERSION: &str = "1";
+}
+
+impl<G: Gradients> Trainer<G>
+where
+    Error: From<G::Error>,
+{
+    /// Starts training `initial` (its values are the starting point) on `kernels`.
+    pub fn new(kernels: G, initial: &ModelWeights, options: TrainOptions) -> Result<Trainer<G>> {
+        if options.batch == 0 || options.segment == 0 {
+            return Err(Error::Invalid("batch and segment must be positive".into()));
+        }
+        let master = initial.with_dtype(brt_core::WeightDtype::F32);
+        let params = match master.buffer() {
+            WeightBuffer::F32(v) => v.clone(),
+            _ => return Err(Error::Invalid("internal: f32 master weights expected".into())),
+        };
+        let decays = {
+            let mut d = vec![false; params.len()];
+            for spec in master.layout().params() {
+                if !spec.param.is_vector() {
+                    d[spec.offset..spec.offset + spec.span.len()].fill(true);
+                }
+            }
+            d
+        };
+        let mut engine = Engine::new(Recorder::new(kernels), &master)?;
+        let session = engine.session(options.batch, options.segment)?;
+        let n = params.len();
+        let vocab = master.config().vocab;
+        Ok(Trainer {
+            engine,
+            session,
+            config: *master.config(),
+            optimizer: AdamW::new(n, options.weight_decay),
+            loader: LoaderState::new(options.batch, options.seed),
+            step: 0,
+            grad: vec![0.0; n],
+            seed: vec![0.0; options.batch * options.segment * vocab],
+            params,
+            decays,
+            options,
+            history: Vec::new(),
+            evaluations: Vec::new(),
+        })
+    }
+
+    /// Steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+    /// The settings.
+    pub fn options(&self) -> &TrainOptions {
+        &self.options
+    }
+    /// Continues to `steps` in all (e.g. to extend a finished run).
+    pub fn set_total_steps(&mut self, steps: u64) {
+        self.options.steps = steps;
+    }
+
+    /// The model as it is now.
+    pub fn weights(&self) -> Result<ModelWeights> {
+        ModelWeights::new(self.config, WeightBuffer::F32(self.params.clone()))
+    }
+
+    /// One step: the next segment of every row, forward, loss, backward, update.
+    pub fn step(&mut self, corpus: &Corpus) -> Result<StepReport> {
+        let vocab = self.config.vocab;
+        if corpus.max_id() as usize >= vocab {
+            return Err(Error::Invalid(format!(
+                "the corpus has token id {}, outside the model's vocabulary of {vocab}",
+                corpus.max_id()
+            )));
+        }
+        let (batch, length) = (self.options.batch, self.options.segment);
+        let segment = self.loader.next_segment(corpus, length);
+        let rows: Vec<Vec<u32>> =
+            (0..batch).map(|b| (0..length).map(|t| segment.inputs[t * batch + b]).collect()).collect();
+        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let predicted = segment.weights.iter().filter(|&&w| w).count();
+
+        // Forward (recorded), with the cross-entropy and its gradient per position.
+        self.seed.fill(0.0);
+        let mut loss = 0f64;
+        let seed = &mut self.seed;
+        let mut reader = |start: usize, logits: &[f32]| -> Result<()> {
+            for (i, row) in logits.chunks_exact(vocab).enumerate() {
+                let at = start * batch + i;
+                if !segment.weights[at] {
+                    continue;
+                }
+                let target = segment.targets[at] as usize;
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+                let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+                loss += max + sum.ln() - row[target] as f64;
+                let g = &mut seed[at * vocab..(at + 1) * vocab];
+                for (j, (g, &v)) in g.iter_mut().zip(row).enumerate() {
+                    let p = (v as f64 - max).exp() / sum;
+                    *g = ((p - (j == target) as u8 as f64) / predicted.max(1) as f64) as f32;
+                }
+            }
+            Ok(())
+        };
+        self.engine.kernels().start();
+        let forward = self.session.feed_rows(&mut self.engine, &rows, &segment.resets, Some(&mut reader));
+        self.engine.kernels().stop();
+        forward?;
+        self.step += 1;
+        let lr = self.options.schedule.rate(self.step);
+        let mut grad_norm = 0.0;
+        if predicted > 0 {
+            self.engine.backward(&self.session, &self.seed)?;
+            self.engine.weight_gradient(&mut self.grad)?;
+            grad_norm = clip_by_global_norm(&mut self.grad, self.options.clip);
+            if !grad_norm.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "step {}: the gradient is not finite; lower the learning rate",
+                    self.step
+                )));
+            }
+            self.optimizer.update(&mut self.params, &self.grad, &self.decays, lr);
+            self.engine.set_weights(WeightData::F32(&self.params))?;
+        }
+        let report = StepReport { step: self.step, loss: loss / predicted.max(1) as f64, predicted, lr, grad_norm };
+        self.history.push(report);
+        Ok(report)
+    }
+
+    /// Scores held-out files with the current weights (each a fresh document).
+    pub fn evaluate(
+        &mut self,
+        files: &[std::path::PathBuf],
+        tokenizer: &Tokenizer,
+        max_bytes: Option<u64>,
+    ) -> Result<Score> {
+        let mut session = self.engine.session(1, self.options.segment.max(256))?;
+        let mut total = Score::default();
+        for path in files {
+            session.reset(&mut self.engine)?;
+            let score = score_file(&mut self.engine, &mut session, tokenizer, path, max_bytes, &mut |_| {})?;
+            total.add(&score);
+        }
+        self.evaluations.push(EvalReport {
+            step: self.step,
+            bits_per_token: total.bits_per_token(),
+            bits_per_byte: total.bits_per_byte(tokenizer.is_bytes()),
+        });
+        Ok(total)
+    }
+
+    /// Writes everything needed to continue exactly: parameters, optimizer moments,
+    /// the carried stream state of every row, the data position and the history.
+    pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let state = self.session.export(&mut self.engine)?;
+        let json = |v: &dyn erased::Json| v.to_json();
+        let metadata: HashMap<String, String> = [
+            ("format", file::FORMAT.to_string()),
+            ("format_version", file::VERSION.to_string()),
+            ("config", ConfigFile::to_json(&self.config)),
+            ("options", json(&self.options)),
+            ("step", self.step.to_string()),
+            ("optimizer_steps", self.optimizer.steps.to_string()),
+            ("loader", json(&self.loader)),
+            ("position_in_block", state.position_in_block.to_string()),
+            ("tokens_seen", state.tokens_seen.to_string()),
+            ("history", json(&self.history)),
+            ("evaluations", json(&self.evaluations)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let invalid = |e: safetensors::SafeTensorError| Error::Invalid(format!("checkpoint: {e}"));
+        fn tensor(v: &[f32]) -> std::result::Result<TensorView<'_>, safetensors::SafeTensorError> {
+            TensorView::new(Dtype::F32, vec![v.len()], bytemuck::cast_slice(v))
+        }
+        let tensor = |v| tensor(v).map_err(invalid);
+        let tensors = [
+            ("params", tensor(&self.params)?),
+            ("adam_m", tensor(&self.optimizer.m)?),
+            ("adam_v", tensor(&self.optimizer.v)?),
+            ("stream_state", tensor(&state.state)?),
+        ];
+        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(invalid)?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Continues a run from a checkpoint written by [`Trainer::save_checkpoint`].
+    pub fn resume(kernels: G, path: &Path) -> Result<Trainer<G>> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let fail = |m: String| Error::format(path, m);
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a brt training checkpoint: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let get = |k: &str| meta.get(k).ok_or_else(|| fail(format!("not a brt training checkpoint (no `{k}`)")));
+        if get("format")? != file::FORMAT {
+            return Err(fail("not a brt training checkpoint".into()));
+        }
+        if get("format_version")? != file::VERSION {
+            return Err(fail(format!(
+                "training checkpoint version {}; this brt reads {}",
+                get("format_version")?,
+                file::VERSION
+            )));
+        }
+        let parse = |k: &str| -> Result<u64> { get(k)?.parse().map_err(|_| fail(format!("`{k}` is not a number"))) };
+        let config = ConfigFile::parse(get("config")?).map_err(|e| fail(e.to_string()))?;
+        let options: TrainOptions = serde_json::from_str(get("options")?).map_err(|e| fail(format!("options: {e}")))?;
+        let loader: LoaderState = serde_json::from_str(get("loader")?).map_err(|e| fail(format!("loader: {e}")))?;
+        let history = serde_json::from_str(get("history")?).map_err(|e| fail(format!("history: {e}")))?;
+        let evaluations = serde_json::from_str(get("evaluations")?).map_err(|e| fail(format!("evaluations: {e}")))?;
+        let tensors =
+            SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a brt training checkpoint: {e}")))?;
+        let read = |name: &str| -> Result<Vec<f32>> {
+            let view = tensors.tensor(name).map_err(|_| fail(format!("no `{name}` tensor")))?;
+            if view.dtype() != Dtype::F32 {
+                return Err(fail(format!("`{name}` is not F32")));
+            }
+            Ok(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let params = read("params")?;
+        let weights = ModelWeights::new(config, WeightBuffer::F32(params)).map_err(|e| fail(e.to_string()))?;
+        let mut trainer = Trainer::new(kernels, &weights, options)?;
+        let (m, v) = (read("adam_m")?, read("adam_v")?);
+        if m.len() != trainer.params.len()
+            || v.len() != trainer.params.len()
+            || loader.rows.len() != trainer.options.batch
+        {
+            return Err(fail("the checkpoint's parts do not fit together".into()));
+        }
+        trainer.optimizer.m = m;
+        trainer.optimizer.v = v;
+        trainer.optimizer.steps = parse("optimizer_steps")?;
+        trainer.step = parse("step")?;
+        trainer.loader = loader;
+        trainer.history = history;
+        trainer.evaluations = evaluations;
+        let state = SessionState {
+            state: read("stream_state")?,
+            position_in_block: parse("position_in_block")? as usize,
+            tokens_seen: parse("tokens_seen")?,
+            last_logits: None,
+        };
+        trainer.session.import(&mut trainer.engine, &state).map_err(|e| fail(e.to_string()))?;
+        Ok(trainer)
+    }
+}
+
+/// JSON of serialisable values, behind one object-safe function.
+mod erased {
+    /// A value that can be written as JSON.
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            // Plain data: serialisation cannot fail.
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}

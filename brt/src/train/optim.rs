@@ -1,0 +1,132 @@
+//! AdamW with a warmup then cosine or inverse-square-root learning rate, and
+//! clipping by global norm.
+
+use serde::{Deserialize, Serialize};
+
+/// How the learning rate decays after the warmup.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decay {
+    /// Half a cosine from the peak to the floor at the last step.
+    Cosine,
+    /// `peak * sqrt(warmup / step)` (the official code's schedule).
+    Rsqrt,
+}
+
+/// The learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Peak learning rate.
+    pub peak: f32,
+    /// Floor of the cosine decay.
+    pub floor: f32,
+    /// Steps of linear warmup.
+    pub warmup: u64,
+    /// Total steps (for the cosine).
+    pub total: u64,
+    /// Decay after the warmup.
+    pub decay: Decay,
+}
+
+impl Schedule {
+    /// The learning rate of step `step` (counted from 1).
+    pub fn rate(&self, step: u64) -> f32 {
+        let step = step.max(1) as f64;
+        let (peak, floor, warmup) = (self.peak as f64, self.floor as f64, self.warmup as f64);
+        if step <= warmup {
+            return (peak * step / warmup.max(1.0)) as f32;
+        }
+        let rate = match self.decay {
+            Decay::Cosine => {
+                let span = (self.total as f64 - warmup).max(1.0);
+                let progress = ((step - warmup) / span).min(1.0);
+                floor + 0.5 * (peak - floor) * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            Decay::Rsqrt => peak * (warmup.max(1.0) / step).sqrt(),
+        };
+        rate as f32
+    }
+}
+
+/// AdamW's moments and hyperparameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamW {
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Added to the root of the second moment.
+    pub epsilon: f32,
+    /// Decoupled weight decay (applied to matrices only, not to norms, scales and
+    /// biases).
+    pub weight_decay: f32,
+    /// First moments.
+    pub m: Vec<f32>,
+    /// Second moments.
+    pub v: Vec<f32>,
+    /// Steps taken.
+    pub steps: u64,
+}
+
+impl AdamW {
+    /// Zero moments for `n` parameters.
+    pub fn new(n: usize, weight_decay: f32) -> AdamW {
+        AdamW { beta1: 0.9, beta2: 0.98, epsilon: 1e-9, weight_decay, m: vec![0.0; n], v: vec![0.0; n], steps: 0 }
+    }
+
+    /// One update of `params` by `grads` at learning rate `lr`; `decays[i]` says
+    /// whether parameter `i` takes weight decay.
+    pub fn update(&mut self, params: &mut [f32], grads: &[f32], decays: &[bool], lr: f32) {
+        self.steps += 1;
+        let t = self.steps as i32;
+        let c1 = 1.0 - self.beta1.powi(t);
+        let c2 = 1.0 - self.beta2.powi(t);
+        for i in 0..params.len() {
+            let g = grads[i];
+            self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * g;
+            self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * g * g;
+            let update = (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + self.epsilon);
+            let decay = if decays[i] { self.weight_decay * params[i] } else { 0.0 };
+            params[i] -= lr * (update + decay);
+        }
+    }
+}
+
+/// Scales `grads` so their global norm is at most `max_norm` (0: no clipping);
+/// returns the norm before clipping.
+pub fn clip_by_global_norm(grads: &mut [f32], max_norm: f32) -> f32 {
+    let norm = grads.iter().map(|&g| g as f64 * g as f64).sum::<f64>().sqrt() as f32;
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / norm;
+        grads.iter_mut().for_each(|g| *g *= scale);
+    }
+    norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules() {
+        let s = Schedule { peak: 1.0, floor: 0.1, warmup: 10, total: 110, decay: Decay::Cosine };
+        assert_eq!(s.rate(5), 0.5);
+        assert_eq!(s.rate(10), 1.0);
+        assert!((s.rate(60) - 0.55).abs() < 1e-6);
+        assert!((s.rate(110) - 0.1).abs() < 1e-6);
+        let r = Schedule { decay: Decay::Rsqrt, ..s };
+        assert!((r.rate(40) - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn adamw_moves_against_the_gradient_and_clipping_bounds_the_norm() {
+        let mut p = vec![1.0f32, -1.0];
+        let mut opt = AdamW::new(2, 0.0);
+        opt.update(&mut p, &[0.5, -2.0], &[true, true], 0.1);
+        // First step of Adam moves each parameter by lr against the gradient's sign.
+        assert!((p[0] - 0.9).abs() < 1e-5 && (p[1] + 0.9).abs() < 1e-5, "{p:?}");
+        let mut g = vec![3.0f32, 4.0];
+        assert_eq!(clip_by_global_norm(&mut g, 1.0), 5.0);
+        assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
+    }
+}
