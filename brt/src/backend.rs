@@ -5,7 +5,7 @@
 //! the kernels, and [`run_on`] instantiates it for the chosen one.
 
 use crate::error::{Error, Result};
-use brt_core::Kernels;
+use brt_core::{Gradients, Kernels};
 use brt_cpu::Heap;
 use std::fmt;
 use std::str::FromStr;
@@ -104,5 +104,28 @@ pub fn run_on_with<J: BackendJob>(kind: BackendKind, options: BackendOptions, jo
             "backend `{other}` is not compiled into this brt (it has: {}); rebuild with `--features {other}`",
             BackendKind::compiled_names()
         ))),
+    }
+}
+
+/// Work that needs gradients (training).
+pub trait TrainingJob {
+    /// What the work produces.
+    type Output;
+    /// Runs the work on a backend with gradients.
+    fn run<G: Gradients>(self, g: G) -> Result<Self::Output>
+    where
+        Error: From<G::Error>;
+}
+
+/// Runs `job` on backend `kind`, which must have gradients.
+pub fn run_training_on<J: TrainingJob>(kind: BackendKind, options: BackendOptions, job: J) -> Result<J::Output> {
+    let _ = options.threads;
+    match kind {
+        BackendKind::Reference => job.run(brt_core::Reference::new(Heap)),
+        BackendKind::Cpu => Err(Error::Invalid(format!(
+            "backend `cpu` is not compiled into this brt (it has: {}); rebuild with `--features cpu`",
+            BackendKind::compiled_names()
+        ))),
+        other => Err(Error::Invalid(format!("backend `{other}` has no gradients yet; train with `--backend cpu`"))),
     }
 }

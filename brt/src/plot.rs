@@ -26,70 +26,96 @@ pub struct Curve<'a> {
     pub score: &'a Score,
 }
 
+/// A named series of points, drawn as a line with markers.
+pub struct Series {
+    /// Legend text.
+    pub name: String,
+    /// `(x, y)` points.
+    pub points: Vec<(f64, f64)>,
+}
+
 /// Draws bits per unit (byte or token, by `unit`) against position for each curve.
 pub fn plot_by_position(path: &Path, title: &str, unit: &str, curves: &[Curve<'_>]) -> Result<()> {
-    ensure_font();
-    let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("plot {}: {e}", path.display()));
-    let series: Vec<(String, Vec<(f64, f64)>)> = curves
+    let series: Vec<Series> = curves
         .iter()
-        .map(|c| {
-            let points = c
+        .map(|c| Series {
+            name: c.name.clone(),
+            points: c
                 .score
                 .by_position
                 .iter()
                 .enumerate()
                 .filter(|(_, (_, n))| *n > 0)
                 .map(|(b, (nats, n))| (bin_start(b), nats / *n as f64 / std::f64::consts::LN_2))
-                .collect();
-            (c.name.clone(), points)
+                .collect(),
         })
         .collect();
-    let all: Vec<&(f64, f64)> = series.iter().flat_map(|(_, p)| p).collect();
+    plot_lines(path, title, "position in the document (tokens, log scale)", &format!("bits per {unit}"), true, &series)
+}
+
+/// Draws line series on linear or logarithmic x.
+pub fn plot_lines(path: &Path, title: &str, x_desc: &str, y_desc: &str, log_x: bool, series: &[Series]) -> Result<()> {
+    ensure_font();
+    let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("plot {}: {e}", path.display()));
+    let all: Vec<&(f64, f64)> =
+        series.iter().flat_map(|s| &s.points).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
     if all.is_empty() {
-        return Err(Error::Invalid("nothing to plot: no position was predicted".into()));
+        return Err(Error::Invalid("nothing to plot".into()));
     }
-    let x_max = all.iter().map(|p| p.0).fold(2.0, f64::max) * 1.2;
-    let y_max = all.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1e-9;
-    let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).min(y_max) * 0.9;
-    {
-        let root = BitMapBackend::new(path, (1000, 620)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 26))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d((1f64..x_max).log_scale(), y_min..y_max)
-            .map_err(|e| fail(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("position in the document (tokens, log scale)")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.2}"))
-            .y_desc(format!("bits per {unit}"))
-            .label_style(("sans-serif", 16))
-            .axis_desc_style(("sans-serif", 18))
-            .draw()
-            .map_err(|e| fail(&e))?;
-        let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-        for (i, (name, points)) in series.iter().enumerate() {
-            let color = colors[i % colors.len()];
+    let x_min = all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let x_max = all.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    let y_max = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let pad = ((y_max - y_min) * 0.08).max(1e-3);
+    let (y_lo, y_hi) = ((y_min - pad).max(0.0), y_max + pad);
+    let root = BitMapBackend::new(path, (1000, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
-                .map_err(|e| fail(&e))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| fail(&e))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 16))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| fail(&e))?;
-        root.present().map_err(|e| fail(&e))?;
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .label_style(("sans-serif", 16))
+                .axis_desc_style(("sans-serif", 18))
+                .draw()
+                .map_err(|e| fail(&e))?;
+            for (i, s) in series.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                    .map_err(|e| fail(&e))?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                if s.points.len() <= 64 {
+                    chart
+                        .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                        .map_err(|e| fail(&e))?;
+                }
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(("sans-serif", 16))
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| fail(&e))?;
+        }};
     }
+    let mut builder = ChartBuilder::on(&root);
+    builder.caption(title, ("sans-serif", 26)).margin(20).x_label_area_size(50).y_label_area_size(70);
+    if log_x {
+        let (lo, hi) = (x_min.max(1e-9), (x_max * 1.2).max(x_min.max(1e-9) * 2.0));
+        draw!(builder.build_cartesian_2d((lo..hi).log_scale(), y_lo..y_hi).map_err(|e| fail(&e))?);
+    } else {
+        let hi = if x_max > x_min { x_max } else { x_min + 1.0 };
+        draw!(builder.build_cartesian_2d(x_min..hi, y_lo..y_hi).map_err(|e| fail(&e))?);
+    }
+    root.present().map_err(|e| fail(&e))?;
     Ok(())
 }

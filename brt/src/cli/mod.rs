@@ -7,6 +7,7 @@ mod eval;
 mod generate;
 mod info;
 mod logits;
+mod train;
 
 use brt::meliad::ImportOptions;
 use brt::{BackendKind, Error};
@@ -35,6 +36,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Measure tokens/s and GFLOP/s of a named configuration with random weights.
     Bench(bench::BenchArgs),
+    /// Train a model on documents.
+    Train(train::TrainArgs),
 }
 
 /// How to read a model file.
@@ -86,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
