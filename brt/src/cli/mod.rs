@@ -37,7 +37,7 @@ enum Command {
     /// Measure tokens/s and GFLOP/s of a named configuration with random weights.
     Bench(bench::BenchArgs),
     /// Train a model on documents.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
 }
 
 /// How to read a model file.
@@ -89,7 +89,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
