@@ -4,8 +4,8 @@
 //! `B` is packed into `kc x NR` panels (widening f16/bf16 parameters to f32 as it
 //! goes, for either weight order), `A` into `kc x MR` panels, and the level's
 //! micro-kernel multiplies one panel pair into an `MR x NR` tile of `C` held in
-//! registers. Blocking: `KC` rows of the inner dimension so that a `B` panel stays
-//! in L1, `MC` rows of `A` per packed block (L2), `NC` columns per packed `B`
+//! registers. Blocking: `kc` rows of the inner dimension so that a `B` panel stays
+//! in L1 (`kc_for`), `MC` rows of `A` per packed block (L2), `NC` columns per packed `B`
 //! block (L2/L3). A call is split into independent tasks over column ranges (or
 //! row ranges when there are too few columns), each with its own packing buffers,
 //! so threads never wait for each other inside a product.
@@ -18,8 +18,19 @@ use brt_core::kernels::check_extent;
 use brt_core::{CoreError, CoreResult};
 use core::ops::Range;
 
-/// Inner-dimension block.
-pub(crate) const KC: usize = 256;
+/// Bytes of a packed `B` panel (`KC x NR` f32): half of a 32 KiB L1 data cache,
+/// leaving room for the `A` panel and the tile of `C`.
+const PANEL_BYTES: usize = 16 * 1024;
+
+/// Inner-dimension block at a level with micro-tile width `nr`.
+pub(crate) const fn kc_for(nr: usize) -> usize {
+    let kc = PANEL_BYTES / 4 / nr;
+    if kc > 512 {
+        512
+    } else {
+        kc / 8 * 8
+    }
+}
 /// Rows of `A` per packed block (a multiple of every level's `MR`).
 pub(crate) const MC: usize = 144;
 /// Columns of `B` per packed block, before rounding down to a multiple of `NR`.
@@ -33,7 +44,7 @@ pub(crate) const fn nc_for(nr: usize) -> usize {
 /// Packing scratch (f32 elements) one task needs at a level with tile `(mr, nr)`.
 pub(crate) const fn scratch_len(mr: usize, nr: usize) -> usize {
     let mc = MC.div_ceil(mr) * mr;
-    mc * KC + KC * nc_for(nr)
+    (mc + nc_for(nr)) * kc_for(nr)
 }
 
 /// The right-hand side `B (k x n)` as stored.
@@ -161,17 +172,18 @@ fn gemm_block<S: Simd>(g: &Gemm<'_>, rows: Range<usize>, cols: Range<usize>, scr
     }
     let nc_max = nc_for(S::NR);
     let mc_max = MC.div_ceil(S::MR) * S::MR;
-    if scratch.len() < mc_max * KC + KC * nc_max {
+    let kc_max = kc_for(S::NR);
+    if scratch.len() < scratch_len(S::MR, S::NR) {
         // The backend sizes the scratch with `scratch_len`; never reached.
         return;
     }
-    let (apack, bpack) = scratch.split_at_mut(mc_max * KC);
+    let (apack, bpack) = scratch.split_at_mut(mc_max * kc_max);
     let mut jc = cols.start;
     while jc < cols.end {
         let nc = nc_max.min(cols.end - jc);
         let mut pc = 0;
         while pc < g.k {
-            let kc = KC.min(g.k - pc);
+            let kc = kc_max.min(g.k - pc);
             let first = pc == 0;
             let last = pc + kc == g.k;
             pack_b::<S>(g.b, pc, kc, jc, nc, bpack);

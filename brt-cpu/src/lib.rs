@@ -33,10 +33,14 @@ mod weights;
 mod heap;
 #[cfg(feature = "std")]
 mod pool;
+#[cfg(feature = "std")]
+mod sgemm;
 
 pub use backend::{Cpu, Options};
 pub use error::CpuError;
 #[cfg(feature = "std")]
 pub use heap::Heap;
 pub use simd::SimdLevel;
+#[cfg(feature = "std")]
+pub use sgemm::{measure_sgemm_gflops, sgemm_gflops};
 pub use weights::CpuWeights;
