@@ -58,6 +58,17 @@ fn flops_per_token(c: &Config) -> f64 {
     total
 }
 
+/// User + system CPU time of the whole process (Linux `/proc/self/stat`, in
+/// clock ticks of 1/100 s), seconds; 0 elsewhere.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -108,6 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Warm-up: one call (first touch of every buffer).
     stream.forward(&mut k, &model, &ids, &[])?;
     let start = Instant::now();
+    let cpu_start = process_cpu_seconds();
     let mut done = 0;
     while done < tokens {
         let n = call.min(tokens - done);
@@ -115,10 +127,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         done += n;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_start;
     let rate = tokens as f64 / seconds;
     let model_gflops = rate * flops_per_token(&config) / 1e9;
     println!(
-        "config {name} level {} threads {threads} dtype {} call {call}: {tokens} tokens in {seconds:.3} s = {rate:.1} tokens/s, model {model_gflops:.1} GFLOP/s",
+        "config {name} level {} threads {threads} dtype {} call {call}: {tokens} tokens in {seconds:.3} s = {rate:.1} tokens/s, model {model_gflops:.1} GFLOP/s (process CPU time {cpu:.3} s)",
         k.level(),
         dtype.name()
     );

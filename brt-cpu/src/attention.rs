@@ -11,12 +11,14 @@
 //! its rows can see (the band of the window), so the `W + QT` keys a query tile
 //! spans cost little more than the `W` each query uses. The T5 bias depends only
 //! on the distance `n`, and saturates at `n >= 113`, so a 128-entry table of
-//! `a_h * bias_h(n)` per task covers every distance.
+//! `a_h * bias_h(n)` per task covers every distance; it is stored by decreasing
+//! distance, so that the biases of a row's keys (distances falling by one per key)
+//! are a contiguous run of it and the logits take one vector pass.
 
 use crate::gemm::{pack_a, pack_b, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
-use crate::vector::{exp_shifted_sum, max_of, scale};
+use crate::vector::{exp_shifted_sum, max_of, scale, scale_add, scale_add_const};
 use crate::weights::WSlice;
 use brt_core::desc::{Attention, Mask};
 use brt_core::params::T5_BUCKETS;
@@ -107,8 +109,10 @@ fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
     };
     let biased = match c.bias {
         Some(table) => {
-            for (n, slot) in bias_table.iter_mut().enumerate() {
-                *slot = a * table.get(h * T5_BUCKETS + t5_bucket(n));
+            // Entry t holds distance BIAS_TABLE - 1 - t; the first one stands for
+            // every distance at or beyond it (they share the last bucket).
+            for (t, slot) in bias_table.iter_mut().enumerate() {
+                *slot = a * table.get(h * T5_BUCKETS + t5_bucket(BIAS_TABLE - 1 - t));
             }
             true
         }
@@ -171,11 +175,15 @@ fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
                 let seen = &mut row[vl..vh];
                 match (biased, window) {
                     (true, Some((offset, _))) => {
-                        // distance n = (i0 + i + offset) - (jt + j)
+                        // Key j of the tile is at distance n = base - j from the
+                        // query; distances >= BIAS_TABLE - 1 share the first
+                        // entry, nearer ones are entries t = j + (BIAS_TABLE-1) - base.
                         let base = i0 + i + offset - jt;
-                        for (j, s) in seen.iter_mut().enumerate() {
-                            let n = (base - (vl + j)).min(BIAS_TABLE - 1);
-                            *s = a * *s + bias_table[n];
+                        let near = (base + 1).saturating_sub(BIAS_TABLE).clamp(vl, vh);
+                        scale_add_const::<S>(&mut seen[..near - vl], a, bias_table[0]);
+                        if near < vh {
+                            let t0 = near + BIAS_TABLE - 1 - base;
+                            scale_add::<S>(&mut seen[near - vl..], a, &bias_table[t0..t0 + (vh - near)]);
                         }
                     }
                     _ => scale::<S>(seen, a),

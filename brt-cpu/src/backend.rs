@@ -2,6 +2,7 @@
 
 use crate::attention::{self, AttnCall, AttnTask};
 use crate::gemm::{self, BSource, Gemm, GemmTask};
+use crate::gemv::{self, GemvTask, GEMV_MAX_ROWS};
 use crate::linear::{self, LinearCall, LinearTask};
 use crate::parallel::{SendPtr, Workers};
 use crate::rows::{AddPositions, L2Normalize, RmsNorm};
@@ -54,7 +55,10 @@ impl Options {
     fn per_worker(&self, level: SimdLevel) -> usize {
         let (mr, nr) = level.tile();
         let dh = self.max_head_dim.max(1);
-        gemm::scratch_len(mr, nr).max(attention::scratch_len(mr, nr, dh)).max(linear::scratch_len(dh))
+        gemm::scratch_len(mr, nr)
+            .max(attention::scratch_len(mr, nr, dh))
+            .max(linear::scratch_len(dh))
+            .max(gemv::scratch_len())
     }
 
     /// f32 elements the backend takes from its memory at construction: its packing
@@ -144,16 +148,20 @@ impl<M: HostMemory> Cpu<M> {
         let per = self.per_worker;
         let threads = self.workers.count();
         if self.scratch.len() < per * threads {
-            return Err(CoreError::BufferTooSmall { what: "CPU scratch", needed: per * threads, available: self.scratch.len() }.into());
+            return Err(CoreError::BufferTooSmall {
+                what: "CPU scratch",
+                needed: per * threads,
+                available: self.scratch.len(),
+            }
+            .into());
         }
         self.workers.run(tasks, &|t, w| {
-            let base = base;
             // SAFETY: worker indices are below `threads` and each belongs to one
             // thread for the whole call, which runs its tasks one after another,
             // so the `per`-long slices are disjoint and used by one task at a time;
             // the scratch holds `per * threads` values (checked above) and is
             // borrowed mutably by this call.
-            let scratch = unsafe { core::slice::from_raw_parts_mut(base.0.add(w * per), per) };
+            let scratch = unsafe { core::slice::from_raw_parts_mut(base.get().add(w * per), per) };
             body(t, scratch)
         })
     }
@@ -318,17 +326,18 @@ impl<M: HostMemory> Kernels for Cpu<M> {
             WeightOrder::InOut => BSource::InOut(w, n),
             WeightOrder::OutIn => BSource::OutIn(w, k),
         };
-        let g = Gemm::new(
-            (m, n, k),
-            (x, k),
-            b,
-            (out, n),
-            desc.alpha_value(),
-            desc.accumulates(),
-            desc.activation_kind(),
-        )?;
-        let split = g.split(self.workers.count(), self.tile);
+        let g =
+            Gemm::new((m, n, k), (x, k), b, (out, n), desc.alpha_value(), desc.accumulates(), desc.activation_kind())?;
         let (tile, level) = (self.tile, self.level);
+        if m <= GEMV_MAX_ROWS {
+            // Few rows: stream the weights (split over columns, 256 at least each).
+            let tasks = self.workers.count().min(n.div_ceil(256)).max(1);
+            return self.parallel(tasks, &|t, scratch| {
+                let cols = (n * t / tasks)..(n * (t + 1) / tasks);
+                level.dispatch(GemvTask { gemm: &g, cols, scratch });
+            });
+        }
+        let split = g.split(self.workers.count(), self.tile);
         self.parallel(split.0 * split.1, &|t, scratch| {
             let (rows, cols) = g.task_block(t, split, tile);
             level.dispatch(GemmTask { gemm: &g, rows, cols, scratch });
@@ -388,15 +397,8 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         if desc.tokens() == 0 {
             return Ok(());
         }
-        let call = LinearCall {
-            q,
-            k,
-            v,
-            scale,
-            state: SendPtr(state.as_mut_ptr()),
-            out: SendPtr(out.as_mut_ptr()),
-            desc,
-        };
+        let call =
+            LinearCall { q, k, v, scale, state: SendPtr(state.as_mut_ptr()), out: SendPtr(out.as_mut_ptr()), desc };
         let level = self.level;
         self.parallel(desc.batch() * desc.heads(), &|task, scratch| {
             level.dispatch(LinearTask { call: &call, task, scratch });

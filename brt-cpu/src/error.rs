@@ -44,11 +44,9 @@ impl fmt::Display for CpuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             CpuError::Core(e) => e.fmt(f),
-            CpuError::UnsupportedLevel { level } => write!(
-                f,
-                "SIMD level `{level}` is not supported by this CPU or build; supported here: {}",
-                Supported
-            ),
+            CpuError::UnsupportedLevel { level } => {
+                write!(f, "SIMD level `{level}` is not supported by this CPU or build; supported here: {}", Supported)
+            }
             CpuError::Threads { requested, what } => write!(f, "cannot use {requested} threads: {what}"),
             CpuError::Capacity { what, needed, limit } => write!(
                 f,

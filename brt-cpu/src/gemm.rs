@@ -63,11 +63,11 @@ pub(crate) struct Gemm<'a> {
     pub m: usize,
     pub n: usize,
     pub k: usize,
-    a: &'a [f32],
-    lda: usize,
-    b: BSource<'a>,
-    c: SendPtr,
-    ldc: usize,
+    pub(crate) a: &'a [f32],
+    pub(crate) lda: usize,
+    pub(crate) b: BSource<'a>,
+    pub(crate) c: SendPtr,
+    pub(crate) ldc: usize,
     pub alpha: f32,
     pub accumulate: bool,
     pub activation: Activation,
@@ -136,7 +136,12 @@ impl<'a> Gemm<'a> {
     }
 
     /// Rows and columns of task `t` of a `(row parts, column parts)` split.
-    pub fn task_block(&self, t: usize, (rp, cp): (usize, usize), (mr, nr): (usize, usize)) -> (Range<usize>, Range<usize>) {
+    pub fn task_block(
+        &self,
+        t: usize,
+        (rp, cp): (usize, usize),
+        (mr, nr): (usize, usize),
+    ) -> (Range<usize>, Range<usize>) {
         let part = |count: usize, unit: usize, parts: usize, i: usize| {
             let units = count.div_ceil(unit);
             let lo = (units * i / parts * unit).min(count);
@@ -250,6 +255,8 @@ pub(crate) unsafe fn tile<S: Simd>(
             S::micro(kc, a, b, dst, ldc, ep);
             return;
         }
+        // Every element the micro-kernel stores is read back below; the zeros only
+        // keep the buffer initialised.
         let mut buf = [0f32; 16 * 32];
         S::micro(kc, a, b, buf.as_mut_ptr(), S::NR, Epilogue { alpha: ep.alpha, accumulate: false, relu: false });
         for r in 0..mr {
@@ -294,23 +301,29 @@ pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: u
 #[inline(always)]
 pub(crate) fn pack_b<S: Simd>(b: BSource<'_>, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
     let nr = S::NR;
-    for (panel, out) in dst.chunks_exact_mut(kc * nr).take(nc.div_ceil(nr)).enumerate() {
-        let jb = j0 + panel * nr;
-        let width = nr.min(j0 + nc - jb);
-        match b {
-            BSource::InOut(w, ld) => {
-                for p in 0..kc {
-                    let row = &mut out[p * nr..][..nr];
-                    let at = (p0 + p) * ld + jb;
+    let panels = nc.div_ceil(nr);
+    match b {
+        BSource::InOut(w, ld) => {
+            // Row by row, so the weights stream in memory order (each row's `nc`
+            // values are contiguous); the packed block is cache-resident.
+            for p in 0..kc {
+                let at = (p0 + p) * ld + j0;
+                for panel in 0..panels {
+                    let row = &mut dst[(panel * kc + p) * nr..][..nr];
+                    let width = nr.min(nc - panel * nr);
                     if width == nr {
-                        widen_full::<S>(w, at, row);
+                        widen_full::<S>(w, at + panel * nr, row);
                     } else {
-                        w.widen(at, &mut row[..width]);
+                        w.widen(at + panel * nr, &mut row[..width]);
                         row[width..].fill(0.0);
                     }
                 }
             }
-            BSource::OutIn(w, ld) => {
+        }
+        BSource::OutIn(w, ld) => {
+            for (panel, out) in dst.chunks_exact_mut(kc * nr).take(panels).enumerate() {
+                let jb = j0 + panel * nr;
+                let width = nr.min(j0 + nc - jb);
                 for jj in 0..nr {
                     if jj < width {
                         let at = (jb + jj) * ld + p0;

@@ -22,6 +22,7 @@ mod attention;
 mod backend;
 mod error;
 mod gemm;
+mod gemv;
 mod linear;
 mod parallel;
 mod rows;
@@ -40,7 +41,7 @@ pub use backend::{Cpu, Options};
 pub use error::CpuError;
 #[cfg(feature = "std")]
 pub use heap::Heap;
-pub use simd::SimdLevel;
 #[cfg(feature = "std")]
 pub use sgemm::{measure_sgemm_gflops, sgemm_gflops};
+pub use simd::SimdLevel;
 pub use weights::CpuWeights;

@@ -9,6 +9,14 @@ use crate::CpuError;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SendPtr(pub *mut f32);
 
+impl SendPtr {
+    /// The pointer. (A method, so that closures capture the whole `SendPtr`,
+    /// which is `Sync`, rather than its raw-pointer field.)
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 // SAFETY: the pointer is only dereferenced by tasks of one kernel call, each of
 // which writes a part of the buffer no other task touches (argued at every use),
 // while the call holds the `&mut` borrow the pointer came from.

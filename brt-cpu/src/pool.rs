@@ -42,8 +42,10 @@ struct Shared {
     panicked: AtomicBool,
 }
 
-/// Spins before sleeping, in `spin_loop` hints (a few tens of microseconds).
-const SPINS: usize = 1 << 14;
+/// Spins before sleeping, in `spin_loop` hints (some tens of microseconds: long
+/// enough to bridge the short serial steps between products, short enough not to
+/// steal a shared core for long).
+const SPINS: usize = 1 << 11;
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -130,7 +132,10 @@ impl Pool {
         // SAFETY: only the lifetime is erased; see the module documentation for why
         // the closure outlives every use.
         let job = Job(unsafe {
-            core::mem::transmute::<*const (dyn Fn(usize, usize) + Sync + '_), *const (dyn Fn(usize, usize) + Sync + 'static)>(f)
+            core::mem::transmute::<
+                *const (dyn Fn(usize, usize) + Sync + '_),
+                *const (dyn Fn(usize, usize) + Sync + 'static),
+            >(f)
         });
         let generation = {
             let mut st = s.lock();

@@ -67,6 +67,41 @@ pub(crate) fn scale<S: Simd>(x: &mut [f32], factor: f32) {
     }
 }
 
+/// `x = a * x + b` element-wise.
+#[inline(always)]
+pub(crate) fn scale_add<S: Simd>(x: &mut [f32], a: f32, b: &[f32]) {
+    let len = x.len().min(b.len());
+    let n = len / S::LANES * S::LANES;
+    // SAFETY: `i + LANES <= n <= len` for every access.
+    unsafe {
+        let av = S::splat(a);
+        let p = x.as_mut_ptr();
+        for i in (0..n).step_by(S::LANES) {
+            S::store(p.add(i), S::fma(av, S::load(p.add(i)), S::load(b.as_ptr().add(i))));
+        }
+    }
+    for i in n..len {
+        x[i] = a * x[i] + b[i];
+    }
+}
+
+/// `x = a * x + c`.
+#[inline(always)]
+pub(crate) fn scale_add_const<S: Simd>(x: &mut [f32], a: f32, c: f32) {
+    let n = x.len() / S::LANES * S::LANES;
+    // SAFETY: `i + LANES <= n <= x.len()` for every access.
+    unsafe {
+        let (av, cv) = (S::splat(a), S::splat(c));
+        let p = x.as_mut_ptr();
+        for i in (0..n).step_by(S::LANES) {
+            S::store(p.add(i), S::fma(av, S::load(p.add(i)), cv));
+        }
+    }
+    for v in &mut x[n..] {
+        *v = a * *v + c;
+    }
+}
+
 /// `x += y`.
 #[inline(always)]
 pub(crate) fn add_assign<S: Simd>(x: &mut [f32], y: &[f32]) {

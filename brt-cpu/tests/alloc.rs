@@ -83,7 +83,12 @@ fn stream_without_allocating(config: Config, dtype: WeightDtype) {
     let streamed = run(1500);
     let after = ALLOCATIONS.load(Ordering::SeqCst);
     let blocks = streamed / config.window;
-    assert_eq!(after - before, 0, "{} heap allocations while streaming {streamed} tokens ({blocks} blocks)", after - before);
+    assert_eq!(
+        after - before,
+        0,
+        "{} heap allocations while streaming {streamed} tokens ({blocks} blocks)",
+        after - before
+    );
     assert!(blocks > 1000);
 }
 

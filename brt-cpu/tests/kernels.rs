@@ -35,7 +35,18 @@ fn weights(
 
 #[test]
 fn matmul_matches_reference_for_every_shape_order_epilogue_and_dtype() {
-    let shapes = [(1, 1, 1), (3, 5, 7), (7, 13, 33), (37, 300, 70), (150, 257, 40), (13, 64, 1100), (290, 70, 50)];
+    let shapes = [
+        (1, 1, 1),
+        (3, 5, 7),
+        (4, 300, 1100),
+        (2, 33, 517),
+        (5, 40, 70),
+        (7, 13, 33),
+        (37, 300, 70),
+        (150, 257, 40),
+        (13, 64, 1100),
+        (290, 70, 50),
+    ];
     let mut rng = SplitMix64::new(1);
     for (name, mut fast) in backends() {
         let mut reference = Ref::new(Heap);
@@ -58,7 +69,9 @@ fn matmul_matches_reference_for_every_shape_order_epilogue_and_dtype() {
                     let (xr, xf) = tensors(&mut reference, &mut fast, &x);
                     let (wr, wf) = weights(&mut reference, &mut fast, &w, dtype);
                     let (mut yr, mut yf) = tensors(&mut reference, &mut fast, &y0);
-                    reference.matmul(View::new(&xr, 3), WeightView::new(&wr, 5), ViewMut::new(&mut yr, 2), desc).unwrap();
+                    reference
+                        .matmul(View::new(&xr, 3), WeightView::new(&wr, 5), ViewMut::new(&mut yr, 2), desc)
+                        .unwrap();
                     fast.matmul(View::new(&xf, 3), WeightView::new(&wf, 5), ViewMut::new(&mut yf, 2), desc).unwrap();
                     let what = format!("{name} matmul {m}x{k}x{n} {dtype:?} variant {variant} transposed {transposed}");
                     assert_eq!(&yf[..2], &y0[..2], "{what}: wrote before the view");
@@ -103,10 +116,26 @@ fn run_attention(
     let bias_r = with_bias.then(|| WeightView::new(&pr, heads));
     let bias_f = with_bias.then(|| WeightView::new(&pf, heads));
     reference
-        .attention(View::new(&qr, 0), View::new(&kr, 0), View::new(&vr, 0), WeightView::new(&pr, 0), bias_r, ViewMut::new(&mut or, 0), desc)
+        .attention(
+            View::new(&qr, 0),
+            View::new(&kr, 0),
+            View::new(&vr, 0),
+            WeightView::new(&pr, 0),
+            bias_r,
+            ViewMut::new(&mut or, 0),
+            desc,
+        )
         .unwrap();
-    fast.attention(View::new(&qf, 0), View::new(&kf, 0), View::new(&vf, 0), WeightView::new(&pf, 0), bias_f, ViewMut::new(&mut of, 0), desc)
-        .unwrap();
+    fast.attention(
+        View::new(&qf, 0),
+        View::new(&kf, 0),
+        View::new(&vf, 0),
+        WeightView::new(&pf, 0),
+        bias_f,
+        ViewMut::new(&mut of, 0),
+        desc,
+    )
+    .unwrap();
     assert_close(&of, &or, 2e-5, what);
 }
 
@@ -119,14 +148,24 @@ fn window_attention_matches_reference() {
         let mut reference = Ref::new(Heap);
         for &(batch, n, w, heads, dh) in &cases {
             for (abs, dtype) in [(false, WeightDtype::F32), (true, WeightDtype::Bf16)] {
-                let desc = Attention::new(batch, n, w + n, heads, dh, Mask::Window { offset: w, window: w }, abs).unwrap();
+                let desc =
+                    Attention::new(batch, n, w + n, heads, dh, Mask::Window { offset: w, window: w }, abs).unwrap();
                 let what = format!("{name} window attention B{batch} n{n} W{w} H{heads} dh{dh} abs {abs}");
                 run_attention(&mut fast, &mut reference, &mut rng, desc, true, dtype, 4.0, &what);
             }
         }
         // A larger offset than the window (cached keys in front), no bias.
         let desc = Attention::new(2, 40, 100, 2, 16, Mask::Window { offset: 50, window: 20 }, false).unwrap();
-        run_attention(&mut fast, &mut reference, &mut rng, desc, false, WeightDtype::F32, 4.0, &format!("{name} offset window"));
+        run_attention(
+            &mut fast,
+            &mut reference,
+            &mut rng,
+            desc,
+            false,
+            WeightDtype::F32,
+            4.0,
+            &format!("{name} offset window"),
+        );
     }
 }
 
@@ -143,7 +182,16 @@ fn full_attention_matches_reference_including_the_safe_softmax_floor() {
             run_attention(&mut fast, &mut reference, &mut rng, desc, false, WeightDtype::F32, 4.0, &what);
             // Huge scales push some rows' logits far below the floor of -1000: those
             // rows attend to (almost) nothing, exactly as the reference says.
-            run_attention(&mut fast, &mut reference, &mut rng, desc, false, WeightDtype::F32, 5000.0, &format!("{what} floor"));
+            run_attention(
+                &mut fast,
+                &mut reference,
+                &mut rng,
+                desc,
+                false,
+                WeightDtype::F32,
+                5000.0,
+                &format!("{what} floor"),
+            );
         }
     }
 }
@@ -187,10 +235,26 @@ fn linear_attention_matches_the_recurrent_reference_across_calls() {
                 let (vr, vf) = tensors(&mut reference, &mut fast, &v);
                 let (mut or, mut of) = tensors(&mut reference, &mut fast, &vec![0.0; desc.token_len()]);
                 reference
-                    .linear_attention(View::new(&qr, 0), View::new(&kr, 0), View::new(&vr, 0), WeightView::new(&wr, 0), ViewMut::new(&mut sr, 0), ViewMut::new(&mut or, 0), desc)
+                    .linear_attention(
+                        View::new(&qr, 0),
+                        View::new(&kr, 0),
+                        View::new(&vr, 0),
+                        WeightView::new(&wr, 0),
+                        ViewMut::new(&mut sr, 0),
+                        ViewMut::new(&mut or, 0),
+                        desc,
+                    )
                     .unwrap();
-                fast.linear_attention(View::new(&qf, 0), View::new(&kf, 0), View::new(&vf, 0), WeightView::new(&wf, 0), ViewMut::new(&mut sf, 0), ViewMut::new(&mut of, 0), desc)
-                    .unwrap();
+                fast.linear_attention(
+                    View::new(&qf, 0),
+                    View::new(&kf, 0),
+                    View::new(&vf, 0),
+                    WeightView::new(&wf, 0),
+                    ViewMut::new(&mut sf, 0),
+                    ViewMut::new(&mut of, 0),
+                    desc,
+                )
+                .unwrap();
                 let what = format!("{name} linear attention B{batch} H{heads} dh{dh} tokens {tokens}");
                 assert_close(&of, &or, 2e-5, &what);
                 assert_close(&sf, &sr, 2e-6, &format!("{what} state"));
@@ -239,15 +303,33 @@ fn row_kernels_match_reference() {
                 let z = random(&mut rng, rows * dim, 2.0);
                 let (zr, zf) = tensors(&mut reference, &mut fast, &z);
                 let (mut gr, mut gf) = tensors(&mut reference, &mut fast, &x);
-                reference.gate_fixed(ViewMut::new(&mut gr, 1), View::new(&zr, 0), WeightView::new(&wr, 0), desc).unwrap();
+                reference
+                    .gate_fixed(ViewMut::new(&mut gr, 1), View::new(&zr, 0), WeightView::new(&wr, 0), desc)
+                    .unwrap();
                 fast.gate_fixed(ViewMut::new(&mut gf, 1), View::new(&zf, 0), WeightView::new(&wf, 0), desc).unwrap();
                 assert_close(&gf, &gr, 1e-6, &format!("{what} gate_fixed"));
                 let (mut gr, mut gf) = tensors(&mut reference, &mut fast, &x);
                 reference
-                    .gate_lstm(ViewMut::new(&mut gr, 1), View::new(&zr, 0), View::new(&xr, 0), View::new(&xr, 1), WeightView::new(&wr, 0), WeightView::new(&wr, 3), desc)
+                    .gate_lstm(
+                        ViewMut::new(&mut gr, 1),
+                        View::new(&zr, 0),
+                        View::new(&xr, 0),
+                        View::new(&xr, 1),
+                        WeightView::new(&wr, 0),
+                        WeightView::new(&wr, 3),
+                        desc,
+                    )
                     .unwrap();
-                fast.gate_lstm(ViewMut::new(&mut gf, 1), View::new(&zf, 0), View::new(&xf, 0), View::new(&xf, 1), WeightView::new(&wf, 0), WeightView::new(&wf, 3), desc)
-                    .unwrap();
+                fast.gate_lstm(
+                    ViewMut::new(&mut gf, 1),
+                    View::new(&zf, 0),
+                    View::new(&xf, 0),
+                    View::new(&xf, 1),
+                    WeightView::new(&wf, 0),
+                    WeightView::new(&wf, 3),
+                    desc,
+                )
+                .unwrap();
                 assert_close(&gf, &gr, 1e-6, &format!("{what} gate_lstm"));
 
                 // Strided copies of parameters and fills.
@@ -305,13 +387,34 @@ fn too_small_buffers_are_errors_not_panics() {
     assert!(too_small(k.matmul(View::new(&small, 7), WeightView::new(&w, 0), ViewMut::new(&mut out, 0), mm)));
     assert!(too_small(k.matmul(View::new(&small, 0), WeightView::new(&w, 8), ViewMut::new(&mut out, 0), mm)));
     assert!(too_small(k.matmul(View::new(&small, 0), WeightView::new(&w, 0), ViewMut::new(&mut out, 9), mm)));
-    assert!(too_small(k.rms_norm(View::new(&small, 0), WeightView::new(&w, 0), ViewMut::new(&mut out, 0), Rows::new(3, 4).unwrap())));
+    assert!(too_small(k.rms_norm(
+        View::new(&small, 0),
+        WeightView::new(&w, 0),
+        ViewMut::new(&mut out, 0),
+        Rows::new(3, 4).unwrap()
+    )));
     assert!(too_small(k.l2_normalize(ViewMut::new(&mut out, 5), Heads::new(2, 2, 2).unwrap())));
     let att = Attention::new(1, 3, 3, 1, 4, Mask::None, false).unwrap();
-    assert!(too_small(k.attention(View::new(&small, 0), View::new(&small, 0), View::new(&small, 0), WeightView::new(&w, 0), None, ViewMut::new(&mut out, 0), att)));
+    assert!(too_small(k.attention(
+        View::new(&small, 0),
+        View::new(&small, 0),
+        View::new(&small, 0),
+        WeightView::new(&w, 0),
+        None,
+        ViewMut::new(&mut out, 0),
+        att
+    )));
     let lin = LinearAttention::new(1, 2, 1, 4, false).unwrap();
     let mut state = k.alloc_tensor(100).unwrap();
-    assert!(too_small(k.linear_attention(View::new(&small, 0), View::new(&small, 0), View::new(&small, 0), WeightView::new(&w, 0), ViewMut::new(&mut out, 0), ViewMut::new(&mut state, 0), lin)));
+    assert!(too_small(k.linear_attention(
+        View::new(&small, 0),
+        View::new(&small, 0),
+        View::new(&small, 0),
+        WeightView::new(&w, 0),
+        ViewMut::new(&mut out, 0),
+        ViewMut::new(&mut state, 0),
+        lin
+    )));
     assert!(too_small(k.copy(View::new(&small, 5), ViewMut::new(&mut out, 0), 6)));
     assert!(too_small(k.fill(ViewMut::new(&mut out, 1), Strided::new(3, 2, 4).unwrap(), 1.0)));
     assert!(too_small(k.copy_weights(WeightView::new(&w, 9), ViewMut::new(&mut out, 0), Strided::contiguous(2))));
@@ -328,7 +431,15 @@ fn head_widths_above_the_capacity_are_errors() {
     let mut o = k.alloc_tensor(64).unwrap();
     let w = k.alloc_weights(4, WeightDtype::F32).unwrap();
     let att = Attention::new(1, 2, 2, 1, 16, Mask::None, false).unwrap();
-    let r = k.attention(View::new(&t, 0), View::new(&t, 0), View::new(&t, 0), WeightView::new(&w, 0), None, ViewMut::new(&mut o, 0), att);
+    let r = k.attention(
+        View::new(&t, 0),
+        View::new(&t, 0),
+        View::new(&t, 0),
+        WeightView::new(&w, 0),
+        None,
+        ViewMut::new(&mut o, 0),
+        att,
+    );
     assert!(matches!(r, Err(CpuError::Capacity { needed: 16, limit: 8, .. })), "{r:?}");
 }
 
@@ -377,8 +488,27 @@ fn safe_softmax_floor_term_is_exact() {
             let (vr, vf) = tensors(&mut reference, &mut fast, &v);
             let (wr, wf) = weights(&mut reference, &mut fast, &[a], WeightDtype::F32);
             let (mut or, mut of) = tensors(&mut reference, &mut fast, &[9.0; 4]);
-            reference.attention(View::new(&qr, 0), View::new(&kr, 0), View::new(&vr, 0), WeightView::new(&wr, 0), None, ViewMut::new(&mut or, 0), desc).unwrap();
-            fast.attention(View::new(&qf, 0), View::new(&kf, 0), View::new(&vf, 0), WeightView::new(&wf, 0), None, ViewMut::new(&mut of, 0), desc).unwrap();
+            reference
+                .attention(
+                    View::new(&qr, 0),
+                    View::new(&kr, 0),
+                    View::new(&vr, 0),
+                    WeightView::new(&wr, 0),
+                    None,
+                    ViewMut::new(&mut or, 0),
+                    desc,
+                )
+                .unwrap();
+            fast.attention(
+                View::new(&qf, 0),
+                View::new(&kf, 0),
+                View::new(&vf, 0),
+                WeightView::new(&wf, 0),
+                None,
+                ViewMut::new(&mut of, 0),
+                desc,
+            )
+            .unwrap();
             let expected: Vec<f32> = (0..4).map(|c| (v[c] + v[4 + c] + v[8 + c]) * expected_scale).collect();
             assert_close(&or, &expected, 1e-6, &format!("reference at a = {a}"));
             assert_close(&of, &expected, 1e-6, &format!("{name} at a = {a}"));

@@ -54,8 +54,10 @@ fn weights(config: &Config, seed: u64) -> Vec<f32> {
     initialize(config, seed, &mut flat).unwrap();
     let mut rng = SplitMix64::new(seed ^ 0x5eed);
     for spec in layout.params() {
-        if let Param::Layer(_, LayerParam::AttnScale | LayerParam::AttnScale2 | LayerParam::StateScale | LayerParam::StateScale2) =
-            spec.param
+        if let Param::Layer(
+            _,
+            LayerParam::AttnScale | LayerParam::AttnScale2 | LayerParam::StateScale | LayerParam::StateScale2,
+        ) = spec.param
         {
             for v in &mut flat[spec.offset..spec.offset + spec.span.len()] {
                 *v = (rng.uniform() * 5.0 - 1.0) as f32;
@@ -66,10 +68,16 @@ fn weights(config: &Config, seed: u64) -> Vec<f32> {
 }
 
 /// Token calls: (tokens per row, reset every row first).
-const CALLS: [(usize, bool); 7] = [(5, false), (8, false), (20, false), (3, false), (1, true), (11, false), (16, false)];
+const CALLS: [(usize, bool); 7] =
+    [(5, false), (8, false), (20, false), (3, false), (1, true), (11, false), (16, false)];
 
 /// Streams `CALLS` through a backend and returns every call's logits.
-fn stream_logits<K: brt_core::Kernels>(k: &mut K, config: &Config, data: WeightData<'_>, dtype: WeightDtype) -> Vec<Vec<f32>> {
+fn stream_logits<K: brt_core::Kernels>(
+    k: &mut K,
+    config: &Config,
+    data: WeightData<'_>,
+    dtype: WeightDtype,
+) -> Vec<Vec<f32>> {
     let batch = 2;
     let model = Model::from_flat(k, config, dtype, data).unwrap();
     let plan = Plan::new(config, batch, 20).unwrap();

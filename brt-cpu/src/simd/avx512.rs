@@ -82,6 +82,8 @@ impl Simd for Avx512 {
         // SAFETY: dispatch guarantees AVX-512F.
         unsafe { _mm512_max_ps(a, b) }
     }
+    // Cephes' coefficients as published (their f32 roundings are what is used).
+    #[allow(clippy::excessive_precision)]
     #[inline(always)]
     unsafe fn exp(x: __m512) -> __m512 {
         // SAFETY: dispatch guarantees AVX-512F. Same algorithm as the AVX2 level.

@@ -1,11 +1,11 @@
 //! x86-64 feature detection without the standard library: `cpuid` for what the
 //! processor has, `xgetbv` for whether the operating system saves the wide
 //! registers (the same two checks `is_x86_feature_detected!` makes).
-#![cfg_attr(feature = "std", allow(dead_code))]
 
-use core::arch::x86_64::{CpuidResult, __cpuid_count, _xgetbv};
+use core::arch::x86_64::{__cpuid_count, _xgetbv, CpuidResult};
 
 /// The features the CPU levels need.
+#[cfg_attr(feature = "std", allow(dead_code))]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Features {
     /// AVX2, FMA and F16C, with the AVX state enabled by the OS.
@@ -27,13 +27,28 @@ fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
 ///
 /// # Safety
 /// The CPU must report OSXSAVE (cpuid leaf 1, ecx bit 27).
+#[cfg_attr(feature = "std", allow(dead_code))]
 #[target_feature(enable = "xsave")]
 unsafe fn xcr0() -> u64 {
     // SAFETY: XSAVE is enabled by the OS (OSXSAVE), so `xgetbv 0` is allowed.
     unsafe { _xgetbv(0) }
 }
 
+/// The processor family (base plus extended) of an AMD processor, `None` on
+/// other vendors.
+pub(crate) fn amd_family() -> Option<u32> {
+    let vendor = cpuid(0, 0);
+    // "AuthenticAMD" in ebx, edx, ecx.
+    if (vendor.ebx, vendor.edx, vendor.ecx) != (0x6874_7541, 0x6974_6e65, 0x444d_4163) {
+        return None;
+    }
+    let eax = cpuid(1, 0).eax;
+    let base = (eax >> 8) & 0xf;
+    Some(if base == 0xf { base + ((eax >> 20) & 0xff) } else { base })
+}
+
 /// Detects the features (cheap; called once per backend construction).
+#[cfg_attr(feature = "std", allow(dead_code))]
 pub(crate) fn features() -> Features {
     let max_leaf = cpuid(0, 0).eax;
     if max_leaf < 7 {

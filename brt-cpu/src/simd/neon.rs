@@ -89,6 +89,8 @@ impl Simd for Neon {
         // SAFETY: dispatch guarantees NEON.
         unsafe { vmaxq_f32(a, b) }
     }
+    // Cephes' coefficients as published (their f32 roundings are what is used).
+    #[allow(clippy::excessive_precision)]
     #[inline(always)]
     unsafe fn exp(x: float32x4_t) -> float32x4_t {
         // SAFETY: dispatch guarantees NEON. Same algorithm as the x86 levels.
