@@ -136,8 +136,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dtype.name()
     );
     if gemm {
+        // `measure_sgemm_gflops` runs 6 products of 1536^3 (one warm-up, best of
+        // five); the process CPU time around it gives the rate per CPU-second too.
+        let cpu_before = process_cpu_seconds();
         let g = measure_sgemm_gflops(threads)?;
+        let gemm_cpu = process_cpu_seconds() - cpu_before;
         println!("sgemm {g:.1} GFLOP/s; model/sgemm = {:.3}", model_gflops / g);
+        if cpu > 0.0 && gemm_cpu > 0.0 {
+            let model_per_cpu = tokens as f64 * flops_per_token(&config) / cpu / 1e9;
+            let gemm_per_cpu = 6.0 * 2.0 * 1536f64.powi(3) / gemm_cpu / 1e9;
+            println!(
+                "per CPU-second: model {model_per_cpu:.1} GFLOP, sgemm {gemm_per_cpu:.1} GFLOP, ratio {:.3}",
+                model_per_cpu / gemm_per_cpu
+            );
+        }
     }
     if let Some(kib) = peak_rss_kib() {
         println!("peak RSS {:.1} MiB", kib as f64 / 1024.0);
