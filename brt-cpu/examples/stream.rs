@@ -69,6 +69,25 @@ fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// (name, id, CPU seconds) of every thread of the process (Linux), from
+/// `/proc/self/task/*/schedstat`.
+fn thread_cpu_seconds() -> Vec<(String, u64, f64)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_string();
+        let ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+            .unwrap_or(0.0);
+        out.push((name, tid, ns / 1e9));
+    }
+    out.sort_by_key(|(_, tid, _)| *tid);
+    out
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -118,6 +137,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ids: Vec<u32> = (0..call).map(|_| 3 + (rng.next_u64() % 256) as u32).collect();
     // Warm-up: one call (first touch of every buffer).
     stream.forward(&mut k, &model, &ids, &[])?;
+    let threads_before = thread_cpu_seconds();
     let start = Instant::now();
     let cpu_start = process_cpu_seconds();
     let mut done = 0;
@@ -128,6 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let seconds = start.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds() - cpu_start;
+    let threads_after = thread_cpu_seconds();
     let rate = tokens as f64 / seconds;
     let model_gflops = rate * flops_per_token(&config) / 1e9;
     println!(
@@ -135,6 +156,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         k.level(),
         dtype.name()
     );
+    // CPU time of each thread while streaming: with enough free cores the wall
+    // time approaches the largest of them.
+    let per_thread: Vec<String> = threads_after
+        .iter()
+        .map(|(name, tid, after)| {
+            let before = threads_before.iter().find(|(_, t, _)| t == tid).map_or(0.0, |(_, _, b)| *b);
+            format!("{name} {:.3} s", after - before)
+        })
+        .collect();
+    println!("thread CPU time while streaming: {}", per_thread.join(", "));
     if gemm {
         // `measure_sgemm_gflops` runs 6 products of 1536^3 (one warm-up, best of
         // five); the process CPU time around it gives the rate per CPU-second too.

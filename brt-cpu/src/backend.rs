@@ -166,6 +166,16 @@ impl<M: HostMemory> Cpu<M> {
         })
     }
 
+    /// Splits `rows` rows into one contiguous range per thread when there is
+    /// enough work (row-wise kernels), else one range.
+    fn row_split(&self, rows: usize, dim: usize) -> usize {
+        if rows * dim >= 1 << 15 {
+            self.workers.count().min(rows).max(1)
+        } else {
+            1
+        }
+    }
+
     fn check_head_dim(&self, dh: usize) -> Result<(), CpuError> {
         if dh > self.max_head_dim {
             return Err(CpuError::Capacity { what: "attention head width", needed: dh, limit: self.max_head_dim });
@@ -286,8 +296,16 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         let x = view("rms_norm input", x, desc.len())?;
         let scale = weights("rms_norm scale", scale, desc.dim())?;
         let out = view_mut("rms_norm output", out, desc.len())?;
-        self.level.dispatch(RmsNorm { x, scale, out, dim: desc.dim() });
-        Ok(())
+        let (rows, dim, level) = (desc.rows(), desc.dim(), self.level);
+        let parts = self.row_split(rows, dim);
+        let out = SendPtr(out.as_mut_ptr());
+        self.parallel(parts, &|t, _| {
+            let range = (rows * t / parts) * dim..(rows * (t + 1) / parts) * dim;
+            // SAFETY: `out` holds `rows * dim` values (checked above) and the row
+            // ranges of the tasks are disjoint.
+            let out = unsafe { core::slice::from_raw_parts_mut(out.get().add(range.start), range.len()) };
+            level.dispatch(RmsNorm { x: &x[range], scale, out, dim });
+        })
     }
 
     fn add_positions(
@@ -304,8 +322,16 @@ impl<M: HostMemory> Kernels for Cpu<M> {
 
     fn l2_normalize(&mut self, x: ViewMut<'_, M::F32>, desc: Heads) -> KResult<Self> {
         let x = view_mut("l2_normalize input", x, desc.len())?;
-        self.level.dispatch(L2Normalize { x, head_dim: desc.head_dim() });
-        Ok(())
+        let (rows, width, level) = (desc.rows(), desc.width(), self.level);
+        let parts = self.row_split(rows, width);
+        let x = SendPtr(x.as_mut_ptr());
+        self.parallel(parts, &|t, _| {
+            let range = (rows * t / parts) * width..(rows * (t + 1) / parts) * width;
+            // SAFETY: `x` holds `rows * width` values (checked above) and the row
+            // ranges of the tasks are disjoint.
+            let x = unsafe { core::slice::from_raw_parts_mut(x.get().add(range.start), range.len()) };
+            level.dispatch(L2Normalize { x, head_dim: desc.head_dim() });
+        })
     }
 
     fn matmul(

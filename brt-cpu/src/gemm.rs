@@ -119,6 +119,10 @@ impl<'a> Gemm<'a> {
     }
 
     /// How to split the product into `parts` tasks: `(row parts, column parts)`.
+    ///
+    /// Each task packs the whole of the operand it does not split, so the split
+    /// goes along the larger dimension: splitting rows repacks `B` (k x n) in
+    /// every task, splitting columns repacks `A` (m x k).
     pub fn split(&self, parts: usize, (mr, nr): (usize, usize)) -> (usize, usize) {
         let col_panels = self.n.div_ceil(nr);
         let row_panels = self.m.div_ceil(mr);
@@ -126,10 +130,12 @@ impl<'a> Gemm<'a> {
         if parts <= 1 || (self.m * self.n * self.k) < 64 * 64 * 64 {
             return (1, 1);
         }
-        if col_panels >= 2 * parts {
-            (1, parts)
-        } else if row_panels >= 2 * parts {
+        let rows_ok = row_panels >= 2 * parts;
+        let cols_ok = col_panels >= 2 * parts;
+        if rows_ok && (self.m >= self.n || !cols_ok) {
             (parts, 1)
+        } else if cols_ok {
+            (1, parts)
         } else {
             (1, parts.min(col_panels).max(1))
         }
