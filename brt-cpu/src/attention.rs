@@ -1,0 +1,242 @@
+//! Softmax attention (SPEC sections 1, 2 and 4), tiled like a matrix product.
+//!
+//! A task is one (batch row, head, tile of `QT` queries). Its keys are walked in
+//! tiles of `KT`; per key tile, the scores `Q K^T` and the update `P V` are
+//! micro-kernel products on packed panels, and the softmax is the online form
+//! (running maximum and sum, rescaling the output when the maximum grows). The
+//! running maximum starts at the official safe softmax's floor (-1000) and the
+//! final denominator adds `exp(-1000 - max)`: exactly the reference's formula.
+//!
+//! With a window mask, each `MR`-row panel only computes the key columns some of
+//! its rows can see (the band of the window), so the `W + QT` keys a query tile
+//! spans cost little more than the `W` each query uses. The T5 bias depends only
+//! on the distance `n`, and saturates at `n >= 113`, so a 128-entry table of
+//! `a_h * bias_h(n)` per task covers every distance; it is stored by decreasing
+//! distance, so that the biases of a row's keys (distances falling by one per key)
+//! are a contiguous run of it and the logits take one vector pass.
+
+use crate::gemm::{pack_a, pack_b, BSource};
+use crate::parallel::SendPtr;
+use crate::simd::{Epilogue, Simd, WithSimd};
+use crate::vector::{exp_shifted_sum, max_of, scale, scale_add, scale_add_const};
+use crate::weights::WSlice;
+use brt_core::desc::{Attention, Mask};
+use brt_core::params::T5_BUCKETS;
+use brt_core::primitives::{t5_bucket, SAFE_SOFTMAX_FLOOR};
+
+/// Queries per task (a multiple of every level's `MR`).
+pub(crate) const QT: usize = 96;
+/// Keys per tile (a multiple of every level's `NR`).
+pub(crate) const KT: usize = 192;
+/// Entries of the per-task bias table: distances at or above it share the last.
+const BIAS_TABLE: usize = 128;
+
+/// Rounds `x` up to a multiple of `unit`.
+pub(crate) const fn round_up(x: usize, unit: usize) -> usize {
+    x.div_ceil(unit) * unit
+}
+
+/// Scratch (f32 elements) of one task for head widths up to `max_dh`.
+pub(crate) const fn scratch_len(mr: usize, nr: usize, max_dh: usize) -> usize {
+    let dh_pad = round_up(max_dh, nr);
+    QT * max_dh + KT * max_dh + dh_pad * KT + QT * KT + mr * KT + QT * dh_pad + 2 * QT + BIAS_TABLE
+}
+
+/// One checked attention call.
+pub(crate) struct AttnCall<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub scale: WSlice<'a>,
+    pub bias: Option<WSlice<'a>>,
+    pub out: SendPtr,
+    pub desc: Attention,
+}
+
+impl AttnCall<'_> {
+    /// Query tiles per (row, head).
+    pub fn tiles(&self) -> usize {
+        self.desc.queries().div_ceil(QT)
+    }
+    /// Tasks of the call.
+    pub fn tasks(&self) -> usize {
+        self.desc.batch() * self.desc.heads() * self.tiles()
+    }
+}
+
+/// Task `t` of an attention call.
+pub(crate) struct AttnTask<'c, 'a> {
+    pub call: &'c AttnCall<'a>,
+    pub task: usize,
+    pub scratch: &'c mut [f32],
+}
+
+impl WithSimd for AttnTask<'_, '_> {
+    type Output = ();
+    #[inline(always)]
+    fn with<S: Simd>(self) {
+        attend::<S>(self.call, self.task, self.scratch)
+    }
+}
+
+#[inline(always)]
+fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
+    let d = c.desc;
+    let (heads, dh, width) = (d.heads(), d.head_dim(), d.width());
+    let tiles = c.tiles();
+    let (b, h, tile) = (task / (heads * tiles), task / tiles % heads, task % tiles);
+    let i0 = tile * QT;
+    let qt = QT.min(d.queries() - i0);
+    let dh_pad = round_up(dh, S::NR);
+    if scratch.len() < scratch_len(S::MR, S::NR, dh) {
+        return; // sized by the backend; never reached
+    }
+    let (qpack, rest) = scratch.split_at_mut(QT * dh);
+    let (kpack, rest) = rest.split_at_mut(KT * dh);
+    let (vpack, rest) = rest.split_at_mut(dh_pad * KT);
+    let (scores, rest) = rest.split_at_mut(QT * KT);
+    let (ppack, rest) = rest.split_at_mut(S::MR * KT);
+    let (acc, rest) = rest.split_at_mut(QT * dh_pad);
+    let (row_max, rest) = rest.split_at_mut(QT);
+    let (row_sum, rest) = rest.split_at_mut(QT);
+    let bias_table = &mut rest[..BIAS_TABLE];
+
+    let raw = c.scale.get(h);
+    let a = if d.abs_scale() { raw.abs() } else { raw };
+    let window = match d.mask() {
+        Mask::Window { offset, window } => Some((offset, window)),
+        Mask::None => None,
+    };
+    let biased = match c.bias {
+        Some(table) => {
+            // Entry t holds distance BIAS_TABLE - 1 - t; the first one stands for
+            // every distance at or beyond it (they share the last bucket).
+            for (t, slot) in bias_table.iter_mut().enumerate() {
+                *slot = a * table.get(h * T5_BUCKETS + t5_bucket(BIAS_TABLE - 1 - t));
+            }
+            true
+        }
+        None => false,
+    };
+
+    // Rows of q/k/v are positions (stride B*width); this head's columns start here.
+    let ld = d.batch() * width;
+    let col0 = b * width + h * dh;
+    pack_a::<S>(&c.q[col0..], ld, i0, qt, 0, dh, qpack);
+    row_max[..qt].fill(SAFE_SOFTMAX_FLOOR);
+    row_sum[..qt].fill(0.0);
+    acc.fill(0.0);
+
+    // Keys some query of the tile may see, and those row `i` of the tile sees.
+    let visible = |first: usize, last: usize| match window {
+        Some((offset, w)) => (i0 + first + offset - w, i0 + last + offset),
+        None => (0, d.keys()),
+    };
+    let (key_lo, key_hi) = visible(0, qt - 1);
+    let mut jt = key_lo;
+    while jt < key_hi {
+        let kt = KT.min(key_hi - jt);
+        pack_b::<S>(BSource::OutIn(WSlice::F32(&c.k[col0..]), ld), 0, dh, jt, kt, kpack);
+        pack_b::<S>(BSource::InOut(WSlice::F32(&c.v[col0..]), ld), jt, kt, 0, dh, vpack);
+        for r0 in (0..qt).step_by(S::MR) {
+            let r1 = (r0 + S::MR).min(qt);
+            let (lo, _) = visible(r0, r0);
+            let (_, hi) = visible(r1 - 1, r1 - 1);
+            let (lo, hi) = (lo.max(jt), hi.min(jt + kt));
+            if lo >= hi {
+                continue; // nothing of this tile is visible to these rows
+            }
+            let (c_lo, c_hi) = (lo - jt, hi - jt);
+            // Scores of the key panels the band touches.
+            for cp in c_lo / S::NR..c_hi.div_ceil(S::NR) {
+                // SAFETY: the Q panel holds `dh*MR` values at `r0*dh`, the K panel
+                // `dh*NR` at `cp*dh*NR` (cp*NR < kt <= KT), and the scores tile
+                // `MR x NR` at row r0 < QT, column cp*NR + NR <= KT with stride KT.
+                unsafe {
+                    S::micro(
+                        dh,
+                        qpack.as_ptr().add(r0 * dh),
+                        kpack.as_ptr().add(cp * dh * S::NR),
+                        scores.as_mut_ptr().add(r0 * KT + cp * S::NR),
+                        KT,
+                        Epilogue { alpha: 1.0, accumulate: false, relu: false },
+                    );
+                }
+            }
+            // Online softmax, row by row.
+            for i in r0..r1 {
+                let (vl, vh) = visible(i, i);
+                let (vl, vh) = (vl.max(jt) - jt, vh.min(jt + kt).max(jt) - jt);
+                let row = &mut scores[i * KT..][..KT];
+                if vl >= vh {
+                    row[c_lo..c_hi].fill(0.0);
+                    continue;
+                }
+                let seen = &mut row[vl..vh];
+                match (biased, window) {
+                    (true, Some((offset, _))) => {
+                        // Key j of the tile is at distance n = base - j from the
+                        // query; distances >= BIAS_TABLE - 1 share the first
+                        // entry, nearer ones are entries t = j + (BIAS_TABLE-1) - base.
+                        let base = i0 + i + offset - jt;
+                        let near = (base + 1).saturating_sub(BIAS_TABLE).clamp(vl, vh);
+                        scale_add_const::<S>(&mut seen[..near - vl], a, bias_table[0]);
+                        if near < vh {
+                            let t0 = near + BIAS_TABLE - 1 - base;
+                            scale_add::<S>(&mut seen[near - vl..], a, &bias_table[t0..t0 + (vh - near)]);
+                        }
+                    }
+                    _ => scale::<S>(seen, a),
+                }
+                let previous = row_max[i];
+                let new_max = max_of::<S>(seen, previous);
+                let sum = exp_shifted_sum::<S>(seen, new_max);
+                let correction = libm::expf(previous - new_max);
+                row_sum[i] = row_sum[i] * correction + sum;
+                if correction != 1.0 {
+                    scale::<S>(&mut acc[i * dh_pad..][..dh_pad], correction);
+                }
+                row_max[i] = new_max;
+                row[c_lo..vl].fill(0.0);
+                row[vh..c_hi].fill(0.0);
+            }
+            // P (rows r0.., keys c_lo..c_hi) as an A panel, then acc += P V.
+            let kc = c_hi - c_lo;
+            for p in 0..kc {
+                for ii in 0..S::MR {
+                    let r = r0 + ii;
+                    ppack[p * S::MR + ii] = if r < r1 { scores[r * KT + c_lo + p] } else { 0.0 };
+                }
+            }
+            for dp in 0..dh_pad / S::NR {
+                // SAFETY: the P panel holds `kc*MR` values; the V panel `dp` starts
+                // at `dp*kt*NR` and holds `kt*NR`, of which rows c_lo..c_hi are
+                // read; the accumulator tile is row r0 < QT, columns
+                // dp*NR + NR <= dh_pad, stride dh_pad.
+                unsafe {
+                    S::micro(
+                        kc,
+                        ppack.as_ptr(),
+                        vpack.as_ptr().add((dp * kt + c_lo) * S::NR),
+                        acc.as_mut_ptr().add(r0 * dh_pad + dp * S::NR),
+                        dh_pad,
+                        Epilogue { alpha: 1.0, accumulate: true, relu: false },
+                    );
+                }
+            }
+        }
+        jt += kt;
+    }
+    for i in 0..qt {
+        let denominator = row_sum[i] + libm::expf(SAFE_SOFTMAX_FLOOR - row_max[i]);
+        let inv = 1.0 / denominator;
+        let src = &acc[i * dh_pad..][..dh];
+        // SAFETY: query i0+i of row b, head h: `(i0+i)*ld + col0 + dh` is within the
+        // output (checked by the backend against `query_len`), and this task is the
+        // only one writing that (query, row, head).
+        let dst = unsafe { core::slice::from_raw_parts_mut(c.out.0.add((i0 + i) * ld + col0), dh) };
+        for (o, &s) in dst.iter_mut().zip(src) {
+            *o = s * inv;
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The CPU backend: [`Storage`] and [`Kernels`] over a source of host memory.
+
+use crate::attention::{self, AttnCall, AttnTask};
+use crate::gemm::{self, BSource, Gemm, GemmTask};
+use crate::gemv::{self, GemvTask, GEMV_MAX_ROWS};
+use crate::linear::{self, LinearCall, LinearTask};
+use crate::parallel::{SendPtr, Workers};
+use crate::rows::{AddPositions, L2Normalize, RmsNorm};
+use crate::weights::{CpuWeights, WSlice};
+use crate::{CpuError, SimdLevel};
+use brt_core::desc::{Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided, WeightOrder};
+use brt_core::params::T5_BUCKETS;
+use brt_core::primitives::sigmoid;
+use brt_core::{
+    kernels::check_extent, CoreError, HostMemory, KResult, Kernels, Storage, View, ViewMut, WeightData, WeightDtype,
+    WeightView,
+};
+
+/// How to build a [`Cpu`] backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The SIMD level; `None` picks the fastest this CPU supports. Forcing a level
+    /// the CPU lacks is an error.
+    pub level: Option<SimdLevel>,
+    /// Threads in all, the caller's included (more than one needs the `std`
+    /// feature).
+    pub threads: usize,
+    /// The widest attention head the backend will be asked for; it sizes the
+    /// backend's own scratch.
+    pub max_head_dim: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { level: None, threads: 1, max_head_dim: 256 }
+    }
+}
+
+impl Options {
+    /// `threads` threads, everything else default.
+    pub fn threads(threads: usize) -> Options {
+        Options { threads, ..Options::default() }
+    }
+
+    /// The level these options resolve to on this CPU.
+    pub fn resolve_level(&self) -> Result<SimdLevel, CpuError> {
+        match self.level {
+            None => Ok(SimdLevel::detect()),
+            Some(level) if level.is_supported() => Ok(level),
+            Some(level) => Err(CpuError::UnsupportedLevel { level }),
+        }
+    }
+
+    /// f32 elements of scratch each thread needs.
+    fn per_worker(&self, level: SimdLevel) -> usize {
+        let (mr, nr) = level.tile();
+        let dh = self.max_head_dim.max(1);
+        gemm::scratch_len(mr, nr)
+            .max(attention::scratch_len(mr, nr, dh))
+            .max(linear::scratch_len(dh))
+            .max(gemv::scratch_len())
+    }
+
+    /// f32 elements the backend takes from its memory at construction: its packing
+    /// and attention scratch for every thread. Size a caller-provided
+    /// [`brt_core::Arena`] with this plus the model's and the stream's needs.
+    pub fn scratch_len(&self) -> Result<usize, CpuError> {
+        let level = self.resolve_level()?;
+        self.per_worker(level)
+            .checked_mul(self.threads.max(1))
+            .ok_or(CpuError::Core(CoreError::SizeOverflow { what: "CPU scratch" }))
+    }
+}
+
+/// The SIMD CPU backend over host memory `M` (the heap with [`crate::Heap`], or
+/// the caller's slices with [`brt_core::Arena`]).
+///
+/// Activations are `M::F32`; parameters are [`CpuWeights`] (f32, or f16/bf16 at
+/// half the memory); every kernel computes in f32. All scratch is taken from `M`
+/// once, at construction: no kernel allocates.
+pub struct Cpu<M: HostMemory> {
+    memory: M,
+    level: SimdLevel,
+    tile: (usize, usize),
+    max_head_dim: usize,
+    scratch: M::F32,
+    per_worker: usize,
+    workers: Workers,
+}
+
+impl<M: HostMemory> core::fmt::Debug for Cpu<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cpu")
+            .field("level", &self.level)
+            .field("threads", &self.workers.count())
+            .field("max_head_dim", &self.max_head_dim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: HostMemory> Cpu<M> {
+    /// The fastest supported level, one thread.
+    pub fn new(memory: M) -> Result<Self, CpuError> {
+        Cpu::with_options(memory, Options::default())
+    }
+
+    /// A forced SIMD level, one thread; an error if the CPU cannot run it.
+    pub fn with_level(memory: M, level: SimdLevel) -> Result<Self, CpuError> {
+        Cpu::with_options(memory, Options { level: Some(level), ..Options::default() })
+    }
+
+    /// Everything chosen by `options`.
+    pub fn with_options(mut memory: M, options: Options) -> Result<Self, CpuError> {
+        let level = options.resolve_level()?;
+        let workers = Workers::new(options.threads)?;
+        let per_worker = options.per_worker(level);
+        let scratch = memory.alloc_f32(options.scratch_len()?)?;
+        Ok(Cpu {
+            memory,
+            level,
+            tile: level.tile(),
+            max_head_dim: options.max_head_dim.max(1),
+            scratch,
+            per_worker,
+            workers,
+        })
+    }
+
+    /// The SIMD level in use.
+    pub fn level(&self) -> SimdLevel {
+        self.level
+    }
+
+    /// Threads in use, the caller's included.
+    pub fn threads(&self) -> usize {
+        self.workers.count()
+    }
+
+    /// The memory source (e.g. to see how much of an arena is left).
+    pub fn memory(&self) -> &M {
+        &self.memory
+    }
+
+    /// Runs `tasks` tasks of `body(task, scratch)` on the workers, each with the
+    /// scratch of the thread running it.
+    fn parallel(&mut self, tasks: usize, body: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Result<(), CpuError> {
+        let base = SendPtr(self.scratch.as_mut_ptr());
+        let per = self.per_worker;
+        let threads = self.workers.count();
+        if self.scratch.len() < per * threads {
+            return Err(CoreError::BufferTooSmall {
+                what: "CPU scratch",
+                needed: per * threads,
+                available: self.scratch.len(),
+            }
+            .into());
+        }
+        self.workers.run(tasks, &|t, w| {
+            // SAFETY: worker indices are below `threads` and each belongs to one
+            // thread for the whole call, which runs its tasks one after another,
+            // so the `per`-long slices are disjoint and used by one task at a time;
+            // the scratch holds `per * threads` values (checked above) and is
+            // borrowed mutably by this call.
+            let scratch = unsafe { core::slice::from_raw_parts_mut(base.get().add(w * per), per) };
+            body(t, scratch)
+        })
+    }
+
+    /// Splits `rows` rows into one contiguous range per thread when there is
+    /// enough work (row-wise kernels), else one range.
+    fn row_split(&self, rows: usize, dim: usize) -> usize {
+        if rows * dim >= 1 << 15 {
+            self.workers.count().min(rows).max(1)
+        } else {
+            1
+        }
+    }
+
+    fn check_head_dim(&self, dh: usize) -> Result<(), CpuError> {
+        if dh > self.max_head_dim {
+            return Err(CpuError::Capacity { what: "attention head width", needed: dh, limit: self.max_head_dim });
+        }
+        Ok(())
+    }
+}
+
+fn view<'a, T: core::ops::Deref<Target = [f32]>>(
+    what: &'static str,
+    v: View<'a, T>,
+    len: usize,
+) -> Result<&'a [f32], CoreError> {
+    let t: &'a [f32] = v.tensor;
+    check_extent(what, v.offset, len, t.len())?;
+    Ok(&t[v.offset..v.offset + len])
+}
+
+fn view_mut<'a, T: core::ops::DerefMut<Target = [f32]>>(
+    what: &'static str,
+    v: ViewMut<'a, T>,
+    len: usize,
+) -> Result<&'a mut [f32], CoreError> {
+    let t: &'a mut [f32] = v.tensor;
+    check_extent(what, v.offset, len, t.len())?;
+    Ok(&mut t[v.offset..v.offset + len])
+}
+
+fn weights<'a, M: HostMemory>(
+    what: &'static str,
+    w: WeightView<'a, CpuWeights<M>>,
+    len: usize,
+) -> Result<WSlice<'a>, CoreError> {
+    w.weights.slice().range(what, w.offset, len)
+}
+
+impl<M: HostMemory> Storage for Cpu<M> {
+    type Error = CpuError;
+    type Tensor = M::F32;
+    type Weights = CpuWeights<M>;
+    type Tokens = M::U32;
+
+    fn alloc_tensor(&mut self, len: usize) -> Result<M::F32, CpuError> {
+        Ok(self.memory.alloc_f32(len)?)
+    }
+    fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> Result<CpuWeights<M>, CpuError> {
+        Ok(match dtype {
+            WeightDtype::F32 => CpuWeights::F32(self.memory.alloc_f32(len)?),
+            WeightDtype::F16 => CpuWeights::F16(self.memory.alloc_u16(len)?),
+            WeightDtype::Bf16 => CpuWeights::Bf16(self.memory.alloc_u16(len)?),
+        })
+    }
+    fn alloc_tokens(&mut self, len: usize) -> Result<M::U32, CpuError> {
+        Ok(self.memory.alloc_u32(len)?)
+    }
+    fn tensor_len(tensor: &M::F32) -> usize {
+        tensor.len()
+    }
+    fn weights_len(weights: &CpuWeights<M>) -> usize {
+        weights.len()
+    }
+    fn tokens_len(tokens: &M::U32) -> usize {
+        tokens.len()
+    }
+    fn write_tensor(&mut self, dst: &mut M::F32, offset: usize, src: &[f32]) -> Result<(), CpuError> {
+        check_extent("tensor write", offset, src.len(), dst.len())?;
+        dst[offset..offset + src.len()].copy_from_slice(src);
+        Ok(())
+    }
+    fn read_tensor(&mut self, src: &M::F32, offset: usize, dst: &mut [f32]) -> Result<(), CpuError> {
+        check_extent("tensor read", offset, dst.len(), src.len())?;
+        dst.copy_from_slice(&src[offset..offset + dst.len()]);
+        Ok(())
+    }
+    fn write_weights(&mut self, dst: &mut CpuWeights<M>, offset: usize, src: WeightData<'_>) -> Result<(), CpuError> {
+        Ok(dst.write(offset, src)?)
+    }
+    fn write_tokens(&mut self, dst: &mut M::U32, offset: usize, src: &[u32]) -> Result<(), CpuError> {
+        check_extent("tokens write", offset, src.len(), dst.len())?;
+        dst[offset..offset + src.len()].copy_from_slice(src);
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), CpuError> {
+        Ok(())
+    }
+}
+
+impl<M: HostMemory> Kernels for Cpu<M> {
+    fn embed(
+        &mut self,
+        tokens: &M::U32,
+        token_offset: usize,
+        table: WeightView<'_, CpuWeights<M>>,
+        out: ViewMut<'_, M::F32>,
+        desc: Embed,
+    ) -> KResult<Self> {
+        let (n, dim, vocab) = (desc.count(), desc.dim(), desc.vocab());
+        check_extent("embed tokens", token_offset, n, tokens.len())?;
+        let table = weights("embedding table", table, vocab * dim)?;
+        let out = view_mut("embed output", out, n * dim)?;
+        for (i, row) in out.chunks_exact_mut(dim).enumerate() {
+            let id = tokens[token_offset + i];
+            if id as usize >= vocab {
+                return Err(CoreError::TokenOutOfRange { index: i, id, vocab }.into());
+            }
+            table.widen(id as usize * dim, row);
+        }
+        Ok(())
+    }
+
+    fn rms_norm(
+        &mut self,
+        x: View<'_, M::F32>,
+        scale: WeightView<'_, CpuWeights<M>>,
+        out: ViewMut<'_, M::F32>,
+        desc: Rows,
+    ) -> KResult<Self> {
+        let x = view("rms_norm input", x, desc.len())?;
+        let scale = weights("rms_norm scale", scale, desc.dim())?;
+        let out = view_mut("rms_norm output", out, desc.len())?;
+        let (rows, dim, level) = (desc.rows(), desc.dim(), self.level);
+        let parts = self.row_split(rows, dim);
+        let out = SendPtr(out.as_mut_ptr());
+        self.parallel(parts, &|t, _| {
+            let range = (rows * t / parts) * dim..(rows * (t + 1) / parts) * dim;
+            // SAFETY: `out` holds `rows * dim` values (checked above) and the row
+            // ranges of the tasks are disjoint.
+            let out = unsafe { core::slice::from_raw_parts_mut(out.get().add(range.start), range.len()) };
+            level.dispatch(RmsNorm { x: &x[range], scale, out, dim });
+        })
+    }
+
+    fn add_positions(
+        &mut self,
+        x: ViewMut<'_, M::F32>,
+        table: WeightView<'_, CpuWeights<M>>,
+        desc: Positions,
+    ) -> KResult<Self> {
+        let table = weights("position table", table, desc.positions() * desc.dim())?;
+        let x = view_mut("add_positions input", x, desc.len())?;
+        self.level.dispatch(AddPositions { x, table, batch: desc.batch(), dim: desc.dim() });
+        Ok(())
+    }
+
+    fn l2_normalize(&mut self, x: ViewMut<'_, M::F32>, desc: Heads) -> KResult<Self> {
+        let x = view_mut("l2_normalize input", x, desc.len())?;
+        let (rows, width, level) = (desc.rows(), desc.width(), self.level);
+        let parts = self.row_split(rows, width);
+        let x = SendPtr(x.as_mut_ptr());
+        self.parallel(parts, &|t, _| {
+            let range = (rows * t / parts) * width..(rows * (t + 1) / parts) * width;
+            // SAFETY: `x` holds `rows * width` values (checked above) and the row
+            // ranges of the tasks are disjoint.
+            let x = unsafe { core::slice::from_raw_parts_mut(x.get().add(range.start), range.len()) };
+            level.dispatch(L2Normalize { x, head_dim: desc.head_dim() });
+        })
+    }
+
+    fn matmul(
+        &mut self,
+        x: View<'_, M::F32>,
+        w: WeightView<'_, CpuWeights<M>>,
+        out: ViewMut<'_, M::F32>,
+        desc: Matmul,
+    ) -> KResult<Self> {
+        let (m, k, n) = (desc.m(), desc.k(), desc.n());
+        let x = view("matmul input", x, m * k)?;
+        let w = weights("matmul weight", w, k * n)?;
+        let out = view_mut("matmul output", out, m * n)?;
+        if m == 0 {
+            return Ok(());
+        }
+        let b = match desc.order() {
+            WeightOrder::InOut => BSource::InOut(w, n),
+            WeightOrder::OutIn => BSource::OutIn(w, k),
+        };
+        let g =
+            Gemm::new((m, n, k), (x, k), b, (out, n), desc.alpha_value(), desc.accumulates(), desc.activation_kind())?;
+        let (tile, level) = (self.tile, self.level);
+        if m <= GEMV_MAX_ROWS {
+            // Few rows: stream the weights (split over columns, 256 at least each).
+            let tasks = self.workers.count().min(n.div_ceil(256)).max(1);
+            return self.parallel(tasks, &|t, scratch| {
+                let cols = (n * t / tasks)..(n * (t + 1) / tasks);
+                level.dispatch(GemvTask { gemm: &g, cols, scratch });
+            });
+        }
+        let split = g.split(self.workers.count(), self.tile);
+        self.parallel(split.0 * split.1, &|t, scratch| {
+            let (rows, cols) = g.task_block(t, split, tile);
+            level.dispatch(GemmTask { gemm: &g, rows, cols, scratch });
+        })
+    }
+
+    fn attention(
+        &mut self,
+        q: View<'_, M::F32>,
+        k: View<'_, M::F32>,
+        v: View<'_, M::F32>,
+        scale: WeightView<'_, CpuWeights<M>>,
+        bias: Option<WeightView<'_, CpuWeights<M>>>,
+        out: ViewMut<'_, M::F32>,
+        desc: Attention,
+    ) -> KResult<Self> {
+        let q = view("attention queries", q, desc.query_len())?;
+        let k = view("attention keys", k, desc.key_len())?;
+        let v = view("attention values", v, desc.key_len())?;
+        let scale = weights("attention scale", scale, desc.heads())?;
+        let bias = match bias {
+            Some(b) => Some(weights("position bias table", b, desc.heads() * T5_BUCKETS)?),
+            None => None,
+        };
+        if bias.is_some() && desc.mask() == Mask::None {
+            return Err(CoreError::InvalidShape { what: "a position bias needs a window mask" }.into());
+        }
+        let out = view_mut("attention output", out, desc.query_len())?;
+        self.check_head_dim(desc.head_dim())?;
+        if desc.queries() == 0 {
+            return Ok(());
+        }
+        let call = AttnCall { q, k, v, scale, bias, out: SendPtr(out.as_mut_ptr()), desc };
+        let level = self.level;
+        self.parallel(call.tasks(), &|task, scratch| {
+            level.dispatch(AttnTask { call: &call, task, scratch });
+        })
+    }
+
+    fn linear_attention(
+        &mut self,
+        q: View<'_, M::F32>,
+        k: View<'_, M::F32>,
+        v: View<'_, M::F32>,
+        scale: WeightView<'_, CpuWeights<M>>,
+        state: ViewMut<'_, M::F32>,
+        out: ViewMut<'_, M::F32>,
+        desc: LinearAttention,
+    ) -> KResult<Self> {
+        let q = view("linear attention queries", q, desc.token_len())?;
+        let k = view("linear attention keys", k, desc.token_len())?;
+        let v = view("linear attention values", v, desc.token_len())?;
+        let scale = weights("linear attention scale", scale, desc.heads())?;
+        let state = view_mut("linear attention state", state, desc.state_len())?;
+        let out = view_mut("linear attention output", out, desc.token_len())?;
+        self.check_head_dim(desc.head_dim())?;
+        if desc.tokens() == 0 {
+            return Ok(());
+        }
+        let call =
+            LinearCall { q, k, v, scale, state: SendPtr(state.as_mut_ptr()), out: SendPtr(out.as_mut_ptr()), desc };
+        let level = self.level;
+        self.parallel(desc.batch() * desc.heads(), &|task, scratch| {
+            level.dispatch(LinearTask { call: &call, task, scratch });
+        })
+    }
+
+    fn gate_fixed(
+        &mut self,
+        state: ViewMut<'_, M::F32>,
+        z: View<'_, M::F32>,
+        bias: WeightView<'_, CpuWeights<M>>,
+        desc: Rows,
+    ) -> KResult<Self> {
+        let dim = desc.dim();
+        let z = view("gate update", z, desc.len())?;
+        let bias = weights("gate bias", bias, dim)?;
+        let state = view_mut("gated state", state, desc.len())?;
+        // The gate depends on the column only: computed once per column run.
+        const RUN: usize = 256;
+        let mut g = [0f32; RUN];
+        for c0 in (0..dim).step_by(RUN) {
+            let len = RUN.min(dim - c0);
+            for (j, slot) in g[..len].iter_mut().enumerate() {
+                *slot = sigmoid(bias.get(c0 + j));
+            }
+            for (s_row, z_row) in state.chunks_exact_mut(dim).zip(z.chunks_exact(dim)) {
+                for ((s, &zv), &gv) in s_row[c0..c0 + len].iter_mut().zip(&z_row[c0..c0 + len]).zip(&g[..len]) {
+                    *s = *s * gv + zv * (1.0 - gv);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn gate_lstm(
+        &mut self,
+        state: ViewMut<'_, M::F32>,
+        z: View<'_, M::F32>,
+        forget: View<'_, M::F32>,
+        input: View<'_, M::F32>,
+        forget_bias: WeightView<'_, CpuWeights<M>>,
+        input_bias: WeightView<'_, CpuWeights<M>>,
+        desc: Rows,
+    ) -> KResult<Self> {
+        let dim = desc.dim();
+        let z = view("gate update", z, desc.len())?;
+        let forget = view("forget gate input", forget, desc.len())?;
+        let input = view("input gate input", input, desc.len())?;
+        let bf = weights("forget gate bias", forget_bias, dim)?;
+        let bi = weights("input gate bias", input_bias, dim)?;
+        let state = view_mut("gated state", state, desc.len())?;
+        for (i, s) in state.iter_mut().enumerate() {
+            let f = sigmoid(forget[i] + bf.get(i % dim) + 1.0);
+            let g = sigmoid(input[i] + bi.get(i % dim) - 1.0);
+            *s = *s * f + z[i] * g;
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, src: View<'_, M::F32>, dst: ViewMut<'_, M::F32>, len: usize) -> KResult<Self> {
+        let src = view("copy source", src, len)?;
+        view_mut("copy destination", dst, len)?.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn fill(&mut self, dst: ViewMut<'_, M::F32>, runs: Strided, value: f32) -> KResult<Self> {
+        let dst = view_mut("fill destination", dst, runs.extent())?;
+        for r in 0..runs.count() {
+            dst[r * runs.stride()..][..runs.len()].fill(value);
+        }
+        Ok(())
+    }
+
+    fn copy_weights(
+        &mut self,
+        src: WeightView<'_, CpuWeights<M>>,
+        dst: ViewMut<'_, M::F32>,
+        runs: Strided,
+    ) -> KResult<Self> {
+        let src = weights("copy_weights source", src, runs.total())?;
+        let dst = view_mut("copy_weights destination", dst, runs.extent())?;
+        for r in 0..runs.count() {
+            src.widen(r * runs.len(), &mut dst[r * runs.stride()..][..runs.len()]);
+        }
+        Ok(())
+    }
+}

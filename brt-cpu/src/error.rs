@@ -1,0 +1,76 @@
+//! The CPU backend's error.
+
+use crate::SimdLevel;
+use brt_core::CoreError;
+use core::fmt;
+
+/// Everything that can go wrong in the CPU backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuError {
+    /// An error of the core (bad shape, buffer too small, out of memory, ...).
+    Core(CoreError),
+    /// A SIMD level was forced that this CPU (or this build) cannot run.
+    UnsupportedLevel {
+        /// The level asked for.
+        level: SimdLevel,
+    },
+    /// The thread count cannot be honoured.
+    Threads {
+        /// Threads (or tasks) asked for.
+        requested: usize,
+        /// Why not.
+        what: &'static str,
+    },
+    /// A kernel call needs more of the backend's own scratch than it was built with.
+    Capacity {
+        /// Which limit.
+        what: &'static str,
+        /// The value the call needs.
+        needed: usize,
+        /// The limit set at construction.
+        limit: usize,
+    },
+    /// A kernel task panicked on a worker thread (a bug; the pool survives).
+    WorkerPanicked,
+}
+
+impl From<CoreError> for CpuError {
+    fn from(e: CoreError) -> Self {
+        CpuError::Core(e)
+    }
+}
+
+impl fmt::Display for CpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CpuError::Core(e) => e.fmt(f),
+            CpuError::UnsupportedLevel { level } => {
+                write!(f, "SIMD level `{level}` is not supported by this CPU or build; supported here: {}", Supported)
+            }
+            CpuError::Threads { requested, what } => write!(f, "cannot use {requested} threads: {what}"),
+            CpuError::Capacity { what, needed, limit } => write!(
+                f,
+                "{what} is {needed}, above the CPU backend's limit of {limit}; construct it with larger `Options`"
+            ),
+            CpuError::WorkerPanicked => {
+                write!(f, "a CPU kernel task panicked on a worker thread (a bug in brt-cpu; please report it)")
+            }
+        }
+    }
+}
+
+/// Lists the supported levels.
+struct Supported;
+impl fmt::Display for Supported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, level) in SimdLevel::available().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(level.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for CpuError {}

@@ -1,0 +1,387 @@
+//! The dense product `C = act(alpha * A B (+ C))`: a packed, blocked GEMM in the
+//! manner of BLIS/GotoBLAS.
+//!
+//! `B` is packed into `kc x NR` panels (widening f16/bf16 parameters to f32 as it
+//! goes, for either weight order), `A` into `kc x MR` panels, and the level's
+//! micro-kernel multiplies one panel pair into an `MR x NR` tile of `C` held in
+//! registers. Blocking: `kc` rows of the inner dimension so that a `B` panel stays
+//! in L1 (`kc_for`), `MC` rows of `A` per packed block (L2), `NC` columns per packed `B`
+//! block (L2/L3). A call is split into independent tasks over column ranges (or
+//! row ranges when there are too few columns), each with its own packing buffers,
+//! so threads never wait for each other inside a product.
+
+use crate::parallel::SendPtr;
+use crate::simd::{Epilogue, Simd, WithSimd};
+use crate::weights::WSlice;
+use brt_core::desc::Activation;
+use brt_core::kernels::check_extent;
+use brt_core::{CoreError, CoreResult};
+use core::ops::Range;
+
+/// Bytes of a packed `B` panel (`KC x NR` f32): half of a 32 KiB L1 data cache,
+/// leaving room for the `A` panel and the tile of `C`.
+const PANEL_BYTES: usize = 16 * 1024;
+
+/// Inner-dimension block at a level with micro-tile width `nr`.
+pub(crate) const fn kc_for(nr: usize) -> usize {
+    let kc = PANEL_BYTES / 4 / nr;
+    if kc > 512 {
+        512
+    } else {
+        kc / 8 * 8
+    }
+}
+/// Rows of `A` per packed block (a multiple of every level's `MR`).
+pub(crate) const MC: usize = 144;
+/// Columns of `B` per packed block, before rounding down to a multiple of `NR`.
+pub(crate) const NC: usize = 1024;
+
+/// Columns per packed `B` block at a level with micro-tile width `nr`.
+pub(crate) const fn nc_for(nr: usize) -> usize {
+    NC / nr * nr
+}
+
+/// Packing scratch (f32 elements) one task needs at a level with tile `(mr, nr)`.
+pub(crate) const fn scratch_len(mr: usize, nr: usize) -> usize {
+    let mc = MC.div_ceil(mr) * mr;
+    (mc + nc_for(nr)) * kc_for(nr)
+}
+
+/// The right-hand side `B (k x n)` as stored.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BSource<'a> {
+    /// `B(p, j) = w[p*ld + j]`.
+    InOut(WSlice<'a>, usize),
+    /// `B(p, j) = w[j*ld + p]`.
+    OutIn(WSlice<'a>, usize),
+}
+
+/// One checked product. The raw destination pointer is shared by the tasks, each
+/// of which writes a disjoint block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gemm<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub(crate) a: &'a [f32],
+    pub(crate) lda: usize,
+    pub(crate) b: BSource<'a>,
+    pub(crate) c: SendPtr,
+    pub(crate) ldc: usize,
+    pub alpha: f32,
+    pub accumulate: bool,
+    pub activation: Activation,
+}
+
+/// The last element index + 1 of a `rows x cols` matrix with row stride `ld`.
+fn extent(rows: usize, cols: usize, ld: usize) -> CoreResult<usize> {
+    if rows == 0 || cols == 0 {
+        return Ok(0);
+    }
+    (rows - 1)
+        .checked_mul(ld)
+        .and_then(|x| x.checked_add(cols))
+        .ok_or(CoreError::SizeOverflow { what: "matrix extent" })
+}
+
+impl<'a> Gemm<'a> {
+    /// Checks every extent so that the tasks can use raw pointers freely.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        (m, n, k): (usize, usize, usize),
+        (a, lda): (&'a [f32], usize),
+        b: BSource<'a>,
+        (c, ldc): (&'a mut [f32], usize),
+        alpha: f32,
+        accumulate: bool,
+        activation: Activation,
+    ) -> CoreResult<Gemm<'a>> {
+        if lda < k || ldc < n {
+            return Err(CoreError::InvalidShape { what: "matrix row stride shorter than the row" });
+        }
+        check_extent("matmul input", 0, extent(m, k, lda)?, a.len())?;
+        match b {
+            BSource::InOut(w, ld) => {
+                if ld < n {
+                    return Err(CoreError::InvalidShape { what: "weight row stride shorter than the row" });
+                }
+                check_extent("matmul weight", 0, extent(k, n, ld)?, w.len())?;
+            }
+            BSource::OutIn(w, ld) => {
+                if ld < k {
+                    return Err(CoreError::InvalidShape { what: "weight row stride shorter than the row" });
+                }
+                check_extent("matmul weight", 0, extent(n, k, ld)?, w.len())?;
+            }
+        }
+        check_extent("matmul output", 0, extent(m, n, ldc)?, c.len())?;
+        Ok(Gemm { m, n, k, a, lda, b, c: SendPtr(c.as_mut_ptr()), ldc, alpha, accumulate, activation })
+    }
+
+    /// How to split the product into `parts` tasks: `(row parts, column parts)`.
+    ///
+    /// Each task packs the whole of the operand it does not split, so the split
+    /// goes along the larger dimension: splitting rows repacks `B` (k x n) in
+    /// every task, splitting columns repacks `A` (m x k).
+    pub fn split(&self, parts: usize, (mr, nr): (usize, usize)) -> (usize, usize) {
+        let col_panels = self.n.div_ceil(nr);
+        let row_panels = self.m.div_ceil(mr);
+        // Small products are not worth a thread.
+        if parts <= 1 || (self.m * self.n * self.k) < 64 * 64 * 64 {
+            return (1, 1);
+        }
+        let rows_ok = row_panels >= 2 * parts;
+        let cols_ok = col_panels >= 2 * parts;
+        if rows_ok && (self.m >= self.n || !cols_ok) {
+            (parts, 1)
+        } else if cols_ok {
+            (1, parts)
+        } else {
+            (1, parts.min(col_panels).max(1))
+        }
+    }
+
+    /// Rows and columns of task `t` of a `(row parts, column parts)` split.
+    pub fn task_block(
+        &self,
+        t: usize,
+        (rp, cp): (usize, usize),
+        (mr, nr): (usize, usize),
+    ) -> (Range<usize>, Range<usize>) {
+        let part = |count: usize, unit: usize, parts: usize, i: usize| {
+            let units = count.div_ceil(unit);
+            let lo = (units * i / parts * unit).min(count);
+            let hi = (units * (i + 1) / parts * unit).min(count);
+            lo..hi
+        };
+        (part(self.m, mr, rp, t / cp), part(self.n, nr, cp, t % cp))
+    }
+}
+
+/// One task of a product: the block `rows x cols` of `C`, with its own packing
+/// scratch.
+pub(crate) struct GemmTask<'g, 'a> {
+    pub gemm: &'g Gemm<'a>,
+    pub rows: Range<usize>,
+    pub cols: Range<usize>,
+    pub scratch: &'g mut [f32],
+}
+
+impl WithSimd for GemmTask<'_, '_> {
+    type Output = ();
+    #[inline(always)]
+    fn with<S: Simd>(self) {
+        gemm_block::<S>(self.gemm, self.rows, self.cols, self.scratch)
+    }
+}
+
+/// The blocked loops over one block of `C`.
+#[inline(always)]
+fn gemm_block<S: Simd>(g: &Gemm<'_>, rows: Range<usize>, cols: Range<usize>, scratch: &mut [f32]) {
+    if rows.is_empty() || cols.is_empty() {
+        return;
+    }
+    let nc_max = nc_for(S::NR);
+    let mc_max = MC.div_ceil(S::MR) * S::MR;
+    let kc_max = kc_for(S::NR);
+    if scratch.len() < scratch_len(S::MR, S::NR) {
+        // The backend sizes the scratch with `scratch_len`; never reached.
+        return;
+    }
+    let (apack, bpack) = scratch.split_at_mut(mc_max * kc_max);
+    let mut jc = cols.start;
+    while jc < cols.end {
+        let nc = nc_max.min(cols.end - jc);
+        let mut pc = 0;
+        while pc < g.k {
+            let kc = kc_max.min(g.k - pc);
+            let first = pc == 0;
+            let last = pc + kc == g.k;
+            pack_b::<S>(g.b, pc, kc, jc, nc, bpack);
+            let ep = Epilogue {
+                alpha: g.alpha,
+                accumulate: !first || g.accumulate,
+                relu: last && g.activation == Activation::Relu,
+            };
+            let mut ic = rows.start;
+            while ic < rows.end {
+                let mc = mc_max.min(rows.end - ic);
+                pack_a::<S>(g.a, g.lda, ic, mc, pc, kc, apack);
+                for jr in (0..nc).step_by(S::NR) {
+                    let bpanel = &bpack[jr * kc..];
+                    for ir in (0..mc).step_by(S::MR) {
+                        let apanel = &apack[ir * kc..];
+                        let (i, j) = (ic + ir, jc + jr);
+                        let (mr, nr) = (S::MR.min(ic + mc - i), S::NR.min(jc + nc - j));
+                        // SAFETY: `Gemm::new` checked that C holds `m x n` with row
+                        // stride `ldc`; `i + mr <= m` and `j + nr <= n`, and this
+                        // task owns rows x cols of C. The panels hold `kc*MR` and
+                        // `kc*NR` values (sized by `scratch_len`, checked above).
+                        unsafe { tile::<S>(kc, apanel.as_ptr(), bpanel.as_ptr(), g.c.0, g.ldc, (i, j), (mr, nr), ep) };
+                    }
+                }
+                ic += mc;
+            }
+            pc += kc;
+        }
+        if g.activation == Activation::Tanh {
+            for i in rows.clone() {
+                // SAFETY: row `i` and columns `jc..jc+nc` of C are in range and owned
+                // by this task (see above).
+                let row = unsafe { core::slice::from_raw_parts_mut(g.c.0.add(i * g.ldc + jc), nc) };
+                row.iter_mut().for_each(|v| *v = libm::tanhf(*v));
+            }
+        }
+        jc += nc;
+    }
+}
+
+/// One micro-tile at `(i, j)` of `C`, `mr x nr` of it inside the matrix.
+///
+/// # Safety
+/// The panels must hold `kc` steps; `C` must be valid for the `mr x nr` block at
+/// `(i, j)` with row stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn tile<S: Simd>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    (i, j): (usize, usize),
+    (mr, nr): (usize, usize),
+    ep: Epilogue,
+) {
+    // SAFETY: forwarded contract; a full tile goes straight to C, a partial one
+    // through a stack tile of at most 16 x 32 values (every level's MR x NR fits).
+    unsafe {
+        let dst = c.add(i * ldc + j);
+        if mr == S::MR && nr == S::NR {
+            S::micro(kc, a, b, dst, ldc, ep);
+            return;
+        }
+        // Every element the micro-kernel stores is read back below; the zeros only
+        // keep the buffer initialised.
+        let mut buf = [0f32; 16 * 32];
+        S::micro(kc, a, b, buf.as_mut_ptr(), S::NR, Epilogue { alpha: ep.alpha, accumulate: false, relu: false });
+        for r in 0..mr {
+            for col in 0..nr {
+                let p = dst.add(r * ldc + col);
+                let mut v = buf[r * S::NR + col];
+                if ep.accumulate {
+                    v += *p;
+                }
+                if ep.relu {
+                    v = v.max(0.0);
+                }
+                *p = v;
+            }
+        }
+    }
+}
+
+/// Packs rows `i0 .. i0+mc`, columns `p0 .. p0+kc` of `A` into `kc x MR` panels
+/// (rows past the end are zero).
+#[inline(always)]
+pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    for (panel, out) in dst.chunks_exact_mut(kc * S::MR).take(mc.div_ceil(S::MR)).enumerate() {
+        for ii in 0..S::MR {
+            let r = panel * S::MR + ii;
+            if r < mc {
+                let src = &a[(i0 + r) * lda + p0..][..kc];
+                for (p, &v) in src.iter().enumerate() {
+                    out[p * S::MR + ii] = v;
+                }
+            } else {
+                for p in 0..kc {
+                    out[p * S::MR + ii] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows `p0 .. p0+kc`, columns `j0 .. j0+nc` of `B` into `kc x NR` panels,
+/// widening to f32 (columns past the end are zero).
+#[inline(always)]
+pub(crate) fn pack_b<S: Simd>(b: BSource<'_>, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+    let nr = S::NR;
+    let panels = nc.div_ceil(nr);
+    match b {
+        BSource::InOut(w, ld) => {
+            // Row by row, so the weights stream in memory order (each row's `nc`
+            // values are contiguous); the packed block is cache-resident.
+            for p in 0..kc {
+                let at = (p0 + p) * ld + j0;
+                for panel in 0..panels {
+                    let row = &mut dst[(panel * kc + p) * nr..][..nr];
+                    let width = nr.min(nc - panel * nr);
+                    if width == nr {
+                        widen_full::<S>(w, at + panel * nr, row);
+                    } else {
+                        w.widen(at + panel * nr, &mut row[..width]);
+                        row[width..].fill(0.0);
+                    }
+                }
+            }
+        }
+        BSource::OutIn(w, ld) => {
+            for (panel, out) in dst.chunks_exact_mut(kc * nr).take(panels).enumerate() {
+                let jb = j0 + panel * nr;
+                let width = nr.min(j0 + nc - jb);
+                for jj in 0..nr {
+                    if jj < width {
+                        let at = (jb + jj) * ld + p0;
+                        match w {
+                            WSlice::F32(v) => {
+                                for (p, &x) in v[at..at + kc].iter().enumerate() {
+                                    out[p * nr + jj] = x;
+                                }
+                            }
+                            _ => {
+                                for p in 0..kc {
+                                    out[p * nr + jj] = w.get(at + p);
+                                }
+                            }
+                        }
+                    } else {
+                        for p in 0..kc {
+                            out[p * nr + jj] = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Widens `row.len()` (a multiple of `LANES`) values of `w` from `at` into `row`.
+#[inline(always)]
+fn widen_full<S: Simd>(w: WSlice<'_>, at: usize, row: &mut [f32]) {
+    let n = row.len();
+    // SAFETY: the caller checked (through `Gemm::new`) that `at + n <= w.len()`;
+    // `row` holds `n` values and `n` is a multiple of `LANES`.
+    unsafe {
+        match w {
+            WSlice::F32(v) => {
+                let (src, out) = (v[at..at + n].as_ptr(), row.as_mut_ptr());
+                for l in (0..n).step_by(S::LANES) {
+                    S::store(out.add(l), S::load(src.add(l)));
+                }
+            }
+            WSlice::F16(v) => {
+                let (src, out) = (v[at..at + n].as_ptr(), row.as_mut_ptr());
+                for l in (0..n).step_by(S::LANES) {
+                    S::store(out.add(l), S::load_f16(src.add(l)));
+                }
+            }
+            WSlice::Bf16(v) => {
+                let (src, out) = (v[at..at + n].as_ptr(), row.as_mut_ptr());
+                for l in (0..n).step_by(S::LANES) {
+                    S::store(out.add(l), S::load_bf16(src.add(l)));
+                }
+            }
+        }
+    }
+}

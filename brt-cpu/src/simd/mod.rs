@@ -1,0 +1,303 @@
+//! Run-time SIMD dispatch.
+//!
+//! Every kernel body is written once, generic over [`Simd`] (a small set of lane
+//! operations), and marked `#[inline(always)]`. Each level has one entry function
+//! carrying `#[target_feature]`; the generic body is inlined into it, so the whole
+//! kernel is compiled for that instruction set while the binary still runs on any
+//! CPU of the architecture. [`SimdLevel::dispatch`] picks the entry at run time.
+
+mod scalar;
+pub(crate) use scalar::Scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod cpuid;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+/// An instruction-set level of the CPU backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// Portable Rust with no explicit vector instructions (any CPU).
+    Scalar,
+    /// x86-64 AVX2 with FMA and F16C (8 lanes).
+    Avx2,
+    /// x86-64 AVX-512F (16 lanes), plus the AVX2 set.
+    Avx512,
+    /// aarch64 Advanced SIMD (4 lanes).
+    Neon,
+}
+
+impl SimdLevel {
+    /// Every level, in the order of [`SimdLevel::available`].
+    pub const ALL: [SimdLevel; 4] = [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512, SimdLevel::Neon];
+
+    /// The level's name as used on command lines (`scalar`, `avx2`, `avx512`, `neon`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Scalar => "scalar",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+            SimdLevel::Neon => "neon",
+        }
+    }
+
+    /// Parses a name of [`SimdLevel::name`] (ASCII case-insensitive).
+    pub fn from_name(name: &str) -> Option<SimdLevel> {
+        SimdLevel::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether this CPU (and operating system) can run the level.
+    ///
+    /// With the `std` feature, x86-64 features are detected by the standard
+    /// library. Without it they are read with `cpuid`/`xgetbv` directly (the same
+    /// check, including the operating system's support for the wide registers).
+    /// NEON is part of the compilation target on aarch64.
+    pub fn is_supported(self) -> bool {
+        match self {
+            SimdLevel::Scalar => true,
+            SimdLevel::Avx2 => x86_has_avx2(),
+            SimdLevel::Avx512 => x86_has_avx2() && x86_has_avx512(),
+            SimdLevel::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
+        }
+    }
+
+    /// The fastest level this CPU supports: the widest, except that AVX2 is
+    /// preferred to AVX-512 on AMD processors up to Zen 4 (family 19h), which run
+    /// 512-bit instructions as two 256-bit halves; there the AVX-512 products
+    /// measured about 10% slower than the AVX2 ones (`examples/gemm_shapes.rs`).
+    /// Force [`SimdLevel::Avx512`] to use it anyway.
+    pub fn detect() -> SimdLevel {
+        let widest = SimdLevel::ALL.into_iter().rev().find(|l| l.is_supported()).unwrap_or(SimdLevel::Scalar);
+        if widest == SimdLevel::Avx512 && half_width_avx512() {
+            SimdLevel::Avx2
+        } else {
+            widest
+        }
+    }
+
+    /// The levels this CPU supports, scalar first.
+    pub fn available() -> impl Iterator<Item = SimdLevel> {
+        SimdLevel::ALL.into_iter().filter(|l| l.is_supported())
+    }
+
+    /// Lanes of one vector register at this level.
+    pub const fn lanes(self) -> usize {
+        match self {
+            SimdLevel::Scalar => scalar::Scalar::LANES,
+            SimdLevel::Avx2 => 8,
+            SimdLevel::Avx512 => 16,
+            SimdLevel::Neon => 4,
+        }
+    }
+
+    /// The micro-kernel tile `(MR, NR)` of the matrix product at this level.
+    pub(crate) fn tile(self) -> (usize, usize) {
+        self.dispatch(TileOf)
+    }
+
+    /// Runs `task` compiled for this level.
+    ///
+    /// Callers only hold levels that passed [`SimdLevel::is_supported`] (the backend
+    /// checks at construction), which is what makes the entries below sound.
+    #[inline]
+    pub(crate) fn dispatch<T: WithSimd>(self, task: T) -> T::Output {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Cpu` only stores a level that `is_supported` confirmed, so
+            // the CPU has AVX2, FMA and F16C.
+            SimdLevel::Avx2 => unsafe { avx2::entry(task) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, the CPU has AVX-512F and the AVX2 set.
+            SimdLevel::Avx512 => unsafe { avx512::entry(task) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is enabled for the compilation target (checked by
+            // `is_supported`).
+            SimdLevel::Neon => unsafe { neon::entry(task) },
+            _ => task.with::<Scalar>(),
+        }
+    }
+}
+
+impl core::fmt::Display for SimdLevel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+struct TileOf;
+impl WithSimd for TileOf {
+    type Output = (usize, usize);
+    #[inline(always)]
+    fn with<S: Simd>(self) -> (usize, usize) {
+        (S::MR, S::NR)
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn x86_has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c")
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn x86_has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn x86_has_avx2() -> bool {
+    cpuid::features().avx2
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn x86_has_avx512() -> bool {
+    cpuid::features().avx512
+}
+
+#[cfg(target_arch = "x86_64")]
+fn half_width_avx512() -> bool {
+    cpuid::amd_family().is_some_and(|family| family <= 0x19)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn half_width_avx512() -> bool {
+    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn x86_has_avx2() -> bool {
+    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn x86_has_avx512() -> bool {
+    false
+}
+
+/// A body generic over the instruction set; implementations mark `with` as
+/// `#[inline(always)]` so that it is compiled inside the level's entry.
+pub(crate) trait WithSimd {
+    /// What the body returns.
+    type Output;
+    /// Runs the body with lane operations `S`.
+    fn with<S: Simd>(self) -> Self::Output;
+}
+
+/// How the micro-kernel writes its tile into the destination.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epilogue {
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Add to what the destination holds instead of overwriting it.
+    pub accumulate: bool,
+    /// Clamp the result at zero (the last partial sum of a ReLU product).
+    pub relu: bool,
+}
+
+/// Lane operations of one instruction set.
+///
+/// # Safety of the methods
+/// Every method is `unsafe` because it may only run on a CPU with the level's
+/// features (guaranteed by dispatch), and the pointer methods additionally read or
+/// write `LANES` elements (the micro-kernel `MR*kc`, `NR*kc` and an `MR x NR` tile),
+/// which the caller must make valid.
+pub(crate) trait Simd: Copy {
+    /// f32 lanes per vector.
+    const LANES: usize;
+    /// Rows of the matrix-product micro-tile.
+    const MR: usize;
+    /// Columns of the matrix-product micro-tile (a multiple of `LANES`).
+    const NR: usize;
+    /// A vector register.
+    type V: Copy;
+
+    /// All lanes zero.
+    unsafe fn zero() -> Self::V;
+    /// All lanes `x`.
+    unsafe fn splat(x: f32) -> Self::V;
+    /// Loads `LANES` values (no alignment needed).
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// Stores `LANES` values (no alignment needed).
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// Loads `LANES` f16 values widened to f32.
+    unsafe fn load_f16(p: *const u16) -> Self::V;
+    /// Loads `LANES` bf16 values widened to f32.
+    unsafe fn load_bf16(p: *const u16) -> Self::V;
+    /// `a + b`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `a - b`.
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b`.
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b + c` (fused where the level has it).
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// Lane-wise maximum.
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// `exp(x)` lane-wise, for `x <= 88`; exactly 0 below about -87.3 and for -inf.
+    unsafe fn exp(x: Self::V) -> Self::V;
+    /// Sum of the lanes.
+    unsafe fn hsum(v: Self::V) -> f32;
+    /// Maximum of the lanes.
+    unsafe fn hmax(v: Self::V) -> f32;
+    /// The micro-kernel: `C[MR x NR] (op)= alpha * A_panel . B_panel` over `kc`
+    /// steps, `A_panel` packed `kc x MR`, `B_panel` packed `kc x NR`, `C` with row
+    /// stride `ldc`.
+    unsafe fn micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: Epilogue);
+}
+
+/// The micro-kernel body shared by every level: `MR` rows by `NV` vectors.
+///
+/// # Safety
+/// `a` must be valid for `kc*MR` reads, `b` for `kc*NV*LANES` reads and `c` for an
+/// `MR x NV*LANES` tile with row stride `ldc`; the CPU must support `S`.
+#[inline(always)]
+pub(crate) unsafe fn micro_generic<S: Simd, const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    ep: Epilogue,
+) {
+    // SAFETY: the caller guarantees the level and every extent used below.
+    unsafe {
+        let mut acc = [[S::zero(); NV]; MR];
+        let mut ap = a;
+        let mut bp = b;
+        for _ in 0..kc {
+            let mut bv = [S::zero(); NV];
+            for (v, slot) in bv.iter_mut().enumerate() {
+                *slot = S::load(bp.add(v * S::LANES));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = S::splat(*ap.add(i));
+                for (slot, &bvv) in row.iter_mut().zip(bv.iter()) {
+                    *slot = S::fma(av, bvv, *slot);
+                }
+            }
+            ap = ap.add(MR);
+            bp = bp.add(NV * S::LANES);
+        }
+        let alpha = S::splat(ep.alpha);
+        let zero = S::zero();
+        for (i, row) in acc.iter().enumerate() {
+            let crow = c.add(i * ldc);
+            for (v, &value) in row.iter().enumerate() {
+                let p = crow.add(v * S::LANES);
+                let mut r = S::mul(alpha, value);
+                if ep.accumulate {
+                    r = S::add(r, S::load(p));
+                }
+                if ep.relu {
+                    r = S::max(r, zero);
+                }
+                S::store(p, r);
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Parameter storage: f32, or 16-bit values (f16, bf16) that are widened to f32
+//! as the kernels read them, so a 16-bit model takes half the memory.
+
+use brt_core::half::{bf16, f16};
+use brt_core::kernels::check_extent;
+use brt_core::{CoreResult, HostMemory, WeightData, WeightDtype};
+
+/// The parameter buffer of the CPU backend.
+pub enum CpuWeights<M: HostMemory> {
+    /// Single precision.
+    F32(M::F32),
+    /// IEEE half precision, stored as raw bits.
+    F16(M::U16),
+    /// bfloat16, stored as raw bits.
+    Bf16(M::U16),
+}
+
+impl<M: HostMemory> core::fmt::Debug for CpuWeights<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "CpuWeights({}, {} values)", self.dtype().name(), self.len())
+    }
+}
+
+impl<M: HostMemory> CpuWeights<M> {
+    /// How the values are stored.
+    pub fn dtype(&self) -> WeightDtype {
+        match self {
+            CpuWeights::F32(_) => WeightDtype::F32,
+            CpuWeights::F16(_) => WeightDtype::F16,
+            CpuWeights::Bf16(_) => WeightDtype::Bf16,
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.slice().len()
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of storage the values take.
+    pub fn bytes(&self) -> usize {
+        self.len() * self.dtype().size()
+    }
+
+    /// A borrowed view of every value.
+    pub(crate) fn slice(&self) -> WSlice<'_> {
+        match self {
+            CpuWeights::F32(v) => WSlice::F32(v),
+            CpuWeights::F16(v) => WSlice::F16(v),
+            CpuWeights::Bf16(v) => WSlice::Bf16(v),
+        }
+    }
+
+    /// Stores `src` from element `offset`, rounding to the storage type (to
+    /// nearest, ties to even).
+    pub(crate) fn write(&mut self, offset: usize, src: WeightData<'_>) -> CoreResult<()> {
+        let len = src.len();
+        match self {
+            CpuWeights::F32(dst) => {
+                check_extent("weights write", offset, len, dst.len())?;
+                let dst = &mut dst[offset..offset + len];
+                match src {
+                    WeightData::F32(s) => dst.copy_from_slice(s),
+                    WeightData::F16(s) => dst.iter_mut().zip(s).for_each(|(d, v)| *d = v.to_f32()),
+                    WeightData::Bf16(s) => dst.iter_mut().zip(s).for_each(|(d, v)| *d = v.to_f32()),
+                }
+            }
+            CpuWeights::F16(dst) => {
+                check_extent("weights write", offset, len, dst.len())?;
+                let dst = &mut dst[offset..offset + len];
+                match src {
+                    WeightData::F32(s) => dst.iter_mut().zip(s).for_each(|(d, &v)| *d = f16::from_f32(v).to_bits()),
+                    WeightData::F16(s) => dst.iter_mut().zip(s).for_each(|(d, v)| *d = v.to_bits()),
+                    WeightData::Bf16(s) => {
+                        dst.iter_mut().zip(s).for_each(|(d, v)| *d = f16::from_f32(v.to_f32()).to_bits())
+                    }
+                }
+            }
+            CpuWeights::Bf16(dst) => {
+                check_extent("weights write", offset, len, dst.len())?;
+                let dst = &mut dst[offset..offset + len];
+                match src {
+                    WeightData::F32(s) => dst.iter_mut().zip(s).for_each(|(d, &v)| *d = bf16::from_f32(v).to_bits()),
+                    WeightData::F16(s) => {
+                        dst.iter_mut().zip(s).for_each(|(d, v)| *d = bf16::from_f32(v.to_f32()).to_bits())
+                    }
+                    WeightData::Bf16(s) => dst.iter_mut().zip(s).for_each(|(d, v)| *d = v.to_bits()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A borrowed run of values in any storage type (parameters, or f32 activations
+/// used as a product's right-hand side).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WSlice<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+    Bf16(&'a [u16]),
+}
+
+impl<'a> WSlice<'a> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            WSlice::F32(v) => v.len(),
+            WSlice::F16(v) | WSlice::Bf16(v) => v.len(),
+        }
+    }
+
+    /// The values `offset .. offset + len`, or a `BufferTooSmall` error naming `what`.
+    pub fn range(&self, what: &'static str, offset: usize, len: usize) -> CoreResult<WSlice<'a>> {
+        check_extent(what, offset, len, self.len())?;
+        Ok(match *self {
+            WSlice::F32(v) => WSlice::F32(&v[offset..offset + len]),
+            WSlice::F16(v) => WSlice::F16(&v[offset..offset + len]),
+            WSlice::Bf16(v) => WSlice::Bf16(&v[offset..offset + len]),
+        })
+    }
+
+    /// Value `i` widened to f32 (`i` must be below `len`; 0 otherwise).
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> f32 {
+        match self {
+            WSlice::F32(v) => v.get(i).copied().unwrap_or(0.0),
+            WSlice::F16(v) => v.get(i).map_or(0.0, |&b| f16::from_bits(b).to_f32()),
+            WSlice::Bf16(v) => v.get(i).map_or(0.0, |&b| bf16::from_bits(b).to_f32()),
+        }
+    }
+
+    /// Widens values `offset ..` into `out` (as many as `out` holds; the caller has
+    /// checked the range).
+    #[inline(always)]
+    pub fn widen(&self, offset: usize, out: &mut [f32]) {
+        match self {
+            WSlice::F32(v) => out.copy_from_slice(&v[offset..offset + out.len()]),
+            WSlice::F16(v) => {
+                out.iter_mut().zip(&v[offset..]).for_each(|(o, &b)| *o = f16::from_bits(b).to_f32());
+            }
+            WSlice::Bf16(v) => {
+                out.iter_mut().zip(&v[offset..]).for_each(|(o, &b)| *o = bf16::from_bits(b).to_f32());
+            }
+        }
+    }
+}
+
+/// Calls `f(start, values)` for consecutive runs of at most 256 values of `w`,
+/// widened to f32 on the stack (f32 storage is passed through as it is).
+#[inline(always)]
+pub(crate) fn for_each_run(w: WSlice<'_>, mut f: impl FnMut(usize, &[f32])) {
+    const RUN: usize = 256;
+    match w {
+        WSlice::F32(v) => {
+            for (i, run) in v.chunks(RUN).enumerate() {
+                f(i * RUN, run);
+            }
+        }
+        _ => {
+            let mut buf = [0f32; RUN];
+            let mut start = 0;
+            while start < w.len() {
+                let len = RUN.min(w.len() - start);
+                w.widen(start, &mut buf[..len]);
+                f(start, &buf[..len]);
+                start += len;
+            }
+        }
+    }
+}
