@@ -41,15 +41,19 @@ impl BackendKind {
     pub const fn is_compiled(self) -> bool {
         match self {
             BackendKind::Reference => true,
-            BackendKind::Cpu => false,
+            BackendKind::Cpu => cfg!(feature = "cpu"),
             BackendKind::Wgpu => false,
             BackendKind::Cuda => false,
         }
     }
 
-    /// The backend used when none is named.
+    /// The backend used when none is named: the CPU backend when compiled in.
     pub const fn default_kind() -> BackendKind {
-        BackendKind::Reference
+        if cfg!(feature = "cpu") {
+            BackendKind::Cpu
+        } else {
+            BackendKind::Reference
+        }
     }
 
     /// The names of the compiled-in backends, for messages.
@@ -88,22 +92,56 @@ pub trait BackendJob {
 pub struct BackendOptions {
     /// Worker threads for CPU backends (0: all cores).
     pub threads: usize,
+    /// The widest attention head the backend will run (0: the backend's default).
+    pub max_head_dim: usize,
 }
 
-/// Runs `job` on a new instance of backend `kind` with default settings.
+impl BackendOptions {
+    /// Options for running models of `config` on `threads` threads (0: all cores).
+    pub fn for_config(config: &brt_core::Config, threads: usize) -> BackendOptions {
+        BackendOptions { threads, max_head_dim: config.head_dim }
+    }
+
+    /// Threads to use: the number asked for, or every core.
+    pub fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    #[cfg(feature = "cpu")]
+    fn cpu(&self) -> Result<brt_cpu::Cpu<Heap>> {
+        let defaults = brt_cpu::Options::default();
+        let options = brt_cpu::Options {
+            threads: self.thread_count(),
+            max_head_dim: self.max_head_dim.max(defaults.max_head_dim),
+            ..defaults
+        };
+        Ok(brt_cpu::Cpu::with_options(Heap, options)?)
+    }
+}
+
+/// Runs `job` on a new instance of backend `kind` with default settings (one
+/// thread).
 pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
-    run_on_with(kind, BackendOptions::default(), job)
+    run_on_with(kind, BackendOptions { threads: 1, max_head_dim: 0 }, job)
+}
+
+fn not_compiled<T>(kind: BackendKind) -> Result<T> {
+    Err(Error::Invalid(format!(
+        "backend `{kind}` is not compiled into this brt (it has: {}); rebuild with `--features {kind}`",
+        BackendKind::compiled_names()
+    )))
 }
 
 /// Runs `job` on a new instance of backend `kind`.
 pub fn run_on_with<J: BackendJob>(kind: BackendKind, options: BackendOptions, job: J) -> Result<J::Output> {
-    let _ = options.threads; // the reference backend is single-threaded
     match kind {
         BackendKind::Reference => job.run(brt_core::Reference::new(Heap)),
-        other => Err(Error::Invalid(format!(
-            "backend `{other}` is not compiled into this brt (it has: {}); rebuild with `--features {other}`",
-            BackendKind::compiled_names()
-        ))),
+        #[cfg(feature = "cpu")]
+        BackendKind::Cpu => job.run(options.cpu()?),
+        other => not_compiled(other),
     }
 }
 
@@ -119,13 +157,12 @@ pub trait TrainingJob {
 
 /// Runs `job` on backend `kind`, which must have gradients.
 pub fn run_training_on<J: TrainingJob>(kind: BackendKind, options: BackendOptions, job: J) -> Result<J::Output> {
-    let _ = options.threads;
+    let _ = options;
     match kind {
         BackendKind::Reference => job.run(brt_core::Reference::new(Heap)),
-        BackendKind::Cpu => Err(Error::Invalid(format!(
-            "backend `cpu` is not compiled into this brt (it has: {}); rebuild with `--features cpu`",
-            BackendKind::compiled_names()
-        ))),
-        other => Err(Error::Invalid(format!("backend `{other}` has no gradients yet; train with `--backend cpu`"))),
+        other if !other.is_compiled() => not_compiled(other),
+        other => {
+            Err(Error::Invalid(format!("backend `{other}` has no gradients yet; train with `--backend reference`")))
+        }
     }
 }

@@ -50,21 +50,29 @@ fn official_logits_through_the_program_and_both_formats() {
             .unwrap();
         assert!(status.success());
         for model in [case_dir(case).join("checkpoint_0"), converted] {
-            let output = dir.path().join("logits.safetensors");
-            let status = std::process::Command::new(brt_bin())
-                .arg("logits")
-                .args(["--model".as_ref(), model.as_os_str()])
-                .args(["--input".as_ref(), input.as_os_str()])
-                .args(["--output".as_ref(), output.as_os_str()])
-                .args(["--backend", "reference"])
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let (shape, logits) = read_logits(&output);
-            assert_eq!(shape, vec![1, doc.tokens.len(), vocab]);
-            let (err, at) = max_abs_diff(&logits, &doc.logits, vocab);
-            println!("{case} via `brt logits --model {}`: max abs error {err:.3e}", model.display());
-            assert!(err <= TOLERANCE, "{case}: error {err} at position {at}");
+            for backend in BackendKind::ALL
+                .into_iter()
+                .filter(|b| b.is_compiled() && matches!(b, BackendKind::Reference | BackendKind::Cpu))
+            {
+                let output = dir.path().join("logits.safetensors");
+                let status = std::process::Command::new(brt_bin())
+                    .arg("logits")
+                    .args(["--model".as_ref(), model.as_os_str()])
+                    .args(["--input".as_ref(), input.as_os_str()])
+                    .args(["--output".as_ref(), output.as_os_str()])
+                    .args(["--backend", backend.name()])
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+                let (shape, logits) = read_logits(&output);
+                assert_eq!(shape, vec![1, doc.tokens.len(), vocab]);
+                let (err, at) = max_abs_diff(&logits, &doc.logits, vocab);
+                println!(
+                    "{case} via `brt logits --backend {backend} --model {}`: max abs error {err:.3e}",
+                    model.display()
+                );
+                assert!(err <= TOLERANCE, "{case} on {backend}: error {err} at position {at}");
+            }
         }
     }
 }

@@ -134,3 +134,24 @@ fn read_a_book_then_continue_it_from_the_program() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.is_empty());
 }
+
+#[test]
+#[cfg(feature = "cpu")]
+fn a_session_moves_between_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, weights) = small_model(dir.path(), "m", small_config());
+    let text: Vec<u32> = (0..30).map(|t| 3 + (t * 13 % 250)).collect();
+    let mut reference = Engine::new(Reference::new(Heap), &weights).unwrap();
+    let mut session = reference.session(1, 8).unwrap();
+    session.feed(&mut reference, &text[..17]).unwrap();
+    let path = dir.path().join("s.session");
+    session.save(&mut reference, &path).unwrap();
+    session.feed(&mut reference, &text[17..]).unwrap();
+    let expected = session.last_logits(0).unwrap().to_vec();
+
+    let mut cpu = Engine::new(brt_cpu::Cpu::new(Heap).unwrap(), &weights).unwrap();
+    let mut moved = Session::load(&mut cpu, &path, 8).unwrap();
+    moved.feed(&mut cpu, &text[17..]).unwrap();
+    let (err, _) = max_abs_diff(moved.last_logits(0).unwrap(), &expected, 260);
+    assert!(err < 1e-4, "continued on the CPU backend: differs from the reference by {err}");
+}

@@ -54,7 +54,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         repetitions: args.repetitions,
         gemm_size: args.gemm_size,
     };
-    let options = brt::backend::BackendOptions { threads: args.threads };
+    let options = brt::backend::BackendOptions::for_config(&config, args.threads);
     let result = brt::backend::run_on_with(args.backend, options, BenchJob { weights: &weights, spec })?;
     let flops = forward_flops_per_token(&config);
     let ratio = result.backend_gemm_gflops.map(|g| result.gflops / g);

@@ -1,10 +1,11 @@
 //! `brt eval --model M FILES...`: score whole files, streamed in constant memory.
 
 use super::{load, parse_backend, ModelOptions};
+use brt::backend::{run_on_with, BackendOptions};
 use brt::eval::{score_file, Score};
 use brt::plot::{plot_by_position, Curve};
 use brt::tokenizer::Tokenizer;
-use brt::{run_on, BackendJob, BackendKind, Engine, Error, ModelWeights};
+use brt::{BackendJob, BackendKind, Engine, Error, ModelWeights};
 use brt_core::Kernels;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,6 +27,9 @@ pub struct EvalArgs {
     /// Compute backend.
     #[arg(long, value_parser = parse_backend, default_value_t = BackendKind::default_kind())]
     backend: BackendKind,
+    /// Worker threads of the CPU backend (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Tokens per call (memory grows with it, speed too).
     #[arg(long, default_value_t = 512)]
     chunk: usize,
@@ -102,7 +106,11 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
     let weights = load(&args.model, args.options)?;
     let bytes_tokenizer = tokenizer.is_bytes();
-    let results = run_on(args.backend, EvalJob { args: &args, weights: &weights, tokenizer: &tokenizer })?;
+    let results = run_on_with(
+        args.backend,
+        BackendOptions::for_config(weights.config(), args.threads),
+        EvalJob { args: &args, weights: &weights, tokenizer: &tokenizer },
+    )?;
     let mut all = Score::default();
     for (_, s) in &results.files {
         all.add(s);

@@ -1,10 +1,11 @@
 //! `brt generate --model M --prompt TEXT`: write text, streaming it out.
 
 use super::{load, parse_backend, ModelOptions};
+use brt::backend::{run_on_with, BackendOptions};
 use brt::generate::generate;
 use brt::sample::{Sampler, SamplingOptions};
 use brt::tokenizer::Tokenizer;
-use brt::{run_on, BackendJob, BackendKind, Engine, Error, ModelWeights, Session};
+use brt::{BackendJob, BackendKind, Engine, Error, ModelWeights, Session};
 use brt_core::Kernels;
 use clap::Args;
 use std::io::Write;
@@ -42,6 +43,9 @@ pub struct GenerateArgs {
     /// Compute backend.
     #[arg(long, value_parser = parse_backend, default_value_t = BackendKind::default_kind())]
     backend: BackendKind,
+    /// Worker threads of the CPU backend (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Continue a saved session (e.g. a book read with `brt eval --save-session`).
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
@@ -132,5 +136,9 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
             weights.config().vocab
         )));
     }
-    run_on(args.backend, GenerateJob { args: &args, weights: &weights, tokenizer: &tokenizer, prompt, sampler })
+    run_on_with(
+        args.backend,
+        BackendOptions::for_config(weights.config(), args.threads),
+        GenerateJob { args: &args, weights: &weights, tokenizer: &tokenizer, prompt, sampler },
+    )
 }

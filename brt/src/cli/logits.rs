@@ -1,8 +1,9 @@
 //! `brt logits --model M --input IN --output OUT`.
 
 use super::{load, parse_backend, ModelOptions};
+use brt::backend::{run_on_with, BackendOptions};
 use brt::logits::{read_tokens, write_logits, LogitsJob};
-use brt::{run_on, BackendKind, Error};
+use brt::{BackendKind, Error};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -21,6 +22,9 @@ pub struct LogitsArgs {
     /// Compute backend.
     #[arg(long, value_parser = parse_backend, default_value_t = BackendKind::default_kind())]
     backend: BackendKind,
+    /// Worker threads of the CPU backend (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Most tokens per document in one call (memory grows with it).
     #[arg(long, default_value_t = 512)]
     chunk: usize,
@@ -34,6 +38,10 @@ pub fn run(args: LogitsArgs) -> Result<(), Error> {
     }
     let weights = load(&args.model, args.options)?;
     let tokens = read_tokens(&args.input)?;
-    let logits = run_on(args.backend, LogitsJob { weights: &weights, tokens: &tokens, chunk: args.chunk })?;
+    let logits = run_on_with(
+        args.backend,
+        BackendOptions::for_config(weights.config(), args.threads),
+        LogitsJob { weights: &weights, tokens: &tokens, chunk: args.chunk },
+    )?;
     write_logits(&args.output, &logits, tokens.batch(), tokens.len(), weights.config().vocab)
 }

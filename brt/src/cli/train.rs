@@ -327,7 +327,8 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
         }
     }
     eprintln!("{} training documents ({} tokens), {} held out", corpus.documents.len(), corpus.tokens(), holdout.len());
-    let options = BackendOptions { threads: args.threads };
+    let head_dim = start.as_ref().map_or(0, |s| s.config().head_dim);
+    let options = BackendOptions { threads: args.threads, max_head_dim: head_dim };
     let run = TrainRun { args: &args, corpus, holdout, start };
     run_training_on(args.backend, options, run)?;
     Ok(())
