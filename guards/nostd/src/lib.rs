@@ -3,9 +3,13 @@
 //! Transformer through the reference kernels of `brt-core` on memory the caller
 //! provides.
 //!
-//! It exists to fail the build: if `brt-core` or any of its dependencies needed
-//! `std`, linking would bring std's panic handler and clash with the one below; if
-//! any needed `alloc`, the library would need a global allocator and has none.
+//! The same forward runs through the SIMD CPU backend (`brt-cpu` without its `std`
+//! feature), also on caller memory.
+//!
+//! It exists to fail the build: if `brt-core`, `brt-cpu` or any of their
+//! dependencies needed `std`, linking would bring std's panic handler and clash
+//! with the one below; if any needed `alloc`, the library would need a global
+//! allocator and has none.
 #![no_std]
 
 use brt_core::init::initialize;
@@ -35,13 +39,19 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
 
-/// f32 elements the caller must provide for `tokens` tokens per call: weights,
-/// stream state and scratch, as the plan says.
+/// The CPU backend's settings: one thread (no std), heads of the model's width.
+fn cpu_options() -> brt_cpu::Options {
+    brt_cpu::Options { threads: 1, max_head_dim: CONFIG.head_dim, level: None }
+}
+
+/// f32 elements the caller must provide for `tokens` tokens per call: the initial
+/// weights, the backend's copy of them, stream state and scratch as the plan says,
+/// and the CPU backend's own scratch.
 #[no_mangle]
 pub extern "C" fn brt_guard_f32_len(tokens: usize) -> usize {
-    match Plan::new(&CONFIG, 1, tokens) {
-        Ok(plan) => 2 * plan.weights_len() + plan.activations_len(),
-        Err(_) => 0,
+    match (Plan::new(&CONFIG, 1, tokens), cpu_options().scratch_len()) {
+        (Ok(plan), Ok(cpu)) => 2 * plan.weights_len() + plan.activations_len() + cpu,
+        _ => 0,
     }
 }
 
@@ -76,22 +86,73 @@ pub unsafe extern "C" fn brt_guard_forward(
             core::slice::from_raw_parts_mut(logits, n * CONFIG.vocab),
         )
     };
-    match forward(memory, id_memory, tokens, logits) {
+    match forward(memory, id_memory, tokens, logits, Backend::Reference) {
         Ok(()) => 0,
         Err(_) => 1,
     }
 }
 
-fn forward(memory: &mut [f32], id_memory: &mut [u32], tokens: &[u32], logits: &mut [f32]) -> brt_core::CoreResult<()> {
-    let plan = Plan::new(&CONFIG, 1, tokens.len())?;
+/// As [`brt_guard_forward`], through the SIMD CPU backend.
+///
+/// # Safety
+/// As [`brt_guard_forward`].
+#[no_mangle]
+pub unsafe extern "C" fn brt_guard_forward_cpu(
+    memory: *mut f32,
+    memory_len: usize,
+    id_memory: *mut u32,
+    id_memory_len: usize,
+    tokens: *const u32,
+    n: usize,
+    logits: *mut f32,
+) -> i32 {
+    if memory.is_null() || id_memory.is_null() || tokens.is_null() || logits.is_null() || n == 0 {
+        return 1;
+    }
+    // SAFETY: as in `brt_guard_forward`, the caller guarantees valid, aligned,
+    // non-overlapping regions of the given lengths.
+    let (memory, id_memory, tokens, logits) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(memory, memory_len),
+            core::slice::from_raw_parts_mut(id_memory, id_memory_len),
+            core::slice::from_raw_parts(tokens, n),
+            core::slice::from_raw_parts_mut(logits, n * CONFIG.vocab),
+        )
+    };
+    match forward(memory, id_memory, tokens, logits, Backend::Cpu) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Which kernels run the forward.
+#[derive(Clone, Copy)]
+enum Backend {
+    Reference,
+    Cpu,
+}
+
+fn forward(memory: &mut [f32], id_memory: &mut [u32], tokens: &[u32], logits: &mut [f32], backend: Backend) -> Result<(), ()> {
+    let plan = Plan::new(&CONFIG, 1, tokens.len()).map_err(drop)?;
     let n_weights = plan.weights_len();
     if memory.len() < n_weights {
-        return Err(brt_core::CoreError::OutOfMemory { what: "guard memory", requested: n_weights, available: memory.len() });
+        return Err(());
     }
     let (init, rest) = memory.split_at_mut(n_weights);
-    initialize(&CONFIG, 1, init)?;
-    let mut k = Reference::new(Arena::new(rest, &mut [], id_memory));
-    let model = Model::from_flat(&mut k, &CONFIG, WeightDtype::F32, WeightData::F32(init))?;
+    initialize(&CONFIG, 1, init).map_err(drop)?;
+    let arena = Arena::new(rest, &mut [], id_memory);
+    match backend {
+        Backend::Reference => run(Reference::new(arena), init, plan, tokens, logits).map_err(drop),
+        Backend::Cpu => {
+            let k = brt_cpu::Cpu::with_options(arena, cpu_options()).map_err(drop)?;
+            run(k, init, plan, tokens, logits).map_err(drop)
+        }
+    }
+}
+
+/// Loads the weights, streams the tokens and reads the logits on kernels `k`.
+fn run<K: brt_core::Kernels>(mut k: K, weights: &[f32], plan: Plan, tokens: &[u32], logits: &mut [f32]) -> Result<(), K::Error> {
+    let model = Model::from_flat(&mut k, &CONFIG, WeightDtype::F32, WeightData::F32(weights))?;
     let mut stream = Stream::new(&mut k, &model, plan)?;
     stream.forward(&mut k, &model, tokens, &[])?;
     stream.read_logits(&mut k, logits)
