@@ -26,6 +26,7 @@ pub(crate) enum Kernel {
     RmsNorm,
     L2Normalize,
     Matmul,
+    MatVec,
     Attention,
     LinearAttention,
 }
@@ -41,7 +42,7 @@ use Access::{Read as R, ReadWrite as RW};
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Copy,
         Kernel::Fill,
         Kernel::CopyWeights,
@@ -52,6 +53,7 @@ impl Kernel {
         Kernel::RmsNorm,
         Kernel::L2Normalize,
         Kernel::Matmul,
+        Kernel::MatVec,
         Kernel::Attention,
         Kernel::LinearAttention,
     ];
@@ -68,7 +70,7 @@ impl Kernel {
             Kernel::GateLstm => &[RW, R, R, R, R, R],
             Kernel::RmsNorm => &[R, R, RW],
             Kernel::L2Normalize => &[RW],
-            Kernel::Matmul => &[R, R, RW],
+            Kernel::Matmul | Kernel::MatVec => &[R, R, RW],
             Kernel::Attention => &[R, R, R, R, R, RW],
             Kernel::LinearAttention => &[R, R, R, R, RW, RW],
         }
@@ -83,7 +85,7 @@ impl Kernel {
             Kernel::GateFixed => &["bias"],
             Kernel::GateLstm => &["fbias", "ibias"],
             Kernel::RmsNorm => &["scale"],
-            Kernel::Matmul => &["w"],
+            Kernel::Matmul | Kernel::MatVec => &["w"],
             Kernel::Attention => &["scale", "bias"],
             Kernel::LinearAttention => &["scale"],
         }
@@ -91,7 +93,7 @@ impl Kernel {
 
     /// Whether the kernel has a workgroup reduction (and so a subgroup variant).
     pub const fn reduces(self) -> bool {
-        matches!(self, Kernel::RmsNorm | Kernel::L2Normalize)
+        matches!(self, Kernel::RmsNorm | Kernel::L2Normalize | Kernel::MatVec)
     }
 }
 

@@ -6,7 +6,8 @@
 //! - `//#WEIGHTS` becomes one `load_<name>(i) -> f32` function per parameter
 //!   binding, decoding that binding's storage type (f32, or f16/bf16 packed two per
 //!   `u32`, so no `shader-f16` support is needed);
-//! - `//#REDUCE` becomes the workgroup sum, with subgroup operations
+//! - `//#REDUCE` (and `//#REDUCE32`, 32 sums at once) becomes the workgroup
+//!   sum, with subgroup operations
 //!   (`subgroupAdd`) or through shared memory only, and `/*#SG_PARAMS*/`,
 //!   `/*#SG_INIT*/` bring in the subgroup built-ins the former needs;
 //! - the T5 bucket function is generated from `brt_core::primitives::t5_bucket`,
@@ -19,6 +20,8 @@ use brt_core::WeightDtype;
 const COMMON: &str = include_str!("shaders/common.wgsl");
 const REDUCE_SHARED: &str = include_str!("shaders/reduce_shared.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("shaders/reduce_subgroup.wgsl");
+const REDUCE32_SHARED: &str = include_str!("shaders/reduce32_shared.wgsl");
+const REDUCE32_SUBGROUP: &str = include_str!("shaders/reduce32_subgroup.wgsl");
 
 /// The kernel's own source file.
 fn body(kernel: Kernel) -> &'static str {
@@ -33,6 +36,7 @@ fn body(kernel: Kernel) -> &'static str {
         Kernel::RmsNorm => include_str!("shaders/rms_norm.wgsl"),
         Kernel::L2Normalize => include_str!("shaders/l2_normalize.wgsl"),
         Kernel::Matmul => include_str!("shaders/matmul.wgsl"),
+        Kernel::MatVec => include_str!("shaders/matvec.wgsl"),
         Kernel::Attention => include_str!("shaders/attention.wgsl"),
         Kernel::LinearAttention => include_str!("shaders/linear_attention.wgsl"),
     }
@@ -91,6 +95,7 @@ pub(crate) fn source(kernel: Kernel, dtypes: [WeightDtype; 2], subgroups: bool) 
     let loaders: String =
         kernel.weight_names().iter().zip(dtypes).map(|(name, dtype)| weight_loader(name, dtype)).collect();
     let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_SHARED };
+    let reduce32 = if subgroups { REDUCE32_SUBGROUP } else { REDUCE32_SHARED };
     let (sg_params, sg_init) = if subgroups {
         (
             ", @builtin(subgroup_invocation_id) sg_lane_in: u32, @builtin(subgroup_id) sg_id_in: u32, \
@@ -102,6 +107,7 @@ pub(crate) fn source(kernel: Kernel, dtypes: [WeightDtype; 2], subgroups: bool) 
     };
     let body = body(kernel)
         .replace("//#WEIGHTS", &loaders)
+        .replace("//#REDUCE32", reduce32)
         .replace("//#REDUCE", if kernel.reduces() { reduce } else { "" })
         .replace("/*#SG_PARAMS*/", sg_params)
         .replace("/*#SG_INIT*/", sg_init);

@@ -43,7 +43,9 @@ fn matmul_case<K: Kernels>(k: &mut K, desc: Matmul, dtype: WeightDtype, seed: u6
 
 #[test]
 fn matmul_matches_reference_in_every_order_option_and_dtype() {
-    let shapes = [(1, 8, 8), (70, 37, 65), (3, 130, 17), (64, 16, 64), (0, 4, 4)];
+    // Up to 4 rows take the matrix-vector kernel, more the tiled one.
+    let shapes =
+        [(1, 8, 8), (70, 37, 65), (3, 130, 17), (64, 16, 64), (0, 4, 4), (4, 200, 33), (5, 9, 70), (2, 16, 300)];
     let mut seed = 1;
     for (m, kk, n) in shapes {
         for dtype in DTYPES {
@@ -408,4 +410,25 @@ fn a_bias_without_a_window_is_rejected() {
             .unwrap_err();
         assert!(matches!(err, WgpuError::Core(CoreError::InvalidShape { .. })), "{err}");
     });
+}
+
+#[test]
+fn reductions_match_reference_with_and_without_subgroups() {
+    // Both shader variants of the reductions on this adapter (the subgroup one
+    // only where the adapter offers subgroup operations).
+    let want_rms = rms_case(&mut reference(), 7, 300, WeightDtype::F32);
+    let want_l2 = l2_case(&mut reference(), 3, 2, 100);
+    let matvec = Matmul::new(3, 150, 21).unwrap().transposed_weight().accumulate();
+    let want_matvec = matmul_case(&mut reference(), matvec, WeightDtype::F16, 8);
+    for subgroups in [true, false] {
+        let options = brt_wgpu::WgpuOptions { subgroups, ..brt_wgpu::WgpuOptions::from_env() };
+        let opened = brt_wgpu::testing::decide("subgroup variants", brt_wgpu::Wgpu::with_options(&options));
+        let Some(mut k) = opened.unwrap_or_else(|message| panic!("{message}")) else { return };
+        assert!(subgroups || !k.adapter().subgroups);
+        println!("subgroups requested {subgroups}, in use {}", k.adapter().subgroups);
+        assert_close("rms variant", &rms_case(&mut k, 7, 300, WeightDtype::F32), &want_rms, 1e-5, 1e-5);
+        assert_close("l2 variant", &l2_case(&mut k, 3, 2, 100), &want_l2, 1e-6, 1e-5);
+        let got = matmul_case(&mut k, matvec, WeightDtype::F16, 8);
+        assert_close("matvec variant", &got, &want_matvec, 2e-5, 2e-5);
+    }
 }

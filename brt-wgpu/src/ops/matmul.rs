@@ -11,6 +11,10 @@ use brt_core::{Storage, View, ViewMut, WeightView};
 
 /// Output rows and columns of one workgroup's tile.
 const TILE: usize = 64;
+/// Products of at most this many rows take the matrix-vector kernel.
+const MATVEC_ROWS: usize = 4;
+/// Output columns of one matrix-vector workgroup.
+const MATVEC_COLS: usize = 8;
 
 pub(crate) fn matmul(
     k: &mut Wgpu,
@@ -43,7 +47,13 @@ pub(crate) fn matmul(
         .f(desc.alpha_value())?
         .flag(desc.accumulates())?
         .u(activation)?;
-    let groups = [k.gpu.dim("matmul columns", n.div_ceil(TILE))?, k.gpu.dim("matmul rows", m.div_ceil(TILE))?, 1];
     let bindings = [tensor(x.tensor), weights(w.weights), tensor(out.tensor)];
+    if m <= MATVEC_ROWS {
+        // A handful of rows (token-by-token generation): split the inner
+        // dimension across a workgroup instead of idling most of a 64-row tile.
+        let groups = k.gpu.grid(n.div_ceil(MATVEC_COLS) as u64)?;
+        return k.dispatch(Kernel::MatVec, [w.weights.dtype; 2], &bindings, params, groups);
+    }
+    let groups = [k.gpu.dim("matmul columns", n.div_ceil(TILE))?, k.gpu.dim("matmul rows", m.div_ceil(TILE))?, 1];
     k.dispatch(Kernel::Matmul, [w.weights.dtype; 2], &bindings, params, groups)
 }
