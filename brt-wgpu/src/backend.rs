@@ -51,7 +51,15 @@ impl Wgpu {
         // Kernels without parameters (copies, fills, normalisation) and the f32
         // variants are compiled now; other storage types when weights of that
         // type are allocated.
-        backend.pipelines.prepare(&mut backend.gpu, WeightDtype::F32)?;
+        if let Err(e) = backend.pipelines.prepare(&mut backend.gpu, WeightDtype::F32) {
+            if !backend.gpu.summary.subgroups {
+                return Err(e);
+            }
+            // A driver that offers subgroups but cannot compile the variants
+            // still runs the shared-memory ones.
+            backend.gpu.summary.subgroups = false;
+            backend.pipelines.prepare(&mut backend.gpu, WeightDtype::F32)?;
+        }
         Ok(backend)
     }
 
