@@ -1,1 +1,43 @@
-//! brt-wgpu: this backend is not written yet; nothing here claims to work.
+//! # brt-wgpu
+//!
+//! The portable GPU backend of brt: every kernel of [`brt_core::Kernels`] as a WGSL
+//! compute shader, run through wgpu on Vulkan, Metal, DX12 or OpenGL (ES).
+//!
+//! - Weights, KV caches, recurrent states and activations live on the device for
+//!   the whole stream; only token ids go up and logits come back.
+//! - Kernel calls are recorded into one command buffer per block step and
+//!   submitted when a result is needed (see [`Wgpu`]).
+//! - Pipelines are compiled at load time, bind groups and kernel parameter slots
+//!   are made on the first block; nothing is created per block or per token
+//!   afterwards ([`Wgpu::counters`]).
+//! - Shader variants come from small compile-time specialisations: subgroup
+//!   operations in reductions when the adapter has them, and the storage type of
+//!   the parameters: f32, or f16/bf16 packed two per `u32` and decoded in the
+//!   shader, so half-precision weights run on adapters without `shader-f16`.
+//! - Failures are errors, never panics: no adapter, a lost device, validation and
+//!   out-of-memory errors (caught with error scopes) become [`WgpuError`]s.
+//!
+//! ```no_run
+//! use brt_wgpu::Wgpu;
+//! let backend = Wgpu::new()?; // honours WGPU_BACKEND=vulkan|gl|metal|dx12
+//! println!("running on {}", backend.adapter().name);
+//! # Ok::<(), brt_wgpu::WgpuError>(())
+//! ```
+#![warn(missing_docs)]
+
+mod backend;
+mod buffers;
+mod device;
+mod error;
+mod ops;
+mod pipelines;
+mod recorder;
+mod shaders;
+pub mod testing;
+
+pub use backend::Wgpu;
+pub use buffers::{GpuTensor, GpuTokens, GpuWeights};
+pub use device::{AdapterSummary, Counters, WgpuOptions};
+pub use error::{Result, WgpuError};
+/// Re-exported so callers can name backends in [`WgpuOptions`].
+pub use wgpu;

@@ -1,0 +1,18 @@
+// dst[dst_off + i] = src[src_off + i] for i < len.
+struct P {
+    src_off: u32,
+    dst_off: u32,
+    len: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg, 256u);
+    if (i >= p.len) {
+        return;
+    }
+    dst[p.dst_off + i] = src[p.src_off + i];
+}
