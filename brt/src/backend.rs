@@ -42,7 +42,7 @@ impl BackendKind {
         match self {
             BackendKind::Reference => true,
             BackendKind::Cpu => cfg!(feature = "cpu"),
-            BackendKind::Wgpu => false,
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
             BackendKind::Cuda => false,
         }
     }
@@ -141,6 +141,8 @@ pub fn run_on_with<J: BackendJob>(kind: BackendKind, options: BackendOptions, jo
         BackendKind::Reference => job.run(brt_core::Reference::new(Heap)),
         #[cfg(feature = "cpu")]
         BackendKind::Cpu => job.run(options.cpu()?),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => job.run(brt_wgpu::Wgpu::new()?),
         other => not_compiled(other),
     }
 }

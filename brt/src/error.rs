@@ -57,3 +57,10 @@ impl From<brt_cpu::CpuError> for Error {
         Error::Backend { backend: "cpu", message: e.to_string() }
     }
 }
+
+#[cfg(feature = "wgpu")]
+impl From<brt_wgpu::WgpuError> for Error {
+    fn from(e: brt_wgpu::WgpuError) -> Error {
+        Error::Backend { backend: "wgpu", message: e.to_string() }
+    }
+}
