@@ -95,6 +95,7 @@ __device__ __forceinline__ void brt_attention_body(const AttentionParams& p) {
 
     float q[DPT];
     float acc[DPT];
+    BRT_UNROLL
     for (int tt = 0; tt < DPT; ++tt) {
         u32 d = g + BRT_ATT_GROUP * (u32)tt;
         q[tt] = (active && d < (u32)DH) ? qp[(i * p.batch + b) * width + h * DH + d] : 0.0f;
@@ -135,8 +136,10 @@ __device__ __forceinline__ void brt_attention_body(const AttentionParams& p) {
             vs[jj][d] = value;
         }
         __syncthreads();
+        BRT_UNROLL
         for (int jj = 0; jj < KT; ++jj) {
             float s = 0.0f;
+            BRT_UNROLL
             for (int tt = 0; tt < DPT; ++tt) {
                 u32 d = g + BRT_ATT_GROUP * (u32)tt;
                 if (d < (u32)DH) {
@@ -164,6 +167,7 @@ __device__ __forceinline__ void brt_attention_body(const AttentionParams& p) {
         float new_max = fmaxf(running_max, tile_max);
         float correction = expf(running_max - new_max);
         running_sum *= correction;
+        BRT_UNROLL
         for (int tt = 0; tt < DPT; ++tt) {
             acc[tt] *= correction;
         }
@@ -177,6 +181,7 @@ __device__ __forceinline__ void brt_attention_body(const AttentionParams& p) {
                 }
                 float weight = expf(a * content - new_max);
                 running_sum += weight;
+                BRT_UNROLL
                 for (int tt = 0; tt < DPT; ++tt) {
                     u32 d = g + BRT_ATT_GROUP * (u32)tt;
                     if (d < (u32)DH) {
@@ -191,6 +196,7 @@ __device__ __forceinline__ void brt_attention_body(const AttentionParams& p) {
     if (active) {
         float denominator = running_sum + expf(BRT_SAFE_SOFTMAX_FLOOR - running_max);
         float* out = (float*)p.out + (i * p.batch + b) * width + h * DH;
+        BRT_UNROLL
         for (int tt = 0; tt < DPT; ++tt) {
             u32 d = g + BRT_ATT_GROUP * (u32)tt;
             if (d < (u32)DH) {

@@ -16,6 +16,14 @@ typedef unsigned int u32;
 typedef unsigned long long u64;
 typedef unsigned short u16;
 
+// Full unrolling of loops with compile-time trip counts, so that small
+// per-thread arrays stay in registers (the emulator ignores it).
+#ifdef BRT_EMULATOR
+#define BRT_UNROLL
+#else
+#define BRT_UNROLL _Pragma("unroll")
+#endif
+
 // Storage types of parameters (src/params.rs `WDTYPE_*`).
 #define BRT_WDT_F32 0u
 #define BRT_WDT_F16 1u

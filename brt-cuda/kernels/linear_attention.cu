@@ -51,6 +51,7 @@ __device__ __forceinline__ void brt_linear_attention_body(const LinearAttentionP
         a = fabsf(a);
     }
     float column[DH];
+    BRT_UNROLL
     for (int r = 0; r < DH; ++r) {
         column[r] = owner ? kv[(u64)r * DH + c] : 0.0f;
     }
@@ -71,6 +72,7 @@ __device__ __forceinline__ void brt_linear_attention_body(const LinearAttentionP
             float v = values[c];
             float numerator = 0.0f;
             float normaliser = 0.0f;
+            BRT_UNROLL
             for (int r = 0; r < DH; ++r) {
                 column[r] += phi_k[r] * v;
                 numerator += phi_q[r] * column[r];
@@ -83,6 +85,7 @@ __device__ __forceinline__ void brt_linear_attention_body(const LinearAttentionP
     }
 
     if (owner) {
+        BRT_UNROLL
         for (int r = 0; r < DH; ++r) {
             kv[(u64)r * DH + c] = column[r];
         }

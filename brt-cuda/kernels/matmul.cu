@@ -45,7 +45,9 @@ extern "C" __global__ void __launch_bounds__(BRT_MM_THREADS) brt_matmul(const Ma
     const float* x = (const float*)p.x;
 
     float acc[4][4];
+    BRT_UNROLL
     for (u32 i = 0; i < 4u; ++i) {
+        BRT_UNROLL
         for (u32 j = 0; j < 4u; ++j) {
             acc[i][j] = 0.0f;
         }
@@ -54,6 +56,7 @@ extern "C" __global__ void __launch_bounds__(BRT_MM_THREADS) brt_matmul(const Ma
     for (u64 k0 = 0; k0 < p.k; k0 += BRT_MM_BK) {
         // 64 x 16 values of x and 16 x 64 of w: four of each per thread,
         // zero outside the matrices.
+        BRT_UNROLL
         for (u32 l = 0; l < 4u; ++l) {
             u32 e = t + BRT_MM_THREADS * l;
             u32 r = e / BRT_MM_BK;
@@ -62,6 +65,7 @@ extern "C" __global__ void __launch_bounds__(BRT_MM_THREADS) brt_matmul(const Ma
             u64 kidx = k0 + kk;
             xs[kk][r] = (row < p.m && kidx < p.k) ? x[row * p.k + kidx] : 0.0f;
         }
+        BRT_UNROLL
         for (u32 l = 0; l < 4u; ++l) {
             u32 e = t + BRT_MM_THREADS * l;
             u32 kk;
@@ -85,14 +89,18 @@ extern "C" __global__ void __launch_bounds__(BRT_MM_THREADS) brt_matmul(const Ma
             ws[kk][c] = value;
         }
         __syncthreads();
+        BRT_UNROLL
         for (u32 kk = 0; kk < BRT_MM_BK; ++kk) {
             float a[4];
             float b[4];
+            BRT_UNROLL
             for (u32 i = 0; i < 4u; ++i) {
                 a[i] = xs[kk][ty + 16u * i];
                 b[i] = ws[kk][tx + 16u * i];
             }
+            BRT_UNROLL
             for (u32 i = 0; i < 4u; ++i) {
+                BRT_UNROLL
                 for (u32 j = 0; j < 4u; ++j) {
                     acc[i][j] += a[i] * b[j];
                 }
@@ -102,8 +110,10 @@ extern "C" __global__ void __launch_bounds__(BRT_MM_THREADS) brt_matmul(const Ma
     }
 
     float* out = (float*)p.out;
+    BRT_UNROLL
     for (u32 i = 0; i < 4u; ++i) {
         u64 row = row0 + ty + 16u * i;
+        BRT_UNROLL
         for (u32 j = 0; j < 4u; ++j) {
             u64 col = col0 + tx + 16u * j;
             if (row < p.m && col < p.n) {

@@ -108,9 +108,12 @@ fn target_architecture(device: i32, supported: &[i32]) -> CudaResult<i32> {
     }
 }
 
+/// PTX by (architecture, program).
+type PtxCache = Mutex<HashMap<(i32, Program), Arc<String>>>;
+
 /// PTX of every (architecture, program) compiled so far in this process.
-fn ptx_cache() -> &'static Mutex<HashMap<(i32, Program), Arc<String>>> {
-    static CACHE: OnceLock<Mutex<HashMap<(i32, Program), Arc<String>>>> = OnceLock::new();
+fn ptx_cache() -> &'static PtxCache {
+    static CACHE: OnceLock<PtxCache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 

@@ -162,9 +162,7 @@ impl EmuDevice {
             // emulator runs kernels synchronously, so nothing writes meanwhile.
             let bytes = unsafe { std::slice::from_raw_parts(region.base as *const u8, region.total) };
             let payload = region.payload..region.payload + region.len;
-            if let Some(at) =
-                bytes.iter().enumerate().position(|(i, &b)| !payload.contains(&i) && b != GUARD_BYTE)
-            {
+            if let Some(at) = bytes.iter().enumerate().position(|(i, &b)| !payload.contains(&i) && b != GUARD_BYTE) {
                 let relative = at as isize - region.payload as isize;
                 return Err(fault(format!(
                     "{after} wrote outside an allocation of {} bytes (at byte {relative} relative to its start)",
@@ -358,8 +356,7 @@ mod tests {
         // reduction; the launch is refused before it runs.
         let mut device = EmuDevice::new(EmulatorOptions::default());
         let params = crate::params::L2NormParams { x: 0, segments: 0, head_dim: 1 };
-        let refused =
-            device.launch(Kernel::L2Normalize, Geometry { grid: 1, block: 48 }, bytemuck::bytes_of(&params));
+        let refused = device.launch(Kernel::L2Normalize, Geometry { grid: 1, block: 48 }, bytemuck::bytes_of(&params));
         assert!(matches!(refused, Err(CudaError::Emulator(_))), "{refused:?}");
         let empty_grid =
             device.launch(Kernel::L2Normalize, Geometry { grid: 0, block: 32 }, bytemuck::bytes_of(&params));

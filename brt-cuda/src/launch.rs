@@ -97,7 +97,9 @@ pub(crate) fn reduction(rows: u64, width: u64) -> Geometry {
 /// One block per `blocks` (no grid-stride loop), checked against CUDA's limit.
 pub(crate) fn exact(blocks: u64, block: u32, what: &str) -> CudaResult<Geometry> {
     if blocks == 0 || blocks > MAX_GRID {
-        return Err(CudaError::Unsupported(format!("{what} needs {blocks} thread blocks; CUDA allows 1 to {MAX_GRID}")));
+        return Err(CudaError::Unsupported(format!(
+            "{what} needs {blocks} thread blocks; CUDA allows 1 to {MAX_GRID}"
+        )));
     }
     Ok(Geometry { grid: blocks as u32, block })
 }

@@ -32,3 +32,4 @@ mod source;
 pub use backend::{Cuda, CudaTensor, CudaTokens, CudaWeights};
 pub use driver::{compile_kernels, DeviceOptions};
 pub use error::{CudaError, CudaResult};
+pub use source::program_source;

@@ -35,6 +35,16 @@ pub(crate) fn t5_table() -> [u8; T5_TABLE_LEN] {
     table
 }
 
+/// The CUDA C that NVRTC compiles: the common kernels (`None`) or the
+/// attention kernels for head width `dh` (`Some(dh)`), prelude included. For
+/// inspection, e.g. `nvcc -arch=sm_90 -Xptxas -v` on a GPU machine.
+pub fn program_source(head_dim: Option<usize>) -> String {
+    match head_dim {
+        None => Program::Common.source(),
+        Some(head_dim) => Program::Attention { head_dim }.source(),
+    }
+}
+
 /// Which program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Program {

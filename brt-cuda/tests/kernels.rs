@@ -144,8 +144,13 @@ fn matmul_without_accumulation_ignores_nan_in_the_destination() {
             let xt = tensor(k, &x);
             let wt = weights(k, &w, WeightDtype::F32);
             let mut out = tensor(k, &vec![f32::NAN; m * n]);
-            k.matmul(View::new(&xt, 0), WeightView::new(&wt, 0), ViewMut::new(&mut out, 0), Matmul::new(m, kdim, n).unwrap())
-                .unwrap();
+            k.matmul(
+                View::new(&xt, 0),
+                WeightView::new(&wt, 0),
+                ViewMut::new(&mut out, 0),
+                Matmul::new(m, kdim, n).unwrap(),
+            )
+            .unwrap();
             read(k, &out)
         });
         assert!(actual.iter().all(|v| v.is_finite()), "{name}: {actual:?}");
@@ -427,7 +432,7 @@ fn storage_round_trips_and_converts_parameters() {
 fn buffers_of_another_backend_are_refused() {
     for (name, mut cuda) in backends("foreign buffers") {
         let mut other = another(&name);
-            let foreign = other.alloc_tensor(4).unwrap();
+        let foreign = other.alloc_tensor(4).unwrap();
         let mut own = cuda.alloc_tensor(4).unwrap();
         let refused = cuda.copy(View::new(&foreign, 0), ViewMut::new(&mut own, 0), 4);
         assert!(matches!(refused, Err(CudaError::Core(CoreError::Mismatch { .. }))), "{name}: {refused:?}");
