@@ -3,6 +3,10 @@
 //! rows, three segments of 48 tokens, row 1 starting a new document at segment
 //! 2, must give the official logits to 1e-4 (max abs error). Each document is
 //! also streamed alone in calls of 37 tokens, which split blocks.
+//!
+//! The vectors are read from `$BRT_TESTDATA/meliad` when that variable is set
+//! (prebuilt test binaries run elsewhere, see scripts/gpu-check.sh), else from
+//! the repository's `testdata/meliad`.
 
 mod common;
 
@@ -16,7 +20,10 @@ const TOLERANCE: f32 = 1e-4;
 const CASES: [&str; 2] = ["fixed_skip", "lstm_dual"];
 
 fn case_dir(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/meliad").join(case)
+    let testdata = std::env::var_os("BRT_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata"));
+    testdata.join("meliad").join(case)
 }
 
 /// `tokens` [N, B, L], `start_of_sequence` [N, B], `logits` [N, B, L, V].
