@@ -37,6 +37,32 @@ unsigned char brt_t5_lut[128];
 #include "../kernels/attention.cu"
 #include "../kernels/linear_attention.cu"
 
+// Kernels that test the emulator itself (not part of brt).
+struct EmuTestParams {
+    u64 out;
+    u64 generation;
+    u64 barrier;
+};
+
+// Thread 0 returns while the others wait at a barrier.
+extern "C" void brt_emu_test_divergent(const EmuTestParams) {
+    if (threadIdx.x == 0) {
+        return;
+    }
+    __syncthreads();
+}
+
+// Each thread stores a value, then reads its neighbour's: correct only with
+// the barrier in between.
+extern "C" void brt_emu_test_neighbour(const EmuTestParams p) {
+    __shared__ float cells[1024];
+    cells[threadIdx.x] = (float)(threadIdx.x + 1000u * (u32)p.generation);
+    if (p.barrier != 0) {
+        __syncthreads();
+    }
+    ((float*)p.out)[threadIdx.x] = cells[(threadIdx.x + 1u) % blockDim.x];
+}
+
 namespace {
 
 enum class FiberState { Running, AtBarrier, Done };
@@ -202,6 +228,8 @@ const Entry kEntries[] = {
     {"brt_matmul", sizeof(MatmulParams), call<MatmulParams, brt_matmul>, BlockRule::Exactly, BRT_MM_THREADS},
     {"brt_attention", sizeof(AttentionParams), attention_entry, BlockRule::Exactly, BRT_ATT_THREADS},
     {"brt_linear_attention", sizeof(LinearAttentionParams), linear_attention_entry, BlockRule::AtLeastHeadDim, 0},
+    {"brt_emu_test_divergent", sizeof(EmuTestParams), call<EmuTestParams, brt_emu_test_divergent>, BlockRule::Any, 0},
+    {"brt_emu_test_neighbour", sizeof(EmuTestParams), call<EmuTestParams, brt_emu_test_neighbour>, BlockRule::Any, 0},
 };
 
 const Entry* find(const char* name) {

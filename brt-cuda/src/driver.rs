@@ -6,6 +6,7 @@
 //! that the driver and NVRTC libraries can be opened before any call, and runs
 //! the first calls under `catch_unwind` as a last line of defence.
 
+use crate::compile::{compiled, nvrtc_architectures, targets, Image, Target};
 use crate::device::{Allocation, Device, Sgemm};
 use crate::error::{CudaError, CudaResult};
 use crate::launch::{Geometry, Kernel};
@@ -15,9 +16,9 @@ use cudarc::driver::{
     result as dresult, sys as dsys, CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, LaunchConfig,
     PushKernelArg,
 };
-use cudarc::nvrtc::{self, CompileOptions, Ptx};
+use cudarc::nvrtc::{self, Ptx};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 fn driver_error(during: &'static str) -> impl FnOnce(dresult::DriverError) -> CudaError {
     move |e| CudaError::Driver { during, message: format!("{e}") }
@@ -55,7 +56,7 @@ pub(crate) fn check_libraries() -> CudaResult<()> {
 }
 
 /// Runs `f`, turning a panic inside the CUDA bindings into an error.
-fn guarded<T>(f: impl FnOnce() -> CudaResult<T>) -> CudaResult<T> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> CudaResult<T>) -> CudaResult<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(payload) => {
@@ -67,101 +68,6 @@ fn guarded<T>(f: impl FnOnce() -> CudaResult<T>) -> CudaResult<T> {
             Err(CudaError::Bindings(message))
         }
     }
-}
-
-/// The compute architectures NVRTC can compile for (e.g. 75, 80, 90).
-fn nvrtc_architectures() -> CudaResult<Vec<i32>> {
-    let mut count: std::ffi::c_int = 0;
-    // SAFETY: writes one int through a valid pointer.
-    let status = unsafe { nvrtc::sys::nvrtcGetNumSupportedArchs(&mut count) };
-    if status != nvrtc::sys::nvrtcResult::NVRTC_SUCCESS || count <= 0 {
-        return Err(CudaError::Compile {
-            what: "querying NVRTC's architectures".into(),
-            log: format!("nvrtcGetNumSupportedArchs: {status:?}"),
-        });
-    }
-    let mut archs = vec![0 as std::ffi::c_int; count as usize];
-    // SAFETY: `archs` has room for the `count` ints NVRTC writes.
-    let status = unsafe { nvrtc::sys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) };
-    if status != nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
-        return Err(CudaError::Compile {
-            what: "querying NVRTC's architectures".into(),
-            log: format!("nvrtcGetSupportedArchs: {status:?}"),
-        });
-    }
-    Ok(archs)
-}
-
-/// The virtual architecture to compile for: the GPU's own, or the newest NVRTC
-/// knows when the GPU is newer (the driver compiles that PTX for the GPU).
-fn target_architecture(device: i32, supported: &[i32]) -> CudaResult<i32> {
-    if supported.contains(&device) {
-        return Ok(device);
-    }
-    match supported.iter().copied().filter(|&a| a <= device).max() {
-        Some(arch) => Ok(arch),
-        None => Err(CudaError::Unsupported(format!(
-            "GPU compute capability {}.{} is older than every architecture this NVRTC supports ({supported:?})",
-            device / 10,
-            device % 10
-        ))),
-    }
-}
-
-/// PTX by (architecture, program).
-type PtxCache = Mutex<HashMap<(i32, Program), Arc<String>>>;
-
-/// PTX of every (architecture, program) compiled so far in this process.
-fn ptx_cache() -> &'static PtxCache {
-    static CACHE: OnceLock<PtxCache> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// The PTX of `program` for `arch`, compiled by NVRTC the first time it is asked
-/// for in this process.
-pub(crate) fn compiled(arch: i32, program: Program) -> CudaResult<Arc<String>> {
-    // A poisoned lock only means another thread panicked while compiling;
-    // the map itself is always consistent (one insert per entry).
-    let mut cache = ptx_cache().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(ptx) = cache.get(&(arch, program)) {
-        return Ok(ptx.clone());
-    }
-    let options = CompileOptions {
-        options: vec![format!("--gpu-architecture=compute_{arch}"), "--std=c++17".into()],
-        name: Some(program.name()),
-        ..Default::default()
-    };
-    let what = format!("{} for compute_{arch}", program.name());
-    let ptx = guarded(|| {
-        nvrtc::compile_ptx_with_opts(program.source(), options).map_err(|e| match e {
-            nvrtc::CompileError::CompileError { log, .. } => {
-                CudaError::Compile { what: what.clone(), log: log.to_string_lossy().into_owned() }
-            }
-            other => CudaError::Compile { what: what.clone(), log: format!("{other:?}") },
-        })
-    })?;
-    let ptx = Arc::new(ptx.to_src());
-    cache.insert((arch, program), ptx.clone());
-    Ok(ptx)
-}
-
-/// Compiles every kernel program with NVRTC for compute capability
-/// `major.minor` and the head widths `head_dims`, without a GPU (only NVRTC is
-/// needed). Returns the total size of the PTX produced.
-///
-/// For checks where there is no GPU: it proves that the embedded CUDA C
-/// compiles for that architecture.
-pub fn compile_kernels(major: u32, minor: u32, head_dims: &[usize]) -> CudaResult<usize> {
-    // SAFETY: only tries to open libnvrtc (dlopen); calls nothing in it.
-    if !unsafe { nvrtc::sys::is_culib_present() } {
-        return Err(CudaError::NoNvrtcLibrary);
-    }
-    let arch = target_architecture((major * 10 + minor) as i32, &guarded(nvrtc_architectures)?)?;
-    let mut total = compiled(arch, Program::Common)?.len();
-    for &head_dim in head_dims {
-        total += compiled(arch, Program::Attention { head_dim })?.len();
-    }
-    Ok(total)
 }
 
 /// A cuBLAS handle bound to the backend's stream.
@@ -194,7 +100,8 @@ pub(crate) struct DriverDevice {
     modules: Vec<Arc<CudaModule>>,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
-    arch: i32,
+    /// What to compile for, best first; the first that loads is kept.
+    targets: Vec<Target>,
     description: String,
 }
 
@@ -226,7 +133,7 @@ impl DriverDevice {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(driver_error("creating the stream"))?;
         let (major, minor) = ctx.compute_capability().map_err(driver_error("reading the compute capability"))?;
-        let arch = target_architecture(major * 10 + minor, &nvrtc_architectures()?)?;
+        let targets = targets(major * 10 + minor, &nvrtc_architectures()?)?;
         let name = ctx.name().unwrap_or_else(|_| "unnamed GPU".into());
 
         let blas = if options.cublas {
@@ -255,32 +162,66 @@ impl DriverDevice {
             None
         };
         let description = format!(
-            "{name} (compute capability {major}.{minor}, kernels for compute_{arch}); products with f32 weights: {}",
+            "{name} (compute capability {major}.{minor}); products with f32 weights: {}",
             if blas.is_some() { "cuBLAS" } else { "brt kernels (cuBLAS not found or disabled)" }
         );
         let mut device =
-            DriverDevice { blas, functions: HashMap::new(), modules: Vec::new(), stream, ctx, arch, description };
+            DriverDevice { blas, functions: HashMap::new(), modules: Vec::new(), stream, ctx, targets, description };
         device.load(Program::Common)?;
+        let kind = match device.targets.first() {
+            Some(Target::Cubin(arch)) => format!("; kernels: sm_{arch} machine code"),
+            Some(Target::Ptx(arch)) => format!("; kernels: compute_{arch} PTX compiled by the driver"),
+            None => String::new(),
+        };
+        device.description.push_str(&kind);
         Ok(device)
     }
 
-    /// Loads `program` into the context (compiling it if this process has not yet).
+    /// Loads `program` into the context (compiling it if this process has not
+    /// yet), trying the targets best first; a target that fails to compile or
+    /// load is dropped for good.
     fn load(&mut self, program: Program) -> CudaResult<()> {
         if self.functions.contains_key(&program) {
             return Ok(());
         }
-        let ptx = compiled(self.arch, program)?;
-        self.ctx.bind_to_thread().map_err(driver_error("binding the context"))?;
-        let module =
-            self.ctx.load_module(Ptx::from_src(ptx.as_str())).map_err(driver_error("loading the compiled kernels"))?;
+        self.bind()?;
+        let mut failures = Vec::new();
+        while let Some(&target) = self.targets.first() {
+            match self.load_target(program, target) {
+                Ok((module, functions)) => {
+                    self.modules.push(module);
+                    self.functions.insert(program, functions);
+                    return Ok(());
+                }
+                Err(e) => {
+                    failures.push(format!("{target:?}: {e}"));
+                    if self.targets.len() == 1 {
+                        return Err(e);
+                    }
+                    self.targets.remove(0);
+                }
+            }
+        }
+        Err(CudaError::Unsupported(format!("no way to build the kernels for this GPU: {}", failures.join("; "))))
+    }
+
+    fn load_target(
+        &self,
+        program: Program,
+        target: Target,
+    ) -> CudaResult<(Arc<CudaModule>, HashMap<&'static str, CudaFunction>)> {
+        let image = compiled(target, program)?;
+        let code = match &*image {
+            Image::Cubin(bytes) => Ptx::from_binary(bytes.clone()),
+            Image::Ptx(text) => Ptx::from_src(text.as_str()),
+        };
+        let module = self.ctx.load_module(code).map_err(driver_error("loading the compiled kernels"))?;
         let mut functions = HashMap::new();
         for &name in program.kernels() {
             let f = module.load_function(name).map_err(driver_error("finding a kernel"))?;
             functions.insert(name, f);
         }
-        self.modules.push(module);
-        self.functions.insert(program, functions);
-        Ok(())
+        Ok((module, functions))
     }
 
     fn bind(&self) -> CudaResult<()> {
@@ -404,19 +345,5 @@ impl Device for DriverDevice {
     fn sync(&mut self) -> CudaResult<()> {
         self.bind()?;
         self.stream.synchronize().map_err(driver_error("waiting for the GPU"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_target_architecture_is_the_gpus_or_the_newest_below_it() {
-        let supported = [75, 80, 86, 89, 90, 100, 120];
-        assert_eq!(target_architecture(90, &supported).unwrap(), 90);
-        assert_eq!(target_architecture(121, &supported).unwrap(), 120);
-        assert_eq!(target_architecture(87, &supported).unwrap(), 86);
-        assert!(target_architecture(70, &supported).is_err());
     }
 }

@@ -327,6 +327,7 @@ impl Device for EmuDevice {
 mod tests {
     use super::*;
     use crate::params::PARAM_SIZES;
+    use bytemuck::Zeroable;
 
     #[test]
     fn parameter_structs_have_the_same_size_in_rust_and_in_the_cuda_c() {
@@ -350,10 +351,61 @@ mod tests {
         assert!(device.check_guards("the test").is_err());
     }
 
+    /// Launches one of the emulator's own test kernels.
+    fn launch_test_kernel(name: &str, block: u32, params: &[u64; 3], order: u32, seed: u64) -> Result<(), String> {
+        let name = CString::new(name).unwrap();
+        let mut error = vec![0 as c_char; 512];
+        // SAFETY: `params` is the 24-byte EmuTestParams; its `out` address (if
+        // used) points to a buffer of at least `block` floats kept alive by the
+        // caller; `error` has the room stated.
+        let status = unsafe {
+            brt_emu_launch(
+                name.as_ptr(),
+                1,
+                block,
+                params.as_ptr() as *const u8,
+                24,
+                order,
+                seed,
+                error.as_mut_ptr(),
+                error.len(),
+            )
+        };
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(error.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect())
+        }
+    }
+
     #[test]
     fn a_barrier_not_reached_by_every_thread_is_reported() {
-        // rms_norm written for power-of-two blocks: 48 threads break its
-        // reduction; the launch is refused before it runs.
+        let message = launch_test_kernel("brt_emu_test_divergent", 64, &[0, 0, 0], 0, 0).unwrap_err();
+        assert!(message.contains("1 thread(s) returned while 63 wait at __syncthreads"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_barrier_changes_results_under_some_thread_order() {
+        let block = 64usize;
+        let mut out = vec![0f32; block];
+        let address = out.as_mut_ptr() as u64;
+        let expected = |generation: u64| -> Vec<f32> {
+            (0..block).map(|t| (((t + 1) % block) as u64 + 1000 * generation) as f32).collect()
+        };
+        // With the barrier every order gives the neighbours' values.
+        for (generation, order) in [(1u64, 0u32), (2, 1), (3, 2)] {
+            launch_test_kernel("brt_emu_test_neighbour", block as u32, &[address, generation, 1], order, 9).unwrap();
+            assert_eq!(out, expected(generation), "order {order}");
+        }
+        // Without it, threads run before their neighbour read the old value.
+        launch_test_kernel("brt_emu_test_neighbour", block as u32, &[address, 4, 0], 2, 9).unwrap();
+        assert_ne!(out, expected(4), "a shuffled order exposes the missing barrier");
+    }
+
+    #[test]
+    fn launches_breaking_cudas_or_the_kernels_rules_are_refused() {
+        // The reductions are written for power-of-two blocks; empty grids are
+        // invalid in CUDA.
         let mut device = EmuDevice::new(EmulatorOptions::default());
         let params = crate::params::L2NormParams { x: 0, segments: 0, head_dim: 1 };
         let refused = device.launch(Kernel::L2Normalize, Geometry { grid: 1, block: 48 }, bytemuck::bytes_of(&params));
@@ -361,5 +413,8 @@ mod tests {
         let empty_grid =
             device.launch(Kernel::L2Normalize, Geometry { grid: 0, block: 32 }, bytemuck::bytes_of(&params));
         assert!(empty_grid.is_err());
+        let matmul = crate::params::MatmulParams::zeroed();
+        let wrong_block = device.launch(Kernel::Matmul, Geometry { grid: 1, block: 128 }, bytemuck::bytes_of(&matmul));
+        assert!(wrong_block.is_err(), "the tiled product needs exactly 256 threads");
     }
 }

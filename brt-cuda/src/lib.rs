@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod compile;
 mod device;
 mod driver;
 #[cfg(feature = "emulator")]
@@ -30,6 +31,7 @@ mod params;
 mod source;
 
 pub use backend::{Cuda, CudaTensor, CudaTokens, CudaWeights};
-pub use driver::{compile_kernels, DeviceOptions};
+pub use compile::compile_kernels;
+pub use driver::DeviceOptions;
 pub use error::{CudaError, CudaResult};
 pub use source::program_source;

@@ -36,14 +36,16 @@ fn a_missing_gpu_is_a_clear_error_and_a_present_one_opens() {
 
 #[test]
 fn the_kernels_compile_with_nvrtc_for_every_target_architecture() {
-    // Hopper (the target), Ampere, Ada and Blackwell; head widths of the tests,
-    // of the paper (128) and the widest supported (1024).
-    let head_dims = [1, 5, 8, 32, 64, 128, 1024];
+    // Hopper (the target), Ampere, Ada and Blackwell; head widths of the tests
+    // and of the paper (128). Each to machine code (CUBIN) and PTX.
+    let head_dims = [1, 5, 8, 32, 64, 128];
     for (major, minor) in [(9, 0), (8, 0), (8, 9), (12, 0)] {
         match compile_kernels(major, minor, &head_dims) {
             Ok(bytes) => {
-                assert!(bytes > 10_000, "suspiciously little PTX: {bytes} bytes");
-                loud(&format!("NVRTC: every kernel compiles for compute {major}.{minor} ({bytes} bytes of PTX)"));
+                assert!(bytes > 10_000, "suspiciously little code: {bytes} bytes");
+                loud(&format!(
+                    "NVRTC: every kernel compiles for compute {major}.{minor} ({bytes} bytes of CUBIN and PTX)"
+                ));
             }
             Err(CudaError::NoNvrtcLibrary) => {
                 assert!(!require_gpu(), "BRT_REQUIRE_GPU=1, but NVRTC is missing");
