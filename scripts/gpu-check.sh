@@ -283,7 +283,7 @@ else
 fi
 
 say "---- test summaries"
-grep -hE "^test result:|SKIPPED|max abs error|NVRTC:|CUDA: " "$OUT"/logs/*test* 2>/dev/null | sort | uniq -c | tee -a "$SUMMARY" "$FULL" || true
+grep -hE "^test result:|SKIPPED|BRT_REQUIRE_GPU=1, but|max abs error|NVRTC:|CUDA: " "$OUT"/logs/*test* 2>/dev/null | sort | uniq -c | tee -a "$SUMMARY" "$FULL" || true
 
 say "---- Meliad vectors through brt logits"
 for case in "${CASES[@]}"; do

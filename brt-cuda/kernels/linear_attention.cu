@@ -94,7 +94,10 @@ __device__ __forceinline__ void brt_linear_attention_body(const LinearAttentionP
 }
 
 #ifndef BRT_EMULATOR
-extern "C" __global__ void brt_linear_attention(const LinearAttentionParams p) {
+// One thread per column, rounded up to whole warps (src/launch.rs); the bound
+// lets the compiler use as many registers as that block size allows.
+#define BRT_LINEAR_THREADS (((BRT_HEAD_DIM + 31) / 32) * 32)
+extern "C" __global__ void __launch_bounds__(BRT_LINEAR_THREADS) brt_linear_attention(const LinearAttentionParams p) {
     brt_linear_attention_body<BRT_HEAD_DIM>(p);
 }
 #endif
