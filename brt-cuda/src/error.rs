@@ -80,6 +80,14 @@ pub enum CudaError {
 pub type CudaResult<T> = Result<T, CudaError>;
 
 impl CudaError {
+    /// The core's error inside, when this is one (e.g. `BufferTooSmall`).
+    pub fn core(&self) -> Option<CoreError> {
+        match self {
+            CudaError::Core(e) => Some(*e),
+            _ => None,
+        }
+    }
+
     /// Whether the error means that no usable GPU is there (no driver library,
     /// no NVRTC, no device), as opposed to a failure of a working setup.
     pub fn is_unavailable(&self) -> bool {

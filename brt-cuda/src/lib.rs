@@ -15,7 +15,7 @@
 //!   [`CudaWeights`] (f32, f16 or bf16 storage) and [`CudaTokens`];
 //! - [`CudaError`]: what can go wrong;
 //! - [`DeviceOptions`]: which GPU, whether to use cuBLAS;
-//! - feature `emulator`: [`Cuda::emulated`] runs the same kernels on the CPU,
+//! - feature `emulator`: `Cuda::emulated` runs the same kernels on the CPU,
 //!   for tests where there is no GPU.
 #![warn(missing_docs)]
 
