@@ -119,6 +119,19 @@ impl DriverDevice {
             Err(e) if e.0 == dsys::CUresult::CUDA_ERROR_NO_DEVICE => {
                 return Err(CudaError::NoDevice { ordinal: options.ordinal, count: 0 })
             }
+            // What a machine without a working GPU says (e.g. the toolkit's
+            // stub libcuda.so, or a driver whose kernel module is missing).
+            Err(e)
+                if matches!(
+                    e.0,
+                    dsys::CUresult::CUDA_ERROR_STUB_LIBRARY
+                        | dsys::CUresult::CUDA_ERROR_DEVICE_UNAVAILABLE
+                        | dsys::CUresult::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH
+                        | dsys::CUresult::CUDA_ERROR_SYSTEM_NOT_READY
+                ) =>
+            {
+                return Err(CudaError::DriverUnusable { reason: format!("{:?}", e.0) })
+            }
             Err(e) => return Err(driver_error("initialisation (cuInit)")(e)),
         }
         let count = CudaContext::device_count().map_err(driver_error("counting devices"))?;

@@ -25,6 +25,14 @@ pub enum CudaError {
     )]
     NoNvrtcLibrary,
 
+    /// The driver library opened but cannot drive a GPU here (a stub library
+    /// of the toolkit, a kernel module that does not match, no GPU visible).
+    #[error("the CUDA driver cannot be used here ({reason}); check `nvidia-smi`, or use --backend cpu")]
+    DriverUnusable {
+        /// The driver's error name.
+        reason: String,
+    },
+
     /// The driver is there but there is no (such) GPU.
     #[error("no CUDA device {ordinal}: the driver reports {count} device(s); use --backend cpu")]
     NoDevice {
@@ -89,8 +97,15 @@ impl CudaError {
     }
 
     /// Whether the error means that no usable GPU is there (no driver library,
-    /// no NVRTC, no device), as opposed to a failure of a working setup.
+    /// an unusable driver, no NVRTC, no device), as opposed to a failure of a
+    /// working setup.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, CudaError::NoDriverLibrary | CudaError::NoNvrtcLibrary | CudaError::NoDevice { .. })
+        matches!(
+            self,
+            CudaError::NoDriverLibrary
+                | CudaError::NoNvrtcLibrary
+                | CudaError::DriverUnusable { .. }
+                | CudaError::NoDevice { .. }
+        )
     }
 }
