@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# GPU acceptance check of the CUDA and wgpu backends.
+#
+#   scripts/gpu-check.sh OUTDIR
+#       On a machine with an NVIDIA GPU (CUDA 13 driver): builds brt and the test
+#       suites in release mode (or uses prebuilt binaries, see below), runs the
+#       brt-cuda and brt-wgpu tests and the conformance suite with
+#       BRT_REQUIRE_GPU=1 (a missing GPU is a failure, not a skip), checks the
+#       official Meliad vectors through `brt logits` on both backends, and runs
+#       `brt bench` for the `small` and `paper` configurations at batch 1 and 16
+#       on each backend. Writes OUTDIR/summary.txt (results), OUTDIR/full.log
+#       (everything) and OUTDIR/logs/ (one log per step). Finishes within
+#       BRT_GPU_CHECK_BUDGET_S seconds (default 470: under 8 minutes, build
+#       included): a step that would not fit is recorded as SKIPPED (no time).
+#       Exits 0 only if every step passed.
+#
+#   scripts/gpu-check.sh --prebuild DIR
+#       On a machine with the Rust toolchain (no GPU needed): builds the release
+#       binaries the check runs (brt with the GPU backends and every test binary
+#       of the suites) into DIR (default: prebuilt/). A GPU machine without Rust
+#       runs them when DIR is carried with the working tree; the check uses
+#       prebuilt/ (or $BRT_PREBUILT) whenever it holds a manifest.
+#
+# Offline builds: with a vendor/ folder at the repository root (made by
+# `cargo vendor vendor`), cargo uses it and builds --offline; a CARGO_HOME with
+# the registry already filled works as it is.
+#
+# Environment: BRT_FEATURES (brt's features, default "cuda,wgpu"),
+# BRT_GPU_CHECK_BACKENDS (default "cuda wgpu"),
+# BRT_CONFORMANCE_FEATURES (default "cuda,wgpu"), BRT_PREBUILT,
+# BRT_GPU_CHECK_BUDGET_S. Needs bash, coreutils `timeout`, python3 (standard
+# library only) for the Meliad comparison.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+FEATURES="${BRT_FEATURES:-cuda,wgpu}"
+CONFORMANCE_FEATURES="${BRT_CONFORMANCE_FEATURES:-cuda,wgpu}"
+BUDGET_S="${BRT_GPU_CHECK_BUDGET_S:-470}"
+START_S=$(date +%s)
+DEADLINE_S=$((START_S + BUDGET_S))
+# Test suites: name and cargo arguments.
+SUITES=(
+    "brt-cuda|-p brt-cuda"
+    "brt-wgpu|-p brt-wgpu"
+    "conformance|-p conformance --features $CONFORMANCE_FEATURES"
+)
+read -r -a BACKENDS <<<"${BRT_GPU_CHECK_BACKENDS:-cuda wgpu}"
+# Benchmarks: configuration, tokens per document, tokens per call. The paper
+# model (12 layers, d = 1024, W = 512) at batch 16 streams 32k tokens per
+# repetition; three repetitions fit in about a minute even at a few TFLOP/s.
+BENCHES=("small 4096 1024" "paper 2048 1024")
+BATCHES=(1 16)
+CASES=(fixed_skip lstm_dual)
+
+usage() {
+    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+# cargo, with the vendored sources (and offline) when vendor/ exists.
+cargo_cmd() {
+    local global=()
+    if [[ -d "$ROOT/vendor" ]]; then
+        global+=(--offline
+            --config 'source.crates-io.replace-with="vendored-sources"'
+            --config "source.vendored-sources.directory=\"$ROOT/vendor\"")
+    fi
+    cargo "${global[@]}" "$@"
+}
+
+# The executables a `cargo test --no-run --message-format=json` run built.
+test_executables() {
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg.get("profile", {}).get("test"):
+        print(msg["executable"])
+'
+}
+
+prebuild() {
+    local dir="${1:-$ROOT/prebuilt}"
+    mkdir -p "$dir/bin"
+    rm -f "$dir/bin/"* "$dir/manifest.txt"
+    # Small binaries: the carried folder is limited in size.
+    export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols
+    cargo_cmd build --release -p brt --features "$FEATURES"
+    cp "$ROOT/target/release/brt" "$dir/bin/brt"
+    echo "brt bin/brt" >"$dir/manifest.txt"
+    local spec name args exe
+    for spec in "${SUITES[@]}"; do
+        name="${spec%%|*}"
+        args="${spec#*|}"
+        # shellcheck disable=SC2086 # args are words
+        cargo_cmd test --release $args --no-run --message-format=json | test_executables | while read -r exe; do
+            cp "$exe" "$dir/bin/$name--$(basename "$exe")"
+            echo "$name bin/$name--$(basename "$exe")" >>"$dir/manifest.txt"
+        done
+    done
+    echo "prebuilt into $dir:"
+    cat "$dir/manifest.txt"
+    du -sh "$dir"
+}
+
+if [[ $# -lt 1 ]]; then
+    usage
+fi
+if [[ "$1" == "--prebuild" ]]; then
+    prebuild "${2:-$ROOT/prebuilt}"
+    exit 0
+fi
+if [[ "$1" == -* ]]; then
+    usage
+fi
+
+OUT="$1"
+mkdir -p "$OUT/logs"
+OUT="$(cd "$OUT" && pwd)"
+SUMMARY="$OUT/summary.txt"
+FULL="$OUT/full.log"
+: >"$SUMMARY"
+: >"$FULL"
+FAILURES=0
+STEP=0
+LAST_LOG=/dev/null
+
+say() {
+    echo "$*" | tee -a "$SUMMARY" "$FULL"
+}
+
+# step NAME MAX_SECONDS COMMAND...: runs COMMAND with a time limit (its own
+# and what is left of the budget), logs its output, records the outcome.
+step() {
+    local name="$1" max="$2"
+    shift 2
+    STEP=$((STEP + 1))
+    local log
+    log="$OUT/logs/$(printf '%02d' "$STEP")-${name//[^A-Za-z0-9._-]/_}.log"
+    local left=$((DEADLINE_S - $(date +%s) - 5))
+    LAST_LOG=/dev/null
+    if ((left < 15)); then
+        say "SKIPPED (no time)  $name"
+        FAILURES=$((FAILURES + 1))
+        return 0
+    fi
+    local limit=$((max < left ? max : left))
+    local begin status
+    begin=$(date +%s)
+    echo "==== $name (limit ${limit}s): $*" >>"$FULL"
+    set +e
+    # Through bash, so that COMMAND may be one of the exported functions.
+    timeout --kill-after=5 "$limit" bash -c '"$@"' step "$@" >"$log" 2>&1
+    status=$?
+    set -e
+    cat "$log" >>"$FULL"
+    local took=$(($(date +%s) - begin))
+    if ((status == 0)); then
+        say "PASS     ${took}s  $name"
+    elif ((status == 124 || status == 137)); then
+        say "TIMEOUT  ${took}s  $name (limit ${limit}s; log: logs/$(basename "$log"))"
+        FAILURES=$((FAILURES + 1))
+    else
+        say "FAIL     ${took}s  $name (exit $status; log: logs/$(basename "$log"))"
+        FAILURES=$((FAILURES + 1))
+    fi
+    LAST_LOG="$log"
+}
+
+# Compares `brt logits` output with the official logits of a Meliad case: every
+# position of each row's first document (the official run restarts row 1 later).
+meliad_tokens_and_compare() {
+    python3 - "$@" <<'PY'
+import json, struct, sys
+from array import array
+
+def load(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        code = {"F32": "f", "I32": "i", "U8": "B", "I64": "q"}[t["dtype"]]
+        a = array(code)
+        a.frombytes(body[t["data_offsets"][0]:t["data_offsets"][1]])
+        out[name] = (t["shape"], a)
+    return out
+
+def first_documents(vectors):
+    (n, b, length), tokens = vectors["tokens"]
+    _, starts = vectors["start_of_sequence"]
+    lengths = []
+    for row in range(b):
+        seg = 1
+        while seg < n and starts[seg * b + row] == 0:
+            seg += 1
+        lengths.append(seg * length)
+    return n, b, length, lengths
+
+mode, vectors_path = sys.argv[1], sys.argv[2]
+vectors = load(vectors_path)
+n, b, length, lengths = first_documents(vectors)
+(_, tokens) = vectors["tokens"]
+if mode == "tokens":
+    # [rows, n*length] int32: each row's segments end to end.
+    out_path = sys.argv[3]
+    rows = array("i")
+    for row in range(b):
+        for seg in range(n):
+            rows.extend(tokens[(seg * b + row) * length:(seg * b + row + 1) * length])
+    header = json.dumps({"tokens": {"dtype": "I32", "shape": [b, n * length], "data_offsets": [0, len(rows) * 4]}})
+    header = header.encode() + b" " * (-len(header) % 8)
+    with open(out_path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + rows.tobytes())
+else:
+    ours_shape, ours = load(sys.argv[3])["logits"]
+    (_, _, _, vocab), official = vectors["logits"]
+    worst = 0.0
+    for row in range(b):
+        for p in range(lengths[row]):
+            seg, t = divmod(p, length)
+            mine = ours[(row * ours_shape[1] + p) * vocab:][:vocab]
+            theirs = official[((seg * b + row) * length + t) * vocab:][:vocab]
+            worst = max(worst, max(abs(x - y) for x, y in zip(mine, theirs)))
+    print(f"max abs error {worst:.3e} over rows' first documents ({lengths} positions)")
+    sys.exit(0 if worst <= 1e-4 else 1)
+PY
+}
+
+export ROOT
+export -f cargo_cmd meliad_tokens_and_compare
+
+say "brt GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+say "budget ${BUDGET_S}s"
+say "---- machine"
+{ timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || echo "nvidia-smi: not available"; } | tee -a "$SUMMARY" "$FULL"
+{ ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libnvrtc\.so|libcublas\.so|libvulkan\.so' || echo "no CUDA/Vulkan libraries in the ld cache"; } | tee -a "$SUMMARY" "$FULL"
+say "---- steps"
+
+export BRT_REQUIRE_GPU=1
+export BRT_TESTDATA="$ROOT/testdata"
+export RUST_BACKTRACE=1
+
+PREBUILT="${BRT_PREBUILT:-$ROOT/prebuilt}"
+if [[ -f "$PREBUILT/manifest.txt" ]]; then
+    say "using prebuilt binaries from $PREBUILT"
+    BRT="$PREBUILT/bin/brt"
+    for spec in "${SUITES[@]}"; do
+        name="${spec%%|*}"
+        found=0
+        while read -r suite path; do
+            if [[ "$suite" == "$name" ]]; then
+                found=1
+                step "test $name $(basename "$path")" 240 "$PREBUILT/$path"
+            fi
+        done <"$PREBUILT/manifest.txt"
+        if ((found == 0)); then
+            say "FAIL     0s  test $name (no prebuilt binary)"
+            FAILURES=$((FAILURES + 1))
+        fi
+    done
+elif command -v cargo >/dev/null 2>&1; then
+    BRT="$ROOT/target/release/brt"
+    step "build brt (release, features $FEATURES)" 300 cargo_cmd build --release -p brt --features "$FEATURES"
+    for spec in "${SUITES[@]}"; do
+        name="${spec%%|*}"
+        args="${spec#*|}"
+        # shellcheck disable=SC2086 # args are words
+        step "test $name" 240 cargo_cmd test --release $args
+    done
+else
+    say "FAIL: no cargo and no prebuilt binaries ($PREBUILT/manifest.txt); see the top of this script"
+    exit 1
+fi
+
+say "---- test summaries"
+grep -hE "^test result:|SKIPPED|BRT_REQUIRE_GPU=1, but|max abs error|NVRTC:|CUDA: " "$OUT"/logs/*test* 2>/dev/null | sort | uniq -c | tee -a "$SUMMARY" "$FULL" || true
+
+say "---- Meliad vectors through brt logits"
+for case in "${CASES[@]}"; do
+    vectors="$ROOT/testdata/meliad/$case/vectors.safetensors"
+    tokens="$OUT/logs/$case-tokens.safetensors"
+    if ! meliad_tokens_and_compare tokens "$vectors" "$tokens" >>"$FULL" 2>&1; then
+        say "FAIL     0s  meliad $case: could not write the tokens (python3?)"
+        FAILURES=$((FAILURES + 1))
+        continue
+    fi
+    for backend in "${BACKENDS[@]}"; do
+        logits="$OUT/logs/$case-$backend-logits.safetensors"
+        step "meliad $case logits on $backend" 60 "$BRT" logits --model "$ROOT/testdata/meliad/$case/checkpoint_0" \
+            --input "$tokens" --output "$logits" --backend "$backend" --chunk 48
+        if [[ -f "$logits" ]]; then
+            step "meliad $case compare $backend" 60 meliad_tokens_and_compare compare "$vectors" "$logits"
+            tail -n 1 "$LAST_LOG" | sed "s/^/         $case on $backend: /" | tee -a "$SUMMARY" "$FULL"
+        fi
+    done
+done
+
+say "---- brt bench"
+for backend in "${BACKENDS[@]}"; do
+    for bench in "${BENCHES[@]}"; do
+        read -r config tokens chunk <<<"$bench"
+        for batch in "${BATCHES[@]}"; do
+            step "bench $config on $backend, batch $batch" 90 "$BRT" bench --config "$config" --backend "$backend" \
+                --batch "$batch" --tokens "$tokens" --chunk "$chunk" --repetitions 3
+            sed 's/^/         /' "$LAST_LOG" | tee -a "$SUMMARY" "$FULL"
+        done
+    done
+done
+
+say "---- result"
+say "total $(($(date +%s) - START_S))s; $FAILURES step(s) failed, timed out or skipped"
+if ((FAILURES > 0)); then
+    exit 1
+fi
