@@ -441,6 +441,8 @@ fn head_widths_above_the_capacity_are_errors() {
         att,
     );
     assert!(matches!(r, Err(CpuError::Capacity { needed: 16, limit: 8, .. })), "{r:?}");
+    let huge = Options { max_head_dim: usize::MAX, ..Options::default() };
+    assert!(matches!(Cpu::with_options(Heap, huge), Err(CpuError::Capacity { .. })));
 }
 
 #[test]
