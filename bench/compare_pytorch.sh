@@ -50,7 +50,8 @@ for threads in $THREADS; do
     peer_rates=(); ours_rates=()
     for round in $(seq "$ROUNDS"); do
         peer=$("$VENV/bin/python" bench/peer_stream.py --threads "$threads" --tokens "$TOKENS" --segment "$SEGMENT" 2>/dev/null)
-        ours=$(target/release/examples/stream --config small --tokens "$TOKENS" --threads "$threads" --call "$SEGMENT" --no-gemm | head -n 1)
+        ours=$(target/release/examples/stream --config small --tokens "$TOKENS" --threads "$threads" --call "$SEGMENT" --no-gemm)
+        ours=${ours%%$'\n'*} # the first line: tokens/s
         echo "  round $round: $peer"
         echo "  round $round: brt $ours"
         peer_rates+=("$(sed -E 's/.* = ([0-9.]+) tokens\/s.*/\1/' <<<"$peer")")

@@ -25,8 +25,8 @@ const PANEL_BYTES: usize = 16 * 1024;
 /// Inner-dimension block at a level with micro-tile width `nr`.
 pub(crate) const fn kc_for(nr: usize) -> usize {
     let kc = PANEL_BYTES / 4 / nr;
-    if kc > 512 {
-        512
+    if kc > 256 {
+        256
     } else {
         kc / 8 * 8
     }
