@@ -18,7 +18,7 @@ use brt_core::kernels::check_extent;
 use brt_core::{CoreError, CoreResult};
 use core::ops::Range;
 
-/// Bytes of a packed `B` panel (`KC x NR` f32): half of a 32 KiB L1 data cache,
+/// Bytes of a packed `B` panel (`kc x NR` f32): half of a 32 KiB L1 data cache,
 /// leaving room for the `A` panel and the tile of `C`.
 const PANEL_BYTES: usize = 16 * 1024;
 
