@@ -34,7 +34,7 @@ pub(crate) const fn kc_for(nr: usize) -> usize {
 /// Rows of `A` per packed block (a multiple of every level's `MR`).
 pub(crate) const MC: usize = 144;
 /// Columns of `B` per packed block, before rounding down to a multiple of `NR`.
-pub(crate) const NC: usize = 1024;
+pub(crate) const NC: usize = 4096;
 
 /// Columns per packed `B` block at a level with micro-tile width `nr`.
 pub(crate) const fn nc_for(nr: usize) -> usize {

@@ -45,6 +45,7 @@ fn matmul_matches_reference_for_every_shape_order_epilogue_and_dtype() {
         (37, 300, 70),
         (150, 257, 40),
         (13, 64, 1100),
+        (7, 20, 4200),
         (290, 70, 50),
     ];
     let mut rng = SplitMix64::new(1);
