@@ -51,7 +51,10 @@ impl Options {
         }
     }
 
-    /// f32 elements of scratch each thread needs.
+    /// The widest head `max_head_dim` may ask for.
+    pub const MAX_HEAD_DIM: usize = 1 << 16;
+
+    /// f32 elements of scratch each thread needs (`max_head_dim` checked).
     fn per_worker(&self, level: SimdLevel) -> usize {
         let (mr, nr) = level.tile();
         let dh = self.max_head_dim.max(1);
@@ -66,6 +69,13 @@ impl Options {
     /// [`brt_core::Arena`] with this plus the model's and the stream's needs.
     pub fn scratch_len(&self) -> Result<usize, CpuError> {
         let level = self.resolve_level()?;
+        if self.max_head_dim > Options::MAX_HEAD_DIM {
+            return Err(CpuError::Capacity {
+                what: "`max_head_dim` option",
+                needed: self.max_head_dim,
+                limit: Options::MAX_HEAD_DIM,
+            });
+        }
         self.per_worker(level)
             .checked_mul(self.threads.max(1))
             .ok_or(CpuError::Core(CoreError::SizeOverflow { what: "CPU scratch" }))
@@ -112,9 +122,10 @@ impl<M: HostMemory> Cpu<M> {
     /// Everything chosen by `options`.
     pub fn with_options(mut memory: M, options: Options) -> Result<Self, CpuError> {
         let level = options.resolve_level()?;
+        let scratch_len = options.scratch_len()?;
         let workers = Workers::new(options.threads)?;
         let per_worker = options.per_worker(level);
-        let scratch = memory.alloc_f32(options.scratch_len()?)?;
+        let scratch = memory.alloc_f32(scratch_len)?;
         Ok(Cpu {
             memory,
             level,

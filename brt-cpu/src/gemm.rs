@@ -18,15 +18,15 @@ use brt_core::kernels::check_extent;
 use brt_core::{CoreError, CoreResult};
 use core::ops::Range;
 
-/// Bytes of a packed `B` panel (`KC x NR` f32): half of a 32 KiB L1 data cache,
+/// Bytes of a packed `B` panel (`kc x NR` f32): half of a 32 KiB L1 data cache,
 /// leaving room for the `A` panel and the tile of `C`.
 const PANEL_BYTES: usize = 16 * 1024;
 
 /// Inner-dimension block at a level with micro-tile width `nr`.
 pub(crate) const fn kc_for(nr: usize) -> usize {
     let kc = PANEL_BYTES / 4 / nr;
-    if kc > 512 {
-        512
+    if kc > 256 {
+        256
     } else {
         kc / 8 * 8
     }
@@ -34,7 +34,7 @@ pub(crate) const fn kc_for(nr: usize) -> usize {
 /// Rows of `A` per packed block (a multiple of every level's `MR`).
 pub(crate) const MC: usize = 144;
 /// Columns of `B` per packed block, before rounding down to a multiple of `NR`.
-pub(crate) const NC: usize = 1024;
+pub(crate) const NC: usize = 4096;
 
 /// Columns per packed `B` block at a level with micro-tile width `nr`.
 pub(crate) const fn nc_for(nr: usize) -> usize {

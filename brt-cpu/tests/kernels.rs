@@ -45,6 +45,7 @@ fn matmul_matches_reference_for_every_shape_order_epilogue_and_dtype() {
         (37, 300, 70),
         (150, 257, 40),
         (13, 64, 1100),
+        (7, 20, 4200),
         (290, 70, 50),
     ];
     let mut rng = SplitMix64::new(1);
@@ -441,6 +442,8 @@ fn head_widths_above_the_capacity_are_errors() {
         att,
     );
     assert!(matches!(r, Err(CpuError::Capacity { needed: 16, limit: 8, .. })), "{r:?}");
+    let huge = Options { max_head_dim: usize::MAX, ..Options::default() };
+    assert!(matches!(Cpu::with_options(Heap, huge), Err(CpuError::Capacity { .. })));
 }
 
 #[test]
