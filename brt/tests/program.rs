@@ -37,12 +37,12 @@ fn eval_scores_match_the_logits_of_the_whole_document() {
     ]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    let got = json["files"][0]["nats_per_token"].as_f64().unwrap();
+    let got = json["models"][0]["files"][0]["nats_per_token"].as_f64().unwrap();
     assert!((got - expected).abs() < 1e-5, "eval {got} vs direct {expected}");
-    assert_eq!(json["files"][0]["predictions"], 299);
-    let bpb = json["total"]["bits_per_byte"].as_f64().unwrap();
+    assert_eq!(json["models"][0]["files"][0]["predictions"], 299);
+    let bpb = json["models"][0]["total"]["bits_per_byte"].as_f64().unwrap();
     assert!((bpb - expected / std::f64::consts::LN_2).abs() < 1e-5);
-    assert!(json["tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert!(json["models"][0]["tokens_per_second"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
