@@ -49,6 +49,7 @@ fn eval_scores_match_the_logits_of_the_whole_document() {
 fn eval_plot_is_a_png() {
     let dir = tempfile::tempdir().unwrap();
     let (model, _) = small_model(dir.path(), "m", small_config());
+    let (plain, _) = small_model(dir.path(), "plain", brt_core::Config::plain(260, 16, 2, 5, 24, 2, 4));
     let files: Vec<_> = (0..2)
         .map(|i| {
             let f = dir.path().join(format!("f{i}.txt"));
@@ -61,6 +62,8 @@ fn eval_plot_is_a_png() {
         os("eval"),
         os("--model"),
         model.as_os_str(),
+        os("--model"),
+        plain.as_os_str(),
         files[0].as_os_str(),
         files[1].as_os_str(),
         os("--plot"),
@@ -68,7 +71,7 @@ fn eval_plot_is_a_png() {
     ]);
     assert_eq!(code, 0, "{err}");
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("bits/byte") && text.contains("total:"), "{text}");
+    assert_eq!(text.matches("total:").count(), 2, "one total per model: {text}");
     let png = std::fs::read(&plot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // IHDR: width and height.
