@@ -56,13 +56,13 @@ for corpus in plays code; do
                 --checkpoint-every "$STEPS" --eval-every "$STEPS" --out "$run"
         fi
         seconds=$(( $(date +%s) - start ))
-        bpb=$("$BRT" eval --model "$run/model.safetensors" data/$corpus/heldout/* --threads "$THREADS" --json \
+        bpb=$("$BRT" eval --model "$run/model.safetensors" data/$corpus/heldout/* --max-bytes "$EVAL_BYTES" --threads "$THREADS" --json \
             | python3 -c "import json,sys; print('%.4f' % json.load(sys.stdin)['models'][0]['total']['bits_per_byte'])")
         echo "| $corpus | $name | $window | $recurrent | $bpb | ${seconds} s |" >> "$table"
         models+=(--model "$run/model.safetensors")
     done
     # One picture per corpus: the three models on the held-out documents.
-    "$BRT" eval "${models[@]}" data/$corpus/heldout/* --threads "$THREADS" --plot "$out/$corpus.png" > /dev/null
+    "$BRT" eval "${models[@]}" data/$corpus/heldout/* --max-bytes "$EVAL_BYTES" --threads "$THREADS" --plot "$out/$corpus.png" > /dev/null
 done
 echo >> "$table"
 echo "Plots: [plays](plays.png), [code](code.png)." >> "$table"

@@ -34,6 +34,9 @@ pub struct EvalArgs {
     /// Tokens per call (memory grows with it, speed too).
     #[arg(long, default_value_t = 512)]
     chunk: usize,
+    /// Score only the first N bytes of each file.
+    #[arg(long, value_name = "N")]
+    max_bytes: Option<u64>,
     /// Draw bits per byte against position (averaged over files) to this PNG.
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
@@ -82,7 +85,7 @@ impl BackendJob for EvalJob<'_> {
             session.reset(&mut engine)?;
             bar.set_message(path.display().to_string());
             let mut progress = |bytes: u64| bar.set_position(done_bytes + bytes);
-            let score = score_file(&mut engine, &mut session, self.tokenizer, path, None, &mut progress)?;
+            let score = score_file(&mut engine, &mut session, self.tokenizer, path, args.max_bytes, &mut progress)?;
             done_bytes += score.bytes;
             files.push((path.clone(), score));
         }
