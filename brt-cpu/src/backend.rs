@@ -16,6 +16,9 @@ use brt_core::{
     WeightView,
 };
 
+/// A task of [`Cpu::parallel_reduce`]: `(task, scratch, partial sums)`.
+pub(crate) type ReduceBody<'a> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'a;
+
 /// How to build a [`Cpu`] backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -62,6 +65,7 @@ impl Options {
             .max(attention::scratch_len(mr, nr, dh))
             .max(linear::scratch_len(dh))
             .max(gemv::scratch_len())
+            .max(crate::backward::scratch_len(mr, nr, dh))
     }
 
     /// f32 elements the backend takes from its memory at construction: its packing
@@ -154,7 +158,7 @@ impl<M: HostMemory> Cpu<M> {
 
     /// Runs `tasks` tasks of `body(task, scratch)` on the workers, each with the
     /// scratch of the thread running it.
-    fn parallel(&mut self, tasks: usize, body: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Result<(), CpuError> {
+    pub(crate) fn parallel(&mut self, tasks: usize, body: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Result<(), CpuError> {
         let base = SendPtr(self.scratch.as_mut_ptr());
         let per = self.per_worker;
         let threads = self.workers.count();
@@ -177,9 +181,85 @@ impl<M: HostMemory> Cpu<M> {
         })
     }
 
+    /// Runs `tasks` tasks of `body(task, scratch, partial)` that also add their
+    /// shares of a sum into `partial` (the values of `outs`, one after another):
+    /// each thread sums into a zeroed area of its own scratch past the first `need`
+    /// values, and after the run every thread's area is added into `outs`. Tasks
+    /// get `need` values of scratch. (Backward kernels: parameter gradients that
+    /// every row contributes to, with no atomics and no allocation.)
+    pub(crate) fn parallel_reduce(
+        &mut self,
+        tasks: usize,
+        need: usize,
+        outs: &mut [&mut [f32]],
+        body: &ReduceBody<'_>,
+    ) -> Result<(), CpuError> {
+        let (per, threads) = (self.per_worker, self.workers.count());
+        let total: usize = outs.iter().map(|o| o.len()).sum();
+        if need.checked_add(total).is_none_or(|n| n > per) {
+            return Err(CpuError::Capacity {
+                what: "backward partial sums (scratch per thread)",
+                needed: need + total,
+                limit: per,
+            });
+        }
+        if self.scratch.len() < per * threads {
+            return Err(CoreError::BufferTooSmall {
+                what: "CPU scratch",
+                needed: per * threads,
+                available: self.scratch.len(),
+            }
+            .into());
+        }
+        for w in 0..threads {
+            self.scratch[w * per + need..][..total].fill(0.0);
+        }
+        self.parallel(tasks, &|t, scratch| {
+            let (scratch, partial) = scratch.split_at_mut(need);
+            body(t, scratch, &mut partial[..total]);
+        })?;
+        for w in 0..threads {
+            let mut partial = &self.scratch[w * per + need..][..total];
+            for out in outs.iter_mut() {
+                let (mine, rest) = partial.split_at(out.len());
+                out.iter_mut().zip(mine).for_each(|(o, &p)| *o += p);
+                partial = rest;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a checked product on the workers: a few rows stream the weights
+    /// (`gemv.rs`), more go through the packed GEMM split over row or column blocks.
+    pub(crate) fn product(&mut self, g: &Gemm<'_>) -> Result<(), CpuError> {
+        let (tile, level) = (self.tile, self.level);
+        if g.m == 0 || g.n == 0 {
+            return Ok(());
+        }
+        if g.m <= GEMV_MAX_ROWS && !g.a_transposed {
+            // Few rows: stream the weights (split over columns, 256 at least each).
+            let n = g.n;
+            let tasks = self.workers.count().min(n.div_ceil(256)).max(1);
+            return self.parallel(tasks, &|t, scratch| {
+                let cols = (n * t / tasks)..(n * (t + 1) / tasks);
+                level.dispatch(GemvTask { gemm: g, cols, scratch });
+            });
+        }
+        let split = g.split(self.workers.count(), tile);
+        self.parallel(split.0 * split.1, &|t, scratch| {
+            let (rows, cols) = g.task_block(t, split, tile);
+            level.dispatch(GemmTask { gemm: g, rows, cols, scratch });
+        })
+    }
+
+    /// The micro-tile `(MR, NR)` of the level in use.
+    pub(crate) fn tile(&self) -> (usize, usize) {
+        self.tile
+    }
+
     /// Splits `rows` rows into one contiguous range per thread when there is
     /// enough work (row-wise kernels), else one range.
-    fn row_split(&self, rows: usize, dim: usize) -> usize {
+    pub(crate) fn row_split(&self, rows: usize, dim: usize) -> usize {
         if rows * dim >= 1 << 15 {
             self.workers.count().min(rows).max(1)
         } else {
@@ -187,7 +267,7 @@ impl<M: HostMemory> Cpu<M> {
         }
     }
 
-    fn check_head_dim(&self, dh: usize) -> Result<(), CpuError> {
+    pub(crate) fn check_head_dim(&self, dh: usize) -> Result<(), CpuError> {
         if dh > self.max_head_dim {
             return Err(CpuError::Capacity { what: "attention head width", needed: dh, limit: self.max_head_dim });
         }
@@ -195,7 +275,7 @@ impl<M: HostMemory> Cpu<M> {
     }
 }
 
-fn view<'a, T: core::ops::Deref<Target = [f32]>>(
+pub(crate) fn view<'a, T: core::ops::Deref<Target = [f32]>>(
     what: &'static str,
     v: View<'a, T>,
     len: usize,
@@ -205,7 +285,7 @@ fn view<'a, T: core::ops::Deref<Target = [f32]>>(
     Ok(&t[v.offset..v.offset + len])
 }
 
-fn view_mut<'a, T: core::ops::DerefMut<Target = [f32]>>(
+pub(crate) fn view_mut<'a, T: core::ops::DerefMut<Target = [f32]>>(
     what: &'static str,
     v: ViewMut<'a, T>,
     len: usize,
@@ -215,7 +295,7 @@ fn view_mut<'a, T: core::ops::DerefMut<Target = [f32]>>(
     Ok(&mut t[v.offset..v.offset + len])
 }
 
-fn weights<'a, M: HostMemory>(
+pub(crate) fn weights<'a, M: HostMemory>(
     what: &'static str,
     w: WeightView<'a, CpuWeights<M>>,
     len: usize,
@@ -365,20 +445,7 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         };
         let g =
             Gemm::new((m, n, k), (x, k), b, (out, n), desc.alpha_value(), desc.accumulates(), desc.activation_kind())?;
-        let (tile, level) = (self.tile, self.level);
-        if m <= GEMV_MAX_ROWS {
-            // Few rows: stream the weights (split over columns, 256 at least each).
-            let tasks = self.workers.count().min(n.div_ceil(256)).max(1);
-            return self.parallel(tasks, &|t, scratch| {
-                let cols = (n * t / tasks)..(n * (t + 1) / tasks);
-                level.dispatch(GemvTask { gemm: &g, cols, scratch });
-            });
-        }
-        let split = g.split(self.workers.count(), self.tile);
-        self.parallel(split.0 * split.1, &|t, scratch| {
-            let (rows, cols) = g.task_block(t, split, tile);
-            level.dispatch(GemmTask { gemm: &g, rows, cols, scratch });
-        })
+        self.product(&g)
     }
 
     fn attention(

@@ -65,6 +65,9 @@ pub(crate) struct Gemm<'a> {
     pub k: usize,
     pub(crate) a: &'a [f32],
     pub(crate) lda: usize,
+    /// `A` is stored transposed: `A(i, p) = a[p*lda + i]` (a product of two
+    /// activations in the backward pass, `x^T dz`).
+    pub(crate) a_transposed: bool,
     pub(crate) b: BSource<'a>,
     pub(crate) c: SendPtr,
     pub(crate) ldc: usize,
@@ -96,10 +99,26 @@ impl<'a> Gemm<'a> {
         accumulate: bool,
         activation: Activation,
     ) -> CoreResult<Gemm<'a>> {
-        if lda < k || ldc < n {
+        Gemm::with_a_order((m, n, k), (a, lda, false), b, (c, ldc), alpha, accumulate, activation)
+    }
+
+    /// As [`Gemm::new`], with `A` stored transposed (`(k x m)` row-major, row
+    /// stride `lda`) when `a_transposed`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_a_order(
+        (m, n, k): (usize, usize, usize),
+        (a, lda, a_transposed): (&'a [f32], usize, bool),
+        b: BSource<'a>,
+        (c, ldc): (&'a mut [f32], usize),
+        alpha: f32,
+        accumulate: bool,
+        activation: Activation,
+    ) -> CoreResult<Gemm<'a>> {
+        let (a_rows, a_cols) = if a_transposed { (k, m) } else { (m, k) };
+        if lda < a_cols || ldc < n {
             return Err(CoreError::InvalidShape { what: "matrix row stride shorter than the row" });
         }
-        check_extent("matmul input", 0, extent(m, k, lda)?, a.len())?;
+        check_extent("matmul input", 0, extent(a_rows, a_cols, lda)?, a.len())?;
         match b {
             BSource::InOut(w, ld) => {
                 if ld < n {
@@ -115,7 +134,7 @@ impl<'a> Gemm<'a> {
             }
         }
         check_extent("matmul output", 0, extent(m, n, ldc)?, c.len())?;
-        Ok(Gemm { m, n, k, a, lda, b, c: SendPtr(c.as_mut_ptr()), ldc, alpha, accumulate, activation })
+        Ok(Gemm { m, n, k, a, lda, a_transposed, b, c: SendPtr(c.as_mut_ptr()), ldc, alpha, accumulate, activation })
     }
 
     /// How to split the product into `parts` tasks: `(row parts, column parts)`.
@@ -206,7 +225,11 @@ fn gemm_block<S: Simd>(g: &Gemm<'_>, rows: Range<usize>, cols: Range<usize>, scr
             let mut ic = rows.start;
             while ic < rows.end {
                 let mc = mc_max.min(rows.end - ic);
-                pack_a::<S>(g.a, g.lda, ic, mc, pc, kc, apack);
+                if g.a_transposed {
+                    pack_a_transposed::<S>(g.a, g.lda, ic, mc, pc, kc, apack);
+                } else {
+                    pack_a::<S>(g.a, g.lda, ic, mc, pc, kc, apack);
+                }
                 for jr in (0..nc).step_by(S::NR) {
                     let bpanel = &bpack[jr * kc..];
                     for ir in (0..mc).step_by(S::MR) {
@@ -298,6 +321,29 @@ pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: u
                     out[p * S::MR + ii] = 0.0;
                 }
             }
+        }
+    }
+}
+
+/// As [`pack_a`] for `A` stored transposed (`A(i, p) = a[p*lda + i]`): each step
+/// `p` of a panel is `MR` contiguous values.
+#[inline(always)]
+pub(crate) fn pack_a_transposed<S: Simd>(
+    a: &[f32],
+    lda: usize,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    for (panel, out) in dst.chunks_exact_mut(kc * S::MR).take(mc.div_ceil(S::MR)).enumerate() {
+        let r0 = panel * S::MR;
+        let rows = S::MR.min(mc - r0);
+        for (p, step) in out.chunks_exact_mut(S::MR).enumerate() {
+            let src = &a[(p0 + p) * lda + i0 + r0..][..rows];
+            step[..rows].copy_from_slice(src);
+            step[rows..].fill(0.0);
         }
     }
 }

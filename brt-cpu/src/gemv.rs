@@ -93,7 +93,7 @@ impl WithSimd for GemvTask<'_, '_> {
     #[inline(always)]
     fn with<S: Simd>(self) {
         let g = self.gemm;
-        if g.m > GEMV_MAX_ROWS || self.scratch.len() < scratch_len() || self.cols.is_empty() {
+        if g.m > GEMV_MAX_ROWS || g.a_transposed || self.scratch.len() < scratch_len() || self.cols.is_empty() {
             return; // the backend only sends products that fit; never reached
         }
         let as_f16 = |v: &[u16]| {

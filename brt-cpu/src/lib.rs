@@ -20,6 +20,7 @@ extern crate std;
 
 mod attention;
 mod backend;
+mod backward;
 mod error;
 mod gemm;
 mod gemv;

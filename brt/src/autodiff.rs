@@ -11,7 +11,15 @@
 //!
 //! Buffers are tracked by identity; a buffer region that a kernel overwrote gets a
 //! zero gradient before the kernel's inputs receive theirs, so regions reused as
-//! scratch are handled exactly. Values that were never written during the recording
+//! scratch are handled exactly.
+//!
+//! Speed: backward kernels add (`+=`) into the gradient buffers of the inputs and
+//! parameters directly when the buffers involved are distinct (the usual case:
+//! the core gives every role its own buffer), so most steps need no temporary and
+//! no extra pass; otherwise they go through temporaries. Temporaries, saved
+//! copies and gradient buffers are kept for reuse by length: a training step
+//! needs the same ones as the previous step, and reusing them saves the
+//! allocator's page faults and, for copies, the zeroing. Values that were never written during the recording
 //! (the caches and states carried in from before) simply collect gradients that
 //! nobody reads: truncated back-propagation.
 
@@ -148,6 +156,10 @@ pub struct Recorder<K: Gradients> {
     saved_index: HashMap<(Region, usize, u64), Saved>,
     grads: Vec<Option<K::Tensor>>,
     weight_grads: Vec<Option<K::Tensor>>,
+    /// Buffers of the wrapped backend not in use, by length.
+    pool: HashMap<usize, Vec<K::Tensor>>,
+    /// A buffer passed as the unread output of an identity product's backward.
+    placeholder: Option<K::Tensor>,
 }
 
 impl<K: Gradients> std::fmt::Debug for Recorder<K> {
@@ -181,6 +193,8 @@ impl<K: Gradients> Recorder<K> {
             saved_index: HashMap::new(),
             grads: Vec::new(),
             weight_grads: Vec::new(),
+            pool: HashMap::new(),
+            placeholder: None,
         }
     }
 
@@ -192,10 +206,11 @@ impl<K: Gradients> Recorder<K> {
     /// Forgets the previous tape and gradients, and records from now on.
     pub fn start(&mut self) {
         self.tape.clear();
-        self.saved.clear();
         self.saved_index.clear();
-        self.grads.iter_mut().for_each(|g| *g = None);
-        self.weight_grads.iter_mut().for_each(|g| *g = None);
+        let saved = std::mem::take(&mut self.saved);
+        let grads = self.grads.iter_mut().chain(self.weight_grads.iter_mut()).filter_map(Option::take);
+        let unused: Vec<K::Tensor> = saved.into_iter().chain(grads).collect();
+        unused.into_iter().for_each(|t| self.recycle(t));
         self.recording = true;
     }
 
@@ -222,7 +237,7 @@ impl<K: Gradients> Recorder<K> {
         if let Some(&saved) = self.saved_index.get(&key) {
             return Ok(saved);
         }
-        let mut copy = self.inner.alloc_tensor(len)?;
+        let mut copy = self.buffer(len)?;
         self.inner.copy(View::new(&view.tensor.inner, view.offset), ViewMut::new(&mut copy, 0), len)?;
         self.saved.push(copy);
         self.saved_index.insert(key, self.saved.len() - 1);
@@ -231,6 +246,33 @@ impl<K: Gradients> Recorder<K> {
 
     fn written(&mut self, id: usize) {
         self.versions[id] += 1;
+    }
+
+    /// A buffer of `len` elements with any contents (reused when one is free).
+    fn buffer(&mut self, len: usize) -> std::result::Result<K::Tensor, K::Error> {
+        match self.pool.get_mut(&len).and_then(Vec::pop) {
+            Some(t) => Ok(t),
+            None => self.inner.alloc_tensor(len),
+        }
+    }
+
+    /// A zeroed buffer of `len` elements.
+    fn zeroed(&mut self, len: usize) -> std::result::Result<K::Tensor, K::Error> {
+        match self.pool.get_mut(&len).and_then(Vec::pop) {
+            Some(mut t) => match self.inner.fill(ViewMut::new(&mut t, 0), Strided::contiguous(len), 0.0) {
+                Ok(()) => Ok(t),
+                Err(e) => {
+                    self.recycle(t);
+                    Err(e)
+                }
+            },
+            None => self.inner.alloc_tensor(len),
+        }
+    }
+
+    /// Keeps `t` for reuse.
+    fn recycle(&mut self, t: K::Tensor) {
+        self.pool.entry(K::tensor_len(&t)).or_default().push(t);
     }
 }
 
@@ -251,8 +293,9 @@ where
         self.recording = false;
         let region = Region { id: tensor.id, offset };
         let mut g = self.grad(region.id)?;
-        self.inner.write_tensor(&mut g, offset, seed).map_err(core_error::<K>)?;
+        let r = self.inner.write_tensor(&mut g, offset, seed).map_err(core_error::<K>);
         self.grads[region.id] = Some(g);
+        r?;
         let tape = std::mem::take(&mut self.tape);
         let result = tape.iter().rev().try_for_each(|entry| self.backward_entry(entry, weights));
         self.tape = tape;
@@ -274,7 +317,7 @@ where
     fn grad(&mut self, id: usize) -> Result<K::Tensor> {
         match self.grads.get_mut(id).and_then(Option::take) {
             Some(g) => Ok(g),
-            None => self.inner.alloc_tensor(self.tensor_lens[id]).map_err(core_error::<K>),
+            None => self.zeroed(self.tensor_lens[id]).map_err(core_error::<K>),
         }
     }
 
@@ -282,14 +325,53 @@ where
         self.grads[id] = Some(g);
     }
 
+    /// The gradient buffers of `N` distinct activation buffers, taken out
+    /// together; `None` when two ids are the same buffer.
+    fn grads<const N: usize>(&mut self, ids: [usize; N]) -> Result<Option<[K::Tensor; N]>> {
+        if (1..N).any(|i| ids[..i].contains(&ids[i])) {
+            return Ok(None);
+        }
+        let mut taken = Vec::with_capacity(N);
+        for &id in &ids {
+            match self.grad(id) {
+                Ok(g) => taken.push(g),
+                Err(e) => {
+                    self.put_grads(&ids[..taken.len()], taken);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(taken.try_into().ok())
+    }
+
+    /// As [`Recorder::grads`] for a kernel's output and inputs, which are distinct
+    /// buffers by construction (a `ViewMut` and `View`s cannot borrow one buffer).
+    fn output_grads<const N: usize>(&mut self, ids: [usize; N]) -> Result<[K::Tensor; N]> {
+        self.grads(ids)?.ok_or_else(|| Error::Invalid("internal: a kernel's output and input are one buffer".into()))
+    }
+
+    fn put_grads(&mut self, ids: &[usize], grads: impl IntoIterator<Item = K::Tensor>) {
+        for (&id, g) in ids.iter().zip(grads) {
+            self.put_grad(id, g);
+        }
+    }
+
+    /// The gradient buffer of parameter buffer `id`, taken out (zeroed if new).
+    fn weight_grad(&mut self, id: usize) -> Result<K::Tensor> {
+        match self.weight_grads.get_mut(id).and_then(Option::take) {
+            Some(g) => Ok(g),
+            None => self.zeroed(self.weight_lens[id]).map_err(core_error::<K>),
+        }
+    }
+
     /// A zeroed temporary of `len` elements.
     fn temp(&mut self, len: usize) -> Result<K::Tensor> {
-        self.inner.alloc_tensor(len).map_err(core_error::<K>)
+        self.zeroed(len).map_err(core_error::<K>)
     }
 
     /// A copy of the gradient region `region[..len]`.
     fn grad_copy(&mut self, region: Region, len: usize) -> Result<K::Tensor> {
-        let mut t = self.temp(len)?;
+        let mut t = self.buffer(len).map_err(core_error::<K>)?;
         let g = self.grad(region.id)?;
         let r = self.inner.copy(View::new(&g, region.offset), ViewMut::new(&mut t, 0), len);
         self.put_grad(region.id, g);
@@ -323,13 +405,26 @@ where
 
     /// Adds `t[..len]` into the parameter gradient region.
     fn add_weight_grad(&mut self, region: Region, t: &K::Tensor, len: usize) -> Result<()> {
-        let mut g = match self.weight_grads.get_mut(region.id).and_then(Option::take) {
-            Some(g) => g,
-            None => self.inner.alloc_tensor(self.weight_lens[region.id]).map_err(core_error::<K>)?,
-        };
+        let mut g = self.weight_grad(region.id)?;
         let r = self.inner.add_assign(View::new(t, 0), ViewMut::new(&mut g, region.offset), len);
         self.weight_grads[region.id] = Some(g);
         r.map_err(core_error::<K>)
+    }
+
+    /// Runs `f` on the parameter gradient buffer `id` (taken out meanwhile).
+    fn with_weight_grad<T>(&mut self, id: usize, f: impl FnOnce(&mut Self, &mut K::Tensor) -> Result<T>) -> Result<T> {
+        let mut g = self.weight_grad(id)?;
+        let r = f(self, &mut g);
+        self.weight_grads[id] = Some(g);
+        r
+    }
+
+    /// A buffer of at least `len` elements for an output a kernel will not read.
+    fn placeholder(&mut self, len: usize) -> Result<K::Tensor> {
+        match self.placeholder.take() {
+            Some(t) if K::tensor_len(&t) >= len => Ok(t),
+            _ => self.inner.alloc_tensor(len).map_err(core_error::<K>),
+        }
     }
 
     fn backward_entry(&mut self, entry: &Entry, weights: &Tracked<K::Weights>) -> Result<()> {
@@ -343,123 +438,172 @@ where
             }
             Ok(WeightView::new(&weights.inner, region.offset))
         };
+        // Every arm reads the gradient of what the kernel wrote, adds the
+        // gradients of its inputs, then clears what it overwrote. The kernels work
+        // on the gradient buffers themselves where the buffers are distinct (a
+        // kernel's output is never one of its inputs); inputs that share a buffer
+        // (attention's q, k, v) go through temporaries added afterwards.
         match *entry {
             Entry::Embed { ref tokens, table, out, desc } => {
                 let n = desc.count() * desc.dim();
-                let d_out = self.grad_copy(out, n)?;
-                self.clear_grad(out, contiguous(n))?;
                 let mut ids = self.inner.alloc_tokens(tokens.len()).map_err(err)?;
                 self.inner.write_tokens(&mut ids, 0, tokens).map_err(err)?;
-                let table_len = desc.vocab() * desc.dim();
-                let mut d_table = self.temp(table_len)?;
-                self.inner
-                    .embed_backward(&ids, 0, View::new(&d_out, 0), ViewMut::new(&mut d_table, 0), desc)
-                    .map_err(err)?;
-                self.add_weight_grad(table, &d_table, table_len)
+                let g_out = self.grad(out.id)?;
+                let r = self.with_weight_grad(table.id, |s, d_table| {
+                    let d_out = View::new(&g_out, out.offset);
+                    s.inner.embed_backward(&ids, 0, d_out, ViewMut::new(d_table, table.offset), desc).map_err(err)
+                });
+                self.put_grad(out.id, g_out);
+                r?;
+                self.clear_grad(out, contiguous(n))
             }
             Entry::RmsNorm { x: (x, x_saved), scale, out, desc } => {
                 let n = desc.len();
-                let d_out = self.grad_copy(out, n)?;
-                self.clear_grad(out, contiguous(n))?;
-                let (mut d_x, mut d_scale) = (self.temp(n)?, self.temp(desc.dim())?);
-                self.inner
-                    .rms_norm_backward(
-                        View::new(&self.saved[x_saved], 0),
-                        w_at(scale)?,
-                        View::new(&d_out, 0),
-                        ViewMut::new(&mut d_x, 0),
-                        ViewMut::new(&mut d_scale, 0),
-                        desc,
-                    )
-                    .map_err(err)?;
-                self.add_grad(x, &d_x, n)?;
-                self.add_weight_grad(scale, &d_scale, desc.dim())
+                let [g_out, mut g_x] = self.output_grads([out.id, x.id])?;
+                let r = self.with_weight_grad(scale.id, |s, d_scale| {
+                    s.inner
+                        .rms_norm_backward(
+                            View::new(&s.saved[x_saved], 0),
+                            w_at(scale)?,
+                            View::new(&g_out, out.offset),
+                            ViewMut::new(&mut g_x, x.offset),
+                            ViewMut::new(d_scale, scale.offset),
+                            desc,
+                        )
+                        .map_err(err)
+                });
+                self.put_grads(&[out.id, x.id], [g_out, g_x]);
+                r?;
+                self.clear_grad(out, contiguous(n))
             }
             Entry::AddPositions { x, table, desc } => {
-                let d_x = self.grad_copy(x, desc.len())?;
-                let table_len = desc.positions() * desc.dim();
-                let mut d_table = self.temp(table_len)?;
-                self.inner
-                    .add_positions_backward(View::new(&d_x, 0), ViewMut::new(&mut d_table, 0), desc)
-                    .map_err(err)?;
-                self.add_weight_grad(table, &d_table, table_len)
+                // The gradient of `x` passes through; the table's is its sum.
+                let g_x = self.grad(x.id)?;
+                let r = self.with_weight_grad(table.id, |s, d_table| {
+                    let d_x = View::new(&g_x, x.offset);
+                    s.inner.add_positions_backward(d_x, ViewMut::new(d_table, table.offset), desc).map_err(err)
+                });
+                self.put_grad(x.id, g_x);
+                r
             }
             Entry::L2Normalize { x: (x, saved), desc } => {
-                let mut d = self.grad_copy(x, desc.len())?;
-                self.inner
-                    .l2_normalize_backward(View::new(&self.saved[saved], 0), ViewMut::new(&mut d, 0), desc)
-                    .map_err(err)?;
-                self.set_grad(x, &d, desc.len())
+                // In place: the gradient after becomes the gradient before.
+                let mut g_x = self.grad(x.id)?;
+                let r = self.inner.l2_normalize_backward(
+                    View::new(&self.saved[saved], 0),
+                    ViewMut::new(&mut g_x, x.offset),
+                    desc,
+                );
+                self.put_grad(x.id, g_x);
+                r.map_err(err)
             }
             Entry::Matmul { x: (x, x_saved), w, out: (out, out_saved), desc } => {
-                let (m, k, n) = (desc.m(), desc.k(), desc.n());
-                let mut d_out = self.grad_copy(out, m * n)?;
-                let (mut d_x, mut d_w) = (self.temp(m * k)?, self.temp(k * n)?);
+                let (m, n) = (desc.m(), desc.n());
                 // Without a saved output the activation is the identity and the
                 // output is not read.
-                let placeholder;
-                let out_view = match out_saved {
-                    Some(s) => View::new(&self.saved[s], 0),
-                    None => {
-                        placeholder = self.temp(m * n)?;
-                        View::new(&placeholder, 0)
-                    }
+                let placeholder = match out_saved {
+                    Some(_) => None,
+                    None => Some(self.placeholder(m * n)?),
                 };
-                self.inner
-                    .matmul_backward(
-                        View::new(&self.saved[x_saved], 0),
-                        w_at(w)?,
-                        out_view,
-                        ViewMut::new(&mut d_out, 0),
-                        Some(ViewMut::new(&mut d_x, 0)),
-                        Some(ViewMut::new(&mut d_w, 0)),
-                        desc,
-                    )
-                    .map_err(err)?;
-                if desc.accumulates() {
-                    self.set_grad(out, &d_out, m * n)?;
-                } else {
-                    self.clear_grad(out, contiguous(m * n))?;
+                // `match` rather than `?` so that the placeholder is kept on errors.
+                let result = match self.output_grads([out.id, x.id]) {
+                    Ok([mut g_out, mut g_x]) => {
+                        let r = self.with_weight_grad(w.id, |s, d_w| {
+                            let out_view = match (out_saved, &placeholder) {
+                                (Some(saved), _) => View::new(&s.saved[saved], 0),
+                                (None, Some(p)) => View::new(p, 0),
+                                (None, None) => unreachable!("a placeholder goes with no saved output"),
+                            };
+                            s.inner
+                                .matmul_backward(
+                                    View::new(&s.saved[x_saved], 0),
+                                    w_at(w)?,
+                                    out_view,
+                                    ViewMut::new(&mut g_out, out.offset),
+                                    Some(ViewMut::new(&mut g_x, x.offset)),
+                                    Some(ViewMut::new(d_w, w.offset)),
+                                    desc,
+                                )
+                                .map_err(err)
+                        });
+                        self.put_grads(&[out.id, x.id], [g_out, g_x]);
+                        // The gradient region of `out` now holds d_z: the gradient
+                        // of the value it had before when the product added to it.
+                        r.and_then(|_| match desc.accumulates() {
+                            true => Ok(()),
+                            false => self.clear_grad(out, contiguous(m * n)),
+                        })
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Some(p) = placeholder {
+                    self.placeholder = Some(p);
                 }
-                self.add_grad(x, &d_x, m * k)?;
-                self.add_weight_grad(w, &d_w, k * n)
+                result
             }
             Entry::Attention { q: (q, qs), k: (k, ks), v: (v, vs), scale, bias, out, desc } => {
                 let (nq, nk) = (desc.query_len(), desc.key_len());
-                let d_out = self.grad_copy(out, nq)?;
-                self.clear_grad(out, contiguous(nq))?;
-                let (mut d_q, mut d_k, mut d_v) = (self.temp(nq)?, self.temp(nk)?, self.temp(nk)?);
-                let (mut d_scale, mut d_bias) =
-                    (self.temp(desc.heads())?, self.temp(desc.heads() * brt_core::params::T5_BUCKETS)?);
+                let bias_len = desc.heads() * brt_core::params::T5_BUCKETS;
+                let (mut d_scale, mut d_bias) = (self.temp(desc.heads())?, self.temp(bias_len)?);
                 let bias_view = match bias {
                     Some(b) => Some(w_at(b)?),
                     None => None,
                 };
-                let d_bias_view = bias.map(|_| ViewMut::new(&mut d_bias, 0));
-                self.inner
-                    .attention_backward(
-                        View::new(&self.saved[qs], 0),
-                        View::new(&self.saved[ks], 0),
-                        View::new(&self.saved[vs], 0),
-                        w_at(scale)?,
-                        bias_view,
-                        View::new(&d_out, 0),
-                        ViewMut::new(&mut d_q, 0),
-                        ViewMut::new(&mut d_k, 0),
-                        ViewMut::new(&mut d_v, 0),
-                        ViewMut::new(&mut d_scale, 0),
-                        d_bias_view,
-                        desc,
-                    )
-                    .map_err(err)?;
-                self.add_grad(q, &d_q, nq)?;
-                self.add_grad(k, &d_k, nk)?;
-                self.add_grad(v, &d_v, nk)?;
-                self.add_weight_grad(scale, &d_scale, desc.heads())?;
-                if let Some(b) = bias {
-                    self.add_weight_grad(b, &d_bias, desc.heads() * brt_core::params::T5_BUCKETS)?;
-                }
-                Ok(())
+                let ids = [q.id, k.id, v.id, out.id];
+                let r = match self.grads(ids)? {
+                    Some([mut g_q, mut g_k, mut g_v, g_out]) => {
+                        let r = self.inner.attention_backward(
+                            View::new(&self.saved[qs], 0),
+                            View::new(&self.saved[ks], 0),
+                            View::new(&self.saved[vs], 0),
+                            w_at(scale)?,
+                            bias_view,
+                            View::new(&g_out, out.offset),
+                            ViewMut::new(&mut g_q, q.offset),
+                            ViewMut::new(&mut g_k, k.offset),
+                            ViewMut::new(&mut g_v, v.offset),
+                            ViewMut::new(&mut d_scale, 0),
+                            bias.map(|_| ViewMut::new(&mut d_bias, 0)),
+                            desc,
+                        );
+                        self.put_grads(&ids, [g_q, g_k, g_v, g_out]);
+                        r.map_err(err).and_then(|_| self.clear_grad(out, contiguous(nq)))
+                    }
+                    None => {
+                        let d_out = self.grad_copy(out, nq)?;
+                        self.clear_grad(out, contiguous(nq))?;
+                        let (mut d_q, mut d_k, mut d_v) = (self.temp(nq)?, self.temp(nk)?, self.temp(nk)?);
+                        let r = self
+                            .inner
+                            .attention_backward(
+                                View::new(&self.saved[qs], 0),
+                                View::new(&self.saved[ks], 0),
+                                View::new(&self.saved[vs], 0),
+                                w_at(scale)?,
+                                bias_view,
+                                View::new(&d_out, 0),
+                                ViewMut::new(&mut d_q, 0),
+                                ViewMut::new(&mut d_k, 0),
+                                ViewMut::new(&mut d_v, 0),
+                                ViewMut::new(&mut d_scale, 0),
+                                bias.map(|_| ViewMut::new(&mut d_bias, 0)),
+                                desc,
+                            )
+                            .map_err(err)
+                            .and_then(|_| self.add_grad(q, &d_q, nq))
+                            .and_then(|_| self.add_grad(k, &d_k, nk))
+                            .and_then(|_| self.add_grad(v, &d_v, nk));
+                        [d_out, d_q, d_k, d_v].into_iter().for_each(|t| self.recycle(t));
+                        r
+                    }
+                };
+                let r = r.and_then(|_| self.add_weight_grad(scale, &d_scale, desc.heads())).and_then(|_| match bias {
+                    Some(b) => self.add_weight_grad(b, &d_bias, bias_len),
+                    None => Ok(()),
+                });
+                self.recycle(d_scale);
+                self.recycle(d_bias);
+                r
             }
             Entry::LinearAttention { q: (q, qs), k: (k, ks), v: (v, vs), scale, state: (state, ss), out, desc } => {
                 let n = desc.token_len();
@@ -468,7 +612,8 @@ where
                 let mut d_state = self.grad_copy(state, desc.state_len())?;
                 let (mut d_q, mut d_k, mut d_v, mut d_scale) =
                     (self.temp(n)?, self.temp(n)?, self.temp(n)?, self.temp(desc.heads())?);
-                self.inner
+                let r = self
+                    .inner
                     .linear_attention_backward(
                         View::new(&self.saved[qs], 0),
                         View::new(&self.saved[ks], 0),
@@ -483,31 +628,32 @@ where
                         ViewMut::new(&mut d_scale, 0),
                         desc,
                     )
-                    .map_err(err)?;
-                self.set_grad(state, &d_state, desc.state_len())?;
-                self.add_grad(q, &d_q, n)?;
-                self.add_grad(k, &d_k, n)?;
-                self.add_grad(v, &d_v, n)?;
-                self.add_weight_grad(scale, &d_scale, desc.heads())
+                    .map_err(err)
+                    .and_then(|_| self.set_grad(state, &d_state, desc.state_len()))
+                    .and_then(|_| self.add_grad(q, &d_q, n))
+                    .and_then(|_| self.add_grad(k, &d_k, n))
+                    .and_then(|_| self.add_grad(v, &d_v, n))
+                    .and_then(|_| self.add_weight_grad(scale, &d_scale, desc.heads()));
+                [d_out, d_state, d_q, d_k, d_v, d_scale].into_iter().for_each(|t| self.recycle(t));
+                r
             }
             Entry::GateFixed { state: (state, ss), z: (z, zs), bias, desc } => {
-                let n = desc.len();
-                let mut d_state = self.grad_copy(state, n)?;
-                let (mut d_z, mut d_bias) = (self.temp(n)?, self.temp(desc.dim())?);
-                self.inner
-                    .gate_fixed_backward(
-                        View::new(&self.saved[ss], 0),
-                        View::new(&self.saved[zs], 0),
-                        w_at(bias)?,
-                        ViewMut::new(&mut d_state, 0),
-                        ViewMut::new(&mut d_z, 0),
-                        ViewMut::new(&mut d_bias, 0),
-                        desc,
-                    )
-                    .map_err(err)?;
-                self.set_grad(state, &d_state, n)?;
-                self.add_grad(z, &d_z, n)?;
-                self.add_weight_grad(bias, &d_bias, desc.dim())
+                let [mut g_state, mut g_z] = self.output_grads([state.id, z.id])?;
+                let r = self.with_weight_grad(bias.id, |s, d_bias| {
+                    s.inner
+                        .gate_fixed_backward(
+                            View::new(&s.saved[ss], 0),
+                            View::new(&s.saved[zs], 0),
+                            w_at(bias)?,
+                            ViewMut::new(&mut g_state, state.offset),
+                            ViewMut::new(&mut g_z, z.offset),
+                            ViewMut::new(d_bias, bias.offset),
+                            desc,
+                        )
+                        .map_err(err)
+                });
+                self.put_grads(&[state.id, z.id], [g_state, g_z]);
+                r
             }
             Entry::GateLstm {
                 state: (state, ss),
@@ -522,7 +668,8 @@ where
                 let mut d_state = self.grad_copy(state, n)?;
                 let (mut d_z, mut d_f, mut d_i) = (self.temp(n)?, self.temp(n)?, self.temp(n)?);
                 let (mut d_bf, mut d_bi) = (self.temp(desc.dim())?, self.temp(desc.dim())?);
-                self.inner
+                let r = self
+                    .inner
                     .gate_lstm_backward(
                         View::new(&self.saved[ss], 0),
                         View::new(&self.saved[zs], 0),
@@ -538,26 +685,31 @@ where
                         ViewMut::new(&mut d_bi, 0),
                         desc,
                     )
-                    .map_err(err)?;
-                self.set_grad(state, &d_state, n)?;
-                self.add_grad(z, &d_z, n)?;
-                self.add_grad(forget, &d_f, n)?;
-                self.add_grad(input, &d_i, n)?;
-                self.add_weight_grad(forget_bias, &d_bf, desc.dim())?;
-                self.add_weight_grad(input_bias, &d_bi, desc.dim())
+                    .map_err(err)
+                    .and_then(|_| self.set_grad(state, &d_state, n))
+                    .and_then(|_| self.add_grad(z, &d_z, n))
+                    .and_then(|_| self.add_grad(forget, &d_f, n))
+                    .and_then(|_| self.add_grad(input, &d_i, n))
+                    .and_then(|_| self.add_weight_grad(forget_bias, &d_bf, desc.dim()))
+                    .and_then(|_| self.add_weight_grad(input_bias, &d_bi, desc.dim()));
+                [d_state, d_z, d_f, d_i, d_bf, d_bi].into_iter().for_each(|t| self.recycle(t));
+                r
             }
             Entry::Copy { src, dst, len } => {
-                let d = self.grad_copy(dst, len)?;
-                self.clear_grad(dst, contiguous(len))?;
-                self.add_grad(src, &d, len)
+                let [g_dst, mut g_src] = self.output_grads([dst.id, src.id])?;
+                let r = self.inner.add_assign(View::new(&g_dst, dst.offset), ViewMut::new(&mut g_src, src.offset), len);
+                self.put_grads(&[dst.id, src.id], [g_dst, g_src]);
+                r.map_err(err).and_then(|_| self.clear_grad(dst, contiguous(len)))
             }
             Entry::Fill { dst, runs } => self.clear_grad(dst, runs),
             Entry::CopyWeights { src, dst, runs } => {
-                let d = self.grad_copy(dst, runs.extent())?;
-                self.clear_grad(dst, runs)?;
-                let mut d_src = self.temp(runs.total())?;
-                self.inner.gather_runs_add(View::new(&d, 0), ViewMut::new(&mut d_src, 0), runs).map_err(err)?;
-                self.add_weight_grad(src, &d_src, runs.total())
+                let g_dst = self.grad(dst.id)?;
+                let r = self.with_weight_grad(src.id, |s, d_src| {
+                    let d = View::new(&g_dst, dst.offset);
+                    s.inner.gather_runs_add(d, ViewMut::new(d_src, src.offset), runs).map_err(err)
+                });
+                self.put_grad(dst.id, g_dst);
+                r.and_then(|_| self.clear_grad(dst, runs))
             }
         }
     }
@@ -939,5 +1091,97 @@ impl<K: Gradients> Kernels for Recorder<K> {
             self.tape.push(Entry::CopyWeights { src: s, dst: d, runs });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brt_core::desc::Mask;
+    use brt_core::{Reference64, WeightDtype};
+    use brt_cpu::Heap;
+
+    /// The parameter gradient of `direction . y` for `x = relu(input W)`,
+    /// `a = attention(x, x, x)`, `y = rms(a) s`, with the attention reading `x` as
+    /// it is (`shared`: q, k and v are one buffer, so its backward goes through
+    /// temporaries) or three copies of it (its backward works on the gradient
+    /// buffers directly).
+    fn chain_gradient(shared: bool) -> Vec<f32> {
+        let (m, n, heads) = (7, 6, 2);
+        let mut k = Recorder::new(Reference64::new_f64(Heap));
+        let mut rng = brt_core::init::SplitMix64::new(7);
+        let mut random = |len: usize| (0..len).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect::<Vec<f32>>();
+        // Parameters: the product (n x n), the attention scale (heads), the norm scale (n).
+        let (a_at, s_at) = (n * n, n * n + heads);
+        let params = random(s_at + n);
+        let mut w = k.alloc_weights(params.len(), WeightDtype::F32).unwrap();
+        k.write_weights(&mut w, 0, WeightData::F32(&params)).unwrap();
+        let len = m * n;
+        let mut input = k.alloc_tensor(len).unwrap();
+        k.write_tensor(&mut input, 0, &random(len)).unwrap();
+        let mut buffers: Vec<Tracked<Vec<f64>>> = (0..6).map(|_| k.alloc_tensor(len).unwrap()).collect();
+        let [x, q, kk, v, a, y] = &mut buffers[..] else { unreachable!() };
+        let attention = Attention::new(1, m, m, heads, n / heads, Mask::None, false).unwrap();
+        k.start();
+        let relu = Matmul::new(m, n, n).unwrap().activation(Activation::Relu).alpha(0.7);
+        k.matmul(View::new(&input, 0), WeightView::new(&w, 0), ViewMut::new(x, 0), relu).unwrap();
+        let scale = WeightView::new(&w, a_at);
+        if shared {
+            let xv = View::new(&*x, 0);
+            k.attention(xv, xv, xv, scale, None, ViewMut::new(a, 0), attention).unwrap();
+        } else {
+            for copy in [&mut *q, &mut *kk, &mut *v] {
+                k.copy(View::new(&*x, 0), ViewMut::new(copy, 0), len).unwrap();
+            }
+            let (qv, kv, vv) = (View::new(&*q, 0), View::new(&*kk, 0), View::new(&*v, 0));
+            k.attention(qv, kv, vv, scale, None, ViewMut::new(a, 0), attention).unwrap();
+        }
+        k.rms_norm(View::new(&*a, 0), WeightView::new(&w, s_at), ViewMut::new(y, 0), Rows::new(m, n).unwrap()).unwrap();
+        k.stop();
+        k.backward(&w, y, 0, &random(len)).unwrap();
+        let mut grad = vec![0f32; params.len()];
+        k.weight_gradient(&w, &mut grad).unwrap();
+        assert!(grad.iter().all(|&g| g != 0.0), "every parameter takes a gradient here");
+        grad
+    }
+
+    #[test]
+    fn attention_reading_one_buffer_three_times_matches_three_copies() {
+        let copies = chain_gradient(false);
+        let shared = chain_gradient(true);
+        for (i, (a, b)) in copies.iter().zip(&shared).enumerate() {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + a.abs()), "parameter {i}: copies {a}, shared {b}");
+        }
+    }
+
+    #[test]
+    fn a_second_step_reuses_buffers_and_gives_the_same_gradient() {
+        // Buffers come back from the pool dirty: the same recording twice must
+        // give the same gradient (temporaries and gradients are zeroed again).
+        let mut k = Recorder::new(Reference64::new_f64(Heap));
+        let (m, n) = (3, 4);
+        let mut w = k.alloc_weights(n * n, WeightDtype::F32).unwrap();
+        let values: Vec<f32> = (0..n * n).map(|i| (i as f32 * 0.37).sin()).collect();
+        k.write_weights(&mut w, 0, WeightData::F32(&values)).unwrap();
+        let mut x = k.alloc_tensor(m * n).unwrap();
+        k.write_tensor(&mut x, 0, &values[..m * n]).unwrap();
+        let mut y = k.alloc_tensor(m * n).unwrap();
+        let mut run = |k: &mut Recorder<Reference64<Heap>>| {
+            k.start();
+            let desc = Matmul::new(m, n, n).unwrap().activation(Activation::Tanh);
+            k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), desc).unwrap();
+            k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), desc.accumulate()).unwrap();
+            k.stop();
+            k.backward(&w, &y, 0, &[1.0; 12]).unwrap();
+            let mut grad = vec![0f32; n * n];
+            k.weight_gradient(&w, &mut grad).unwrap();
+            grad
+        };
+        let first = run(&mut k);
+        k.start();
+        assert!(!k.pool.is_empty(), "the first step's buffers are kept for the next");
+        let second = run(&mut k);
+        assert_eq!(first, second);
+        assert!(first.iter().any(|&g| g != 0.0));
     }
 }

@@ -162,12 +162,16 @@ pub trait TrainingJob {
 
 /// Runs `job` on backend `kind`, which must have gradients.
 pub fn run_training_on<J: TrainingJob>(kind: BackendKind, options: BackendOptions, job: J) -> Result<J::Output> {
-    let _ = options;
     match kind {
         BackendKind::Reference => job.run(brt_core::Reference::new(Heap)),
+        #[cfg(feature = "cpu")]
+        BackendKind::Cpu => job.run(options.cpu()?),
         other if !other.is_compiled() => not_compiled(other),
         other => {
-            Err(Error::Invalid(format!("backend `{other}` has no gradients yet; train with `--backend reference`")))
+            let _ = options;
+            Err(Error::Invalid(format!(
+                "backend `{other}` has no gradients yet; train with `--backend cpu` or `reference`"
+            )))
         }
     }
 }
