@@ -44,9 +44,13 @@ impl LayerSet {
 
     /// Resolves possibly negative indices (`-1` is the top layer) against `layers`.
     pub fn from_indices(indices: &[i64], layers: usize) -> CoreResult<LayerSet> {
+        if layers > MAX_LAYERS {
+            return Err(CoreError::InvalidConfig { what: "at most 128 layers are supported", value: layers as i64 });
+        }
         let mut set = LayerSet::EMPTY;
         for &index in indices {
-            let resolved = if index < 0 { layers as i64 + index } else { index };
+            // `layers` is at most 128, so neither sum overflows.
+            let resolved = if index < 0 { (layers as i64).saturating_add(index) } else { index };
             if resolved < 0 || resolved >= layers as i64 || resolved >= MAX_LAYERS as i64 {
                 return Err(CoreError::InvalidConfig {
                     what: "layer index out of range for the number of layers",
@@ -333,6 +337,8 @@ mod tests {
         assert_eq!(set.last(), Some(9));
         assert!(LayerSet::from_indices(&[12], 12).is_err());
         assert!(LayerSet::from_indices(&[-13], 12).is_err());
+        assert!(LayerSet::from_indices(&[-1], 1 << 63).is_err(), "a huge layer count is an error, not an overflow");
+        assert!(LayerSet::from_indices(&[i64::MIN], 12).is_err());
     }
 
     #[test]
