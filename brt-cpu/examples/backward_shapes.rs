@@ -12,7 +12,8 @@ use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let number = |i: usize| -> Result<Option<usize>, std::num::ParseIntError> { args.get(i).map(|s| s.parse()).transpose() };
+    let number =
+        |i: usize| -> Result<Option<usize>, std::num::ParseIntError> { args.get(i).map(|s| s.parse()).transpose() };
     let (Some(m), Some(k), Some(n)) = (number(0)?, number(1)?, number(2)?) else {
         return Err("usage: backward_shapes m k n [threads] [t]".into());
     };
