@@ -43,7 +43,7 @@ impl BackendKind {
             BackendKind::Reference => true,
             BackendKind::Cpu => cfg!(feature = "cpu"),
             BackendKind::Wgpu => cfg!(feature = "wgpu"),
-            BackendKind::Cuda => false,
+            BackendKind::Cuda => cfg!(feature = "cuda"),
         }
     }
 
@@ -143,6 +143,9 @@ pub fn run_on_with<J: BackendJob>(kind: BackendKind, options: BackendOptions, jo
         BackendKind::Cpu => job.run(options.cpu()?),
         #[cfg(feature = "wgpu")]
         BackendKind::Wgpu => job.run(brt_wgpu::Wgpu::new()?),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => job.run(brt_cuda::Cuda::new()?),
+        #[allow(unreachable_patterns)] // every backend may be compiled in
         other => not_compiled(other),
     }
 }

@@ -64,3 +64,10 @@ impl From<brt_wgpu::WgpuError> for Error {
         Error::Backend { backend: "wgpu", message: e.to_string() }
     }
 }
+
+#[cfg(feature = "cuda")]
+impl From<brt_cuda::CudaError> for Error {
+    fn from(e: brt_cuda::CudaError) -> Error {
+        Error::Backend { backend: "cuda", message: e.to_string() }
+    }
+}

@@ -37,7 +37,7 @@ fn eval_and_generate_with_a_tokenizer_json() {
     ]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(json["files"][0]["tokens"], 5);
+    assert_eq!(json["models"][0]["files"][0]["tokens"], 5);
     let bin = dir.path().join("b.bin");
     std::fs::write(&bin, [0xff, 0xfe, b'h']).unwrap();
     let (code, _, err) =

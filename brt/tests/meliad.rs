@@ -113,3 +113,50 @@ fn official_batch_with_a_row_reset_through_the_stream() {
         }
     }
 }
+
+/// The GPU backends compiled into this build, through `brt logits`. Without a
+/// device the test says so loudly and passes, unless `BRT_REQUIRE_GPU=1`.
+#[test]
+fn official_logits_on_gpu_backends() {
+    let gpus: Vec<BackendKind> =
+        [BackendKind::Wgpu, BackendKind::Cuda].into_iter().filter(|b| b.is_compiled()).collect();
+    if gpus.is_empty() {
+        println!("no GPU backend compiled in (features wgpu, cuda): nothing to check");
+        return;
+    }
+    let required = std::env::var("BRT_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    let dir = tempfile::tempdir().unwrap();
+    for backend in gpus {
+        for case in CASES {
+            let (docs, vocab) = documents(case);
+            let doc = &docs[0];
+            let input = dir.path().join("tokens.safetensors");
+            write_tokens(&input, std::slice::from_ref(&doc.tokens));
+            let output = dir.path().join("logits.safetensors");
+            let out = std::process::Command::new(brt_bin())
+                .arg("logits")
+                .args(["--model".as_ref(), case_dir(case).join("checkpoint_0").as_os_str()])
+                .args(["--input".as_ref(), input.as_os_str()])
+                .args(["--output".as_ref(), output.as_os_str()])
+                .args(["--backend", backend.name()])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            if !out.status.success() {
+                let unavailable =
+                    stderr.contains("no adapter") || stderr.contains("no CUDA") || stderr.contains("no GPU");
+                assert!(unavailable && !required, "{backend}: {stderr}");
+                eprintln!(
+                    "SKIPPED: backend {backend} has no device here ({}); set BRT_REQUIRE_GPU=1 to fail instead",
+                    stderr.trim()
+                );
+                break;
+            }
+            let (_, logits) = read_logits(&output);
+            let (err, at) = max_abs_diff(&logits, &doc.logits, vocab);
+            println!("{case} via `brt logits --backend {backend}`: max abs error {err:.3e}");
+            assert!(err <= TOLERANCE, "{case} on {backend}: error {err} at position {at}");
+        }
+    }
+}

@@ -37,18 +37,19 @@ fn eval_scores_match_the_logits_of_the_whole_document() {
     ]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    let got = json["files"][0]["nats_per_token"].as_f64().unwrap();
+    let got = json["models"][0]["files"][0]["nats_per_token"].as_f64().unwrap();
     assert!((got - expected).abs() < 1e-5, "eval {got} vs direct {expected}");
-    assert_eq!(json["files"][0]["predictions"], 299);
-    let bpb = json["total"]["bits_per_byte"].as_f64().unwrap();
+    assert_eq!(json["models"][0]["files"][0]["predictions"], 299);
+    let bpb = json["models"][0]["total"]["bits_per_byte"].as_f64().unwrap();
     assert!((bpb - expected / std::f64::consts::LN_2).abs() < 1e-5);
-    assert!(json["tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert!(json["models"][0]["tokens_per_second"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
 fn eval_plot_is_a_png() {
     let dir = tempfile::tempdir().unwrap();
     let (model, _) = small_model(dir.path(), "m", small_config());
+    let (plain, _) = small_model(dir.path(), "plain", brt_core::Config::plain(260, 16, 2, 5, 24, 2, 4));
     let files: Vec<_> = (0..2)
         .map(|i| {
             let f = dir.path().join(format!("f{i}.txt"));
@@ -61,6 +62,8 @@ fn eval_plot_is_a_png() {
         os("eval"),
         os("--model"),
         model.as_os_str(),
+        os("--model"),
+        plain.as_os_str(),
         files[0].as_os_str(),
         files[1].as_os_str(),
         os("--plot"),
@@ -68,7 +71,7 @@ fn eval_plot_is_a_png() {
     ]);
     assert_eq!(code, 0, "{err}");
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("bits/byte") && text.contains("total:"), "{text}");
+    assert_eq!(text.matches("total:").count(), 2, "one total per model: {text}");
     let png = std::fs::read(&plot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // IHDR: width and height.

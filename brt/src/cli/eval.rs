@@ -14,9 +14,10 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The model (official Meliad checkpoint or brt weights).
-    #[arg(long)]
-    model: PathBuf,
+    /// The model (official Meliad checkpoint or brt weights); repeat to compare
+    /// several on the same files (one curve each in the plot).
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
     /// Files to score, each one document.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -33,6 +34,9 @@ pub struct EvalArgs {
     /// Tokens per call (memory grows with it, speed too).
     #[arg(long, default_value_t = 512)]
     chunk: usize,
+    /// Score only the first N bytes of each file.
+    #[arg(long, value_name = "N")]
+    max_bytes: Option<u64>,
     /// Draw bits per byte against position (averaged over files) to this PNG.
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
@@ -81,7 +85,7 @@ impl BackendJob for EvalJob<'_> {
             session.reset(&mut engine)?;
             bar.set_message(path.display().to_string());
             let mut progress = |bytes: u64| bar.set_position(done_bytes + bytes);
-            let score = score_file(&mut engine, &mut session, self.tokenizer, path, None, &mut progress)?;
+            let score = score_file(&mut engine, &mut session, self.tokenizer, path, args.max_bytes, &mut progress)?;
             done_bytes += score.bytes;
             files.push((path.clone(), score));
         }
@@ -93,81 +97,135 @@ impl BackendJob for EvalJob<'_> {
     }
 }
 
+/// One model's results.
+struct ModelResults {
+    model: PathBuf,
+    results: Results,
+    all: Score,
+}
+
 pub fn run(args: EvalArgs) -> Result<(), Error> {
     if args.chunk == 0 {
         return Err(Error::Invalid("--chunk must be positive".into()));
     }
-    if args.save_session.is_some() && args.files.len() != 1 {
-        return Err(Error::Invalid("--save-session needs exactly one file (one document)".into()));
+    if args.save_session.is_some() && (args.files.len() != 1 || args.model.len() != 1) {
+        return Err(Error::Invalid("--save-session needs exactly one model and one file (one document)".into()));
     }
     if let Some(missing) = args.files.iter().find(|f| !f.is_file()) {
         return Err(Error::Invalid(format!("{}: no such file", missing.display())));
     }
     let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
-    let weights = load(&args.model, args.options)?;
     let bytes_tokenizer = tokenizer.is_bytes();
-    let results = run_on_with(
-        args.backend,
-        BackendOptions::for_config(weights.config(), args.threads),
-        EvalJob { args: &args, weights: &weights, tokenizer: &tokenizer },
-    )?;
-    let mut all = Score::default();
-    for (_, s) in &results.files {
-        all.add(s);
+    let mut models = Vec::new();
+    for model in &args.model {
+        let weights = load(model, args.options)?;
+        let results = run_on_with(
+            args.backend,
+            BackendOptions::for_config(weights.config(), args.threads),
+            EvalJob { args: &args, weights: &weights, tokenizer: &tokenizer },
+        )?;
+        let mut all = Score::default();
+        for (_, s) in &results.files {
+            all.add(s);
+        }
+        models.push(ModelResults { model: model.clone(), results, all });
     }
-    let tokens_per_second = all.tokens as f64 / results.seconds.max(1e-9);
     let unit = if bytes_tokenizer { "byte" } else { "token" };
     if let Some(plot) = &args.plot {
-        let name = format!("{} file(s), {} predictions", results.files.len(), all.predictions);
-        let title = format!("{}: bits per {unit} by position", args.model.display());
-        plot_by_position(plot, &title, unit, &[Curve { name, score: &all }])?;
-    }
-    let text = if args.json {
-        let file_json = |path: &PathBuf, s: &Score| {
-            serde_json::json!({
-                "file": path.display().to_string(),
-                "bytes": s.bytes,
-                "tokens": s.tokens,
-                "predictions": s.predictions,
-                "nats_per_token": s.nats_per_token(),
-                "bits_per_token": s.bits_per_token(),
-                "bits_per_byte": s.bits_per_byte(bytes_tokenizer),
+        let curves: Vec<Curve<'_>> = models
+            .iter()
+            .map(|m| Curve {
+                name: format!("{} ({} file(s))", model_name(&m.model), m.results.files.len()),
+                score: &m.all,
             })
-        };
+            .collect();
+        let title = format!("bits per {unit} by position in the document");
+        plot_by_position(plot, &title, unit, &curves)?;
+    }
+    let file_json = |path: &PathBuf, s: &Score| {
+        serde_json::json!({
+            "file": path.display().to_string(),
+            "bytes": s.bytes,
+            "tokens": s.tokens,
+            "predictions": s.predictions,
+            "nats_per_token": s.nats_per_token(),
+            "bits_per_token": s.bits_per_token(),
+            "bits_per_byte": s.bits_per_byte(bytes_tokenizer),
+        })
+    };
+    let text = if args.json {
+        let per_model: Vec<_> = models
+            .iter()
+            .map(|m| {
+                let by_position: Vec<_> = m
+                    .all
+                    .by_position
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, n))| *n > 0)
+                    .map(|(b, (nats, n))| {
+                        serde_json::json!({
+                            "from_position": brt::eval::bin_start(b),
+                            "predictions": n,
+                            "bits_per_token": nats / *n as f64 / std::f64::consts::LN_2,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "model": m.model.display().to_string(),
+                    "files": m.results.files.iter().map(|(p, s)| file_json(p, s)).collect::<Vec<_>>(),
+                    "total": file_json(&PathBuf::from("(all)"), &m.all),
+                    "by_position": by_position,
+                    "seconds": m.results.seconds,
+                    "tokens_per_second": m.all.tokens as f64 / m.results.seconds.max(1e-9),
+                })
+            })
+            .collect();
         let json = serde_json::json!({
-            "model": args.model.display().to_string(),
             "backend": args.backend.name(),
             "tokenizer": tokenizer.name(),
             "convention": "every token after the first of each file is predicted from all before it",
-            "files": results.files.iter().map(|(p, s)| file_json(p, s)).collect::<Vec<_>>(),
-            "total": file_json(&PathBuf::from("(all)"), &all),
-            "seconds": results.seconds,
-            "tokens_per_second": tokens_per_second,
+            "models": per_model,
         });
         format!("{json:#}\n")
     } else {
         let mut text = String::new();
-        for (path, s) in &results.files {
+        for m in &models {
+            if models.len() > 1 {
+                text += &format!("{}:\n", m.model.display());
+            }
+            for (path, s) in &m.results.files {
+                text += &format!(
+                    "{}: {} tokens, {:.4} nats/token, {:.4} bits/token, {:.4} bits/byte\n",
+                    path.display(),
+                    s.tokens,
+                    s.nats_per_token(),
+                    s.bits_per_token(),
+                    s.bits_per_byte(bytes_tokenizer)
+                );
+            }
             text += &format!(
-                "{}: {} tokens, {:.4} nats/token, {:.4} bits/token, {:.4} bits/byte\n",
-                path.display(),
-                s.tokens,
-                s.nats_per_token(),
-                s.bits_per_token(),
-                s.bits_per_byte(bytes_tokenizer)
+                "total: {} predictions, {:.4} nats/token, {:.4} bits/token, {:.4} bits/byte, {:.0} tokens/s ({})\n",
+                m.all.predictions,
+                m.all.nats_per_token(),
+                m.all.bits_per_token(),
+                m.all.bits_per_byte(bytes_tokenizer),
+                m.all.tokens as f64 / m.results.seconds.max(1e-9),
+                args.backend
             );
         }
-        text += &format!(
-            "total: {} predictions, {:.4} nats/token, {:.4} bits/token, {:.4} bits/byte, {:.0} tokens/s ({})\n",
-            all.predictions,
-            all.nats_per_token(),
-            all.bits_per_token(),
-            all.bits_per_byte(bytes_tokenizer),
-            tokens_per_second,
-            args.backend
-        );
         text
     };
     super::print(&text);
     Ok(())
+}
+
+/// A short name for a model file: its stem, with its folder when the stem is the
+/// generic `model` that `brt train` writes.
+fn model_name(path: &std::path::Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    match path.parent().and_then(|p| p.file_name()) {
+        Some(folder) if stem == "model" => format!("{}/{stem}", folder.to_string_lossy()),
+        _ => stem,
+    }
 }

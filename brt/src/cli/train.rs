@@ -240,9 +240,14 @@ impl TrainingJob for TrainRun<'_> {
             }
             let rate = (trainer.step_count() - first_step) as f64 * tokens_per_step / started.elapsed().as_secs_f64();
             let mean = recent.iter().sum::<f64>() / recent.len() as f64;
-            bar.set_message(format!("loss {:.3} bits/token, {rate:.0} tokens/s", mean / std::f64::consts::LN_2));
-            bar.set_position(trainer.step_count());
+            let status = format!("loss {:.3} bits/token, {rate:.0} tokens/s", mean / std::f64::consts::LN_2);
             let step = trainer.step_count();
+            // Without a terminal the bar is hidden: a line every hundredth of the run.
+            if bar.is_hidden() && step % (total / 100).max(1) == 0 {
+                eprintln!("step {step}/{total}: {status}");
+            }
+            bar.set_message(status);
+            bar.set_position(step);
             let last = step == total;
             if !self.holdout.is_empty() && (step % args.eval_every == 0 || last) {
                 let score = trainer.evaluate(&self.holdout, &tokenizer, args.eval_bytes)?;

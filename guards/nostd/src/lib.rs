@@ -55,16 +55,53 @@ pub extern "C" fn brt_guard_f32_len(tokens: usize) -> usize {
     }
 }
 
-/// Runs `n` tokens through a freshly initialised model (seed 1) and writes their
-/// logits (`n x 260`) to `logits`. Returns 0 on success, 1 on a bad argument or a
-/// too small memory.
+/// Runs `n` tokens through a freshly initialised model (seed 1) on the reference
+/// kernels and writes their logits (`n x 260`) to `logits`. Returns 0 on success,
+/// 1 on a bad argument or a too small memory.
 ///
 /// # Safety
-/// `memory` must point to `memory_len` writable f32, `ids` to `id_memory_len`
+/// `memory` must point to `memory_len` writable f32, `id_memory` to `id_memory_len`
 /// writable u32 (at least `n`), `tokens` to `n` readable u32 and `logits` to
 /// `n * 260` writable f32, none of them overlapping, all valid for the call.
 #[no_mangle]
 pub unsafe extern "C" fn brt_guard_forward(
+    memory: *mut f32,
+    memory_len: usize,
+    id_memory: *mut u32,
+    id_memory_len: usize,
+    tokens: *const u32,
+    n: usize,
+    logits: *mut f32,
+) -> i32 {
+    // SAFETY: the caller upholds this function's contract, which is `call`'s.
+    unsafe { call(Backend::Reference, memory, memory_len, id_memory, id_memory_len, tokens, n, logits) }
+}
+
+/// As [`brt_guard_forward`], through the SIMD CPU backend.
+///
+/// # Safety
+/// As [`brt_guard_forward`].
+#[no_mangle]
+pub unsafe extern "C" fn brt_guard_forward_cpu(
+    memory: *mut f32,
+    memory_len: usize,
+    id_memory: *mut u32,
+    id_memory_len: usize,
+    tokens: *const u32,
+    n: usize,
+    logits: *mut f32,
+) -> i32 {
+    // SAFETY: the caller upholds this function's contract, which is `call`'s.
+    unsafe { call(Backend::Cpu, memory, memory_len, id_memory, id_memory_len, tokens, n, logits) }
+}
+
+/// The C entry points' common body.
+///
+/// # Safety
+/// As [`brt_guard_forward`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn call(
+    backend: Backend,
     memory: *mut f32,
     memory_len: usize,
     id_memory: *mut u32,
@@ -86,42 +123,9 @@ pub unsafe extern "C" fn brt_guard_forward(
             core::slice::from_raw_parts_mut(logits, n * CONFIG.vocab),
         )
     };
-    match forward(memory, id_memory, tokens, logits, Backend::Reference) {
+    match forward(memory, id_memory, tokens, logits, backend) {
         Ok(()) => 0,
-        Err(_) => 1,
-    }
-}
-
-/// As [`brt_guard_forward`], through the SIMD CPU backend.
-///
-/// # Safety
-/// As [`brt_guard_forward`].
-#[no_mangle]
-pub unsafe extern "C" fn brt_guard_forward_cpu(
-    memory: *mut f32,
-    memory_len: usize,
-    id_memory: *mut u32,
-    id_memory_len: usize,
-    tokens: *const u32,
-    n: usize,
-    logits: *mut f32,
-) -> i32 {
-    if memory.is_null() || id_memory.is_null() || tokens.is_null() || logits.is_null() || n == 0 {
-        return 1;
-    }
-    // SAFETY: as in `brt_guard_forward`, the caller guarantees valid, aligned,
-    // non-overlapping regions of the given lengths.
-    let (memory, id_memory, tokens, logits) = unsafe {
-        (
-            core::slice::from_raw_parts_mut(memory, memory_len),
-            core::slice::from_raw_parts_mut(id_memory, id_memory_len),
-            core::slice::from_raw_parts(tokens, n),
-            core::slice::from_raw_parts_mut(logits, n * CONFIG.vocab),
-        )
-    };
-    match forward(memory, id_memory, tokens, logits, Backend::Cpu) {
-        Ok(()) => 0,
-        Err(_) => 1,
+        Err(()) => 1,
     }
 }
 

@@ -1,0 +1,122 @@
+//! How a backend joins the suite: a factory type implementing [`Backend`], and
+//! the skip rules for backends that need a device.
+
+use brt_core::{CoreError, Kernels, Reference, Storage, WeightDtype};
+use brt_cpu::Heap;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+/// Why a backend cannot run here (no GPU, no driver, no CUDA library).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    /// The reason, in words a person can act on.
+    pub reason: String,
+}
+
+impl Skip {
+    /// A skip with `reason`.
+    pub fn new(reason: impl Into<String>) -> Skip {
+        Skip { reason: reason.into() }
+    }
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// A backend under test: how to make its kernels and how to read its errors.
+///
+/// A backend joins the suite with one line, `conformance::suite!(name, Factory);`,
+/// where `Factory` implements this trait. A GPU backend builds its device once per
+/// test binary (see [`shared_device`]) and returns a [`Skip`] when there is none.
+pub trait Backend {
+    /// The kernels under test.
+    type Kernels: Kernels;
+
+    /// A short name for messages ("cpu", "wgpu/vulkan", ...).
+    const NAME: &'static str;
+
+    /// A fresh kernel set (sharing the device with earlier ones), or why there is
+    /// none on this machine.
+    fn create() -> Result<Self::Kernels, Skip>;
+
+    /// How the backend stores model parameters in the suite. The suite rounds every
+    /// generated parameter to this type before handing it to the reference, so only
+    /// the computation is compared; the tolerance column follows from it.
+    fn weight_dtype() -> WeightDtype {
+        WeightDtype::F32
+    }
+
+    /// The core error inside one of the backend's errors, if it is one; the error
+    /// path checks use it to see that the *right* error came back.
+    fn core_error(error: &<Self::Kernels as Storage>::Error) -> Option<CoreError>;
+}
+
+/// The scalar reference kernels on the heap: the oracle itself. It must pass the
+/// suite against itself; this also runs every property on the reference.
+#[derive(Debug)]
+pub struct ReferenceBackend;
+
+impl Backend for ReferenceBackend {
+    type Kernels = Reference<Heap>;
+    const NAME: &'static str = "reference";
+
+    fn create() -> Result<Reference<Heap>, Skip> {
+        Ok(Reference::new(Heap))
+    }
+
+    fn core_error(error: &CoreError) -> Option<CoreError> {
+        Some(*error)
+    }
+}
+
+/// Whether `BRT_REQUIRE_GPU=1` is set: a missing device is then a failure.
+pub fn gpu_required() -> bool {
+    std::env::var("BRT_REQUIRE_GPU").is_ok_and(|v| v.trim() == "1")
+}
+
+/// Builds a device once per test binary and hands out clones of it.
+///
+/// `init` runs at most once; its error becomes a [`Skip`] for every test of the
+/// binary. `T` is typically an `Arc` around the device and its queues.
+pub fn shared_device<T: Clone>(
+    cell: &'static OnceLock<Result<T, String>>,
+    init: impl FnOnce() -> Result<T, String>,
+) -> Result<T, Skip> {
+    cell.get_or_init(init).clone().map_err(Skip::new)
+}
+
+/// Names of backends whose skip was already announced (once per binary each).
+static ANNOUNCED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// Reports a skip: a failure under `BRT_REQUIRE_GPU=1`, else a loud line on the
+/// process's standard error (written past the test harness's capture, once per
+/// backend and binary).
+///
+/// # Panics
+///
+/// Panics (fails the calling test) when `BRT_REQUIRE_GPU=1`.
+pub fn report_skip(backend: &'static str, check: &str, skip: &Skip) {
+    if gpu_required() {
+        panic!("backend `{backend}` is required (BRT_REQUIRE_GPU=1) but cannot run check `{check}`: {skip}");
+    }
+    let first = match ANNOUNCED.lock() {
+        Ok(mut seen) if !seen.contains(&backend) => {
+            seen.push(backend);
+            true
+        }
+        Ok(_) => false,
+        // A test that panicked while holding the lock: announce again rather than hide.
+        Err(_) => true,
+    };
+    if first {
+        // `std::io::stderr()` is not captured by libtest, so the skip is always seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** conformance: SKIPPING every check of backend `{backend}`: {skip}\n\
+             *** (these tests pass vacuously; set BRT_REQUIRE_GPU=1 to make this a failure)\n"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! Moving test data in and out of a backend through [`Storage`] only: the suite
+//! never assumes a backend's buffers are host memory.
+
+use crate::failure::Failure;
+use brt_core::half::{bf16, f16};
+use brt_core::{Storage, WeightData, WeightDtype};
+
+/// Rounds `values` to what `dtype` can hold (identity for f32), so the reference
+/// sees exactly the parameters a half-precision backend stores.
+pub fn round_to(dtype: WeightDtype, values: &mut [f32]) {
+    match dtype {
+        WeightDtype::F32 => {}
+        WeightDtype::F16 => values.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32()),
+        WeightDtype::Bf16 => values.iter_mut().for_each(|v| *v = bf16::from_f32(*v).to_f32()),
+    }
+}
+
+/// Calls `f` with `values` in the host representation of `dtype`.
+pub fn with_weight_data<R>(dtype: WeightDtype, values: &[f32], f: impl FnOnce(WeightData<'_>) -> R) -> R {
+    match dtype {
+        WeightDtype::F32 => f(WeightData::F32(values)),
+        WeightDtype::F16 => {
+            let v: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
+            f(WeightData::F16(&v))
+        }
+        WeightDtype::Bf16 => {
+            let v: Vec<bf16> = values.iter().map(|&x| bf16::from_f32(x)).collect();
+            f(WeightData::Bf16(&v))
+        }
+    }
+}
+
+/// A new activation buffer holding `values`.
+pub fn tensor<K: Storage>(k: &mut K, values: &[f32]) -> Result<K::Tensor, Failure> {
+    let mut t = k.alloc_tensor(values.len()).map_err(|e| Failure::backend("alloc_tensor", e))?;
+    k.write_tensor(&mut t, 0, values).map_err(|e| Failure::backend("write_tensor", e))?;
+    Ok(t)
+}
+
+/// A new parameter buffer of type `dtype` holding `values` (already rounded to it).
+pub fn weights<K: Storage>(k: &mut K, values: &[f32], dtype: WeightDtype) -> Result<K::Weights, Failure> {
+    let mut w = k.alloc_weights(values.len(), dtype).map_err(|e| Failure::backend("alloc_weights", e))?;
+    with_weight_data(dtype, values, |data| k.write_weights(&mut w, 0, data))
+        .map_err(|e| Failure::backend("write_weights", e))?;
+    Ok(w)
+}
+
+/// A new token buffer holding `ids`.
+pub fn tokens<K: Storage>(k: &mut K, ids: &[u32]) -> Result<K::Tokens, Failure> {
+    let mut t = k.alloc_tokens(ids.len()).map_err(|e| Failure::backend("alloc_tokens", e))?;
+    k.write_tokens(&mut t, 0, ids).map_err(|e| Failure::backend("write_tokens", e))?;
+    Ok(t)
+}
+
+/// The whole content of an activation buffer.
+pub fn read<K: Storage>(k: &mut K, t: &K::Tensor) -> Result<Vec<f32>, Failure> {
+    let mut out = vec![0f32; K::tensor_len(t)];
+    k.read_tensor(t, 0, &mut out).map_err(|e| Failure::backend("read_tensor", e))?;
+    Ok(out)
+}
+
+/// Elements `offset .. offset + len` of an activation buffer.
+pub fn read_range<K: Storage>(k: &mut K, t: &K::Tensor, offset: usize, len: usize) -> Result<Vec<f32>, Failure> {
+    let mut out = vec![0f32; len];
+    k.read_tensor(t, offset, &mut out).map_err(|e| Failure::backend("read_tensor", e))?;
+    Ok(out)
+}
+
+/// Maps a backend error of the call `during` to a [`Failure`].
+pub fn call<T, E: std::fmt::Display>(during: &str, r: Result<T, E>) -> Result<T, Failure> {
+    r.map_err(|e| Failure::backend(during, e))
+}

@@ -1,0 +1,287 @@
+//! Tolerances as data: one row per check, one column per weight precision, and
+//! the comparison that reports the worst error.
+//!
+//! A value `got` agrees with `want` when both have the same bits, or when both are
+//! finite and `|got - want| <= abs + rel * |want|`. The reference accumulates in
+//! f64; a backend computes in f32, so its results differ by rounding, which grows
+//! with the length of the reductions and with the magnitude of the logits. The
+//! rows below were sized for the shapes this suite generates (reductions of at
+//! most a few dozen terms, see each check) and checked against an independent
+//! f32 implementation with a different summation order (the suite's own tests)
+//! and against the SIMD CPU backend; a real bug is orders of magnitude larger.
+
+use crate::failure::Mismatch;
+use brt_core::WeightDtype;
+use std::cell::RefCell;
+
+/// Allowed difference: `abs + rel * |want|`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    /// Absolute part.
+    pub abs: f32,
+    /// Relative part (times the expected value's magnitude).
+    pub rel: f32,
+}
+
+impl Tolerance {
+    /// Bit-identical results only (NaN payloads aside, every bit must agree).
+    pub const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0 };
+
+    /// A tolerance of `abs` and `rel`.
+    pub const fn new(abs: f32, rel: f32) -> Tolerance {
+        Tolerance { abs, rel }
+    }
+
+    /// The error allowed around `want`.
+    pub fn allowed(&self, want: f32) -> f64 {
+        self.abs as f64 + self.rel as f64 * (want as f64).abs()
+    }
+}
+
+/// How the backend under test stores parameters; picks the tolerance column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 parameters.
+    Full,
+    /// f16 or bf16 parameters. The suite rounds every generated parameter to the
+    /// backend's storage type before giving it to the reference too, so only the
+    /// computation differs; this column allows for backends that convert on the
+    /// fly in a different order.
+    Half,
+}
+
+impl Precision {
+    /// The column for a storage type.
+    pub const fn of(dtype: WeightDtype) -> Precision {
+        match dtype {
+            WeightDtype::F32 => Precision::Full,
+            WeightDtype::F16 | WeightDtype::Bf16 => Precision::Half,
+        }
+    }
+}
+
+/// Every comparison the suite makes, each with its own tolerance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Check {
+    /// Embedding gather: a copy, so exact.
+    Embed,
+    /// RMS norm of rows of up to 33 elements.
+    RmsNorm,
+    /// One addition per element: exact.
+    AddPositions,
+    /// Per-head l2 normalisation.
+    L2Normalize,
+    /// Dense products with inner dimension up to 70.
+    Matmul,
+    /// Windowed attention with the T5 bias, logits up to about 8 * (1 + |bias|).
+    AttentionWindow,
+    /// Unmasked attention (state attentions), logits up to about 8.
+    AttentionFull,
+    /// Attention with logits in the hundreds and below the safe-softmax floor.
+    AttentionLargeLogits,
+    /// Linear attention output and carried state.
+    LinearAttention,
+    /// Fixed gate, including saturated gates.
+    GateFixed,
+    /// LSTM gate, including saturated gates.
+    GateLstm,
+    /// `copy`, `fill`, `copy_weights`: exact.
+    Copy,
+    /// Logits of whole models (one to three layers) against the reference. The
+    /// recurrence over blocks with attention scales up to 8 amplifies rounding,
+    /// hence the loosest row; the kernel rows are the tight ones.
+    Model,
+    /// The same document split into different calls on the same backend (logits
+    /// of whole models, like [`Check::Model`]).
+    StreamSplit,
+    /// Linear attention over a block in one call against token by token.
+    LinearSplit,
+    /// A row alone (batch of one) against the same row inside a larger batch.
+    BatchAlone,
+    /// A row whose neighbours hold other documents, same shapes: exact.
+    Neighbours,
+    /// A row after a document reset against a fresh run, same shapes: exact.
+    Reset,
+    /// Logits and outputs that tokens or keys outside the receptive field must not
+    /// change: exact.
+    Locality,
+    /// A saturated gate keeps or replaces the state.
+    GateExtremes,
+}
+
+/// The table: `(check, f32 weights, f16/bf16 weights)`.
+pub const TOLERANCES: &[(Check, Tolerance, Tolerance)] = &[
+    (Check::Embed, Tolerance::EXACT, Tolerance::EXACT),
+    (Check::RmsNorm, Tolerance::new(1e-5, 1e-5), Tolerance::new(1e-5, 1e-5)),
+    (Check::AddPositions, Tolerance::EXACT, Tolerance::EXACT),
+    (Check::L2Normalize, Tolerance::new(1e-6, 1e-5), Tolerance::new(1e-6, 1e-5)),
+    (Check::Matmul, Tolerance::new(5e-5, 1e-5), Tolerance::new(1e-4, 1e-4)),
+    (Check::AttentionWindow, Tolerance::new(5e-5, 1e-4), Tolerance::new(1e-4, 1e-4)),
+    (Check::AttentionFull, Tolerance::new(5e-5, 1e-4), Tolerance::new(1e-4, 1e-4)),
+    (Check::AttentionLargeLogits, Tolerance::new(5e-4, 5e-4), Tolerance::new(5e-4, 5e-4)),
+    (Check::LinearAttention, Tolerance::new(1e-5, 1e-4), Tolerance::new(1e-5, 1e-4)),
+    (Check::GateFixed, Tolerance::new(4e-6, 2e-6), Tolerance::new(4e-6, 2e-6)),
+    (Check::GateLstm, Tolerance::new(4e-6, 2e-6), Tolerance::new(4e-6, 2e-6)),
+    (Check::Copy, Tolerance::EXACT, Tolerance::EXACT),
+    (Check::Model, Tolerance::new(2e-3, 8e-3), Tolerance::new(4e-3, 1.6e-2)),
+    // Same backend, other call shapes: a backend may pick other algorithms for
+    // other shapes (a GEMV for few rows, other tiles), so whole models differ by
+    // rounding as much as two implementations do.
+    (Check::StreamSplit, Tolerance::new(2e-3, 8e-3), Tolerance::new(4e-3, 1.6e-2)),
+    (Check::LinearSplit, Tolerance::new(1e-5, 1e-4), Tolerance::new(1e-5, 1e-4)),
+    (Check::BatchAlone, Tolerance::new(2e-3, 8e-3), Tolerance::new(4e-3, 1.6e-2)),
+    (Check::Neighbours, Tolerance::EXACT, Tolerance::EXACT),
+    (Check::Reset, Tolerance::EXACT, Tolerance::EXACT),
+    (Check::Locality, Tolerance::EXACT, Tolerance::EXACT),
+    (Check::GateExtremes, Tolerance::new(4e-6, 2e-6), Tolerance::new(4e-6, 2e-6)),
+];
+
+/// The tolerance of `check` for parameters stored as `dtype`.
+pub fn tolerance(check: Check, dtype: WeightDtype) -> Tolerance {
+    let row = TOLERANCES.iter().find(|(c, _, _)| *c == check);
+    match (row, Precision::of(dtype)) {
+        (Some((_, full, _)), Precision::Full) => *full,
+        (Some((_, _, half)), Precision::Half) => *half,
+        // Every check has a row (a unit test keeps it so); exact is the safe default.
+        (None, _) => Tolerance::EXACT,
+    }
+}
+
+/// The largest error seen by [`compare`] on this thread since the last
+/// [`take_worst`], as a fraction of what was allowed, with its label.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Worst {
+    /// `|error| / allowed` (0 when every comparison was exact).
+    pub ratio: f64,
+    /// The largest absolute error.
+    pub error: f64,
+    /// What was being compared when the worst ratio was seen.
+    pub what: String,
+}
+
+thread_local! {
+    static WORST: RefCell<Worst> = RefCell::new(Worst::default());
+}
+
+/// Returns and clears the worst agreement recorded on this thread.
+pub fn take_worst() -> Worst {
+    WORST.with(|w| std::mem::take(&mut *w.borrow_mut()))
+}
+
+/// Compares `got` with `want` element by element; on failure reports how many
+/// elements are outside the tolerance and the worst one.
+pub fn compare(what: &str, got: &[f32], want: &[f32], tolerance: Tolerance) -> Result<(), crate::Failure> {
+    if got.len() != want.len() {
+        return Err(crate::Failure::Length { what: what.to_string(), got: got.len(), want: want.len() });
+    }
+    let mut bad = 0usize;
+    let mut worst: Option<(usize, f64, f64, f64)> = None; // (index, ratio, error, allowed)
+    let mut worst_ok = (0f64, 0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()) {
+            continue;
+        }
+        let allowed = tolerance.allowed(w);
+        let error = if g.is_finite() && w.is_finite() { (g as f64 - w as f64).abs() } else { f64::INFINITY };
+        let ratio = if error <= allowed {
+            if allowed > 0.0 {
+                error / allowed
+            } else {
+                0.0
+            }
+        } else {
+            bad += 1;
+            if allowed > 0.0 {
+                error / allowed
+            } else {
+                f64::INFINITY
+            }
+        };
+        if error <= allowed {
+            if ratio > worst_ok.0 {
+                worst_ok = (ratio, error);
+            }
+        } else if worst.is_none_or(|(_, r, e, _)| ratio > r || (ratio == r && error > e)) {
+            worst = Some((i, ratio, error, allowed));
+        }
+    }
+    match worst {
+        None => {
+            WORST.with(|cell| {
+                let mut cell = cell.borrow_mut();
+                if worst_ok.0 > cell.ratio || (cell.what.is_empty() && worst_ok.1 > 0.0) {
+                    *cell = Worst { ratio: worst_ok.0, error: worst_ok.1, what: what.to_string() };
+                }
+            });
+            Ok(())
+        }
+        Some((index, _, error, allowed)) => Err(Mismatch {
+            what: what.to_string(),
+            len: got.len(),
+            bad,
+            index,
+            got: got[index],
+            want: want[index],
+            error,
+            allowed,
+            tolerance,
+        }
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_check_has_exactly_one_row() {
+        use Check::*;
+        let all = [
+            Embed,
+            RmsNorm,
+            AddPositions,
+            L2Normalize,
+            Matmul,
+            AttentionWindow,
+            AttentionFull,
+            AttentionLargeLogits,
+            LinearAttention,
+            GateFixed,
+            GateLstm,
+            Copy,
+            Model,
+            StreamSplit,
+            LinearSplit,
+            BatchAlone,
+            Neighbours,
+            Reset,
+            Locality,
+            GateExtremes,
+        ];
+        for check in all {
+            assert_eq!(TOLERANCES.iter().filter(|(c, _, _)| *c == check).count(), 1, "{check:?}");
+        }
+        assert_eq!(TOLERANCES.len(), all.len());
+    }
+
+    #[test]
+    fn compare_reports_the_worst_element() {
+        let tol = Tolerance::new(0.1, 0.0);
+        assert!(compare("x", &[1.0, 2.0], &[1.05, 2.0], tol).is_ok());
+        let err = compare("x", &[1.0, 2.0, 3.0], &[1.5, 2.0, 3.2], tol).unwrap_err();
+        let crate::Failure::Mismatch(m) = err else { panic!("not a mismatch: {err}") };
+        assert_eq!((m.bad, m.index, m.got, m.want), (2, 0, 1.0, 1.5));
+        assert!(compare("x", &[f32::NAN], &[1.0], tol).is_err(), "NaN never agrees with a number");
+        assert!(compare("x", &[f32::INFINITY], &[f32::INFINITY], Tolerance::EXACT).is_ok());
+        assert!(compare("x", &[1.0], &[1.0, 2.0], tol).is_err(), "lengths must agree");
+        assert!(compare("x", &[1.0 + f32::EPSILON], &[1.0], Tolerance::EXACT).is_err());
+    }
+
+    #[test]
+    fn relative_part_scales_with_the_expected_value() {
+        let tol = Tolerance::new(0.0, 1e-3);
+        assert!(compare("x", &[1000.5], &[1000.0], tol).is_ok());
+        assert!(compare("x", &[1.5], &[1.0], tol).is_err());
+    }
+}

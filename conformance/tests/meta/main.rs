@@ -1,0 +1,172 @@
+//! The suite's own tests.
+//!
+//! 1. It catches real bugs: each deliberately broken kernel set (`broken.rs`, the
+//!    reference with one fault) fails the checks meant to catch that fault, for
+//!    the right reason (a mismatch, a broken property or a wrong error, not a
+//!    crash of the harness), while unrelated checks still pass.
+//! 2. It does not reject correct backends that round differently: an
+//!    independent f32 implementation (`float32.rs`) passes the whole suite with
+//!    f32, f16 and bf16 parameters, so the tolerances are not too tight.
+
+mod broken;
+mod float32;
+
+use broken::*;
+use conformance::checks::{attention, errors, gates, linear, locality, models, properties};
+use conformance::{all_checks, Backend, CheckFn, Failure, Options};
+use float32::{Bf16, Float32Backend, F16, F32};
+
+conformance::suite!(float32_f32, Float32Backend<F32>);
+conformance::suite!(float32_f16, Float32Backend<F16>);
+conformance::suite!(float32_bf16, Float32Backend<Bf16>);
+
+/// Runs `check` on `B` (the suite's own options: nothing saved, no shrinking).
+fn outcome<B: Backend>(check: CheckFn<B>) -> Result<(), Failure> {
+    let mut kernels = match B::create() {
+        Ok(k) => k,
+        Err(skip) => panic!("test double `{}` cannot be made: {skip}", B::NAME),
+    };
+    check(&mut kernels, &Options::meta())
+}
+
+/// Asserts that every check in `caught` detects the fault of `B`, and that every
+/// check in `unaffected` passes.
+fn assert_caught<B: Backend>(caught: &[(&str, CheckFn<B>)], unaffected: &[(&str, CheckFn<B>)]) {
+    for (name, check) in caught {
+        match outcome::<B>(*check) {
+            Ok(()) => panic!("check `{name}` did not catch the broken kernels `{}`", B::NAME),
+            Err(failure) => {
+                assert!(
+                    failure.is_detection(),
+                    "check `{name}` failed on `{}` for the wrong reason:\n{failure}",
+                    B::NAME
+                );
+                println!("`{}` caught by `{name}`:\n{failure}\n", B::NAME);
+            }
+        }
+    }
+    for (name, check) in unaffected {
+        if let Err(failure) = outcome::<B>(*check) {
+            panic!("check `{name}` should not notice the fault of `{}`, but:\n{failure}", B::NAME);
+        }
+    }
+}
+
+#[test]
+fn self_included_in_the_window_is_caught() {
+    type B = BrokenBackend<SelfInWindow>;
+    assert_caught::<B>(
+        &[
+            ("attention_window", attention::attention_window::<B>),
+            ("window_locality_kernel", locality::window_locality_kernel::<B>),
+            ("window_locality_model", locality::window_locality_model::<B>),
+            ("model_plain", models::model_plain::<B>),
+        ],
+        &[("attention_full", attention::attention_full::<B>), ("gate_fixed", gates::gate_fixed::<B>)],
+    );
+}
+
+#[test]
+fn window_off_by_one_is_caught() {
+    type B = BrokenBackend<WindowOffByOne>;
+    assert_caught::<B>(
+        &[
+            ("attention_window", attention::attention_window::<B>),
+            ("window_locality_kernel", locality::window_locality_kernel::<B>),
+            ("window_locality_model", locality::window_locality_model::<B>),
+            ("model_plain", models::model_plain::<B>),
+        ],
+        &[("attention_full", attention::attention_full::<B>)],
+    );
+}
+
+#[test]
+fn gate_roles_swapped_are_caught() {
+    type B = BrokenBackend<GateRolesSwapped>;
+    assert_caught::<B>(
+        &[
+            ("gate_fixed", gates::gate_fixed::<B>),
+            ("gate_lstm", gates::gate_lstm::<B>),
+            ("gate_extremes", gates::gate_extremes::<B>),
+            ("model_fixed_skip", models::model_fixed_skip::<B>),
+            ("model_lstm_dual", models::model_lstm_dual::<B>),
+        ],
+        &[("attention_window", attention::attention_window::<B>), ("model_plain", models::model_plain::<B>)],
+    );
+}
+
+#[test]
+fn a_state_that_never_updates_is_caught() {
+    type B = BrokenBackend<FrozenState>;
+    assert_caught::<B>(
+        &[
+            ("gate_fixed", gates::gate_fixed::<B>),
+            ("gate_lstm", gates::gate_lstm::<B>),
+            ("gate_extremes", gates::gate_extremes::<B>),
+            ("model_fixed_single", models::model_fixed_single::<B>),
+            ("model_lstm_skip", models::model_lstm_skip::<B>),
+        ],
+        &[("attention_window", attention::attention_window::<B>), ("model_plain", models::model_plain::<B>)],
+    );
+}
+
+#[test]
+fn position_bias_after_the_scale_is_caught() {
+    type B = BrokenBackend<BiasAfterScale>;
+    assert_caught::<B>(
+        &[("attention_window", attention::attention_window::<B>), ("model_plain", models::model_plain::<B>)],
+        &[("attention_full", attention::attention_full::<B>)],
+    );
+}
+
+#[test]
+fn softmax_without_the_safe_floor_is_caught() {
+    type B = BrokenBackend<NoSafeFloor>;
+    assert_caught::<B>(
+        &[("attention_large_logits", attention::attention_large_logits::<B>)],
+        &[("attention_window", attention::attention_window::<B>), ("attention_full", attention::attention_full::<B>)],
+    );
+}
+
+#[test]
+fn linear_attention_that_forgets_its_state_is_caught() {
+    type B = BrokenBackend<LinearForgetsState>;
+    assert_caught::<B>(
+        &[
+            ("linear_attention", linear::linear_attention::<B>),
+            ("linear_chunked_equals_recurrent", linear::linear_chunked_equals_recurrent::<B>),
+            ("model_linear", models::model_linear::<B>),
+        ],
+        &[("model_plain", models::model_plain::<B>)],
+    );
+}
+
+#[test]
+fn nondeterminism_is_caught() {
+    type B = BrokenBackend<Nondeterministic>;
+    assert_caught::<B>(&[("determinism", properties::determinism::<B>)], &[("model_plain", models::model_plain::<B>)]);
+}
+
+#[test]
+fn a_kernel_without_extent_checks_is_caught() {
+    type B = BrokenBackend<UncheckedCopy>;
+    match outcome::<B>(errors::error_paths_kernels::<B>) {
+        Ok(()) => panic!("error_paths_kernels did not catch a copy without extent checks"),
+        // Overrunning panics inside the kernel; the check reports it.
+        Err(failure) => assert!(
+            matches!(failure.cause(), Failure::Panic(_) | Failure::WrongError { .. }),
+            "wrong reason: {failure}"
+        ),
+    }
+    assert_caught::<B>(&[], &[("error_paths_stream", errors::error_paths_stream::<B>)]);
+}
+
+#[test]
+fn the_check_list_has_unique_names() {
+    let checks = all_checks::<conformance::ReferenceBackend>();
+    let mut names: Vec<&str> = checks.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), checks.len());
+    assert!(checks.len() >= 30, "{} checks", checks.len());
+}
