@@ -99,7 +99,7 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for threads in $THREADS; do
-    peer_rates=(); ours_rates=()
+    peer_rates=(); ours_rates=(); peer_cpu=(); ours_cpu=()
     for round in $(seq "$ROUNDS"); do
         peer_args=(--threads "$threads" --steps "$TRAIN_STEPS" --batch "$BATCH" --segment "$TRAIN_SEGMENT" --data "$DATA")
         peer_active=$("$VENV/bin/python" bench/peer_train.py "${peer_args[@]}" 2>/dev/null)
@@ -107,18 +107,27 @@ for threads in $THREADS; do
         echo "  round $round: (default OpenMP wait) $peer_active"
         echo "  round $round: (OMP_WAIT_POLICY=PASSIVE) $peer_passive"
         peer=$(faster "$peer_active" "$peer_passive")
-        ours=$(target/release/brt train --data "$DATA" --preset small --backend cpu --threads "$threads" \
-            --batch "$BATCH" --segment "$TRAIN_SEGMENT" --steps "$TRAIN_STEPS" --warmup 2 \
-            --eval-every 1000000 --checkpoint-every 1000000 --out "$out/brt" 2>/dev/null | tail -n 1)
+        # The process's CPU time (user + system, start-up and final checkpoint
+        # included) from bash's `time`.
+        brt_cpu=$( { TIMEFORMAT='%U %S'; time target/release/brt train --data "$DATA" --preset small --backend cpu \
+            --threads "$threads" --batch "$BATCH" --segment "$TRAIN_SEGMENT" --steps "$TRAIN_STEPS" --warmup 2 \
+            --eval-every 1000000 --checkpoint-every 1000000 --out "$out/brt" >"$out/stdout" 2>/dev/null; } 2>&1 )
+        brt_cpu=$(awk '{printf "%.3f", $1 + $2}' <<<"$brt_cpu")
+        ours=$(tail -n 1 "$out/stdout")
         # "trained N steps in S s (R tokens/s); ..." -> "... = R tokens/s"
         ours_rate=$(sed -E 's/.*\(([0-9.]+) tokens\/s\).*/\1/' <<<"$ours")
-        echo "  round $round: brt ${ours%%;*} = $ours_rate tokens/s"
+        echo "  round $round: brt ${ours%%;*} = $ours_rate tokens/s (process CPU time $brt_cpu s, whole run)"
         peer_rates+=("$(rate "$peer")")
         ours_rates+=("$ours_rate")
+        peer_cpu+=("$(sed -E 's/.*process CPU time ([0-9.]+) s.*/\1/' <<<"$peer")")
+        ours_cpu+=("$brt_cpu")
     done
     p=$(printf '%s\n' "${peer_rates[@]}" | median)
     o=$(printf '%s\n' "${ours_rates[@]}" | median)
+    pc=$(printf '%s\n' "${peer_cpu[@]}" | median)
+    oc=$(printf '%s\n' "${ours_cpu[@]}" | median)
     echo "training, threads $threads: peer median $p tokens/s, brt median $o tokens/s, brt/peer = $(awk -v o="$o" -v p="$p" 'BEGIN {printf "%.2f", o / p}')"
+    echo "  CPU time: peer median $pc s (training loop), brt median $oc s (whole process); peer/brt = $(awk -v o="$oc" -v p="$pc" 'BEGIN {printf "%.2f", p / o}')"
 done
 }
 

@@ -182,11 +182,16 @@ impl<M: HostMemory> Cpu<M> {
     }
 
     /// Runs `tasks` tasks of `body(task, scratch, partial)` that also add their
-    /// shares of a sum into `partial` (the values of `outs`, one after another):
-    /// each thread sums into a zeroed area of its own scratch past the first `need`
-    /// values, and after the run every thread's area is added into `outs`. Tasks
-    /// get `need` values of scratch. (Backward kernels: parameter gradients that
-    /// every row contributes to, with no atomics and no allocation.)
+    /// shares of a sum into `partial` (the values of `outs`, one after another),
+    /// with no atomics and no allocation (backward kernels: parameter gradients
+    /// that every row contributes to).
+    ///
+    /// The tasks are split into one contiguous part per thread; each part runs its
+    /// tasks in order, summing into its own zeroed area (in the scratch of the
+    /// thread with the part's index, past the first `need` values), and the areas
+    /// are added into `outs` in part order after the run. Which thread runs which
+    /// part does not matter, so the sums are the same from run to run for a given
+    /// thread count. Tasks get `need` values of the running thread's scratch.
     pub(crate) fn parallel_reduce(
         &mut self,
         tasks: usize,
@@ -211,18 +216,33 @@ impl<M: HostMemory> Cpu<M> {
             }
             .into());
         }
-        for w in 0..threads {
-            self.scratch[w * per + need..][..total].fill(0.0);
+        let parts = threads.min(tasks).max(1);
+        for p in 0..parts {
+            self.scratch[p * per + need..][..total].fill(0.0);
         }
-        self.parallel(tasks, &|t, scratch| {
-            let (scratch, partial) = scratch.split_at_mut(need);
-            body(t, scratch, &mut partial[..total]);
+        let base = SendPtr(self.scratch.as_mut_ptr());
+        self.workers.run(parts, &|part, w| {
+            // SAFETY: the scratch holds `per * threads` values (checked above) and
+            // is borrowed mutably by this call. Worker `w < threads` runs its parts
+            // one after another and alone uses `[w*per, w*per + need)`; part
+            // `part < parts <= threads` is run once and alone uses
+            // `[part*per + need, part*per + need + total)`; `need + total <= per`
+            // (checked above), so no two of these ranges overlap.
+            let (scratch, partial) = unsafe {
+                (
+                    core::slice::from_raw_parts_mut(base.get().add(w * per), need),
+                    core::slice::from_raw_parts_mut(base.get().add(part * per + need), total),
+                )
+            };
+            for t in (tasks * part / parts)..(tasks * (part + 1) / parts) {
+                body(t, scratch, partial);
+            }
         })?;
-        for w in 0..threads {
-            let mut partial = &self.scratch[w * per + need..][..total];
+        for p in 0..parts {
+            let mut partial = &self.scratch[p * per + need..][..total];
             for out in outs.iter_mut() {
                 let (mine, rest) = partial.split_at(out.len());
-                out.iter_mut().zip(mine).for_each(|(o, &p)| *o += p);
+                out.iter_mut().zip(mine).for_each(|(o, &v)| *o += v);
                 partial = rest;
             }
         }

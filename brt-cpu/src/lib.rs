@@ -1,8 +1,9 @@
 //! # brt-cpu
 //!
 //! The CPU backend of brt: [`Cpu`] implements the core's [`brt_core::Kernels`]
-//! with SIMD kernels chosen at run time ([`SimdLevel`]: AVX-512, AVX2+FMA, NEON or
-//! portable scalar code; any supported level can be forced).
+//! and, for training, [`brt_core::Gradients`] with SIMD kernels chosen at run
+//! time ([`SimdLevel`]: AVX-512, AVX2+FMA, NEON or portable scalar code; any
+//! supported level can be forced).
 //!
 //! - `no_std` and allocation-free: every buffer, the backend's own scratch
 //!   included, comes from a [`brt_core::HostMemory`] at construction; with

@@ -512,7 +512,9 @@ where
                             let out_view = match (out_saved, &placeholder) {
                                 (Some(saved), _) => View::new(&s.saved[saved], 0),
                                 (None, Some(p)) => View::new(p, 0),
-                                (None, None) => unreachable!("a placeholder goes with no saved output"),
+                                (None, None) => {
+                                    return Err(Error::Invalid("internal: a product without its output".into()))
+                                }
                             };
                             s.inner
                                 .matmul_backward(
@@ -549,6 +551,7 @@ where
                     Some(b) => Some(w_at(b)?),
                     None => None,
                 };
+                let scale_view = w_at(scale)?;
                 let ids = [q.id, k.id, v.id, out.id];
                 let r = match self.grads(ids)? {
                     Some([mut g_q, mut g_k, mut g_v, g_out]) => {
@@ -556,7 +559,7 @@ where
                             View::new(&self.saved[qs], 0),
                             View::new(&self.saved[ks], 0),
                             View::new(&self.saved[vs], 0),
-                            w_at(scale)?,
+                            scale_view,
                             bias_view,
                             View::new(&g_out, out.offset),
                             ViewMut::new(&mut g_q, q.offset),
@@ -579,7 +582,7 @@ where
                                 View::new(&self.saved[qs], 0),
                                 View::new(&self.saved[ks], 0),
                                 View::new(&self.saved[vs], 0),
-                                w_at(scale)?,
+                                scale_view,
                                 bias_view,
                                 View::new(&d_out, 0),
                                 ViewMut::new(&mut d_q, 0),

@@ -32,6 +32,10 @@ use brt_core::primitives::{t5_bucket, SAFE_SOFTMAX_FLOOR};
 const QT: usize = 48;
 /// Keys per tile (a multiple of every level's `MR` and `NR`).
 const KT: usize = 96;
+/// Key tiles whose scores and `dP` the first sweep keeps for the second when a
+/// query tile sees no more (a window of up to `8 * KT - QT` keys): the second
+/// sweep then skips both products and their packing.
+const CACHED_TILES: usize = 8;
 /// Distances with their own bias entry; farther keys share the last (their T5
 /// bucket is the same from 113 on).
 const DISTANCES: usize = 128;
@@ -40,17 +44,18 @@ const DISTANCES: usize = 128;
 pub(crate) const fn scratch_len(mr: usize, nr: usize, max_dh: usize) -> usize {
     let dh_pad = round_up(max_dh, nr);
     // Q and dO as A panels and as B panels; K^T, V^T and K panels; S and dP
-    // tiles; one A panel; row statistics; bias by distance and its gradient; a
-    // row of biases.
+    // tiles (kept for up to `CACHED_TILES` key tiles); one A panel; row
+    // statistics; bias by distance and its gradient; a row of biases and one of
+    // logits.
     2 * QT * max_dh
         + 2 * QT * dh_pad
         + 2 * KT * max_dh
         + KT * dh_pad
-        + 2 * QT * KT
+        + 2 * CACHED_TILES * QT * KT
         + mr * KT
         + 3 * QT
         + 2 * DISTANCES
-        + KT
+        + 2 * KT
 }
 
 /// One checked call.
@@ -112,8 +117,8 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
     let kt_b = take(&mut rest, KT * dh);
     let vt_b = take(&mut rest, KT * dh);
     let k_b = take(&mut rest, KT * dh_pad);
-    let s_tile = take(&mut rest, QT * KT);
-    let dp_tile = take(&mut rest, QT * KT);
+    let s_tiles = take(&mut rest, CACHED_TILES * QT * KT);
+    let dp_tiles = take(&mut rest, CACHED_TILES * QT * KT);
     let a_panel = take(&mut rest, S::MR * KT);
     let row_max = take(&mut rest, QT);
     let row_inv = take(&mut rest, QT);
@@ -121,6 +126,7 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
     let bias_at = take(&mut rest, DISTANCES);
     let bias_grad = take(&mut rest, DISTANCES);
     let bias_row = take(&mut rest, KT);
+    let logit_row = take(&mut rest, KT);
 
     let raw = c.scale.get(h);
     let a = if d.abs_scale() { raw.abs() } else { raw };
@@ -174,13 +180,22 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
         row_inv[..qt].fill(0.0); // the running sum during the first sweep
         row_d[..qt].fill(0.0);
         let (key_lo, key_hi) = (visible(0).0, visible(qt - 1).1);
+        // Whether the first sweep's tiles are kept for the second.
+        let cached = (key_hi - key_lo).div_ceil(KT) <= CACHED_TILES;
 
         for sweep in 0..2 {
             let mut jt = key_lo;
+            let mut tile_index = 0;
             while jt < key_hi {
                 let kt = KT.min(key_hi - jt);
-                pack_b::<S>(BSource::OutIn(WSlice::F32(k), ld), 0, dh, jt, kt, kt_b);
-                pack_b::<S>(BSource::OutIn(WSlice::F32(v), ld), 0, dh, jt, kt, vt_b);
+                let slot = if cached { tile_index } else { 0 };
+                let s_tile = &mut s_tiles[slot * QT * KT..][..QT * KT];
+                let dp_tile = &mut dp_tiles[slot * QT * KT..][..QT * KT];
+                let compute = sweep == 0 || !cached;
+                if compute {
+                    pack_b::<S>(BSource::OutIn(WSlice::F32(k), ld), 0, dh, jt, kt, kt_b);
+                    pack_b::<S>(BSource::OutIn(WSlice::F32(v), ld), 0, dh, jt, kt, vt_b);
+                }
                 if sweep == 1 {
                     pack_b::<S>(BSource::InOut(WSlice::F32(k), ld), jt, kt, 0, dh, k_b);
                 }
@@ -197,7 +212,8 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                         continue;
                     }
                     let (c_lo, c_hi) = (lo - jt, hi - jt);
-                    for cp in c_lo / S::NR..c_hi.div_ceil(S::NR) {
+                    let panels = if compute { c_lo / S::NR..c_hi.div_ceil(S::NR) } else { 0..0 };
+                    for cp in panels {
                         // SAFETY: the Q and dO panels hold `dh*MR` values at
                         // `r0*dh`, the K^T and V^T panels `dh*NR` at `cp*dh*NR`
                         // (`cp*NR < kt <= KT`), and the tiles take an `MR x NR`
@@ -245,7 +261,9 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                             }
                         }
                         if sweep == 0 {
-                            let seen = &mut s_row[vl..vh];
+                            // The logits on a copy: the scores stay for the second sweep.
+                            let seen = &mut logit_row[..vh - vl];
+                            seen.copy_from_slice(&s_row[vl..vh]);
                             if biased {
                                 add_assign::<S>(seen, &bias_row[vl..vh]);
                             }
@@ -360,6 +378,7 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                     }
                 }
                 jt += kt;
+                tile_index += 1;
             }
             if sweep == 0 {
                 for i in 0..qt {

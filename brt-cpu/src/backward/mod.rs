@@ -13,8 +13,10 @@
 //!   chunked like their forwards, a task per (batch row, head).
 //! - Row-wise kernels split rows over threads. Parameter gradients that every row
 //!   (or batch row) adds to are summed per thread and added once at the end
-//!   (`Cpu::parallel_reduce`), so no float atomics are needed and the result does
-//!   not depend on which thread ran which task beyond summation order.
+//!   (`Cpu::parallel_reduce`), so no float atomics are needed. The tasks are
+//!   split into fixed parts summed in a fixed order, so results are the same
+//!   from run to run for a given thread count (across thread counts they agree
+//!   to rounding).
 
 mod attention;
 mod linear;
