@@ -58,9 +58,9 @@ pub trait Gradients: Kernels {
 
     /// For `out = act(alpha x w + (accumulate ? out_before : 0))`, with `out` the
     /// forward's result: with `d_z = d_out * act'(out)`, `d_x += alpha d_z w^T`,
-    /// `d_w += alpha x^T d_z`, and, when the forward accumulated, `d_out` is
-    /// replaced by `d_z` (the gradient with respect to `out_before`); otherwise it
-    /// is left alone (the caller clears it).
+    /// `d_w += alpha x^T d_z`, and `d_out` is replaced by `d_z`: the gradient with
+    /// respect to `out_before` when the forward accumulated; when it did not, the
+    /// caller clears it.
     #[allow(clippy::too_many_arguments)]
     fn matmul_backward(
         &mut self,

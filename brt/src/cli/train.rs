@@ -332,7 +332,11 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
         }
     }
     eprintln!("{} training documents ({} tokens), {} held out", corpus.documents.len(), corpus.tokens(), holdout.len());
-    let head_dim = start.as_ref().map_or(0, |s| s.config().head_dim);
+    let head_dim = match (&start, &args.resume) {
+        (Some(s), _) => s.config().head_dim,
+        (None, Some(checkpoint)) => brt::train::checkpoint_config(checkpoint)?.head_dim,
+        (None, None) => 0,
+    };
     let options = BackendOptions { threads: args.threads, max_head_dim: head_dim };
     let run = TrainRun { args: &args, corpus, holdout, start };
     run_training_on(args.backend, options, run)?;

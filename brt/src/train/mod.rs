@@ -284,6 +284,8 @@ where
     }
 
     /// Continues a run from a checkpoint written by [`Trainer::save_checkpoint`].
+    ///
+    /// (See [`checkpoint_config`] to size a backend before resuming.)
     pub fn resume(kernels: G, path: &Path) -> Result<Trainer<G>> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let fail = |m: String| Error::format(path, m);
@@ -341,6 +343,19 @@ where
         };
         trainer.session.import(&mut trainer.engine, &state).map_err(|e| fail(e.to_string()))?;
         Ok(trainer)
+    }
+}
+
+/// The model configuration stored in a training checkpoint (read from its header
+/// only).
+pub fn checkpoint_config(path: &Path) -> Result<Config> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::format(path, format!("not a brt training checkpoint: {e}")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    match (meta.get("format").map(String::as_str), meta.get("config")) {
+        (Some(file::FORMAT), Some(config)) => ConfigFile::parse(config).map_err(|e| Error::format(path, e.to_string())),
+        _ => Err(Error::format(path, "not a brt training checkpoint")),
     }
 }
 
