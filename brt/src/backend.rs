@@ -136,6 +136,8 @@ fn not_compiled<T>(kind: BackendKind) -> Result<T> {
 }
 
 /// Runs `job` on a new instance of backend `kind`.
+// Only the CPU backend takes options; without it they go unused.
+#[cfg_attr(not(feature = "cpu"), allow(unused_variables))]
 pub fn run_on_with<J: BackendJob>(kind: BackendKind, options: BackendOptions, job: J) -> Result<J::Output> {
     match kind {
         BackendKind::Reference => job.run(brt_core::Reference::new(Heap)),
@@ -168,7 +170,7 @@ pub fn run_training_on<J: TrainingJob>(kind: BackendKind, options: BackendOption
         BackendKind::Cpu => job.run(options.cpu()?),
         other if !other.is_compiled() => not_compiled(other),
         other => {
-            let _ = options;
+            let _ = options; // unused when the CPU backend is not compiled in
             Err(Error::Invalid(format!(
                 "backend `{other}` has no gradients yet; train with `--backend cpu` or `reference`"
             )))
