@@ -152,13 +152,20 @@ impl Encoder<'_> {
                     Tokenizer::Ids => self.pending.iter().rposition(|b| b.is_ascii_whitespace()).map(|i| i + 1),
                     _ => self.pending.iter().rposition(|&b| b == b'\n').map(|i| i + 1),
                 };
-                match cut {
+                let ids = match cut {
                     Some(cut) => {
                         let ready: Vec<u8> = self.pending.drain(..cut).collect();
-                        self.encode_text(&ready)
+                        self.encode_text(&ready)?
                     }
-                    None => Ok(Vec::new()),
+                    None => Vec::new(),
+                };
+                // What is held back is one unfinished word: an id is short, so a
+                // long one is an error now rather than memory that grows with the
+                // file (a file without white space would otherwise be held whole).
+                if matches!(self.tokenizer, Tokenizer::Ids) && self.pending.len() > MAX_ID_CHARS {
+                    return Err(not_an_id(&self.pending));
                 }
+                Ok(ids)
             }
         }
     }
@@ -177,10 +184,9 @@ impl Encoder<'_> {
             Tokenizer::Ids => {
                 let text = utf8(text, start)?;
                 text.split_ascii_whitespace()
-                    .map(|w| {
-                        w.parse::<u32>().map_err(|_| {
-                            Error::Invalid(format!("`{w}` is not a token id (a number from 0 to 4294967295)"))
-                        })
+                    .map(|w| match w.parse::<u32>() {
+                        Ok(id) if w.len() <= MAX_ID_CHARS => Ok(id),
+                        _ => Err(not_an_id(w.as_bytes())),
                     })
                     .collect()
             }
@@ -192,6 +198,17 @@ impl Encoder<'_> {
             }
         }
     }
+}
+
+/// The longest word the `ids` tokenizer reads as a token id (ids have at most 10
+/// digits; this leaves room for leading zeros).
+const MAX_ID_CHARS: usize = 32;
+
+/// The error for a word that is not a token id, quoting at most its start.
+fn not_an_id(word: &[u8]) -> Error {
+    let shown = String::from_utf8_lossy(&word[..word.len().min(MAX_ID_CHARS)]).into_owned();
+    let more = if word.len() > MAX_ID_CHARS { "..." } else { "" };
+    Error::Invalid(format!("`{shown}{more}` is not a token id (a number from 0 to 4294967295)"))
 }
 
 fn utf8(text: &[u8], start: usize) -> Result<&str> {
