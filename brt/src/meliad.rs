@@ -164,7 +164,10 @@ fn infer_config(arrays: &Arrays<'_>, params: &Arrays<'_>, options: ImportOptions
     }
     let [heads] = dims(params, "transformer0/tbase/_kvq/attention_scale")?;
     let [_, qkv] = dims(params, "transformer0/tbase/_kvq/keys_layer/kernel")?;
-    if heads == 0 || qkv % heads != 0 {
+    if heads == 0 {
+        return Err("`transformer0/tbase/_kvq/attention_scale` is empty: a model needs at least one head".into());
+    }
+    if qkv % heads != 0 {
         return Err(format!("key width {qkv} is not a multiple of {heads} heads"));
     }
     let [_, mlp_hidden] = dims(params, "transformer0/tbase/ffn/hidden0/kernel")?;

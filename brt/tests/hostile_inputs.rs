@@ -235,7 +235,7 @@ fn build_table(root: &Path) -> Table {
             e.shape = vec![0];
             e.data.clear();
         },
-        "is not a multiple of 0 heads",
+        "a model needs at least one head",
     );
     official_case(
         &mut t,
@@ -355,7 +355,22 @@ fn build_table(root: &Path) -> Table {
         &mut t,
         "weights: zero layers",
         config_edit("\"layers\":2", "\"layers\":0"),
-        "layer index out of range",
+        "number of layers must be positive",
+    );
+    weights_case(
+        &mut t,
+        "weights: 129 layers",
+        config_edit("\"layers\":2", "\"layers\":129"),
+        "at most 128 layers are supported",
+    );
+    weights_case(
+        &mut t,
+        "weights: 2^63 layers and a layer counted from the top",
+        |p| {
+            p.edit_meta("config", "\"layers\":2", "\"layers\":9223372036854775808");
+            p.edit_meta("config", "\"recurrent_layers\":[1]", "\"recurrent_layers\":[-1]");
+        },
+        "at most 128 layers are supported",
     );
     weights_case(
         &mut t,
@@ -799,9 +814,12 @@ fn build_table(root: &Path) -> Table {
     t
 }
 
-/// Runs every case of `table`; returns the failures.
-fn run_table(table: &Table) -> Vec<String> {
+/// Runs every case of `table`; returns the failures, and the table as Markdown
+/// rows (case, command, exit status, message) with the folder's path left out.
+fn run_table(table: &Table) -> (Vec<String>, Vec<String>) {
     let mut failures = Vec::new();
+    let mut rows = Vec::new();
+    let root = table.root.to_string_lossy().into_owned();
     for case in &table.cases {
         let before = snapshot(&table.root);
         let out = Command::new(program()).args(&case.args).output().unwrap();
@@ -825,15 +843,33 @@ fn run_table(table: &Table) -> Vec<String> {
         if !problems.is_empty() {
             failures.push(format!("{}: {}\n    stderr: {}", case.name, problems.join("; "), stderr.trim()));
         }
+        let short = |text: &str| {
+            let text = text.replace(&format!("{root}/shared/"), "").replace(&format!("{root}/{}/", case.name), "");
+            text.replace(&format!("{root}/"), "").replace('|', "\\|")
+        };
+        let command: Vec<String> = case.args.iter().map(|a| short(&a.to_string_lossy())).collect();
+        let message = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        rows.push(format!(
+            "| {} | `brt {}` | {} | {} |",
+            case.name,
+            command.join(" "),
+            code.map_or("signal".into(), |c| c.to_string()),
+            short(message.strip_prefix("error: ").unwrap_or(message))
+        ));
     }
-    failures
+    (failures, rows)
 }
 
+/// Runs the table. With `BRT_BAD_INPUTS_TABLE=FILE`, also writes it as Markdown
+/// rows to FILE (for docs/bad-inputs.md).
 #[test]
 fn every_bad_input_gets_its_error_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let table = build_table(dir.path());
-    let failures = run_table(&table);
+    let (failures, rows) = run_table(&table);
+    if let Some(path) = std::env::var_os("BRT_BAD_INPUTS_TABLE") {
+        std::fs::write(path, rows.join("\n") + "\n").unwrap();
+    }
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), table.cases.len(), failures.join("\n"));
 }
 
@@ -890,7 +926,7 @@ fn outputs_never_replace_inputs() {
         1,
         "same file",
     );
-    let failures = run_table(&t);
+    let (failures, _) = run_table(&t);
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), t.cases.len(), failures.join("\n"));
 }
 
