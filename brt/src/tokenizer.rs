@@ -49,8 +49,14 @@ impl Tokenizer {
                 path.display()
             )));
         }
-        let t = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::format(path, format!("not a Hugging Face tokenizer.json: {e}")))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let not_json =
+            |e: &dyn std::fmt::Display| Error::format(path, format!("not a Hugging Face tokenizer.json: {e}"));
+        // The `tokenizers` crate panics on some malformed JSON (a syntax error
+        // inside `decoder`, e.g. in a file cut short), so the syntax is checked
+        // here first, without building anything.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| not_json(&e))?;
+        let t = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| not_json(&e))?;
         Ok(Tokenizer::HuggingFace(Box::new(t)))
     }
 
