@@ -52,11 +52,13 @@ impl Tokenizer {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let not_json =
             |e: &dyn std::fmt::Display| Error::format(path, format!("not a Hugging Face tokenizer.json: {e}"));
-        // The `tokenizers` crate panics on some malformed JSON (a syntax error
-        // inside `decoder`, e.g. in a file cut short), so the syntax is checked
-        // here first, without building anything.
-        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| not_json(&e))?;
-        let t = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| not_json(&e))?;
+        // The `tokenizers` crate panics on some malformed JSON (a syntax error or
+        // an invalid escape inside `decoder`, e.g. in a file cut short), so the
+        // whole file is parsed here first; a panic that still happens is caught.
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| not_json(&e))?;
+        let t = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&bytes))
+            .map_err(|_| not_json(&"the tokenizers library failed on it"))?
+            .map_err(|e| not_json(&e))?;
         Ok(Tokenizer::HuggingFace(Box::new(t)))
     }
 

@@ -47,3 +47,23 @@ fn a_syntax_error_inside_the_decoder_is_reported() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not a Hugging Face tokenizer.json: expected `:`"), "{err}");
 }
+
+/// The second input the fuzz target found: a string of `decoder` that is not
+/// valid text (a byte that is not UTF-8; likewise a lone surrogate escape).
+#[test]
+fn an_invalid_escape_inside_the_decoder_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    let broken = BPE.replace(r#""decoder":{"type":"ByteLevel""#, r#""decoder":{"type":"Byte\udc00Level""#);
+    assert_ne!(broken, BPE);
+    std::fs::write(&path, &broken).unwrap();
+    let err = Tokenizer::from_spec(path.to_str().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("not a Hugging Face tokenizer.json"), "{err}");
+    // The fuzzer's own input: a byte that is not UTF-8 in that string.
+    let raw = BPE.as_bytes().to_vec();
+    let at = BPE.find(r#""decoder":{"type":"ByteLevel""#).unwrap() + r#""decoder":{"type":"ByteLevel"#.len();
+    let broken = [&raw[..at], &[0xb5], &raw[at..]].concat();
+    std::fs::write(&path, &broken).unwrap();
+    let err = Tokenizer::from_spec(path.to_str().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("not a Hugging Face tokenizer.json"), "{err}");
+}
