@@ -1,7 +1,7 @@
 //! The configuration as JSON, as stored in the metadata of brt weight files.
 
 use crate::error::{Error, Result};
-use brt_core::{Config, GateKind, LayerSet, StateLayout};
+use brt_core::{Config, CoreError, GateKind, LayerSet, StateLayout, MAX_LAYERS};
 use serde::{Deserialize, Serialize};
 
 /// The JSON form of [`Config`]: layer sets as lists of indices, enums as names.
@@ -65,6 +65,13 @@ impl From<&Config> for ConfigFile {
 impl ConfigFile {
     /// The validated configuration.
     pub fn to_config(&self) -> Result<Config> {
+        // The layer count first: layer indices are resolved against it, and a
+        // count beyond i64 would overflow that arithmetic.
+        if self.layers == 0 || self.layers > MAX_LAYERS {
+            let what =
+                if self.layers == 0 { "number of layers must be positive" } else { "at most 128 layers are supported" };
+            return Err(CoreError::InvalidConfig { what, value: i64::try_from(self.layers).unwrap_or(i64::MAX) }.into());
+        }
         let config = Config {
             vocab: self.vocab,
             d_model: self.d_model,

@@ -9,7 +9,6 @@ use crate::files::write_atomically;
 use crate::weights::{ModelWeights, WeightBuffer};
 use brt_core::{Config, Kernels, Model, Plan, Stream};
 use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -310,6 +309,11 @@ where
     /// Saves the session (carried state, position, last logits) to `path`,
     /// atomically.
     pub fn save(&self, engine: &mut Engine<K>, path: &Path) -> Result<()> {
+        write_atomically(path, &self.to_bytes(engine)?)
+    }
+
+    /// The bytes of the session file [`Session::save`] writes.
+    pub fn to_bytes(&self, engine: &mut Engine<K>) -> Result<Vec<u8>> {
         self.check_engine(engine)?;
         let mut state = vec![0f32; self.stream.plan().state_len()];
         engine.kernels.read_tensor(self.stream.state(), 0, &mut state)?;
@@ -337,8 +341,7 @@ where
                     .map_err(invalid)?,
             ),
         ];
-        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(invalid)?;
-        write_atomically(path, &bytes)
+        safetensors::serialize(tensors, Some(metadata)).map_err(invalid)
     }
 
     /// Restores a session saved by [`Session::save`], on this engine's backend
@@ -346,10 +349,20 @@ where
     /// [`Engine::session`].
     pub fn load(engine: &mut Engine<K>, path: &Path, chunk: usize) -> Result<Session<K>> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let fail = |m: String| Error::format(path, m);
-        let (_, header) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a brt session file: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        Session::from_bytes(engine, &bytes, chunk).map_err(|e| match e {
+            Error::Invalid(m) => Error::format(path, m),
+            other => other,
+        })
+    }
+
+    /// Restores a session from the bytes of a session file (see [`Session::load`]).
+    ///
+    /// Every size the file claims (batch, state length) is checked against the
+    /// tensors it really holds before the session's memory is allocated.
+    pub fn from_bytes(engine: &mut Engine<K>, bytes: &[u8], chunk: usize) -> Result<Session<K>> {
+        let fail = |m: String| Error::Invalid(m);
+        let (tensors, meta) =
+            crate::format::parse_safetensors(bytes).map_err(|e| fail(format!("not a brt session file: {e}")))?;
         let get = |key: &str| meta.get(key).ok_or_else(|| fail(format!("not a brt session file (no `{key}`)")));
         if get("format")? != file::FORMAT {
             return Err(fail("not a brt session file".into()));
@@ -368,24 +381,33 @@ where
         let number = |key: &str| -> Result<u64> {
             get(key)?.parse::<u64>().map_err(|_| fail(format!("`{key}` is not a number")))
         };
-        let batch = number("batch")? as usize;
-        let position = number("position_in_block")? as usize;
+        let batch = usize::try_from(number("batch")?).map_err(|_| fail("`batch` is too large".into()))?;
+        let position = usize::try_from(number("position_in_block")?).unwrap_or(usize::MAX);
         let tokens_seen = number("tokens_seen")?;
-        let has_logits = get("has_logits")? == "true";
-        let tensors = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a brt session file: {e}")))?;
+        let has_logits = match get("has_logits")?.as_str() {
+            "true" => true,
+            "false" => false,
+            other => return Err(fail(format!("`has_logits` is `{other}`, not `true` or `false`"))),
+        };
         let f32s = |name: &str, len: usize| -> Result<Vec<f32>> {
             let view = tensors.tensor(name).map_err(|_| fail(format!("no `{name}` tensor")))?;
-            if view.dtype() != Dtype::F32 || view.data().len() != len * 4 {
+            if view.dtype() != Dtype::F32 || Some(view.data().len()) != len.checked_mul(4) {
                 return Err(fail(format!("`{name}` should be {len} f32 values")));
             }
             Ok(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
-        let mut session = engine.session(batch, chunk)?;
-        let state = f32s("state", session.stream.plan().state_len())?;
+        // The plan only computes sizes; the tensors must match them before the
+        // session (whose memory grows with the claimed batch) is created.
+        let plan = Plan::new(&config, batch, chunk.max(1)).map_err(|e| fail(format!("session: {e}")))?;
+        let logits_len =
+            batch.checked_mul(config.vocab).ok_or_else(|| fail(format!("`batch` {batch} is too large")))?;
+        let last_logits = f32s("last_logits", logits_len)?;
+        let state = f32s("state", plan.state_len())?;
         if state.iter().any(|v| !v.is_finite()) {
             return Err(fail("the saved state holds non-finite values".into()));
         }
-        session.last_logits = f32s("last_logits", batch * config.vocab)?;
+        let mut session = engine.session(batch, chunk)?;
+        session.last_logits = last_logits;
         session.stream.restore(&mut engine.kernels, &state, position).map_err(|e| fail(e.to_string()))?;
         session.tokens_seen = tokens_seen;
         session.has_logits = has_logits;

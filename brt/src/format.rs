@@ -25,12 +25,13 @@ pub const VERSION: &str = "1";
 pub const CONFIG_KEY: &str = "config";
 
 /// Whether `bytes` look like a safetensors file: a plausible header length
-/// followed by a JSON object.
+/// followed by a JSON object. A file cut short still looks like one, so that
+/// reading it reports the truncation.
 pub fn looks_like_safetensors(bytes: &[u8]) -> bool {
     match bytes.get(..8).and_then(|b| b.try_into().ok()) {
         Some(len) => {
             let n = u64::from_le_bytes(len);
-            n >= 2 && n.saturating_add(8) <= bytes.len() as u64 && bytes.get(8) == Some(&b'{')
+            (2..=MAX_HEADER).contains(&n) && bytes.get(8) == Some(&b'{')
         }
         None => false,
     }
@@ -69,10 +70,65 @@ pub fn save(weights: &ModelWeights, path: &Path) -> Result<()> {
     write_atomically(path, &to_bytes(weights)?)
 }
 
+/// Parses a safetensors file held in memory and returns it with its metadata.
+///
+/// The `safetensors` crate checks offsets, shapes and sizes, but adds the claimed
+/// end of the data to the header length unchecked, which overflows (a panic in
+/// builds with overflow checks) for a hostile header whose tensors claim almost
+/// 2^64 bytes. So every tensor's claimed end is first compared with the bytes
+/// that are really there; the header is parsed as generic JSON for that, which
+/// costs memory in proportion to the header, itself bounded by the file.
+pub(crate) fn parse_safetensors(bytes: &[u8]) -> Result<(SafeTensors<'_>, HashMap<String, String>), String> {
+    check_claims(bytes)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a valid safetensors file: {e}"))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| format!("not a valid safetensors file: {e}"))?;
+    Ok((tensors, meta))
+}
+
+/// Largest header the `safetensors` crate reads (its own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Reports a truncated file, and rejects a header whose tensors claim data
+/// beyond the end of the file. Headers that are malformed in any other way are
+/// left to the `safetensors` crate, which reports them.
+fn check_claims(bytes: &[u8]) -> Result<(), String> {
+    let Some(len) = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+        return Err(format!("truncated: {} bytes, not even the 8-byte header length", bytes.len()));
+    };
+    let claimed = u64::from_le_bytes(len);
+    let after = (bytes.len() - 8) as u64;
+    if claimed > after {
+        return Err(if claimed <= MAX_HEADER {
+            format!("truncated: the header is {claimed} bytes long, only {after} bytes follow its length")
+        } else {
+            format!("not a valid safetensors file: the header length {claimed} is implausible")
+        });
+    }
+    // `claimed <= after < usize::MAX`, so the header is inside the file.
+    let header = &bytes[8..8 + claimed as usize];
+    let Ok(serde_json::Value::Object(entries)) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return Ok(());
+    };
+    let data_len = after - claimed;
+    for (name, entry) in &entries {
+        let end = entry.get("data_offsets").and_then(|o| o.get(1)).and_then(serde_json::Value::as_u64);
+        if let Some(end) = end.filter(|&end| end > data_len) {
+            return Err(format!(
+                "truncated or corrupt: tensor `{name}` claims data up to byte {end}, the file holds {data_len}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reads a brt weight file from its bytes.
+///
+/// Every tensor is checked (name, dtype, shape) before the parameter buffer is
+/// allocated, so the memory used is bounded by the file's size whatever its
+/// configuration claims.
 pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a valid safetensors file: {e}"))?;
-    let meta = metadata.metadata().clone().unwrap_or_default();
+    let (tensors, meta) = parse_safetensors(bytes)?;
     if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_NAME) {
         return Err("a safetensors file, but not brt weights (no `format: brt` metadata); \
                     convert official checkpoints with `brt convert`"
@@ -85,7 +141,6 @@ pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
     }
     let config_json = meta.get(CONFIG_KEY).ok_or("brt weights without a configuration")?;
     let config = ConfigFile::parse(config_json).map_err(|e| format!("configuration in metadata: {e}"))?;
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| format!("not a valid safetensors file: {e}"))?;
     let layout = brt_core::WeightLayout::new(&config).map_err(|e| e.to_string())?;
 
     let mut dtype = None;
@@ -102,12 +157,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
             _ => dtype = Some(d),
         }
     }
-    let dtype = dtype.unwrap_or(Dtype::F32);
-    let mut buffer = match dtype {
-        Dtype::F16 => WeightBuffer::F16(vec![f16::ZERO; layout.len()]),
-        Dtype::BF16 => WeightBuffer::Bf16(vec![bf16::ZERO; layout.len()]),
-        _ => WeightBuffer::F32(vec![0.0; layout.len()]),
-    };
+    // Every parameter is present with its shape before anything is allocated:
+    // then the buffer is no larger than the tensors the file really holds.
+    let mut parts = Vec::with_capacity(tensors.len());
     for spec in layout.params() {
         let name = param_name(spec.param);
         let view = tensors.tensor(&name).map_err(|_| format!("missing tensor `{name}`"))?;
@@ -115,8 +167,15 @@ pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
         if view.shape() != want.as_slice() {
             return Err(format!("tensor `{name}` has shape {:?}, expected {want:?}", view.shape()));
         }
-        let range = spec.offset..spec.offset + spec.span.len();
-        let data = view.data();
+        parts.push((spec.offset..spec.offset + spec.span.len(), view.data()));
+    }
+    let dtype = dtype.unwrap_or(Dtype::F32);
+    let mut buffer = match dtype {
+        Dtype::F16 => WeightBuffer::F16(vec![f16::ZERO; layout.len()]),
+        Dtype::BF16 => WeightBuffer::Bf16(vec![bf16::ZERO; layout.len()]),
+        _ => WeightBuffer::F32(vec![0.0; layout.len()]),
+    };
+    for (range, data) in parts {
         // Little-endian element bytes; `chunks_exact` never reads past the data,
         // whose length safetensors checked against the shape.
         match &mut buffer {

@@ -7,7 +7,6 @@ use crate::files::write_atomically;
 use crate::weights::ModelWeights;
 use brt_core::Kernels;
 use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -63,11 +62,16 @@ impl TokenBatch {
 /// Reads the `tokens` tensor (`[B, T]`, int32 or int64) of a safetensors file.
 pub fn read_tokens(path: &Path) -> Result<TokenBatch> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let fail = |m: String| Error::format(path, m);
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
-    let view = file.tensor("tokens").map_err(|_| fail("no tensor named `tokens`".into()))?;
+    tokens_from_bytes(&bytes).map_err(|m| Error::format(path, m))
+}
+
+/// Reads the `tokens` tensor of a safetensors file held in memory (see
+/// [`read_tokens`]); the error says what is wrong.
+pub fn tokens_from_bytes(bytes: &[u8]) -> Result<TokenBatch, String> {
+    let (file, _) = crate::format::parse_safetensors(bytes)?;
+    let view = file.tensor("tokens").map_err(|_| "no tensor named `tokens`".to_string())?;
     let &[batch, len] = view.shape() else {
-        return Err(fail(format!("`tokens` has shape {:?}; it must be [documents, tokens]", view.shape())));
+        return Err(format!("`tokens` has shape {:?}; it must be [documents, tokens]", view.shape()));
     };
     let ids: Vec<i64> = match view.dtype() {
         Dtype::I32 => {
@@ -78,16 +82,14 @@ pub fn read_tokens(path: &Path) -> Result<TokenBatch> {
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect(),
-        d => return Err(fail(format!("`tokens` has dtype {d:?}; it must be I32 or I64"))),
+        d => return Err(format!("`tokens` has dtype {d:?}; it must be I32 or I64")),
     };
     let ids = ids
         .iter()
         .enumerate()
-        .map(|(i, &id)| {
-            u32::try_from(id).map_err(|_| fail(format!("token id {id} at index {i} is negative or too large")))
-        })
-        .collect::<Result<Vec<u32>>>()?;
-    TokenBatch::new(batch, len, ids).map_err(|e| fail(e.to_string()))
+        .map(|(i, &id)| u32::try_from(id).map_err(|_| format!("token id {id} at index {i} is negative or too large")))
+        .collect::<Result<Vec<u32>, String>>()?;
+    TokenBatch::new(batch, len, ids).map_err(|e| e.to_string())
 }
 
 /// Writes `logits` (`[B, T, V]` f32) to a safetensors file, atomically.
@@ -128,7 +130,16 @@ impl BackendJob for LogitsJob<'_> {
         let mut engine = Engine::new(k, self.weights)?;
         let mut session = engine.session(batch, self.chunk.clamp(1, len))?;
         let rows: Vec<&[u32]> = self.tokens.ids.chunks_exact(len).collect();
-        let mut out = vec![0f32; total];
+        // The output is as large as the input times the vocabulary: ask for it
+        // rather than abort when the system cannot give it.
+        let mut out = Vec::new();
+        out.try_reserve_exact(total).map_err(|_| {
+            Error::Invalid(format!(
+                "the logits of {batch} documents of {len} tokens ({} GiB) do not fit in memory",
+                (total as f64 * 4.0 / (1u64 << 30) as f64).ceil()
+            ))
+        })?;
+        out.resize(total, 0f32);
         let mut scatter = |start: usize, logits: &[f32]| {
             for (i, row) in logits.chunks_exact(vocab).enumerate() {
                 let (t, b) = (start + i / batch, i % batch);

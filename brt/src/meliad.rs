@@ -97,7 +97,10 @@ pub fn import(bytes: &[u8], options: ImportOptions) -> Result<ModelWeights, Stri
         [ArrayDtype::Bf16] => ArrayDtype::Bf16,
         _ => ArrayDtype::F32,
     };
-    let mut flat = Vec::with_capacity(layout.len());
+    // Every parameter is found with its shape before anything is allocated, so the
+    // buffer is never larger than the arrays the file really holds (a size read
+    // from an empty array, e.g. a `[0, n]` kernel, could claim anything).
+    let mut found = Vec::with_capacity(params.len());
     for spec in layout.params() {
         let path = official_path(spec.param);
         let array = params.get(&path).ok_or_else(|| {
@@ -108,6 +111,10 @@ pub fn import(bytes: &[u8], options: ImportOptions) -> Result<ModelWeights, Stri
         if array.shape != want {
             return Err(format!("parameter `{path}` has shape {:?}, expected {want:?}", array.shape));
         }
+        found.push((path, array));
+    }
+    let mut flat = Vec::with_capacity(layout.len());
+    for (path, array) in found {
         let values = array.to_f32().ok_or_else(|| format!("parameter `{path}` is not a float array"))?;
         flat.extend(values);
         expected.insert(path);
@@ -141,13 +148,26 @@ fn dims<const N: usize>(params: &Arrays<'_>, path: &str) -> Result<[usize; N], S
 
 fn infer_config(arrays: &Arrays<'_>, params: &Arrays<'_>, options: ImportOptions) -> Result<Config, String> {
     let [vocab, d_model] = dims(params, "embed/embedding")?;
-    let layers = (0..).take_while(|l| params.keys().any(|k| k.starts_with(&format!("transformer{l}/")))).count();
+    // Layer numbers in one pass over the paths (a hostile file can hold many
+    // thousands of them; probing each number against every path would be quadratic).
+    let numbers: BTreeSet<usize> = params
+        .keys()
+        .filter_map(|k| {
+            let digits = k.strip_prefix("transformer")?.split_once('/')?.0;
+            let n: usize = digits.parse().ok()?;
+            (n.to_string() == digits).then_some(n)
+        })
+        .collect();
+    let layers = (0..).take_while(|l| numbers.contains(l)).count();
     if layers == 0 {
         return Err("no `transformer0/...` layer in the checkpoint".into());
     }
     let [heads] = dims(params, "transformer0/tbase/_kvq/attention_scale")?;
     let [_, qkv] = dims(params, "transformer0/tbase/_kvq/keys_layer/kernel")?;
-    if heads == 0 || qkv % heads != 0 {
+    if heads == 0 {
+        return Err("`transformer0/tbase/_kvq/attention_scale` is empty: a model needs at least one head".into());
+    }
+    if qkv % heads != 0 {
         return Err(format!("key width {qkv} is not a multiple of {heads} heads"));
     }
     let [_, mlp_hidden] = dims(params, "transformer0/tbase/ffn/hidden0/kernel")?;
@@ -188,9 +208,13 @@ fn infer_config(arrays: &Arrays<'_>, params: &Arrays<'_>, options: ImportOptions
                 .find(|(k, _)| k.starts_with(CACHES) && k.ends_with("previous_keys_test"))
                 .or_else(|| arrays.iter().find(|(k, _)| k.starts_with(CACHES) && k.contains("previous_keys")));
             match cached {
-                Some((_, a)) if a.shape.len() == 4 => a.shape[1],
+                // An empty array (a zero dimension) holds no data to back its window.
+                Some((_, a)) if a.shape.len() == 4 && !a.shape.contains(&0) => a.shape[1],
                 Some((path, a)) => {
-                    return Err(format!("cached keys `{path}` have shape {:?}, expected (B, W, H, dh)", a.shape))
+                    return Err(format!(
+                        "cached keys `{path}` have shape {:?}, expected (B, W, H, dh) with no zero dimension",
+                        a.shape
+                    ))
                 }
                 None => return Err(
                     "the checkpoint has no cached keys to read the window from; give the window explicitly (--window)"

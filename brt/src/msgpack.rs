@@ -12,6 +12,14 @@ use std::collections::BTreeMap;
 /// Nesting deeper than this is rejected (real checkpoints nest about 10 deep).
 const MAX_DEPTH: usize = 64;
 
+/// The stored paths may take at most this many bytes per byte of the file, plus
+/// [`PATH_ALLOWANCE`]. Every array is stored under its full path, so long keys
+/// above many small arrays would otherwise cost memory quadratic in the file's
+/// size; real checkpoints use a small fraction of this.
+const PATH_BYTES_PER_FILE_BYTE: usize = 4;
+/// See [`PATH_BYTES_PER_FILE_BYTE`].
+const PATH_ALLOWANCE: usize = 1 << 20;
+
 /// An element type of a stored array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ArrayDtype {
@@ -85,7 +93,8 @@ pub type Arrays<'a> = BTreeMap<String, RawArray<'a>>;
 
 /// Reads all arrays of a msgpack document. Errors say at which byte and why.
 pub fn read_arrays(bytes: &[u8]) -> Result<Arrays<'_>, String> {
-    let mut reader = Reader { buf: bytes, pos: 0 };
+    let budget = bytes.len().saturating_mul(PATH_BYTES_PER_FILE_BYTE).saturating_add(PATH_ALLOWANCE);
+    let mut reader = Reader { buf: bytes, pos: 0, path_budget: budget };
     let mut arrays = Arrays::new();
     let mut path = String::new();
     reader.value(&mut path, 0, &mut arrays)?;
@@ -98,6 +107,8 @@ pub fn read_arrays(bytes: &[u8]) -> Result<Arrays<'_>, String> {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Bytes of paths that may still be stored.
+    path_budget: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -245,6 +256,10 @@ impl<'a> Reader<'a> {
             return Ok(()); // numpy scalars (type 3) and others carry no parameters
         }
         let array = parse_array(payload).map_err(|e| format!("array `{path}`: {e}"))?;
+        self.path_budget = match self.path_budget.checked_sub(path.len()) {
+            Some(left) => left,
+            None => return self.fail("the array paths are too long for the size of the file (corrupt nesting)"),
+        };
         if out.insert(path.to_string(), array).is_some() {
             return self.fail(&format!("array `{path}` appears twice"));
         }
@@ -261,7 +276,7 @@ fn push(path: &mut String, key: &str) {
 
 /// Parses the ext-1 payload `[shape, dtype name, bytes]`.
 fn parse_array(payload: &[u8]) -> Result<RawArray<'_>, String> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader { buf: payload, pos: 0, path_budget: 0 };
     let outer = match r.marker()? {
         Marker::FixArray(n) => n as usize,
         _ => return Err("payload is not a [shape, dtype, data] list".into()),

@@ -49,8 +49,16 @@ impl Tokenizer {
                 path.display()
             )));
         }
-        let t = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::format(path, format!("not a Hugging Face tokenizer.json: {e}")))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let not_json =
+            |e: &dyn std::fmt::Display| Error::format(path, format!("not a Hugging Face tokenizer.json: {e}"));
+        // The `tokenizers` crate panics on some malformed JSON (a syntax error or
+        // an invalid escape inside `decoder`, e.g. in a file cut short), so the
+        // whole file is parsed here first; a panic that still happens is caught.
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| not_json(&e))?;
+        let t = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&bytes))
+            .map_err(|_| not_json(&"the tokenizers library failed on it"))?
+            .map_err(|e| not_json(&e))?;
         Ok(Tokenizer::HuggingFace(Box::new(t)))
     }
 
@@ -152,13 +160,20 @@ impl Encoder<'_> {
                     Tokenizer::Ids => self.pending.iter().rposition(|b| b.is_ascii_whitespace()).map(|i| i + 1),
                     _ => self.pending.iter().rposition(|&b| b == b'\n').map(|i| i + 1),
                 };
-                match cut {
+                let ids = match cut {
                     Some(cut) => {
                         let ready: Vec<u8> = self.pending.drain(..cut).collect();
-                        self.encode_text(&ready)
+                        self.encode_text(&ready)?
                     }
-                    None => Ok(Vec::new()),
+                    None => Vec::new(),
+                };
+                // What is held back is one unfinished word: an id is short, so a
+                // long one is an error now rather than memory that grows with the
+                // file (a file without white space would otherwise be held whole).
+                if matches!(self.tokenizer, Tokenizer::Ids) && self.pending.len() > MAX_ID_CHARS {
+                    return Err(not_an_id(&self.pending));
                 }
+                Ok(ids)
             }
         }
     }
@@ -177,10 +192,9 @@ impl Encoder<'_> {
             Tokenizer::Ids => {
                 let text = utf8(text, start)?;
                 text.split_ascii_whitespace()
-                    .map(|w| {
-                        w.parse::<u32>().map_err(|_| {
-                            Error::Invalid(format!("`{w}` is not a token id (a number from 0 to 4294967295)"))
-                        })
+                    .map(|w| match w.parse::<u32>() {
+                        Ok(id) if w.len() <= MAX_ID_CHARS => Ok(id),
+                        _ => Err(not_an_id(w.as_bytes())),
                     })
                     .collect()
             }
@@ -192,6 +206,17 @@ impl Encoder<'_> {
             }
         }
     }
+}
+
+/// The longest word the `ids` tokenizer reads as a token id (ids have at most 10
+/// digits; this leaves room for leading zeros).
+const MAX_ID_CHARS: usize = 32;
+
+/// The error for a word that is not a token id, quoting at most its start.
+fn not_an_id(word: &[u8]) -> Error {
+    let shown = String::from_utf8_lossy(&word[..word.len().min(MAX_ID_CHARS)]).into_owned();
+    let more = if word.len() > MAX_ID_CHARS { "..." } else { "" };
+    Error::Invalid(format!("`{shown}{more}` is not a token id (a number from 0 to 4294967295)"))
 }
 
 fn utf8(text: &[u8], start: usize) -> Result<&str> {
