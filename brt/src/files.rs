@@ -26,3 +26,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         Error::io(path, e)
     })
 }
+
+/// Refuses to write `output` when it is one of `inputs`, by any spelling of its
+/// path or through a link: the write would replace the input. A path that does
+/// not exist yet is never an input.
+pub fn refuse_to_overwrite_inputs(output: &Path, inputs: &[&Path]) -> Result<()> {
+    // `same-file` compares device and inode (file index on Windows), which sees
+    // through `./x`, symbolic and hard links where comparing paths would not.
+    match inputs.iter().find(|input| same_file::is_same_file(output, input).unwrap_or(false)) {
+        Some(input) => Err(Error::Invalid(format!(
+            "{} is the same file as the input {}; write to a new file",
+            output.display(),
+            input.display()
+        ))),
+        None => Ok(()),
+    }
+}

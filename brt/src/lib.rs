@@ -32,6 +32,6 @@ pub mod weights;
 pub use backend::{run_on, BackendJob, BackendKind};
 pub use engine::{Engine, Session};
 pub use error::{Error, Result};
-pub use files::write_atomically;
+pub use files::{refuse_to_overwrite_inputs, write_atomically};
 pub use model_file::load_model;
 pub use weights::{ModelWeights, WeightBuffer};

@@ -873,11 +873,9 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), table.cases.len(), failures.join("\n"));
 }
 
-/// An output named like an input (by another spelling of its path) must be
-/// refused: writing it would replace the input. Today only `convert IN IN`
-/// (the same spelling) is caught; see docs/bad-inputs.md.
+/// An output that is an input (by another spelling of its path, or a link) is
+/// refused: writing it would replace the input.
 #[test]
-#[ignore = "needs a same-file check in the command line (proposed in the fuzz/bad-input report)"]
 fn outputs_never_replace_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = Table::new(dir.path());
@@ -926,6 +924,17 @@ fn outputs_never_replace_inputs() {
         1,
         "same file",
     );
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("link.safetensors");
+        std::os::unix::fs::symlink(&model, &link).unwrap();
+        t.add(
+            "output: session over the model through a symbolic link",
+            &[os("generate"), os("--model"), model.as_os_str(), os("hello"), os("--save-session"), link.as_os_str()],
+            1,
+            "same file",
+        );
+    }
     let (failures, _) = run_table(&t);
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), t.cases.len(), failures.join("\n"));
 }

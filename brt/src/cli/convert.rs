@@ -1,7 +1,7 @@
 //! `brt convert IN OUT`.
 
 use super::{load, ModelOptions};
-use brt::Error;
+use brt::{refuse_to_overwrite_inputs, Error};
 use brt_core::WeightDtype;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -41,9 +41,7 @@ pub struct ConvertArgs {
 }
 
 pub fn run(args: ConvertArgs) -> Result<(), Error> {
-    if args.input == args.output {
-        return Err(Error::Invalid("input and output are the same file; write to a new file".into()));
-    }
+    refuse_to_overwrite_inputs(&args.output, &[&args.input])?;
     let weights = load(&args.input, args.model)?;
     let weights = match args.dtype {
         Some(d) => weights.with_dtype(d.into()),

@@ -5,11 +5,11 @@ use brt::backend::{run_on_with, BackendOptions};
 use brt::eval::{score_file, Score};
 use brt::plot::{plot_by_position, Curve};
 use brt::tokenizer::Tokenizer;
-use brt::{BackendJob, BackendKind, Engine, Error, ModelWeights};
+use brt::{refuse_to_overwrite_inputs, BackendJob, BackendKind, Engine, Error, ModelWeights};
 use brt_core::Kernels;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -110,6 +110,10 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     }
     if args.save_session.is_some() && (args.files.len() != 1 || args.model.len() != 1) {
         return Err(Error::Invalid("--save-session needs exactly one model and one file (one document)".into()));
+    }
+    if let Some(out) = &args.save_session {
+        let inputs: Vec<&Path> = args.model.iter().chain(&args.files).map(PathBuf::as_path).collect();
+        refuse_to_overwrite_inputs(out, &inputs)?;
     }
     if let Some(missing) = args.files.iter().find(|f| !f.is_file()) {
         return Err(Error::Invalid(format!("{}: no such file", missing.display())));

@@ -5,7 +5,7 @@ use brt::backend::{run_on_with, BackendOptions};
 use brt::generate::generate;
 use brt::sample::{Sampler, SamplingOptions};
 use brt::tokenizer::Tokenizer;
-use brt::{BackendJob, BackendKind, Engine, Error, ModelWeights, Session};
+use brt::{refuse_to_overwrite_inputs, BackendJob, BackendKind, Engine, Error, ModelWeights, Session};
 use brt_core::Kernels;
 use clap::Args;
 use std::io::Write;
@@ -116,6 +116,10 @@ impl BackendJob for GenerateJob<'_> {
 pub fn run(args: GenerateArgs) -> Result<(), Error> {
     if args.chunk == 0 {
         return Err(Error::Invalid("--chunk must be positive".into()));
+    }
+    // The session being continued may be saved over (the write is atomic); the model may not.
+    if let Some(out) = &args.save_session {
+        refuse_to_overwrite_inputs(out, &[&args.model])?;
     }
     let sampler = Sampler::new(SamplingOptions {
         temperature: args.temperature,

@@ -3,7 +3,7 @@
 use super::{load, parse_backend, ModelOptions};
 use brt::backend::{run_on_with, BackendOptions};
 use brt::logits::{read_tokens, write_logits, LogitsJob};
-use brt::{BackendKind, Error};
+use brt::{refuse_to_overwrite_inputs, BackendKind, Error};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -36,6 +36,7 @@ pub fn run(args: LogitsArgs) -> Result<(), Error> {
     if args.chunk == 0 {
         return Err(Error::Invalid("--chunk must be positive".into()));
     }
+    refuse_to_overwrite_inputs(&args.output, &[&args.model, &args.input])?;
     let weights = load(&args.model, args.options)?;
     let tokens = read_tokens(&args.input)?;
     let logits = run_on_with(
