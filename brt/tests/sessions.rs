@@ -155,3 +155,45 @@ fn a_session_moves_between_backends() {
     let (err, _) = max_abs_diff(moved.last_logits(0).unwrap(), &expected, 260);
     assert!(err < 1e-4, "continued on the CPU backend: differs from the reference by {err}");
 }
+
+/// A GPU that is lost mid-stream: the next call is a clear error (not a panic),
+/// and the session saved before it continues on the CPU backend to the logits a
+/// stream that never stopped gives. Without a wgpu adapter it says so and
+/// passes, unless `BRT_REQUIRE_GPU=1`.
+#[test]
+#[cfg(all(feature = "wgpu", feature = "cpu"))]
+fn a_session_outlives_a_lost_gpu() {
+    let gpu = match brt_wgpu::Wgpu::new() {
+        Ok(gpu) => gpu,
+        Err(e) if std::env::var("BRT_REQUIRE_GPU").as_deref() != Ok("1") => {
+            eprintln!("SKIPPED: no wgpu adapter here ({e}); set BRT_REQUIRE_GPU=1 to fail instead");
+            return;
+        }
+        Err(e) => panic!("wgpu: {e}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, weights) = small_model(dir.path(), "m", small_config());
+    let text: Vec<u32> = (0..40).map(|t| 3 + (t * 17 % 250)).collect();
+    let mut reference = Engine::new(Reference::new(Heap), &weights).unwrap();
+    let mut whole = reference.session(1, 8).unwrap();
+    whole.feed(&mut reference, &text).unwrap();
+    let expected = whole.last_logits(0).unwrap().to_vec();
+
+    let mut engine = Engine::new(gpu, &weights).unwrap();
+    let mut session = engine.session(1, 8).unwrap();
+    session.feed(&mut engine, &text[..21]).unwrap();
+    let path = dir.path().join("s.session");
+    session.save(&mut engine, &path).unwrap();
+    engine.kernels().destroy();
+    let err = session.feed(&mut engine, &text[21..]).unwrap_err().to_string();
+    assert!(err.contains("device was lost"), "{err}");
+    // A save that fails leaves the earlier file whole (it is loaded below).
+    let err = session.save(&mut engine, &path).unwrap_err().to_string();
+    assert!(err.contains("device was lost"), "{err}");
+
+    let mut cpu = Engine::new(brt_cpu::Cpu::new(Heap).unwrap(), &weights).unwrap();
+    let mut moved = Session::load(&mut cpu, &path, 8).unwrap();
+    moved.feed(&mut cpu, &text[21..]).unwrap();
+    let (err, _) = max_abs_diff(moved.last_logits(0).unwrap(), &expected, 260);
+    assert!(err < 1e-4, "continued on the CPU after the GPU was lost: differs from an unbroken stream by {err}");
+}
