@@ -116,6 +116,44 @@ where
     }
 }
 
+/// Runs `test` on every case of a fixed list (shapes that must all be covered on
+/// every run, such as a backend's blocking boundaries), in order; the first
+/// failing case is returned with the reason it failed. Reports the worst
+/// agreement like [`run_cases`]. A panic inside the backend is a failure of its
+/// case, as in proptest.
+pub(crate) fn run_list<C, F>(check: &'static str, cases: &[C], test: F) -> Result<(), Failure>
+where
+    C: Debug,
+    F: Fn(&C) -> Result<(), Failure>,
+{
+    take_worst();
+    for case in cases {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(case)));
+        let failure = match outcome {
+            Ok(Ok(())) => continue,
+            Ok(Err(failure)) => failure,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic without a message".into());
+                Failure::Panic(message)
+            }
+        };
+        return Err(Failure::Case { check, case: format!("{case:?}"), cause: Box::new(failure) });
+    }
+    let worst = take_worst();
+    println!(
+        "{check}: all {} listed cases agree; worst error {:.3e} ({:.1}% of the allowed) in {}",
+        cases.len(),
+        worst.error,
+        worst.ratio * 100.0,
+        if worst.what.is_empty() { "-" } else { &worst.what }
+    );
+    Ok(())
+}
+
 /// A check of the suite: runs on a backend's kernels.
 pub type CheckFn<B> = fn(&mut <B as Backend>::Kernels, &Options) -> Result<(), Failure>;
 
@@ -137,5 +175,16 @@ pub fn run<B: Backend>(check: &'static str, f: CheckFn<B>) {
     };
     if let Err(failure) = f(&mut kernels, &Options::suite()) {
         panic!("backend `{}` fails conformance check `{check}`:\n{failure}", B::NAME);
+    }
+}
+
+/// Runs one check of the oracle as a test (see [`crate::gradient_oracle!`]).
+///
+/// # Panics
+///
+/// Panics (fails the calling test) when the check fails.
+pub fn run_oracle(check: &'static str, f: crate::OracleFn) {
+    if let Err(failure) = f(&Options::suite()) {
+        panic!("the f64 reference fails oracle check `{check}`:\n{failure}");
     }
 }

@@ -107,6 +107,46 @@ pub enum Check {
     Locality,
     /// A saturated gate keeps or replaces the state.
     GateExtremes,
+    /// `embed_backward`: rows of the output gradient summed into the table's
+    /// (in call order in the reference; a backend may sum repeated ids in another).
+    GradEmbed,
+    /// `add_positions_backward`: batch rows summed per position.
+    GradAddPositions,
+    /// `add_assign` and `gather_runs_add`: one addition per element, exact.
+    GradCopies,
+    /// `rms_norm_backward` on rows of up to 33 elements.
+    GradRmsNorm,
+    /// `l2_normalize_backward` per head.
+    GradL2Normalize,
+    /// `matmul_backward` with reductions (`d_x`: over `n`; `d_w`: over `m`) of up
+    /// to 70 terms.
+    GradMatmul,
+    /// `attention_backward` with normalised queries and keys (window with the T5
+    /// bias, or every key).
+    GradAttention,
+    /// `attention_backward` with logits in the hundreds, below the floor, or
+    /// around the floor of -1000 where its term competes with the keys.
+    GradAttentionLargeLogits,
+    /// `linear_attention_backward` from a zero or warm carried state.
+    GradLinearAttention,
+    /// `gate_fixed_backward` and `gate_lstm_backward`.
+    GradGates,
+    /// Every backward kernel on large shapes that cross a backend's blocking
+    /// boundaries (products with reductions of up to 4200 terms, 800 keys, 130
+    /// tokens of linear attention, rows of 1030).
+    GradBlocking,
+    /// Parameter gradients of whole models (one recorded call after a carried
+    /// state) against the f64 reference's: the norm of the error per parameter
+    /// against the norm of its gradient.
+    GradModel,
+    /// The same backward call twice on one backend: bit-identical.
+    GradDeterminism,
+    /// The f64 reference's backward kernels against central finite differences of
+    /// its forward kernels (both in f64): `|fd - backward| <= abs + rel * |fd|`.
+    FiniteDifferenceKernel,
+    /// The f64 reference's whole-model gradients (by the recorder) against
+    /// central finite differences of the loss.
+    FiniteDifferenceModel,
 }
 
 /// The table: `(check, f32 weights, f16/bf16 weights)`.
@@ -134,6 +174,28 @@ pub const TOLERANCES: &[(Check, Tolerance, Tolerance)] = &[
     (Check::Reset, Tolerance::EXACT, Tolerance::EXACT),
     (Check::Locality, Tolerance::EXACT, Tolerance::EXACT),
     (Check::GateExtremes, Tolerance::new(4e-6, 2e-6), Tolerance::new(4e-6, 2e-6)),
+    // Gradients (the `gradients` module). The absolute part is relative to the
+    // largest expected magnitude in the buffer (at least 1, see `compare_scaled`):
+    // a gradient is a sum whose rounding follows its largest terms, not its value.
+    (Check::GradEmbed, Tolerance::new(1e-6, 0.0), Tolerance::new(1e-6, 0.0)),
+    (Check::GradAddPositions, Tolerance::new(1e-6, 0.0), Tolerance::new(1e-6, 0.0)),
+    (Check::GradCopies, Tolerance::EXACT, Tolerance::EXACT),
+    (Check::GradRmsNorm, Tolerance::new(1e-5, 0.0), Tolerance::new(1e-5, 0.0)),
+    (Check::GradL2Normalize, Tolerance::new(1e-5, 0.0), Tolerance::new(1e-5, 0.0)),
+    (Check::GradMatmul, Tolerance::new(1e-5, 0.0), Tolerance::new(1e-5, 0.0)),
+    (Check::GradAttention, Tolerance::new(5e-5, 0.0), Tolerance::new(5e-5, 0.0)),
+    (Check::GradAttentionLargeLogits, Tolerance::new(5e-4, 0.0), Tolerance::new(5e-4, 0.0)),
+    (Check::GradLinearAttention, Tolerance::new(5e-5, 0.0), Tolerance::new(5e-5, 0.0)),
+    (Check::GradGates, Tolerance::new(1e-5, 0.0), Tolerance::new(1e-5, 0.0)),
+    (Check::GradBlocking, Tolerance::new(1e-4, 0.0), Tolerance::new(1e-4, 0.0)),
+    (Check::GradModel, Tolerance::new(5e-3, 0.0), Tolerance::new(5e-3, 0.0)),
+    (Check::GradDeterminism, Tolerance::EXACT, Tolerance::EXACT),
+    // The oracle, in f64 on both sides: only the finite difference's own error
+    // (truncation eps^2 |L3| with L3 the third derivative, plus rounding
+    // 1e-16 |L| / eps; eps = 1e-6)
+    // separates them.
+    (Check::FiniteDifferenceKernel, Tolerance::new(1e-6, 1e-6), Tolerance::new(1e-6, 1e-6)),
+    (Check::FiniteDifferenceModel, Tolerance::new(1e-5, 1e-5), Tolerance::new(1e-5, 1e-5)),
 ];
 
 /// The tolerance of `check` for parameters stored as `dtype`.
@@ -171,18 +233,65 @@ pub fn take_worst() -> Worst {
 /// Compares `got` with `want` element by element; on failure reports how many
 /// elements are outside the tolerance and the worst one.
 pub fn compare(what: &str, got: &[f32], want: &[f32], tolerance: Tolerance) -> Result<(), crate::Failure> {
+    compare_scaled(what, got, want, tolerance, 1.0)
+}
+
+/// As [`compare`], with the absolute part of the tolerance multiplied by `scale`:
+/// a value agrees when `|got - want| <= abs * scale + rel * |want|`. Gradient
+/// checks pass the largest expected magnitude of the buffer (at least 1), since
+/// a gradient is a sum whose rounding follows its largest terms.
+pub fn compare_scaled(
+    what: &str,
+    got: &[f32],
+    want: &[f32],
+    tolerance: Tolerance,
+    scale: f64,
+) -> Result<(), crate::Failure> {
     if got.len() != want.len() {
         return Err(crate::Failure::Length { what: what.to_string(), got: got.len(), want: want.len() });
     }
+    let pairs = got.iter().zip(want).map(|(&g, &w)| {
+        let identical = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+        (g as f64, w as f64, identical)
+    });
+    compare_values(what, pairs, tolerance, scale)
+}
+
+/// As [`compare_scaled`] for values in f64 (the finite-difference oracle).
+pub fn compare_f64(
+    what: &str,
+    got: &[f64],
+    want: &[f64],
+    tolerance: Tolerance,
+    scale: f64,
+) -> Result<(), crate::Failure> {
+    if got.len() != want.len() {
+        return Err(crate::Failure::Length { what: what.to_string(), got: got.len(), want: want.len() });
+    }
+    let pairs = got.iter().zip(want).map(|(&g, &w)| (g, w, g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan())));
+    compare_values(what, pairs, tolerance, scale)
+}
+
+/// The comparison behind [`compare`], [`compare_scaled`] and [`compare_f64`]:
+/// `(got, want, identical)` for each element.
+fn compare_values(
+    what: &str,
+    pairs: impl Iterator<Item = (f64, f64, bool)>,
+    tolerance: Tolerance,
+    scale: f64,
+) -> Result<(), crate::Failure> {
     let mut bad = 0usize;
-    let mut worst: Option<(usize, f64, f64, f64)> = None; // (index, ratio, error, allowed)
+    let mut len = 0usize;
+    // (index, ratio, error, allowed, got, want)
+    let mut worst: Option<(usize, f64, f64, f64, f64, f64)> = None;
     let mut worst_ok = (0f64, 0f64);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        if g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()) {
+    for (i, (g, w, identical)) in pairs.enumerate() {
+        len += 1;
+        if identical {
             continue;
         }
-        let allowed = tolerance.allowed(w);
-        let error = if g.is_finite() && w.is_finite() { (g as f64 - w as f64).abs() } else { f64::INFINITY };
+        let allowed = tolerance.abs as f64 * scale + tolerance.rel as f64 * w.abs();
+        let error = if g.is_finite() && w.is_finite() { (g - w).abs() } else { f64::INFINITY };
         let ratio = if error <= allowed {
             if allowed > 0.0 {
                 error / allowed
@@ -201,8 +310,8 @@ pub fn compare(what: &str, got: &[f32], want: &[f32], tolerance: Tolerance) -> R
             if ratio > worst_ok.0 {
                 worst_ok = (ratio, error);
             }
-        } else if worst.is_none_or(|(_, r, e, _)| ratio > r || (ratio == r && error > e)) {
-            worst = Some((i, ratio, error, allowed));
+        } else if worst.is_none_or(|(_, r, e, _, _, _)| ratio > r || (ratio == r && error > e)) {
+            worst = Some((i, ratio, error, allowed, g, w));
         }
     }
     match worst {
@@ -215,13 +324,13 @@ pub fn compare(what: &str, got: &[f32], want: &[f32], tolerance: Tolerance) -> R
             });
             Ok(())
         }
-        Some((index, _, error, allowed)) => Err(Mismatch {
+        Some((index, _, error, allowed, got, want)) => Err(Mismatch {
             what: what.to_string(),
-            len: got.len(),
+            len,
             bad,
             index,
-            got: got[index],
-            want: want[index],
+            got: got as f32,
+            want: want as f32,
             error,
             allowed,
             tolerance,
@@ -258,6 +367,21 @@ mod tests {
             Reset,
             Locality,
             GateExtremes,
+            GradEmbed,
+            GradAddPositions,
+            GradCopies,
+            GradRmsNorm,
+            GradL2Normalize,
+            GradMatmul,
+            GradAttention,
+            GradAttentionLargeLogits,
+            GradLinearAttention,
+            GradGates,
+            GradBlocking,
+            GradModel,
+            GradDeterminism,
+            FiniteDifferenceKernel,
+            FiniteDifferenceModel,
         ];
         for check in all {
             assert_eq!(TOLERANCES.iter().filter(|(c, _, _)| *c == check).count(), 1, "{check:?}");
@@ -276,6 +400,15 @@ mod tests {
         assert!(compare("x", &[f32::INFINITY], &[f32::INFINITY], Tolerance::EXACT).is_ok());
         assert!(compare("x", &[1.0], &[1.0, 2.0], tol).is_err(), "lengths must agree");
         assert!(compare("x", &[1.0 + f32::EPSILON], &[1.0], Tolerance::EXACT).is_err());
+    }
+
+    #[test]
+    fn scale_multiplies_the_absolute_part_only() {
+        let tol = Tolerance::new(1e-3, 0.0);
+        assert!(compare_scaled("x", &[0.05], &[0.0], tol, 100.0).is_ok());
+        assert!(compare_scaled("x", &[0.2], &[0.0], tol, 100.0).is_err());
+        assert!(compare_f64("x", &[1.0 + 1e-9], &[1.0], Tolerance::new(1e-8, 0.0), 1.0).is_ok());
+        assert!(compare_f64("x", &[1.0 + 1e-7], &[1.0], Tolerance::new(1e-8, 0.0), 1.0).is_err());
     }
 
     #[test]

@@ -5,85 +5,33 @@
 //! parameters, where its core errors are) and one `conformance::suite!` line; see
 //! README.md, "How a backend joins".
 
+mod common;
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 use brt_core::{CoreError, WeightDtype};
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 use conformance::{Backend, Skip};
+
+// The CPU factories are in `common/mod.rs` (shared with `gradients.rs`).
 
 // The oracle against itself: every check must pass, and the properties,
 // determinism and error paths run on the reference too.
 conformance::suite!(reference, conformance::ReferenceBackend);
 
-/// The CPU backend at every SIMD level (a level this CPU lacks is skipped with
-/// its name), on two threads, and with 16-bit weights.
 #[cfg(feature = "cpu")]
-mod cpu_factories {
-    use super::*;
-    use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel};
-
-    fn core(e: &CpuError) -> Option<CoreError> {
-        match e {
-            CpuError::Core(c) => Some(*c),
-            _ => None,
-        }
-    }
-
-    /// A CPU backend, or a skip when `options` force a level this CPU lacks (any
-    /// other construction error is a failure).
-    fn make(options: Options) -> Result<Cpu<Heap>, Skip> {
-        if let Some(level) = options.level.filter(|l| !l.is_supported()) {
-            return Err(Skip::new(format!("this CPU has no {} instructions", level.name())));
-        }
-        match Cpu::with_options(Heap, options) {
-            Ok(k) => Ok(k),
-            Err(e) => panic!("the CPU backend failed to start: {e}"),
-        }
-    }
-
-    macro_rules! factory {
-        ($name:ident, $label:literal, $options:expr, $dtype:expr) => {
-            pub struct $name;
-            impl Backend for $name {
-                type Kernels = Cpu<Heap>;
-                const NAME: &'static str = $label;
-                fn create() -> Result<Cpu<Heap>, Skip> {
-                    make($options)
-                }
-                fn weight_dtype() -> WeightDtype {
-                    $dtype
-                }
-                fn core_error(e: &CpuError) -> Option<CoreError> {
-                    core(e)
-                }
-            }
-        };
-    }
-
-    fn level(level: SimdLevel) -> Options {
-        Options { level: Some(level), ..Options::default() }
-    }
-
-    factory!(Scalar, "cpu-scalar", level(SimdLevel::Scalar), WeightDtype::F32);
-    factory!(Avx2, "cpu-avx2", level(SimdLevel::Avx2), WeightDtype::F32);
-    factory!(Avx512, "cpu-avx512", level(SimdLevel::Avx512), WeightDtype::F32);
-    factory!(Neon, "cpu-neon", level(SimdLevel::Neon), WeightDtype::F32);
-    factory!(Threads, "cpu-2-threads", Options::threads(2), WeightDtype::F32);
-    factory!(Half, "cpu-f16", Options::default(), WeightDtype::F16);
-    factory!(Bf16, "cpu-bf16-2-threads", Options::threads(2), WeightDtype::Bf16);
-}
-
+conformance::suite!(cpu_scalar, common::cpu::Scalar);
 #[cfg(feature = "cpu")]
-conformance::suite!(cpu_scalar, cpu_factories::Scalar);
+conformance::suite!(cpu_avx2, common::cpu::Avx2);
 #[cfg(feature = "cpu")]
-conformance::suite!(cpu_avx2, cpu_factories::Avx2);
+conformance::suite!(cpu_avx512, common::cpu::Avx512);
 #[cfg(feature = "cpu")]
-conformance::suite!(cpu_avx512, cpu_factories::Avx512);
+conformance::suite!(cpu_neon, common::cpu::Neon);
 #[cfg(feature = "cpu")]
-conformance::suite!(cpu_neon, cpu_factories::Neon);
+conformance::suite!(cpu_threads, common::cpu::Threads);
 #[cfg(feature = "cpu")]
-conformance::suite!(cpu_threads, cpu_factories::Threads);
+conformance::suite!(cpu_f16, common::cpu::Half);
 #[cfg(feature = "cpu")]
-conformance::suite!(cpu_f16, cpu_factories::Half);
-#[cfg(feature = "cpu")]
-conformance::suite!(cpu_bf16, cpu_factories::Bf16);
+conformance::suite!(cpu_bf16, common::cpu::Bf16);
 
 /// wgpu on whatever adapter `WGPU_BACKEND` picks; no adapter is a skip (a
 /// failure under `BRT_REQUIRE_GPU=1`).

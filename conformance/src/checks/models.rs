@@ -190,7 +190,7 @@ pub(crate) fn model_case(
 /// Turns random bits into resets the stream accepts: none on the first call (the
 /// stream starts fresh), any rows at block boundaries, elsewhere all or none (all
 /// rows starting over also starts a new block).
-fn legal_resets(config: &Config, batch: usize, calls: &[usize], bits: &[u8]) -> Vec<Vec<bool>> {
+pub(crate) fn legal_resets(config: &Config, batch: usize, calls: &[usize], bits: &[u8]) -> Vec<Vec<bool>> {
     let mut position = 0;
     let mut resets = Vec::with_capacity(calls.len());
     for (c, &n) in calls.iter().enumerate() {

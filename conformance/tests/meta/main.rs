@@ -4,15 +4,23 @@
 //!    reference with one fault) fails the checks meant to catch that fault, for
 //!    the right reason (a mismatch, a broken property or a wrong error, not a
 //!    crash of the harness), while unrelated checks still pass.
+//!    The same for the gradient checks: each broken backward (`broken_grad.rs`)
+//!    fails the gradient checks meant to catch it.
 //! 2. It does not reject correct backends that round differently: an
 //!    independent f32 implementation (`float32.rs`) passes the whole suite with
 //!    f32, f16 and bf16 parameters, so the tolerances are not too tight.
 
 mod broken;
+mod broken_grad;
 mod float32;
 
 use broken::*;
+use broken_grad::*;
 use conformance::checks::{attention, errors, gates, linear, locality, models, properties};
+use conformance::gradients::{
+    attention as gattention, errors as gerrors, kernels as gkernels, linear as glinear, matmul as gmatmul,
+    models as gmodels,
+};
 use conformance::{all_checks, Backend, CheckFn, Failure, Options};
 use float32::{Bf16, Float32Backend, F16, F32};
 
@@ -169,4 +177,79 @@ fn the_check_list_has_unique_names() {
     names.dedup();
     assert_eq!(names.len(), checks.len());
     assert!(checks.len() >= 30, "{} checks", checks.len());
+}
+
+#[test]
+fn a_gate_backward_that_assigns_is_caught() {
+    type B = GradBrokenBackend<GateGradAssigns>;
+    assert_caught::<B>(
+        &[
+            ("grad_gate_fixed", gkernels::grad_gate_fixed::<B>),
+            ("grad_model_fixed_skip", gmodels::grad_model_fixed_skip::<B>),
+        ],
+        &[("grad_gate_lstm", gkernels::grad_gate_lstm::<B>), ("grad_matmul", gmatmul::grad_matmul::<B>)],
+    );
+}
+
+#[test]
+fn a_matmul_backward_without_the_activation_is_caught() {
+    type B = GradBrokenBackend<MatmulIgnoresActivation>;
+    assert_caught::<B>(
+        &[("grad_matmul", gmatmul::grad_matmul::<B>), ("grad_model_plain", gmodels::grad_model_plain::<B>)],
+        &[("grad_rms_norm", gkernels::grad_rms_norm::<B>)],
+    );
+}
+
+#[test]
+fn an_attention_backward_without_the_scale_gradient_is_caught() {
+    type B = GradBrokenBackend<AttentionDropsScaleGrad>;
+    assert_caught::<B>(
+        &[
+            ("grad_attention_window", gattention::grad_attention_window::<B>),
+            ("grad_attention_full", gattention::grad_attention_full::<B>),
+        ],
+        &[("grad_linear_attention", glinear::grad_linear_attention::<B>)],
+    );
+}
+
+#[test]
+fn a_linear_backward_that_ignores_the_carried_sums_is_caught() {
+    type B = GradBrokenBackend<LinearIgnoresCarriedSums>;
+    assert_caught::<B>(
+        &[("grad_linear_attention", glinear::grad_linear_attention::<B>)],
+        &[("grad_attention_full", gattention::grad_attention_full::<B>)],
+    );
+}
+
+#[test]
+fn an_l2_backward_that_adds_is_caught() {
+    type B = GradBrokenBackend<L2GradAdds>;
+    assert_caught::<B>(
+        &[("grad_l2_normalize", gkernels::grad_l2_normalize::<B>)],
+        &[("grad_embed", gkernels::grad_embed::<B>)],
+    );
+}
+
+#[test]
+fn an_add_assign_without_extent_checks_is_caught() {
+    type B = GradBrokenBackend<UncheckedAddAssign>;
+    match outcome::<B>(gerrors::grad_error_paths::<B>) {
+        Ok(()) => panic!("grad_error_paths did not catch an add_assign without extent checks"),
+        Err(failure) => assert!(
+            matches!(failure.cause(), Failure::Panic(_) | Failure::WrongError { .. }),
+            "wrong reason: {failure}"
+        ),
+    }
+    assert_caught::<B>(&[], &[("grad_copies", gkernels::grad_copies::<B>)]);
+}
+
+#[test]
+fn the_gradient_check_list_has_unique_names() {
+    let checks = conformance::all_gradient_checks::<conformance::ReferenceBackend>();
+    let mut names: Vec<&str> = checks.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), checks.len());
+    let oracle = conformance::all_oracle_checks();
+    assert!(oracle.len() >= 20, "{} oracle checks", oracle.len());
 }

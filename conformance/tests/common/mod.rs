@@ -1,0 +1,70 @@
+//! Backend factories shared by the test binaries (`suite.rs`, `gradients.rs`).
+#![allow(dead_code)] // each binary instantiates its own selection
+
+/// The CPU backend at every SIMD level (a level this CPU lacks is skipped with
+/// its name), on two threads, and with 16-bit weights.
+#[cfg(feature = "cpu")]
+pub mod cpu {
+    use brt_core::{CoreError, WeightDtype};
+    use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel};
+    use conformance::{Backend, Skip};
+
+    fn core(e: &CpuError) -> Option<CoreError> {
+        match e {
+            CpuError::Core(c) => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// A CPU backend, or a skip when `options` force a level this CPU lacks (any
+    /// other construction error is a failure).
+    fn make(options: Options) -> Result<Cpu<Heap>, Skip> {
+        if let Some(level) = options.level.filter(|l| !l.is_supported()) {
+            return Err(Skip::new(format!("this CPU has no {} instructions", level.name())));
+        }
+        match Cpu::with_options(Heap, options) {
+            Ok(k) => Ok(k),
+            Err(e) => panic!("the CPU backend failed to start: {e}"),
+        }
+    }
+
+    macro_rules! factory {
+        ($name:ident, $label:literal, $options:expr, $dtype:expr) => {
+            pub struct $name;
+            impl Backend for $name {
+                type Kernels = Cpu<Heap>;
+                const NAME: &'static str = $label;
+                fn create() -> Result<Cpu<Heap>, Skip> {
+                    make($options)
+                }
+                fn weight_dtype() -> WeightDtype {
+                    $dtype
+                }
+                fn core_error(e: &CpuError) -> Option<CoreError> {
+                    core(e)
+                }
+            }
+        };
+    }
+
+    fn level(level: SimdLevel) -> Options {
+        Options { level: Some(level), ..Options::default() }
+    }
+
+    factory!(Scalar, "cpu-scalar", level(SimdLevel::Scalar), WeightDtype::F32);
+    factory!(Avx2, "cpu-avx2", level(SimdLevel::Avx2), WeightDtype::F32);
+    factory!(Avx512, "cpu-avx512", level(SimdLevel::Avx512), WeightDtype::F32);
+    factory!(Neon, "cpu-neon", level(SimdLevel::Neon), WeightDtype::F32);
+    factory!(Threads, "cpu-2-threads", Options::threads(2), WeightDtype::F32);
+    factory!(Half, "cpu-f16", Options::default(), WeightDtype::F16);
+    factory!(Bf16, "cpu-bf16-2-threads", Options::threads(2), WeightDtype::Bf16);
+    // 16-bit weights are widened by level-specific code: each level with each type.
+    factory!(ScalarF16, "cpu-scalar-f16", level(SimdLevel::Scalar), WeightDtype::F16);
+    factory!(ScalarBf16, "cpu-scalar-bf16", level(SimdLevel::Scalar), WeightDtype::Bf16);
+    factory!(Avx2F16, "cpu-avx2-f16", level(SimdLevel::Avx2), WeightDtype::F16);
+    factory!(Avx2Bf16, "cpu-avx2-bf16", level(SimdLevel::Avx2), WeightDtype::Bf16);
+    factory!(Avx512F16, "cpu-avx512-f16", level(SimdLevel::Avx512), WeightDtype::F16);
+    factory!(Avx512Bf16, "cpu-avx512-bf16", level(SimdLevel::Avx512), WeightDtype::Bf16);
+    factory!(NeonF16, "cpu-neon-f16", level(SimdLevel::Neon), WeightDtype::F16);
+    factory!(NeonBf16, "cpu-neon-bf16", level(SimdLevel::Neon), WeightDtype::Bf16);
+}

@@ -1,0 +1,47 @@
+//! The gradient contract for every backend this build enables that implements
+//! `brt_core::Gradients`: the reference always, the CPU backend behind the `cpu`
+//! feature (every SIMD level with f32, f16 and bf16 weights, and two threads);
+//! and the oracle itself (the f64 reference against finite differences).
+//!
+//! A backend with gradients joins with one `conformance::gradient_suite!` line
+//! next to its `conformance::suite!` line; see README.md, "The gradient
+//! contract".
+
+mod common;
+
+// The f64 reference's backward kernels and whole-model gradients against finite
+// differences: the oracle every check below trusts.
+conformance::gradient_oracle!(oracle);
+
+// The f32 reference against the f64 reference (kernels and model gradients);
+// its error paths.
+conformance::gradient_suite!(reference, conformance::ReferenceBackend);
+
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_scalar, common::cpu::Scalar);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_scalar_f16, common::cpu::ScalarF16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_scalar_bf16, common::cpu::ScalarBf16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_avx2, common::cpu::Avx2);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_avx2_f16, common::cpu::Avx2F16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_avx2_bf16, common::cpu::Avx2Bf16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_avx512, common::cpu::Avx512);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_avx512_f16, common::cpu::Avx512F16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_avx512_bf16, common::cpu::Avx512Bf16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_neon, common::cpu::Neon);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_neon_f16, common::cpu::NeonF16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_neon_bf16, common::cpu::NeonBf16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_threads, common::cpu::Threads);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_bf16_threads, common::cpu::Bf16);
