@@ -136,8 +136,6 @@ fn not_compiled<T>(kind: BackendKind) -> Result<T> {
 }
 
 /// Runs `job` on a new instance of backend `kind`.
-// Only the CPU backend takes options; without it they go unused.
-#[cfg_attr(not(feature = "cpu"), allow(unused_variables))]
 pub fn run_on_with<J: BackendJob>(kind: BackendKind, options: BackendOptions, job: J) -> Result<J::Output> {
     // Only the CPU backend reads the options.
     #[cfg(not(feature = "cpu"))]
