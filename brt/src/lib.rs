@@ -13,6 +13,7 @@ pub mod autodiff;
 pub mod backend;
 pub mod bench;
 pub mod config_file;
+pub mod default_model;
 pub mod engine;
 pub mod error;
 pub mod eval;
@@ -30,6 +31,7 @@ pub mod train;
 pub mod weights;
 
 pub use backend::{run_on, BackendJob, BackendKind};
+pub use default_model::default_model;
 pub use engine::{Engine, Session};
 pub use error::{Error, Result};
 pub use files::{refuse_to_overwrite_inputs, write_atomically};

@@ -42,7 +42,7 @@ pub struct ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> Result<(), Error> {
     refuse_to_overwrite_inputs(&args.output, &[&args.input])?;
-    let weights = load(&args.input, args.model)?;
+    let weights = load(Some(&args.input), args.model)?;
     let weights = match args.dtype {
         Some(d) => weights.with_dtype(d.into()),
         None => weights,

@@ -14,9 +14,10 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The model (official Meliad checkpoint or brt weights); repeat to compare
-    /// several on the same files (one curve each in the plot).
-    #[arg(long, required = true)]
+    /// The model (official Meliad checkpoint or brt weights; default: the built-in
+    /// model); repeat to compare several on the same files (one curve each in the
+    /// plot).
+    #[arg(long)]
     model: Vec<PathBuf>,
     /// Files to score, each one document.
     #[arg(required = true)]
@@ -108,7 +109,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     if args.chunk == 0 {
         return Err(Error::Invalid("--chunk must be positive".into()));
     }
-    if args.save_session.is_some() && (args.files.len() != 1 || args.model.len() != 1) {
+    if args.save_session.is_some() && (args.files.len() != 1 || args.model.len() > 1) {
         return Err(Error::Invalid("--save-session needs exactly one model and one file (one document)".into()));
     }
     if let Some(out) = &args.save_session {
@@ -121,8 +122,13 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
     let bytes_tokenizer = tokenizer.is_bytes();
     let mut models = Vec::new();
-    for model in &args.model {
-        let weights = load(model, args.options)?;
+    let paths: Vec<Option<&std::path::Path>> = match args.model.as_slice() {
+        [] => vec![None],
+        many => many.iter().map(|p| Some(p.as_path())).collect(),
+    };
+    for path in paths {
+        let model = path.map_or_else(|| PathBuf::from("(built-in model)"), std::path::Path::to_path_buf);
+        let weights = load(path, args.options)?;
         let results = run_on_with(
             args.backend,
             BackendOptions::for_config(weights.config(), args.threads),
@@ -132,7 +138,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         for (_, s) in &results.files {
             all.add(s);
         }
-        models.push(ModelResults { model: model.clone(), results, all });
+        models.push(ModelResults { model, results, all });
     }
     let unit = if bytes_tokenizer { "byte" } else { "token" };
     if let Some(plot) = &args.plot {

@@ -19,9 +19,10 @@ pub struct GenerateArgs {
     /// The text to continue.
     #[arg(long, conflicts_with = "text")]
     prompt: Option<String>,
-    /// The model (official Meliad checkpoint or brt weights).
+    /// The model (official Meliad checkpoint or brt weights; default: the built-in
+    /// Shakespeare model).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Most tokens to write.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
@@ -118,8 +119,8 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
         return Err(Error::Invalid("--chunk must be positive".into()));
     }
     // The session being continued may be saved over (the write is atomic); the model may not.
-    if let Some(out) = &args.save_session {
-        refuse_to_overwrite_inputs(out, &[&args.model])?;
+    if let (Some(out), Some(model)) = (&args.save_session, &args.model) {
+        refuse_to_overwrite_inputs(out, &[model])?;
     }
     let sampler = Sampler::new(SamplingOptions {
         temperature: args.temperature,
@@ -133,7 +134,7 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
         return Err(Error::Invalid("give a prompt to continue (or --resume a saved session)".into()));
     }
     let prompt = tokenizer.encode(text.as_bytes())?;
-    let weights = load(&args.model, args.options)?;
+    let weights = load(args.model.as_deref(), args.options)?;
     if let Some(&id) = prompt.iter().find(|&&id| id as usize >= weights.config().vocab) {
         return Err(Error::Invalid(format!(
             "the prompt has token id {id}, outside this model's vocabulary of {}; wrong tokenizer?",

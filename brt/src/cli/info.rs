@@ -10,8 +10,9 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// The model (official Meliad checkpoint or brt weights).
-    model: PathBuf,
+    /// The model (official Meliad checkpoint or brt weights; default: the built-in
+    /// model).
+    model: Option<PathBuf>,
     #[command(flatten)]
     options: ModelOptions,
 }
@@ -21,11 +22,14 @@ fn mib(elements: usize, bytes_per: usize) -> String {
 }
 
 pub fn run(args: InfoArgs) -> Result<(), Error> {
-    let weights = load(&args.model, args.options)?;
+    let weights = load(args.model.as_deref(), args.options)?;
     let mut out = String::new();
     let c = weights.config();
     let list = |s: brt_core::LayerSet| s.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
-    let _ = writeln!(out, "model: {}", args.model.display());
+    let _ = match &args.model {
+        Some(path) => writeln!(out, "model: {}", path.display()),
+        None => writeln!(out, "model: the built-in default model"),
+    };
     let _ = writeln!(out, "  vocabulary        {}", c.vocab);
     let _ = writeln!(out, "  width d           {}", c.d_model);
     let _ = writeln!(out, "  heads x head dim  {} x {}", c.heads, c.head_dim);

@@ -5,13 +5,14 @@ use brt::backend::{run_on_with, BackendOptions};
 use brt::logits::{read_tokens, write_logits, LogitsJob};
 use brt::{refuse_to_overwrite_inputs, BackendKind, Error};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct LogitsArgs {
-    /// The model (official Meliad checkpoint or brt weights).
+    /// The model (official Meliad checkpoint or brt weights; default: the built-in
+    /// model).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// safetensors file with `tokens` [documents, tokens] (int32 or int64); every
     /// document starts fresh.
     #[arg(long)]
@@ -36,8 +37,9 @@ pub fn run(args: LogitsArgs) -> Result<(), Error> {
     if args.chunk == 0 {
         return Err(Error::Invalid("--chunk must be positive".into()));
     }
-    refuse_to_overwrite_inputs(&args.output, &[&args.model, &args.input])?;
-    let weights = load(&args.model, args.options)?;
+    let inputs: Vec<&Path> = args.model.iter().map(PathBuf::as_path).chain([args.input.as_path()]).collect();
+    refuse_to_overwrite_inputs(&args.output, &inputs)?;
+    let weights = load(args.model.as_deref(), args.options)?;
     let tokens = read_tokens(&args.input)?;
     let logits = run_on_with(
         args.backend,

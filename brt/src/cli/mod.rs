@@ -57,9 +57,19 @@ impl ModelOptions {
     }
 }
 
-/// A model path with its options, loaded in either format.
-fn load(path: &std::path::Path, options: ModelOptions) -> Result<brt::ModelWeights, Error> {
-    brt::load_model(path, options.import())
+/// A model path with its options, loaded in either format; without a path, the
+/// built-in default model.
+fn load(path: Option<&std::path::Path>, options: ModelOptions) -> Result<brt::ModelWeights, Error> {
+    match path {
+        Some(path) => brt::load_model(path, options.import()),
+        None => {
+            let mut model = brt::default_model()?;
+            if options.abs_attention_scale {
+                model.set_abs_attention_scale(true);
+            }
+            Ok(model)
+        }
+    }
 }
 
 fn parse_backend(s: &str) -> Result<BackendKind, String> {
