@@ -1,4 +1,5 @@
-//! A long stream stays healthy: every logit finite and the carried state bounded
+//! A long stream stays healthy (the default model, and a random one with
+//! feedback): every logit finite and the carried state bounded
 //! (its largest magnitude does not keep growing) over many blocks. The full
 //! million-token run is `examples/long_stream.rs`, a benchmark, not a test.
 
@@ -13,7 +14,18 @@ fn twenty_thousand_tokens_stay_finite_and_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let config = brt_core::Config { feedback: true, ..small_config() };
     let (_, weights) = small_model(dir.path(), "m", config);
-    let mut engine = Engine::new(Cpu::new(Heap).unwrap(), &weights).unwrap();
+    stream_stays_healthy(&weights, 20_000);
+}
+
+#[test]
+fn the_default_model_stays_finite_and_bounded() {
+    stream_stays_healthy(&brt::default_model().unwrap(), 10_000);
+}
+
+/// Streams `tokens` tokens of the README (over and over, one document) through
+/// `weights` on the CPU backend, checking every logit and the carried state.
+fn stream_stays_healthy(weights: &brt::ModelWeights, tokens: usize) {
+    let mut engine = Engine::new(Cpu::new(Heap).unwrap(), weights).unwrap();
     let mut session = engine.session(1, 500).unwrap();
     let text: Vec<u32> = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
         .unwrap()
@@ -22,7 +34,7 @@ fn twenty_thousand_tokens_stay_finite_and_bounded() {
         .collect();
     let mut peaks = Vec::new();
     let mut fed = 0;
-    while fed < 20_000 {
+    while fed < tokens {
         let start = fed % text.len();
         let piece = &text[start..text.len().min(start + 500)];
         let mut check = |_: usize, logits: &[f32]| {
