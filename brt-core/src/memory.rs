@@ -142,5 +142,14 @@ mod tests {
         assert_eq!(arena.alloc_f32(1), Err(CoreError::OutOfMemory { what: "f32 arena", requested: 1, available: 0 }));
         assert_eq!(arena.alloc_u32(3).unwrap(), &mut [0, 0, 0]);
         assert!(arena.alloc_u16(1).is_err());
+        assert!(arena.alloc_f64(1).is_err());
+
+        // The f64 pool (the double-precision reference's buffers).
+        let mut d = [2.0f64; 5];
+        let mut arena = Arena::new(&mut [], &mut [], &mut []).with_f64(&mut d);
+        let a = arena.alloc_f64(2).unwrap();
+        let b = arena.alloc_f64(3).unwrap();
+        assert!(a.iter().chain(b.iter()).all(|&x| x == 0.0));
+        assert_eq!(arena.alloc_f64(1), Err(CoreError::OutOfMemory { what: "f64 arena", requested: 1, available: 0 }));
     }
 }

@@ -1,7 +1,8 @@
 //! The gradient contract for every backend this build enables that implements
 //! `brt_core::Gradients`: the reference always, the CPU backend behind the `cpu`
-//! feature (every SIMD level with f32, f16 and bf16 weights, and two threads);
-//! and the oracle itself (the f64 reference against finite differences).
+//! feature (every SIMD level with f32, f16 and bf16 weights, and two threads
+//! with each); and the oracle itself (the f64 reference against finite
+//! differences).
 //!
 //! A backend with gradients joins with one `conformance::gradient_suite!` line
 //! next to its `conformance::suite!` line; see README.md, "The gradient
@@ -43,5 +44,7 @@ conformance::gradient_suite!(cpu_neon_f16, common::cpu::NeonF16);
 conformance::gradient_suite!(cpu_neon_bf16, common::cpu::NeonBf16);
 #[cfg(feature = "cpu")]
 conformance::gradient_suite!(cpu_threads, common::cpu::Threads);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_f16_threads, common::cpu::F16Threads);
 #[cfg(feature = "cpu")]
 conformance::gradient_suite!(cpu_bf16_threads, common::cpu::Bf16);

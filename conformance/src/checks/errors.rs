@@ -53,7 +53,7 @@ pub enum KernelKind {
 
 /// The kind of buffer an argument is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     Input,
     Output,
     Weights,
@@ -153,12 +153,69 @@ fn runs(c: &ShortCase) -> Result<Strided, Failure> {
     Ok(Strided::new(c.rows, c.dim, c.dim + c.batch)?)
 }
 
-/// The buffers of a call and the offsets of its views, by role.
-struct Buffers<K: Storage> {
-    inputs: Vec<(K::Tensor, usize)>,
-    outputs: Vec<(K::Tensor, usize)>,
-    weights: Vec<(K::Weights, usize)>,
-    tokens: Vec<(K::Tokens, usize)>,
+/// The buffers of a call and the offsets of its views, by role, in call order.
+pub(crate) struct Buffers<K: Storage> {
+    pub inputs: Vec<(K::Tensor, usize)>,
+    pub outputs: Vec<(K::Tensor, usize)>,
+    pub weights: Vec<(K::Weights, usize)>,
+    pub tokens: Vec<(K::Tokens, usize)>,
+}
+
+/// Buffers for a call's arguments (`(role, extent)` in call order), each with
+/// random values (ids 0) at an offset of 0 to 2 with a tail of 0 to 2, except
+/// argument `target`, one element too small by `shortfall`. Returns them with the
+/// `(needed, available)` sizes the kernel's `BufferTooSmall` must name.
+pub(crate) fn buffers_with_one_too_small<K: Storage>(
+    k: &mut K,
+    args: &[(Role, usize)],
+    target: usize,
+    shortfall: Shortfall,
+    seed: u64,
+    dtype: WeightDtype,
+) -> Result<(Buffers<K>, (usize, usize)), Failure> {
+    let mut rng = Rng::new(seed);
+    let mut buffers = Buffers::<K> { inputs: vec![], outputs: vec![], weights: vec![], tokens: vec![] };
+    let mut expected = (0, 0);
+    for (n, &(role, extent)) in args.iter().enumerate() {
+        let (mut offset, tail) = (rng.below(3), rng.below(3));
+        let mut len = offset + extent + tail;
+        if n == target {
+            match shortfall {
+                Shortfall::Length => len = offset + extent - 1,
+                Shortfall::Offset => offset = len - extent + 1,
+            }
+            expected = (offset + extent, len);
+        }
+        let values: Vec<f32> = (0..len).map(|_| rng.normal()).collect();
+        match role {
+            Role::Input => buffers.inputs.push((tensor(k, &values)?, offset)),
+            Role::Output => buffers.outputs.push((tensor(k, &values)?, offset)),
+            Role::Weights => buffers.weights.push((weights(k, &values, dtype)?, offset)),
+            Role::Tokens => buffers.tokens.push((tokens(k, &vec![0u32; len])?, offset)),
+        }
+    }
+    Ok((buffers, expected))
+}
+
+/// `Ok` when the call of `kind` whose argument `target` (a `role` buffer) was
+/// too small returned `BufferTooSmall` with exactly the `(needed, available)`
+/// sizes; else a failure naming what it returned (`core`: its core error).
+pub(crate) fn expect_too_small<E: std::fmt::Display>(
+    kind: impl std::fmt::Debug,
+    target: usize,
+    role: Role,
+    result: &Result<(), E>,
+    core: Option<CoreError>,
+    (needed, available): (usize, usize),
+) -> Result<(), Failure> {
+    match core {
+        Some(CoreError::BufferTooSmall { needed: n, available: a, .. }) if n == needed && a == available => Ok(()),
+        _ => Err(Failure::WrongError {
+            call: format!("{kind:?} with argument {target} ({role:?}) too small"),
+            expected: format!("BufferTooSmall {{ needed: {needed}, available: {available} }}"),
+            got: describe(result, core),
+        }),
+    }
 }
 
 /// Runs the call with `b`'s buffers.
@@ -192,12 +249,8 @@ fn invoke<K: Kernels>(k: &mut K, c: &ShortCase, b: &mut Buffers<K>) -> Result<Re
     })
 }
 
-/// Whether `got` is `BufferTooSmall` with these sizes.
-fn is_too_small(got: Option<CoreError>, needed: usize, available: usize) -> bool {
-    matches!(got, Some(CoreError::BufferTooSmall { needed: n, available: a, .. }) if n == needed && a == available)
-}
-
-fn describe<E: std::fmt::Display>(r: &Result<(), E>, core: Option<CoreError>) -> String {
+/// What a call returned, for a failure: `Ok`, its core error, or its own error.
+pub(crate) fn describe<E: std::fmt::Display>(r: &Result<(), E>, core: Option<CoreError>) -> String {
     match (r, core) {
         (Ok(()), _) => "Ok(())".into(),
         (Err(e), Some(c)) => format!("{c:?} ({e})"),
@@ -248,43 +301,15 @@ pub fn error_paths_kernels<B: Backend>(k: &mut B::Kernels, options: &Options) ->
         let k = &mut **k.borrow_mut();
         let args = arguments(case)?;
         let target = case.short % args.len();
-        let mut rng = Rng::new(case.seed);
-        let mut buffers = Buffers::<B::Kernels> { inputs: vec![], outputs: vec![], weights: vec![], tokens: vec![] };
-        let mut expected = (0, 0);
-        for (n, &(role, extent)) in args.iter().enumerate() {
-            let (mut offset, tail) = (rng.below(3), rng.below(3));
-            let mut len = offset + extent + tail;
-            if n == target {
-                match case.shortfall {
-                    Shortfall::Length => len = offset + extent - 1,
-                    Shortfall::Offset => offset = len - extent + 1,
-                }
-                expected = (offset + extent, len);
-            }
-            let values: Vec<f32> = (0..len).map(|_| rng.normal()).collect();
-            match role {
-                Role::Input => buffers.inputs.push((tensor(k, &values)?, offset)),
-                Role::Output => buffers.outputs.push((tensor(k, &values)?, offset)),
-                Role::Weights => buffers.weights.push((weights(k, &values, dtype)?, offset)),
-                Role::Tokens => buffers.tokens.push((tokens(k, &vec![0u32; len])?, offset)),
-            }
-        }
+        let (mut buffers, expected) = buffers_with_one_too_small(k, &args, target, case.shortfall, case.seed, dtype)?;
         let result = invoke(k, case, &mut buffers)?;
         let core = result.as_ref().err().and_then(B::core_error);
-        if is_too_small(core, expected.0, expected.1) {
-            Ok(())
-        } else {
-            Err(Failure::WrongError {
-                call: format!("{:?} with argument {target} ({:?}) too small", case.kind, args[target].0),
-                expected: format!("BufferTooSmall {{ needed: {}, available: {} }}", expected.0, expected.1),
-                got: describe(&result, core),
-            })
-        }
+        expect_too_small(case.kind, target, args[target].0, &result, core, expected)
     })
 }
 
 /// Checks that `result` is an error whose core error satisfies `ok`.
-fn expect_error<B: Backend, T>(
+pub(crate) fn expect_error<B: Backend, T>(
     call: &str,
     expected: &str,
     result: Result<T, <B::Kernels as Storage>::Error>,

@@ -4,8 +4,8 @@
 //! vocabulary gives `TokenOutOfRange`; a position bias without its gradient (or
 //! the other way round), or with an unmasked attention, gives `InvalidShape`.
 
-use super::KernelError;
 use crate::backend::Backend;
+use crate::checks::errors::{buffers_with_one_too_small, expect_error, expect_too_small, Buffers, Role, Shortfall};
 use crate::failure::Failure;
 use crate::gen::Rng;
 use crate::io::{tensor, tokens, weights};
@@ -46,24 +46,6 @@ pub enum BackwardKind {
     AddAssign,
     /// `gather_runs_add`.
     GatherRunsAdd,
-}
-
-/// The kind of buffer an argument is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Input,
-    Output,
-    Weights,
-    Tokens,
-}
-
-/// How the chosen argument is made too small.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shortfall {
-    /// The buffer is one element shorter than offset + extent.
-    Length,
-    /// The view's offset is one element too far.
-    Offset,
 }
 
 /// A backward call whose argument `short` (modulo the number of its buffer
@@ -163,14 +145,6 @@ fn arguments(c: &GradShortCase) -> Result<Vec<(Role, usize)>, Failure> {
     })
 }
 
-/// The buffers of a call and the offsets of its views, by role.
-struct Buffers<K: Storage> {
-    inputs: Vec<(K::Tensor, usize)>,
-    outputs: Vec<(K::Tensor, usize)>,
-    weights: Vec<(K::Weights, usize)>,
-    tokens: Vec<(K::Tokens, usize)>,
-}
-
 /// Runs the call with `b`'s buffers.
 fn invoke<K: Gradients>(k: &mut K, c: &GradShortCase, b: &mut Buffers<K>) -> Result<Result<(), K::Error>, Failure> {
     let (r, d, hd) = (c.rows, c.dim, c.heads * c.head_dim);
@@ -230,14 +204,6 @@ fn invoke<K: Gradients>(k: &mut K, c: &GradShortCase, b: &mut Buffers<K>) -> Res
     })
 }
 
-fn describe<E: std::fmt::Display>(r: &Result<(), E>, core: Option<CoreError>) -> String {
-    match (r, core) {
-        (Ok(()), _) => "Ok(())".into(),
-        (Err(e), Some(c)) => format!("{c:?} ({e})"),
-        (Err(e), None) => format!("a non-core error: {e}"),
-    }
-}
-
 fn short_case() -> impl Strategy<Value = GradShortCase> {
     let kind = prop_oneof![
         Just(BackwardKind::Embed),
@@ -282,56 +248,11 @@ where
         let k = &mut **k.borrow_mut();
         let args = arguments(case)?;
         let target = case.short % args.len();
-        let mut rng = Rng::new(case.seed);
-        let mut buffers = Buffers::<B::Kernels> { inputs: vec![], outputs: vec![], weights: vec![], tokens: vec![] };
-        let mut expected = (0, 0);
-        for (n, &(role, extent)) in args.iter().enumerate() {
-            let (mut offset, tail) = (rng.below(3), rng.below(3));
-            let mut len = offset + extent + tail;
-            if n == target {
-                match case.shortfall {
-                    Shortfall::Length => len = offset + extent - 1,
-                    Shortfall::Offset => offset = len - extent + 1,
-                }
-                expected = (offset + extent, len);
-            }
-            let values: Vec<f32> = (0..len).map(|_| rng.normal()).collect();
-            match role {
-                Role::Input => buffers.inputs.push((tensor(k, &values)?, offset)),
-                Role::Output => buffers.outputs.push((tensor(k, &values)?, offset)),
-                Role::Weights => buffers.weights.push((weights(k, &values, dtype)?, offset)),
-                Role::Tokens => buffers.tokens.push((tokens(k, &vec![0u32; len])?, offset)),
-            }
-        }
+        let (mut buffers, expected) = buffers_with_one_too_small(k, &args, target, case.shortfall, case.seed, dtype)?;
         let result = invoke(k, case, &mut buffers)?;
         let core = result.as_ref().err().and_then(B::core_error);
-        let (needed, available) = expected;
-        match core {
-            Some(CoreError::BufferTooSmall { needed: n, available: a, .. }) if n == needed && a == available => Ok(()),
-            _ => Err(Failure::WrongError {
-                call: format!("{:?} with argument {target} ({:?}) too small", case.kind, args[target].0),
-                expected: format!("BufferTooSmall {{ needed: {needed}, available: {available} }}"),
-                got: describe(&result, core),
-            }),
-        }
+        expect_too_small(case.kind, target, args[target].0, &result, core, expected)
     })
-}
-
-/// Checks that `result` is an error whose core error satisfies `ok`.
-fn expect_error<B: Backend>(
-    call: &str,
-    expected: &str,
-    result: Result<(), KernelError<B>>,
-    ok: impl Fn(CoreError) -> bool,
-) -> Result<(), Failure> {
-    match result {
-        Err(e) if B::core_error(&e).is_some_and(&ok) => Ok(()),
-        Err(e) => {
-            let core = B::core_error(&e);
-            Err(Failure::WrongError { call: call.into(), expected: expected.into(), got: describe(&Err(e), core) })
-        }
-        Ok(()) => Err(Failure::WrongError { call: call.into(), expected: expected.into(), got: "Ok".into() }),
-    }
 }
 
 /// Wrong arguments that are not sizes: `embed_backward` with an id outside the
@@ -354,7 +275,7 @@ where
         let ids = tokens(k, &ids)?;
         let d_out = tensor(k, &rng.normals(count * dim, 1.0))?;
         let mut d_table = tensor(k, &rng.normals(vocab * dim, 1.0))?;
-        expect_error::<B>(
+        expect_error::<B, _>(
             "embed_backward with an id outside the vocabulary",
             &format!("TokenOutOfRange {{ index: {index}, id: {vocab}, vocab: {vocab} }}"),
             k.embed_backward(
@@ -401,7 +322,7 @@ where
                 with_d_bias.then(|| ViewMut::new(&mut *db, 0)),
                 desc,
             );
-            expect_error::<B>(what, "InvalidShape", r, invalid)?;
+            expect_error::<B, _>(what, "InvalidShape", r, invalid)?;
         }
         Ok(())
     })

@@ -58,6 +58,7 @@ pub mod cpu {
     factory!(Threads, "cpu-2-threads", Options::threads(2), WeightDtype::F32);
     factory!(Half, "cpu-f16", Options::default(), WeightDtype::F16);
     factory!(Bf16, "cpu-bf16-2-threads", Options::threads(2), WeightDtype::Bf16);
+    factory!(F16Threads, "cpu-f16-2-threads", Options::threads(2), WeightDtype::F16);
     // 16-bit weights are widened by level-specific code: each level with each type.
     factory!(ScalarF16, "cpu-scalar-f16", level(SimdLevel::Scalar), WeightDtype::F16);
     factory!(ScalarBf16, "cpu-scalar-bf16", level(SimdLevel::Scalar), WeightDtype::Bf16);
