@@ -55,7 +55,8 @@ impl Tokenizer {
         // The `tokenizers` crate panics on some malformed JSON (a syntax error or
         // an invalid escape inside `decoder`, e.g. in a file cut short), so the
         // whole file is parsed here first; a panic that still happens is caught.
-        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| not_json(&e))?;
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| not_json(&e))?;
+        check_bpe_merges(&json).map_err(|m| not_json(&m))?;
         let t = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&bytes))
             .map_err(|_| not_json(&"the tokenizers library failed on it"))?
             .map_err(|e| not_json(&e))?;
@@ -210,6 +211,45 @@ impl Encoder<'_> {
 
 /// The longest word the `ids` tokenizer reads as a token id (ids have at most 10
 /// digits; this leaves room for leading zeros).
+/// Checks that every merge of a BPE model makes a token of its vocabulary, as
+/// the `tokenizers` crate requires: it copies each merged token into a buffer
+/// sized by the longest vocabulary entry and panics (slice out of range) when a
+/// merge makes a longer, unknown token (found by fuzzing). Merges it cannot read
+/// are left to it.
+#[cfg(feature = "hf")]
+fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String> {
+    let model = &json["model"];
+    if model["type"] != "BPE" {
+        return Ok(());
+    }
+    let (Some(vocab), Some(merges)) = (model["vocab"].as_object(), model["merges"].as_array()) else {
+        return Ok(());
+    };
+    let prefix = model["continuing_subword_prefix"].as_str().unwrap_or("");
+    for merge in merges {
+        let pair = match merge {
+            serde_json::Value::String(s) => s.split_once(' '),
+            serde_json::Value::Array(pair) => match pair.as_slice() {
+                [a, b] => a.as_str().zip(b.as_str()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((a, b)) = pair else { continue };
+        // It also cuts the prefix off `b` by length, unchecked.
+        let Some(rest) = b.strip_prefix(prefix) else {
+            return Err(format!("the merge `{a} {b}`: `{b}` does not start with the subword prefix `{prefix}`"));
+        };
+        let merged = format!("{a}{rest}");
+        for token in [a, b, merged.as_str()] {
+            if !vocab.contains_key(token) {
+                return Err(format!("the merge `{a} {b}` needs `{token}`, which is not in the vocabulary"));
+            }
+        }
+    }
+    Ok(())
+}
+
 const MAX_ID_CHARS: usize = 32;
 
 /// The error for a word that is not a token id, quoting at most its start.

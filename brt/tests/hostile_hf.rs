@@ -67,3 +67,24 @@ fn an_invalid_escape_inside_the_decoder_is_an_error() {
     let err = Tokenizer::from_spec(path.to_str().unwrap()).unwrap_err().to_string();
     assert!(err.contains("not a Hugging Face tokenizer.json"), "{err}");
 }
+
+/// The third input the fuzz target found: a merge whose result is not in the
+/// vocabulary (here `abc` renamed), longer than every entry, made the
+/// `tokenizers` crate index out of its buffer. Also a merge whose right side
+/// lacks the subword prefix, which it would cut off unchecked.
+#[test]
+fn a_merge_outside_the_vocabulary_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    let broken = BPE.replace(r#""abc":5"#, r#""":5"#);
+    assert_ne!(broken, BPE);
+    std::fs::write(&path, &broken).unwrap();
+    let err = Tokenizer::from_spec(path.to_str().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("the merge `ab c` needs `abc`, which is not in the vocabulary"), "{err}");
+
+    let broken = BPE.replace(r#""continuing_subword_prefix":null"#, r###""continuing_subword_prefix":"##""###);
+    assert_ne!(broken, BPE);
+    std::fs::write(&path, &broken).unwrap();
+    let err = Tokenizer::from_spec(path.to_str().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("does not start with the subword prefix `##`"), "{err}");
+}
