@@ -219,7 +219,8 @@ impl Encoder<'_> {
 #[cfg(feature = "hf")]
 fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String> {
     let model = &json["model"];
-    if model["type"] != "BPE" {
+    // Without a `type`, the crate tries the file as BPE first.
+    if !(model["type"] == "BPE" || model["type"].is_null()) {
         return Ok(());
     }
     let (Some(vocab), Some(merges)) = (model["vocab"].as_object(), model["merges"].as_array()) else {

@@ -82,6 +82,13 @@ fn a_merge_outside_the_vocabulary_is_an_error() {
     let err = Tokenizer::from_spec(path.to_str().unwrap()).unwrap_err().to_string();
     assert!(err.contains("the merge `ab c` needs `abc`, which is not in the vocabulary"), "{err}");
 
+    // The same with no model `type` (the crate then tries BPE first).
+    let broken = BPE.replace(r#""abc":5"#, r#""":5"#).replace(r#""type":"BPE","#, "");
+    assert!(!broken.contains(r#""BPE""#));
+    std::fs::write(&path, &broken).unwrap();
+    let err = Tokenizer::from_spec(path.to_str().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("the merge `ab c` needs `abc`, which is not in the vocabulary"), "{err}");
+
     let broken = BPE.replace(r#""continuing_subword_prefix":null"#, r###""continuing_subword_prefix":"##""###);
     assert_ne!(broken, BPE);
     std::fs::write(&path, &broken).unwrap();
