@@ -18,6 +18,7 @@
 //! forward. The scale's and bias's gradients are shared by all batch rows, so they
 //! go to the task's `partial` sums.
 
+use super::take;
 use crate::attention::round_up;
 use crate::gemm::{pack_a, pack_b, tile, BSource};
 use crate::parallel::SendPtr;
@@ -87,14 +88,6 @@ impl WithSimd for AttnGradTask<'_, '_> {
     fn with<S: Simd>(self) {
         attend_backward::<S>(self.call, self.task, self.scratch, self.partial)
     }
-}
-
-/// Splits `len` values off the front of `rest`.
-#[inline(always)]
-fn take<'s>(rest: &mut &'s mut [f32], len: usize) -> &'s mut [f32] {
-    let (head, tail) = core::mem::take(rest).split_at_mut(len);
-    *rest = tail;
-    head
 }
 
 const PLAIN: Epilogue = Epilogue { alpha: 1.0, accumulate: false, relu: false };

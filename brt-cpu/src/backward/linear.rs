@@ -18,6 +18,7 @@
 //!
 //! The scale's gradient is shared by all batch rows: it goes to `partial`.
 
+use super::take;
 use crate::linear::CHUNK;
 use crate::parallel::SendPtr;
 use crate::simd::{Simd, WithSimd};
@@ -71,13 +72,6 @@ fn phi_slope(x: f32) -> f32 {
     } else {
         libm::expf(x)
     }
-}
-
-#[inline(always)]
-fn take<'s>(rest: &mut &'s mut [f32], len: usize) -> &'s mut [f32] {
-    let (head, tail) = core::mem::take(rest).split_at_mut(len);
-    *rest = tail;
-    head
 }
 
 #[inline(always)]

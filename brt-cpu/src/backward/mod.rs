@@ -484,3 +484,11 @@ impl<M: HostMemory> Gradients for Cpu<M> {
         Ok(())
     }
 }
+
+/// Splits `len` values off the front of `rest` (a task's scratch).
+#[inline(always)]
+fn take<'s>(rest: &mut &'s mut [f32], len: usize) -> &'s mut [f32] {
+    let (head, tail) = core::mem::take(rest).split_at_mut(len);
+    *rest = tail;
+    head
+}
