@@ -4,7 +4,7 @@ use crate::attention::{self, AttnCall, AttnTask};
 use crate::gemm::{self, BSource, Gemm, GemmTask};
 use crate::gemv::{self, GemvTask, GEMV_MAX_ROWS};
 use crate::linear::{self, LinearCall, LinearTask};
-use crate::parallel::{SendPtr, Workers};
+use crate::parallel::{part, SendPtr, Workers};
 use crate::rows::{AddPositions, L2Normalize, RmsNorm};
 use crate::weights::{CpuWeights, WSlice};
 use crate::{CpuError, SimdLevel};
@@ -411,7 +411,8 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         let parts = self.row_split(rows, dim);
         let out = SendPtr(out.as_mut_ptr());
         self.parallel(parts, &|t, _| {
-            let range = (rows * t / parts) * dim..(rows * (t + 1) / parts) * dim;
+            let r = part(rows, parts, t);
+            let range = r.start * dim..r.end * dim;
             // SAFETY: `out` holds `rows * dim` values (checked above) and the row
             // ranges of the tasks are disjoint.
             let out = unsafe { core::slice::from_raw_parts_mut(out.get().add(range.start), range.len()) };
@@ -437,7 +438,8 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         let parts = self.row_split(rows, width);
         let x = SendPtr(x.as_mut_ptr());
         self.parallel(parts, &|t, _| {
-            let range = (rows * t / parts) * width..(rows * (t + 1) / parts) * width;
+            let r = part(rows, parts, t);
+            let range = r.start * width..r.end * width;
             // SAFETY: `x` holds `rows * width` values (checked above) and the row
             // ranges of the tasks are disjoint.
             let x = unsafe { core::slice::from_raw_parts_mut(x.get().add(range.start), range.len()) };

@@ -24,6 +24,11 @@ unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
+/// The units of task `t` when `count` units are shared among `parts` tasks.
+pub(crate) fn part(count: usize, parts: usize, t: usize) -> core::ops::Range<usize> {
+    (count * t / parts)..(count * (t + 1) / parts)
+}
+
 /// The threads a backend computes on.
 #[derive(Debug)]
 pub(crate) struct Workers {

@@ -24,7 +24,7 @@ mod rows;
 
 use crate::backend::{view, view_mut, weights};
 use crate::gemm::{BSource, Gemm};
-use crate::parallel::SendPtr;
+use crate::parallel::{part, SendPtr};
 use crate::weights::{CpuWeights, WSlice};
 use crate::Cpu;
 use attention::{AttnGradCall, AttnGradTask};
@@ -52,11 +52,6 @@ pub(crate) const fn scratch_len(mr: usize, nr: usize, max_dh: usize) -> usize {
 
 /// Element-wise work below this many values runs on one thread.
 const PARALLEL_MIN: usize = 1 << 15;
-
-/// `range` of task `t` of `parts` over `count` units.
-fn part(count: usize, parts: usize, t: usize) -> core::ops::Range<usize> {
-    (count * t / parts)..(count * (t + 1) / parts)
-}
 
 /// A mutable sub-slice of a buffer shared by tasks that touch disjoint ranges.
 ///
