@@ -2,7 +2,7 @@
 //! (an [`Arena`], for `no_std` and allocation-free use) or, in std crates, the heap.
 
 use crate::error::{CoreError, CoreResult};
-use core::ops::DerefMut;
+use core::ops::{Deref, DerefMut};
 
 /// A source of zeroed host buffers.
 pub trait HostMemory {
@@ -14,6 +14,9 @@ pub trait HostMemory {
     type U32: DerefMut<Target = [u32]>;
     /// An f64 buffer (for the double-precision reference used by gradient checks).
     type F64: DerefMut<Target = [f64]>;
+    /// Read-only bytes that parameters are used from where they lie (flash, ROM, a
+    /// memory-mapped file): never copied and never written.
+    type Bytes: Deref<Target = [u8]>;
 
     /// `len` zeroed f32 values.
     fn alloc_f32(&mut self, len: usize) -> CoreResult<Self::F32>;
@@ -69,6 +72,7 @@ impl<'m> HostMemory for Arena<'m> {
     type U16 = &'m mut [u16];
     type U32 = &'m mut [u32];
     type F64 = &'m mut [f64];
+    type Bytes = &'m [u8];
 
     fn alloc_f32(&mut self, len: usize) -> CoreResult<&'m mut [f32]> {
         take(&mut self.f32s, len, 0.0, "f32 arena")

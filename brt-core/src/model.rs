@@ -19,10 +19,17 @@ impl<K: Storage> core::fmt::Debug for Model<K> {
 }
 
 impl<K: Storage> Model<K> {
-    /// Wraps parameters already in the backend; their number must match the layout.
+    /// Wraps parameters already in the backend, in the canonical layout; their
+    /// number must match the layout.
     pub fn new(config: &Config, dtype: WeightDtype, weights: K::Weights) -> Result<Self, K::Error> {
-        config.validate()?;
-        let layout = WeightLayout::new(config)?;
+        Model::with_layout(WeightLayout::new(config)?, dtype, weights)
+    }
+
+    /// Wraps parameters already in the backend in any layout of their
+    /// configuration (e.g. the aligned one of a model file used where it lies);
+    /// the buffer's length must equal the layout's.
+    pub fn with_layout(layout: WeightLayout, dtype: WeightDtype, weights: K::Weights) -> Result<Self, K::Error> {
+        layout.config().validate()?;
         let actual = K::weights_len(&weights);
         if actual != layout.len() {
             return Err(CoreError::LengthMismatch { what: "model parameters", expected: layout.len(), actual }.into());

@@ -268,6 +268,38 @@ impl Param {
             Param::Layer(_, p) => p.is_vector(),
         }
     }
+
+    /// The parameter with canonical name `name` (as [`Param`]'s `Display` writes
+    /// it: `embed`, `final_norm`, `layers.3.query`, ...). Layer numbers are plain
+    /// decimals without leading zeros, so each parameter has exactly one name.
+    pub fn from_name(name: &str) -> Option<Param> {
+        match name {
+            "embed" => Some(Param::Embedding),
+            "final_norm" => Some(Param::FinalNorm),
+            _ => {
+                let rest = name.strip_prefix("layers.")?;
+                let (layer, p) = rest.split_once('.')?;
+                let canonical = !layer.is_empty()
+                    && layer.bytes().all(|b| b.is_ascii_digit())
+                    && (layer == "0" || !layer.starts_with('0'));
+                if !canonical {
+                    return None;
+                }
+                Some(Param::Layer(layer.parse().ok()?, LayerParam::from_name(p)?))
+            }
+        }
+    }
+}
+
+/// The canonical name of a parameter in brt's files.
+impl core::fmt::Display for Param {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Param::Embedding => f.write_str("embed"),
+            Param::FinalNorm => f.write_str("final_norm"),
+            Param::Layer(l, p) => write!(f, "layers.{l}.{}", p.name()),
+        }
+    }
 }
 
 /// Where a parameter lives in the flat weight buffer.
@@ -299,24 +331,48 @@ impl Span {
 }
 
 /// The layout of all parameters of a configuration in one flat buffer.
+///
+/// The canonical layout ([`WeightLayout::new`]) packs the parameters without gaps.
+/// An aligned layout ([`WeightLayout::aligned`]) starts every parameter at a
+/// multiple of `align` elements, leaving gaps: it is how a deployable model file
+/// lays its tensors out, so that the file's data can be used as the weight buffer
+/// where it lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightLayout {
     config: Config,
     total: usize,
+    align: usize,
 }
 
 impl WeightLayout {
-    /// Computes the layout; fails only if a size overflows.
+    /// Computes the canonical layout; fails only if a size overflows.
     pub fn new(config: &Config) -> CoreResult<WeightLayout> {
+        WeightLayout::aligned(config, 1)
+    }
+
+    /// The layout with every parameter starting at a multiple of `align` elements
+    /// (the gaps belong to no parameter). Fails if `align` is zero or a size
+    /// overflows.
+    pub fn aligned(config: &Config, align: usize) -> CoreResult<WeightLayout> {
+        if align == 0 {
+            return Err(CoreError::InvalidConfig { what: "weight alignment must be positive", value: 0 });
+        }
         let mut total = 0usize;
-        for spec in ParamIter::new(config) {
+        for spec in ParamIter::new(config, align) {
             let spec = spec?;
             total = add(spec.offset, spec.span.len(), "weights")?;
         }
-        Ok(WeightLayout { config: *config, total })
+        Ok(WeightLayout { config: *config, total, align })
     }
 
-    /// Total number of parameter elements.
+    /// The alignment of every parameter's first element, in elements (1 for the
+    /// canonical layout).
+    pub const fn align(&self) -> usize {
+        self.align
+    }
+
+    /// Total number of elements of the buffer: every parameter, and the gaps of an
+    /// aligned layout.
     pub const fn len(&self) -> usize {
         self.total
     }
@@ -344,11 +400,13 @@ impl WeightLayout {
     /// The parameters of layer `layer`, resolved in one pass.
     pub fn layer(&self, layer: usize) -> LayerSpans {
         let mut spans = LayerSpans { spans: [None; LayerParam::ALL.len()] };
-        let mut offset = self.layer_offset(layer);
-        for (slot, p) in spans.spans.iter_mut().zip(LayerParam::ALL) {
-            if let Some((rows, cols)) = p.shape(&self.config, layer) {
-                *slot = Some(Span { offset, rows, cols });
-                offset += rows * cols;
+        for spec in self.params() {
+            if let Param::Layer(l, p) = spec.param {
+                if l == layer {
+                    if let Some(index) = LayerParam::ALL.iter().position(|&q| q == p) {
+                        spans.spans[index] = Some(spec.span);
+                    }
+                }
             }
         }
         spans
@@ -357,7 +415,7 @@ impl WeightLayout {
     /// Every parameter in canonical order. The layout was checked for overflow when
     /// it was made, so the iteration cannot fail.
     pub fn params(&self) -> impl Iterator<Item = ParamSpec> + '_ {
-        ParamIter::new(&self.config).map_while(Result::ok)
+        ParamIter::new(&self.config, self.align).map_while(Result::ok)
     }
 }
 
@@ -399,12 +457,14 @@ struct ParamIter<'c> {
     /// 0: embedding, 1: final norm, then 2 + layer * ALL.len() + index.
     cursor: usize,
     offset: usize,
+    /// Every parameter starts at a multiple of this (positive).
+    align: usize,
     failed: bool,
 }
 
 impl<'c> ParamIter<'c> {
-    fn new(config: &'c Config) -> Self {
-        ParamIter { config, cursor: 0, offset: 0, failed: false }
+    fn new(config: &'c Config, align: usize) -> Self {
+        ParamIter { config, cursor: 0, offset: 0, align: align.max(1), failed: false }
     }
 }
 
@@ -433,8 +493,9 @@ impl Iterator for ParamIter<'_> {
             self.cursor += 1;
             let Some((rows, cols)) = shape else { continue };
             let spec = mul(rows, cols, "a parameter").and_then(|len| {
-                let spec = ParamSpec { param, offset: self.offset, span: Span { offset: self.offset, rows, cols } };
-                self.offset = add(self.offset, len, "weights")?;
+                let start = add(self.offset, (self.align - self.offset % self.align) % self.align, "weights")?;
+                let spec = ParamSpec { param, offset: start, span: Span { offset: start, rows, cols } };
+                self.offset = add(start, len, "weights")?;
                 Ok(spec)
             });
             if spec.is_err() {
@@ -487,6 +548,36 @@ mod tests {
                 assert_eq!(spans.get(LayerParam::Query).map(|s| s.offset), Some(w.layer_offset(2) + 32));
             }
         }
+    }
+
+    #[test]
+    fn aligned_layouts_start_every_parameter_at_a_multiple_and_keep_the_order() {
+        let mut c = meliad_like(StateLayout::Dual, GateKind::Lstm);
+        c.linear = LayerSet::EMPTY.with(0);
+        let canonical = WeightLayout::new(&c).unwrap();
+        for align in [1, 8, 16, 32] {
+            let w = WeightLayout::aligned(&c, align).unwrap();
+            assert_eq!(w.align(), align);
+            let mut end = 0;
+            for (p, q) in w.params().zip(canonical.params()) {
+                assert_eq!((p.param, p.span.rows, p.span.cols), (q.param, q.span.rows, q.span.cols));
+                assert_eq!(p.offset % align, 0, "{:?} at {}", p.param, p.offset);
+                assert!(
+                    p.offset >= end && p.offset < end + align,
+                    "{:?}: the gap is shorter than the alignment",
+                    p.param
+                );
+                assert_eq!(w.span(p.param), Some(p.span));
+                end = p.offset + p.span.len();
+            }
+            assert_eq!(end, w.len());
+            for layer in 0..c.layers {
+                for p in LayerParam::ALL {
+                    assert_eq!(w.layer(layer).get(p), w.span(Param::Layer(layer, p)));
+                }
+            }
+        }
+        assert!(WeightLayout::aligned(&c, 0).is_err());
     }
 
     #[test]

@@ -141,6 +141,17 @@ impl<M: HostMemory> Cpu<M> {
         })
     }
 
+    /// Parameters used where they lie: `bytes` (e.g. the weights of a
+    /// `brt_gguf::ModelFile`, in flash or a mapped file) viewed as little-endian
+    /// values of `dtype`, with no copy and no memory taken. They are read-only.
+    /// Wrap them with `Model::with_layout` and the layout they were written in.
+    pub fn weights_in_place(&self, bytes: M::Bytes, dtype: WeightDtype) -> Result<CpuWeights<M>, CpuError> {
+        if cfg!(target_endian = "big") {
+            return Err(CpuError::MisalignedWeights { size: dtype.size() });
+        }
+        CpuWeights::in_place(bytes, dtype).ok_or(CpuError::MisalignedWeights { size: dtype.size() })
+    }
+
     /// The SIMD level in use.
     pub fn level(&self) -> SimdLevel {
         self.level
@@ -362,7 +373,7 @@ impl<M: HostMemory> Storage for Cpu<M> {
         Ok(())
     }
     fn write_weights(&mut self, dst: &mut CpuWeights<M>, offset: usize, src: WeightData<'_>) -> Result<(), CpuError> {
-        Ok(dst.write(offset, src)?)
+        dst.write(offset, src)
     }
     fn write_tokens(&mut self, dst: &mut M::U32, offset: usize, src: &[u32]) -> Result<(), CpuError> {
         check_extent("tokens write", offset, src.len(), dst.len())?;

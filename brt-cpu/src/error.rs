@@ -32,6 +32,14 @@ pub enum CpuError {
     },
     /// A kernel task panicked on a worker thread (a bug; the pool survives).
     WorkerPanicked,
+    /// Parameters used in place (flash, a mapped file) were to be written.
+    ReadOnlyWeights,
+    /// Bytes to use in place are not a whole number of values or not aligned for
+    /// their type.
+    MisalignedWeights {
+        /// Bytes per value of the type.
+        size: usize,
+    },
 }
 
 impl From<CoreError> for CpuError {
@@ -51,6 +59,15 @@ impl fmt::Display for CpuError {
             CpuError::Capacity { what, needed, limit } => write!(
                 f,
                 "{what} is {needed}, above the CPU backend's limit of {limit}; construct it with larger `Options`"
+            ),
+            CpuError::ReadOnlyWeights => f.write_str(
+                "the parameters are used in place (a mapped or built-in file) and are read-only; load them into \
+                 memory to change them",
+            ),
+            CpuError::MisalignedWeights { size } => write!(
+                f,
+                "weights to use in place must be a whole number of {size}-byte values at an address that is a \
+                 multiple of {size}, on a little-endian machine"
             ),
             CpuError::WorkerPanicked => {
                 write!(f, "a CPU kernel task panicked on a worker thread (a bug in brt-cpu; please report it)")

@@ -1,7 +1,47 @@
 //! Heap memory for host backends (std only): each buffer is its own `Vec`.
 
 use brt_core::{CoreError, CoreResult, HostMemory};
+use core::ops::{Deref, Range};
+use std::sync::Arc;
 use std::vec::Vec;
+
+/// Read-only bytes shared by reference counting, which parameters can be used
+/// from in place: a memory-mapped model file (any `AsRef<[u8]>` owner), or a
+/// range of one.
+#[derive(Clone)]
+pub struct SharedBytes {
+    owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    range: Range<usize>,
+}
+
+impl SharedBytes {
+    /// All the bytes of `owner`, which is kept alive as long as any clone.
+    pub fn new(owner: impl AsRef<[u8]> + Send + Sync + 'static) -> SharedBytes {
+        let len = owner.as_ref().len();
+        SharedBytes { owner: Arc::new(owner), range: 0..len }
+    }
+
+    /// Bytes `range` of these (relative to them), or `None` past their end.
+    pub fn slice(&self, range: Range<usize>) -> Option<SharedBytes> {
+        let start = self.range.start.checked_add(range.start)?;
+        let end = self.range.start.checked_add(range.end)?;
+        (start <= end && end <= self.range.end).then(|| SharedBytes { owner: self.owner.clone(), range: start..end })
+    }
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // The range was checked against the owner's length when it was made.
+        (*self.owner).as_ref().get(self.range.clone()).unwrap_or(&[])
+    }
+}
+
+impl core::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SharedBytes({} bytes)", self.range.len())
+    }
+}
 
 /// Buffers on the heap. Allocation failure is reported, not aborted on.
 #[derive(Clone, Copy, Debug, Default)]
@@ -19,6 +59,7 @@ impl HostMemory for Heap {
     type U16 = Vec<u16>;
     type U32 = Vec<u32>;
     type F64 = Vec<f64>;
+    type Bytes = SharedBytes;
 
     fn alloc_f32(&mut self, len: usize) -> CoreResult<Vec<f32>> {
         zeroed(len, 0.0, "heap (f32)")

@@ -42,7 +42,7 @@ mod sgemm;
 pub use backend::{Cpu, Options};
 pub use error::CpuError;
 #[cfg(feature = "std")]
-pub use heap::Heap;
+pub use heap::{Heap, SharedBytes};
 #[cfg(feature = "std")]
 pub use sgemm::{measure_sgemm_gflops, sgemm_gflops};
 pub use simd::SimdLevel;

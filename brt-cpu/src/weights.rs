@@ -1,6 +1,8 @@
 //! Parameter storage: f32, or 16-bit values (f16, bf16) that are widened to f32
-//! as the kernels read them, so a 16-bit model takes half the memory.
+//! as the kernels read them, so a 16-bit model takes half the memory; owned, or
+//! used in place from read-only bytes (flash, ROM, a mapped file).
 
+use crate::CpuError;
 use brt_core::half::{bf16, f16};
 use brt_core::kernels::check_extent;
 use brt_core::{CoreResult, HostMemory, WeightData, WeightDtype};
@@ -13,6 +15,9 @@ pub enum CpuWeights<M: HostMemory> {
     F16(M::U16),
     /// bfloat16, stored as raw bits.
     Bf16(M::U16),
+    /// Values of the given type used where they lie, read-only: little-endian
+    /// bytes, aligned for the type (checked by [`crate::Cpu::weights_in_place`]).
+    InPlace(M::Bytes, WeightDtype),
 }
 
 impl<M: HostMemory> core::fmt::Debug for CpuWeights<M> {
@@ -28,7 +33,23 @@ impl<M: HostMemory> CpuWeights<M> {
             CpuWeights::F32(_) => WeightDtype::F32,
             CpuWeights::F16(_) => WeightDtype::F16,
             CpuWeights::Bf16(_) => WeightDtype::Bf16,
+            CpuWeights::InPlace(_, dtype) => *dtype,
         }
+    }
+
+    /// Views `bytes` as values of `dtype`, or `None` when their length is not a
+    /// whole number of values or their address is not aligned for the type.
+    pub(crate) fn in_place(bytes: M::Bytes, dtype: WeightDtype) -> Option<CpuWeights<M>> {
+        let ok = match dtype {
+            WeightDtype::F32 => bytemuck::try_cast_slice::<u8, f32>(&bytes).is_ok(),
+            WeightDtype::F16 | WeightDtype::Bf16 => bytemuck::try_cast_slice::<u8, u16>(&bytes).is_ok(),
+        };
+        ok.then_some(CpuWeights::InPlace(bytes, dtype))
+    }
+
+    /// Whether the values are used in place (and so cannot be written).
+    pub fn is_in_place(&self) -> bool {
+        matches!(self, CpuWeights::InPlace(..))
     }
 
     /// Number of values.
@@ -52,14 +73,21 @@ impl<M: HostMemory> CpuWeights<M> {
             CpuWeights::F32(v) => WSlice::F32(v),
             CpuWeights::F16(v) => WSlice::F16(v),
             CpuWeights::Bf16(v) => WSlice::Bf16(v),
+            // `in_place` checked length and alignment; the bytes cannot change.
+            CpuWeights::InPlace(bytes, WeightDtype::F32) => WSlice::F32(bytemuck::try_cast_slice(bytes).unwrap_or(&[])),
+            CpuWeights::InPlace(bytes, WeightDtype::F16) => WSlice::F16(bytemuck::try_cast_slice(bytes).unwrap_or(&[])),
+            CpuWeights::InPlace(bytes, WeightDtype::Bf16) => {
+                WSlice::Bf16(bytemuck::try_cast_slice(bytes).unwrap_or(&[]))
+            }
         }
     }
 
     /// Stores `src` from element `offset`, rounding to the storage type (to
-    /// nearest, ties to even).
-    pub(crate) fn write(&mut self, offset: usize, src: WeightData<'_>) -> CoreResult<()> {
+    /// nearest, ties to even). Parameters used in place are read-only.
+    pub(crate) fn write(&mut self, offset: usize, src: WeightData<'_>) -> Result<(), CpuError> {
         let len = src.len();
         match self {
+            CpuWeights::InPlace(..) => return Err(CpuError::ReadOnlyWeights),
             CpuWeights::F32(dst) => {
                 check_extent("weights write", offset, len, dst.len())?;
                 let dst = &mut dst[offset..offset + len];

@@ -5,6 +5,7 @@
 //! the kernels, and [`run_on`] instantiates it for the chosen one.
 
 use crate::error::{Error, Result};
+use crate::gguf::MappedModel;
 use brt_core::{Gradients, Kernels};
 use brt_cpu::Heap;
 use std::fmt;
@@ -77,12 +78,38 @@ impl FromStr for BackendKind {
     }
 }
 
+/// How a backend takes the weights of a mapped model file: the CPU backend uses
+/// them where they lie; the others copy them into their own memory.
+pub trait FileWeights: Kernels {
+    /// The parameter buffer for `model`'s weights, in `model.layout()`.
+    fn file_weights(&mut self, model: &MappedModel) -> std::result::Result<Self::Weights, Self::Error> {
+        let mut weights = self.alloc_weights(model.layout().len(), model.dtype())?;
+        self.write_weights(&mut weights, 0, model.weights())?;
+        Ok(weights)
+    }
+}
+
+impl FileWeights for brt_core::Reference<Heap> {}
+
+#[cfg(feature = "cpu")]
+impl FileWeights for brt_cpu::Cpu<Heap> {
+    fn file_weights(&mut self, model: &MappedModel) -> std::result::Result<Self::Weights, Self::Error> {
+        self.weights_in_place(model.weight_bytes(), model.dtype())
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl FileWeights for brt_wgpu::Wgpu {}
+
+#[cfg(feature = "cuda")]
+impl FileWeights for brt_cuda::Cuda {}
+
 /// Work that can run on any backend.
 pub trait BackendJob {
     /// What the work produces.
     type Output;
     /// Runs the work on kernels `k`.
-    fn run<K: Kernels>(self, k: K) -> Result<Self::Output>
+    fn run<K: FileWeights>(self, k: K) -> Result<Self::Output>
     where
         Error: From<K::Error>;
 }

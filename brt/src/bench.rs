@@ -135,7 +135,7 @@ pub struct BenchJob<'a> {
 impl BackendJob for BenchJob<'_> {
     type Output = BenchResult;
 
-    fn run<K: Kernels>(self, k: K) -> Result<BenchResult>
+    fn run<K: crate::backend::FileWeights>(self, k: K) -> Result<BenchResult>
     where
         Error: From<K::Error>,
     {

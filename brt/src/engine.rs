@@ -3,9 +3,11 @@
 //! the position) that can be fed tokens, saved to a file and restored, also on
 //! another backend.
 
+use crate::backend::FileWeights;
 use crate::config_file::ConfigFile;
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
+use crate::model_file::LoadedModel;
 use crate::weights::{ModelWeights, WeightBuffer};
 use brt_core::{Config, Kernels, Model, Plan, Stream};
 use safetensors::tensor::{Dtype, TensorView};
@@ -33,24 +35,73 @@ pub fn fingerprint(weights: &ModelWeights) -> u64 {
         WeightBuffer::F16(v) => bytemuck::cast_slice(v),
         WeightBuffer::Bf16(v) => bytemuck::cast_slice(v),
     };
-    // FNV-1a over 64-bit words: stable across platforms and Rust versions.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut mix = |word: u64| {
-        hash ^= word;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    };
-    for b in ConfigFile::to_json(weights.config()).bytes() {
-        mix(b as u64);
+    let mut f = Fingerprint::new(weights.config());
+    f.bytes(bytes);
+    f.finish()
+}
+
+/// The [`fingerprint`] computed over the parameter bytes in pieces (a model file
+/// whose tensors lie apart).
+///
+/// FNV-1a over the configuration's JSON bytes, then over the parameter bytes in
+/// little-endian 64-bit words, then their last bytes one by one: stable across
+/// platforms and Rust versions.
+pub(crate) struct Fingerprint {
+    hash: u64,
+    word: [u8; 8],
+    filled: usize,
+}
+
+impl Fingerprint {
+    pub(crate) fn new(config: &Config) -> Fingerprint {
+        let mut f = Fingerprint { hash: 0xcbf2_9ce4_8422_2325, word: [0; 8], filled: 0 };
+        for b in ConfigFile::to_json(config).bytes() {
+            f.mix(b as u64);
+        }
+        f
     }
-    let words = bytes.chunks_exact(8);
-    let tail = words.remainder();
-    for w in words {
-        mix(u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
+
+    fn mix(&mut self, word: u64) {
+        self.hash ^= word;
+        self.hash = self.hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    for &b in tail {
-        mix(b as u64);
+
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        // Complete a word begun by the previous piece, then whole words, then
+        // keep the last bytes for the next piece.
+        while self.filled != 0 && !rest.is_empty() {
+            self.push(rest[0]);
+            rest = &rest[1..];
+        }
+        let words = rest.chunks_exact(8);
+        let tail = words.remainder();
+        for w in words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            self.mix(u64::from_le_bytes(word));
+        }
+        for &b in tail {
+            self.push(b);
+        }
     }
-    hash
+
+    fn push(&mut self, b: u8) {
+        self.word[self.filled] = b;
+        self.filled += 1;
+        if self.filled == 8 {
+            self.mix(u64::from_le_bytes(self.word));
+            self.filled = 0;
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> u64 {
+        for i in 0..self.filled {
+            let b = self.word[i];
+            self.mix(b as u64);
+        }
+        self.hash
+    }
 }
 
 impl<K: Kernels> Engine<K>
@@ -61,6 +112,22 @@ where
     pub fn new(mut kernels: K, weights: &ModelWeights) -> Result<Self> {
         let model = Model::from_flat(&mut kernels, weights.config(), weights.dtype(), weights.buffer().data())?;
         Ok(Engine { kernels, model, fingerprint: fingerprint(weights) })
+    }
+
+    /// Loads `model` onto `kernels`; a mapped model file is used in place where
+    /// the backend can (the CPU backend), copied otherwise.
+    pub fn load(mut kernels: K, model: &LoadedModel) -> Result<Self>
+    where
+        K: FileWeights,
+    {
+        match model {
+            LoadedModel::InMemory(weights) => Engine::new(kernels, weights),
+            LoadedModel::Mapped(mapped) => {
+                let weights = kernels.file_weights(mapped)?;
+                let model = Model::with_layout(*mapped.layout(), mapped.dtype(), weights)?;
+                Ok(Engine { kernels, model, fingerprint: mapped.fingerprint() })
+            }
+        }
     }
 
     /// The configuration.

@@ -5,6 +5,7 @@
 //!
 //! - [`model_file::load_model`] reads brt weights or an official Meliad checkpoint;
 //! - [`format`] writes and reads brt's own safetensors weights;
+//! - [`gguf`] maps brt's deployable model file (GGUF) and uses it in place;
 //! - [`backend`] picks a compute backend at run time;
 //! - [`logits`] computes the logits of whole documents.
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod eval;
 mod files;
 pub mod format;
 pub mod generate;
+pub mod gguf;
 pub mod logits;
 pub mod meliad;
 pub mod model_file;

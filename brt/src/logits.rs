@@ -4,8 +4,7 @@ use crate::backend::BackendJob;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
-use crate::weights::ModelWeights;
-use brt_core::Kernels;
+use crate::model_file::LoadedModel;
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
@@ -106,7 +105,7 @@ pub fn write_logits(path: &Path, logits: &[f32], batch: usize, len: usize, vocab
 /// carried caches and states).
 pub struct LogitsJob<'a> {
     /// The model.
-    pub weights: &'a ModelWeights,
+    pub weights: &'a LoadedModel,
     /// The documents.
     pub tokens: &'a TokenBatch,
     /// Most tokens per row per call.
@@ -116,7 +115,7 @@ pub struct LogitsJob<'a> {
 impl BackendJob for LogitsJob<'_> {
     type Output = Vec<f32>;
 
-    fn run<K: Kernels>(self, k: K) -> Result<Vec<f32>>
+    fn run<K: crate::backend::FileWeights>(self, k: K) -> Result<Vec<f32>>
     where
         Error: From<K::Error>,
     {
@@ -127,7 +126,7 @@ impl BackendJob for LogitsJob<'_> {
             .checked_mul(len)
             .and_then(|n| n.checked_mul(vocab))
             .ok_or_else(|| Error::Invalid("the logits would not fit in memory".into()))?;
-        let mut engine = Engine::new(k, self.weights)?;
+        let mut engine = Engine::load(k, self.weights)?;
         let mut session = engine.session(batch, self.chunk.clamp(1, len))?;
         let rows: Vec<&[u32]> = self.tokens.ids.chunks_exact(len).collect();
         // The output is as large as the input times the vocabulary: ask for it

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use brt_core::half::{bf16, f16};
-use brt_core::{Config, LayerParam, Param, WeightData, WeightDtype, WeightLayout};
+use brt_core::{Config, Param, WeightData, WeightDtype, WeightLayout};
 
 /// Parameter values in one of the storage types.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,24 +62,12 @@ impl WeightBuffer {
 
 /// The canonical name of a parameter in the project's own format.
 pub fn param_name(param: Param) -> String {
-    match param {
-        Param::Embedding => "embed".into(),
-        Param::FinalNorm => "final_norm".into(),
-        Param::Layer(l, p) => format!("layers.{l}.{}", p.name()),
-    }
+    param.to_string()
 }
 
 /// The parameter with canonical name `name`.
 pub fn param_from_name(name: &str) -> Option<Param> {
-    match name {
-        "embed" => Some(Param::Embedding),
-        "final_norm" => Some(Param::FinalNorm),
-        _ => {
-            let rest = name.strip_prefix("layers.")?;
-            let (layer, p) = rest.split_once('.')?;
-            Some(Param::Layer(layer.parse().ok()?, LayerParam::from_name(p)?))
-        }
-    }
+    Param::from_name(name)
 }
 
 /// A validated model: configuration and parameters.

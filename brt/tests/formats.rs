@@ -5,6 +5,7 @@ mod common;
 
 use brt::logits::{LogitsJob, TokenBatch};
 use brt::meliad::ImportOptions;
+use brt::model_file::LoadedModel;
 use brt::{format, load_model, run_on, BackendKind};
 use brt_core::WeightDtype;
 use common::*;
@@ -15,8 +16,11 @@ fn every_storage_type_round_trips_and_computes_in_f32() {
     let official = load_model(&case_dir("lstm_dual").join("checkpoint_0"), ImportOptions::default()).unwrap();
     let (docs, vocab) = documents("lstm_dual");
     let tokens = TokenBatch::new(1, 64, docs[0].tokens[..64].to_vec()).unwrap();
-    let reference =
-        run_on(BackendKind::Reference, LogitsJob { weights: &official, tokens: &tokens, chunk: 64 }).unwrap();
+    let reference = run_on(
+        BackendKind::Reference,
+        LogitsJob { weights: &LoadedModel::InMemory(official.clone()), tokens: &tokens, chunk: 64 },
+    )
+    .unwrap();
     for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
         let weights = official.with_dtype(dtype);
         let path = dir.path().join(format!("{}.safetensors", dtype.name()));
@@ -27,8 +31,11 @@ fn every_storage_type_round_trips_and_computes_in_f32() {
         assert!(
             bytes >= weights.layout().len() * dtype.size() && bytes < weights.layout().len() * dtype.size() + 16384
         );
-        let logits =
-            run_on(BackendKind::Reference, LogitsJob { weights: &loaded, tokens: &tokens, chunk: 64 }).unwrap();
+        let logits = run_on(
+            BackendKind::Reference,
+            LogitsJob { weights: &LoadedModel::InMemory(loaded.clone()), tokens: &tokens, chunk: 64 },
+        )
+        .unwrap();
         let (err, _) = max_abs_diff(&logits, &reference, vocab);
         println!("{}: file {bytes} bytes, max abs logit difference to f32 {err:.2e}", dtype.name());
         let bound = match dtype {

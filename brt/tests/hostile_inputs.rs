@@ -11,7 +11,7 @@ mod common;
 mod hostile_support;
 
 use brt::meliad::ImportOptions;
-use brt::{Engine, ModelWeights};
+use brt::{Engine, ModelWeights, WeightBuffer};
 use brt_core::{Config, GateKind, LayerSet, Reference, StateLayout, WeightDtype};
 use brt_cpu::Heap;
 use common::*;
@@ -147,6 +147,20 @@ fn weights_case(table: &mut Table, name: &str, edit: impl FnOnce(&mut Parts), me
     table.info(name, &parts.bytes(), message);
 }
 
+/// `bytes` with `new` written at `at`.
+fn patched(bytes: &[u8], at: usize, new: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[at..at + new.len()].copy_from_slice(new);
+    out
+}
+
+/// Where the value of metadata `key` starts in a model file (after its type).
+fn gguf_value_at(bytes: &[u8], key: &str) -> usize {
+    let mut pattern = (key.len() as u64).to_le_bytes().to_vec();
+    pattern.extend_from_slice(key.as_bytes());
+    bytes.windows(pattern.len()).position(|w| w == pattern).unwrap() + pattern.len() + 4
+}
+
 fn f32_array(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
@@ -174,6 +188,48 @@ fn build_table(root: &Path) -> Table {
     let tokens_file = std::fs::read(&tokens).unwrap();
     t.info("token file as a model", &tokens_file, "not brt weights");
     t.info("session file as a model", &session, "not brt weights");
+
+    // --- Model files (GGUF): cut, misplaced, lying sizes, other versions.
+    let gguf = brt::gguf::to_bytes(&weights, Some("hostile")).unwrap();
+    let table_at = gguf.windows(9).position(|w| w == b"\x05\0\0\0\0\0\0\0e").unwrap();
+    t.info("model file cut in its header", &gguf[..10], "cut short");
+    t.info("model file cut inside the tensor table", &gguf[..table_at + 20], "cut short");
+    t.info("model file cut inside the data", &gguf[..gguf.len() - 3], "the tensors need a file of");
+    t.info("model file with bytes appended", &[&gguf[..], &[0u8; 64]].concat(), "something appended");
+    t.info(
+        "model file of GGUF version 2",
+        &patched(&gguf, 4, &2u32.to_le_bytes()),
+        "GGUF version 2; brt reads version 3",
+    );
+    t.info(
+        "model file of a later brt format",
+        &patched(&gguf, gguf_value_at(&gguf, brt_gguf::keys::FORMAT_VERSION), &9u32.to_le_bytes()),
+        "brt model file version 9",
+    );
+    let arch = gguf_value_at(&gguf, brt_gguf::keys::ARCHITECTURE) + 8;
+    t.info("model file of another architecture", &patched(&gguf, arch, b"gpt"), "another architecture");
+    t.info("model file claiming 2^64 - 1 tensors", &patched(&gguf, 8, &u64::MAX.to_le_bytes()), "a count larger");
+    t.info("model file key longer than the file", &patched(&gguf, 24, &(1u64 << 40).to_le_bytes()), "cut short");
+    let alignment = gguf_value_at(&gguf, brt_gguf::keys::ALIGNMENT);
+    t.info(
+        "model file with a misaligned layout",
+        &patched(&gguf, alignment, &64u32.to_le_bytes()),
+        "not where the layout",
+    );
+    t.info(
+        "model file with an alignment of 24",
+        &patched(&gguf, alignment, &24u32.to_le_bytes()),
+        "not a power of two",
+    );
+    let width = gguf_value_at(&gguf, brt_gguf::keys::D_MODEL);
+    t.info("model file whose width lies", &patched(&gguf, width, &7u64.to_le_bytes()), "shape is not the one");
+    t.info("model file with a changed weight", &patched(&gguf, gguf.len() - 6, &[0x5a]), "the tensor data is corrupt");
+    let mut nan = weights.clone();
+    if let WeightBuffer::F32(v) = nan.buffer_mut() {
+        v[7] = f32::NAN;
+    }
+    let nan_file = brt_gguf::write(nan.config(), None, nan.buffer().data()).unwrap();
+    t.info("model file with a NaN weight", &nan_file, "non-finite value");
     let missing = t.root.join("no-such-model");
     t.add("missing model file", &[os("info"), missing.as_os_str()], 1, "No such file");
     t.add("folder as a model", &[os("info"), t.shared.clone().as_os_str()], 1, "Is a directory");
@@ -939,6 +995,15 @@ fn outputs_never_replace_inputs() {
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), t.cases.len(), failures.join("\n"));
 }
 
+/// Aligned bytes standing in for a mapped file.
+struct Words(Vec<u64>);
+
+impl AsRef<[u8]> for Words {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+}
+
 /// Every prefix of every kind of file is rejected with a message that says the
 /// file is cut short (or empty), never a panic.
 #[test]
@@ -953,6 +1018,15 @@ fn files_cut_at_every_byte_are_rejected() {
     for cut in 0..file.len() {
         let err = brt::format::from_bytes(&file[..cut]).unwrap_err();
         assert!(err.contains("truncated"), "brt weights cut at {cut}: {err}");
+    }
+    let gguf = brt::gguf::to_bytes(&weights, None).unwrap();
+    for cut in 4..gguf.len() {
+        // Aligned like a mapping, as the weights are used in place.
+        let mut words = vec![0u64; cut.div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..cut].copy_from_slice(&gguf[..cut]);
+        let bytes = brt_cpu::SharedBytes::new(Words(words)).slice(0..cut).unwrap();
+        let err = brt::gguf::MappedModel::from_bytes(bytes).unwrap_err();
+        assert!(err.contains("cut short"), "model file cut at {cut}: {err}");
     }
     let session = session_bytes(&weights);
     let mut engine = Engine::new(Reference::new(Heap), &weights).unwrap();

@@ -6,6 +6,7 @@ mod common;
 
 use brt::logits::{LogitsJob, TokenBatch};
 use brt::meliad::ImportOptions;
+use brt::model_file::LoadedModel;
 use brt::{load_model, run_on, BackendKind};
 use common::*;
 
@@ -21,7 +22,7 @@ fn official_logits_through_the_logits_job() {
             let tokens = TokenBatch::new(1, doc.tokens.len(), doc.tokens.clone()).unwrap();
             // A chunk shorter than the document and not a multiple of W: the
             // carried caches and state do the rest.
-            let job = LogitsJob { weights: &weights, tokens: &tokens, chunk: 37 };
+            let job = LogitsJob { weights: &LoadedModel::InMemory(weights.clone()), tokens: &tokens, chunk: 37 };
             let logits = run_on(BackendKind::Reference, job).unwrap();
             let (err, at) = max_abs_diff(&logits, &doc.logits, vocab);
             println!(

@@ -4,6 +4,7 @@ mod common;
 
 use brt::eval::nll;
 use brt::logits::{LogitsJob, TokenBatch};
+use brt::model_file::LoadedModel;
 use brt::tokenizer::Tokenizer;
 use brt::{run_on, BackendKind};
 use common::*;
@@ -23,7 +24,11 @@ fn eval_scores_match_the_logits_of_the_whole_document() {
     // Independent path: all logits at once, then the cross-entropy by hand.
     let ids = Tokenizer::Bytes.encode(&text).unwrap();
     let batch = TokenBatch::new(1, ids.len(), ids.clone()).unwrap();
-    let logits = run_on(BackendKind::Reference, LogitsJob { weights: &weights, tokens: &batch, chunk: 300 }).unwrap();
+    let logits = run_on(
+        BackendKind::Reference,
+        LogitsJob { weights: &LoadedModel::InMemory(weights.clone()), tokens: &batch, chunk: 300 },
+    )
+    .unwrap();
     let expected: f64 = (1..ids.len()).map(|t| nll(&logits[(t - 1) * 260..t * 260], ids[t])).sum::<f64>() / 299.0;
 
     let (code, out, err) = run_brt(&[

@@ -5,6 +5,7 @@ mod common;
 
 use brt::generate::generate;
 use brt::logits::{LogitsJob, TokenBatch};
+use brt::model_file::LoadedModel;
 use brt::sample::{Sampler, SamplingOptions};
 use brt::{run_on, BackendKind, Engine, Session};
 use brt_core::Reference;
@@ -25,7 +26,11 @@ fn incremental_decoding_equals_the_block_forward() {
         assert_eq!(generated.len(), 13);
         let all: Vec<u32> = prompt.iter().chain(&generated).copied().collect();
         let batch = TokenBatch::new(1, all.len(), all.clone()).unwrap();
-        let whole = run_on(BackendKind::Reference, LogitsJob { weights: &weights, tokens: &batch, chunk: 64 }).unwrap();
+        let whole = run_on(
+            BackendKind::Reference,
+            LogitsJob { weights: &LoadedModel::InMemory(weights.clone()), tokens: &batch, chunk: 64 },
+        )
+        .unwrap();
         // Replay one token at a time and compare every position.
         let mut replay = engine.session(1, 1).unwrap();
         for (t, &token) in all.iter().enumerate() {

@@ -27,15 +27,28 @@ impl From<DtypeArg> for WeightDtype {
     }
 }
 
+/// The format of the written file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// brt weights: safetensors with the configuration in its metadata.
+    Safetensors,
+    /// The deployable model file: GGUF, aligned tensors used in place, checksum.
+    Gguf,
+}
+
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
-    /// The model to read (official Meliad checkpoint or brt weights).
+    /// The model to read (official Meliad checkpoint, brt weights or model file).
     input: PathBuf,
-    /// Where to write brt weights (safetensors).
+    /// Where to write: a model file (GGUF) when the name ends in `.gguf`, brt
+    /// weights (safetensors) otherwise.
     output: PathBuf,
     /// Storage type of the written weights (default: that of the input).
     #[arg(long, value_enum)]
     dtype: Option<DtypeArg>,
+    /// The format to write (default: from the output's extension).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
     #[command(flatten)]
     model: ModelOptions,
 }
@@ -47,7 +60,18 @@ pub fn run(args: ConvertArgs) -> Result<(), Error> {
         Some(d) => weights.with_dtype(d.into()),
         None => weights,
     };
-    brt::format::save(&weights, &args.output)?;
-    eprintln!("wrote {} ({} parameters, {})", args.output.display(), weights.layout().len(), weights.dtype().name());
+    let gguf = args.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    let format = args.format.unwrap_or(if gguf { FormatArg::Gguf } else { FormatArg::Safetensors });
+    match format {
+        FormatArg::Gguf => brt::gguf::save(&weights, &args.output)?,
+        FormatArg::Safetensors => brt::format::save(&weights, &args.output)?,
+    }
+    let name = if format == FormatArg::Gguf { "model file (GGUF)" } else { "brt weights (safetensors)" };
+    eprintln!(
+        "wrote {} ({name}, {} parameters, {})",
+        args.output.display(),
+        weights.layout().len(),
+        weights.dtype().name()
+    );
     Ok(())
 }

@@ -1,12 +1,12 @@
 //! `brt eval --model M FILES...`: score whole files, streamed in constant memory.
 
-use super::{load, parse_backend, ModelOptions};
+use super::{open, parse_backend, ModelOptions};
 use brt::backend::{run_on_with, BackendOptions};
 use brt::eval::{score_file, Score};
+use brt::model_file::LoadedModel;
 use brt::plot::{plot_by_position, Curve};
 use brt::tokenizer::Tokenizer;
-use brt::{refuse_to_overwrite_inputs, BackendJob, BackendKind, Engine, Error, ModelWeights};
-use brt_core::Kernels;
+use brt::{refuse_to_overwrite_inputs, BackendJob, BackendKind, Engine, Error};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -54,7 +54,7 @@ pub struct EvalArgs {
 
 struct EvalJob<'a> {
     args: &'a EvalArgs,
-    weights: &'a ModelWeights,
+    weights: &'a LoadedModel,
     tokenizer: &'a Tokenizer,
 }
 
@@ -66,7 +66,7 @@ struct Results {
 impl BackendJob for EvalJob<'_> {
     type Output = Results;
 
-    fn run<K: Kernels>(self, k: K) -> Result<Results, Error>
+    fn run<K: brt::backend::FileWeights>(self, k: K) -> Result<Results, Error>
     where
         Error: From<K::Error>,
     {
@@ -77,7 +77,7 @@ impl BackendJob for EvalJob<'_> {
             ProgressStyle::with_template("{spinner} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let mut engine = Engine::new(k, self.weights)?;
+        let mut engine = Engine::load(k, self.weights)?;
         let mut session = engine.session(1, args.chunk)?;
         let started = Instant::now();
         let mut files = Vec::new();
@@ -128,7 +128,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     };
     for path in paths {
         let model = path.map_or_else(|| PathBuf::from("(built-in model)"), std::path::Path::to_path_buf);
-        let weights = load(path, args.options)?;
+        let weights = open(path, args.options)?;
         let results = run_on_with(
             args.backend,
             BackendOptions::for_config(weights.config(), args.threads),

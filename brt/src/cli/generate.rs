@@ -1,12 +1,12 @@
 //! `brt generate --model M --prompt TEXT`: write text, streaming it out.
 
-use super::{load, parse_backend, ModelOptions};
+use super::{open, parse_backend, ModelOptions};
 use brt::backend::{run_on_with, BackendOptions};
 use brt::generate::generate;
+use brt::model_file::LoadedModel;
 use brt::sample::{Sampler, SamplingOptions};
 use brt::tokenizer::Tokenizer;
-use brt::{refuse_to_overwrite_inputs, BackendJob, BackendKind, Engine, Error, ModelWeights, Session};
-use brt_core::Kernels;
+use brt::{refuse_to_overwrite_inputs, BackendJob, BackendKind, Engine, Error, Session};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -62,7 +62,7 @@ pub struct GenerateArgs {
 
 struct GenerateJob<'a> {
     args: &'a GenerateArgs,
-    weights: &'a ModelWeights,
+    weights: &'a LoadedModel,
     tokenizer: &'a Tokenizer,
     prompt: Vec<u32>,
     sampler: Sampler,
@@ -71,12 +71,12 @@ struct GenerateJob<'a> {
 impl BackendJob for GenerateJob<'_> {
     type Output = ();
 
-    fn run<K: Kernels>(mut self, k: K) -> Result<(), Error>
+    fn run<K: brt::backend::FileWeights>(mut self, k: K) -> Result<(), Error>
     where
         Error: From<K::Error>,
     {
         let args = self.args;
-        let mut engine = Engine::new(k, self.weights)?;
+        let mut engine = Engine::load(k, self.weights)?;
         let mut session = match &args.resume {
             Some(path) => Session::load(&mut engine, path, args.chunk)?,
             None => engine.session(1, args.chunk)?,
@@ -134,7 +134,7 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
         return Err(Error::Invalid("give a prompt to continue (or --resume a saved session)".into()));
     }
     let prompt = tokenizer.encode(text.as_bytes())?;
-    let weights = load(args.model.as_deref(), args.options)?;
+    let weights = open(args.model.as_deref(), args.options)?;
     if let Some(&id) = prompt.iter().find(|&&id| id as usize >= weights.config().vocab) {
         return Err(Error::Invalid(format!(
             "the prompt has token id {id}, outside this model's vocabulary of {}; wrong tokenizer?",

@@ -1,7 +1,8 @@
 //! `brt info MODEL`.
 
-use super::{load, ModelOptions};
+use super::{open, ModelOptions};
 use brt::config_file::{gate_name, layout_name};
+use brt::model_file::LoadedModel;
 use brt::Error;
 use brt_core::{Plan, TokenAttention};
 use clap::Args;
@@ -22,7 +23,8 @@ fn mib(elements: usize, bytes_per: usize) -> String {
 }
 
 pub fn run(args: InfoArgs) -> Result<(), Error> {
-    let weights = load(args.model.as_deref(), args.options)?;
+    let model = open(args.model.as_deref(), args.options)?;
+    let weights = model.to_weights()?;
     let mut out = String::new();
     let c = weights.config();
     let list = |s: brt_core::LayerSet| s.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
@@ -50,6 +52,20 @@ pub fn run(args: InfoArgs) -> Result<(), Error> {
     let _ = writeln!(out, "  abs(scale)        {}", if c.abs_attention_scale { "yes" } else { "no" });
     let _ = writeln!(out, "parameters: {} stored as {}", weights.layout().len(), weights.dtype().name());
     let _ = writeln!(out, "  weights           {}", mib(weights.layout().len(), weights.dtype().size()));
+    if let LoadedModel::Mapped(file) = &model {
+        let _ = writeln!(out, "model file (GGUF {}, brt format {}):", brt_gguf::GGUF_VERSION, brt_gguf::FORMAT_VERSION);
+        if let Some(name) = file.name() {
+            let _ = writeln!(out, "  name              {name}");
+        }
+        let _ = writeln!(out, "  file              {} bytes", file.file_len());
+        let _ = writeln!(out, "  alignment         {} bytes", file.alignment());
+        let _ = writeln!(out, "  data CRC-32       {:#010x} (checked)", file.crc32());
+        let _ = writeln!(
+            out,
+            "  weights in place  {} (mapped, not read into memory)",
+            mib(file.layout().len(), file.dtype().size())
+        );
+    }
     let plan = Plan::new(c, 1, c.window)?;
     let _ = writeln!(out, "per document (batch row), calls of one block:");
     let _ = writeln!(out, "  KV caches         {}", mib(plan.kv_cache_len(), 4));

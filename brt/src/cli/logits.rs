@@ -1,6 +1,6 @@
 //! `brt logits --model M --input IN --output OUT`.
 
-use super::{load, parse_backend, ModelOptions};
+use super::{open, parse_backend, ModelOptions};
 use brt::backend::{run_on_with, BackendOptions};
 use brt::logits::{read_tokens, write_logits, LogitsJob};
 use brt::{refuse_to_overwrite_inputs, BackendKind, Error};
@@ -39,7 +39,7 @@ pub fn run(args: LogitsArgs) -> Result<(), Error> {
     }
     let inputs: Vec<&Path> = args.model.iter().map(PathBuf::as_path).chain([args.input.as_path()]).collect();
     refuse_to_overwrite_inputs(&args.output, &inputs)?;
-    let weights = load(args.model.as_deref(), args.options)?;
+    let weights = open(args.model.as_deref(), args.options)?;
     let tokens = read_tokens(&args.input)?;
     let logits = run_on_with(
         args.backend,

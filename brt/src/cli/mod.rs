@@ -72,6 +72,15 @@ fn load(path: Option<&std::path::Path>, options: ModelOptions) -> Result<brt::Mo
     }
 }
 
+/// A model path with its options, opened for running (a model file is mapped
+/// and used in place); without a path, the built-in default model.
+fn open(path: Option<&std::path::Path>, options: ModelOptions) -> Result<brt::model_file::LoadedModel, Error> {
+    match path {
+        Some(path) => brt::model_file::open_model(path, options.import()),
+        None => load(None, options).map(brt::model_file::LoadedModel::InMemory),
+    }
+}
+
 fn parse_backend(s: &str) -> Result<BackendKind, String> {
     s.parse::<BackendKind>().map_err(|e| e.to_string())
 }

@@ -1,0 +1,439 @@
+//! The reader: [`ModelFile::parse`] checks a whole model file and then hands out
+//! its weights where they lie.
+
+use crate::error::GgufError;
+use crate::keys::{self, tensor_type};
+use crate::reader::{Cursor, Value};
+use crate::{DEFAULT_ALIGNMENT, FORMAT_VERSION, GGUF_VERSION, MAGIC, MAX_ALIGNMENT};
+use brt_core::half::{bf16, f16};
+use brt_core::{Config, GateKind, LayerSet, Param, StateLayout, WeightData, WeightDtype, WeightLayout, MAX_LAYERS};
+
+/// A checked brt model file, borrowing its bytes.
+///
+/// Everything was validated by [`ModelFile::parse`]: the structure, every size
+/// against the bytes present, the configuration, every tensor's name, shape, type
+/// and place, the checksum, that every value is finite and that the weights are
+/// aligned in memory for their type.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelFile<'a> {
+    bytes: &'a [u8],
+    config: Config,
+    dtype: WeightDtype,
+    layout: WeightLayout,
+    alignment: usize,
+    data_offset: usize,
+    crc32: u32,
+    name: Option<&'a str>,
+    metadata_start: usize,
+    metadata_count: u64,
+}
+
+/// The metadata brt reads, gathered in one pass over the key-value table.
+#[derive(Default)]
+struct Fields<'a> {
+    values: [Option<Value<'a>>; KNOWN.len()],
+}
+
+/// Every key brt reads, in the order of [`Fields::values`].
+const KNOWN: [&str; 19] = [
+    keys::ARCHITECTURE,
+    keys::NAME,
+    keys::ALIGNMENT,
+    keys::FORMAT_VERSION,
+    keys::DATA_CRC32,
+    keys::VOCAB,
+    keys::D_MODEL,
+    keys::HEADS,
+    keys::HEAD_DIM,
+    keys::MLP_HIDDEN,
+    keys::LAYERS,
+    keys::WINDOW,
+    keys::STATES,
+    keys::RECURRENT,
+    keys::LINEAR,
+    keys::GATE,
+    keys::STATE_LAYOUT,
+    keys::FEEDBACK,
+    keys::ABS_ATTENTION_SCALE,
+];
+
+impl<'a> Fields<'a> {
+    fn slot(key: &str) -> Option<usize> {
+        KNOWN.iter().position(|&k| k == key)
+    }
+
+    fn get(&self, key: &'static str) -> Option<Value<'a>> {
+        Fields::slot(key).and_then(|i| self.values[i])
+    }
+
+    fn require(&self, key: &'static str) -> Result<Value<'a>, GgufError> {
+        self.get(key).ok_or(GgufError::Metadata { key, problem: "missing" })
+    }
+
+    fn size(&self, key: &'static str) -> Result<usize, GgufError> {
+        let value = self.require(key)?;
+        let n = value.as_u64().ok_or(GgufError::Metadata { key, problem: "not a non-negative integer" })?;
+        usize::try_from(n).map_err(|_| GgufError::Metadata { key, problem: "too large for this machine" })
+    }
+
+    fn u32(&self, key: &'static str) -> Result<u32, GgufError> {
+        u32::try_from(self.size(key)?).map_err(|_| GgufError::Metadata { key, problem: "larger than 32 bits" })
+    }
+
+    fn flag(&self, key: &'static str) -> Result<bool, GgufError> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(GgufError::Metadata { key, problem: "not a boolean" }),
+        }
+    }
+
+    fn text(&self, key: &'static str) -> Result<&'a str, GgufError> {
+        match self.require(key)? {
+            Value::Str(s) => Ok(s),
+            _ => Err(GgufError::Metadata { key, problem: "not a string" }),
+        }
+    }
+
+    fn layers(&self, key: &'static str, layers: usize) -> Result<LayerSet, GgufError> {
+        let array = match self.get(key) {
+            None => return Ok(LayerSet::EMPTY),
+            Some(Value::Array(a)) => a,
+            Some(_) => return Err(GgufError::Metadata { key, problem: "not an array of layer indices" }),
+        };
+        let mut set = LayerSet::EMPTY;
+        let mut count = 0u64;
+        for value in array.iter() {
+            let index = value.as_u64().ok_or(GgufError::Metadata { key, problem: "not an array of layer indices" })?;
+            if index >= layers as u64 || index >= MAX_LAYERS as u64 {
+                return Err(GgufError::Metadata { key, problem: "a layer index is not below the number of layers" });
+            }
+            set = set.with(index as usize);
+            count += 1;
+        }
+        if count != array.len() {
+            return Err(GgufError::Metadata { key, problem: "not an array of layer indices" });
+        }
+        Ok(set)
+    }
+
+    fn config(&self) -> Result<Config, GgufError> {
+        let layers = self.size(keys::LAYERS)?;
+        let gate = match self.text(keys::GATE)? {
+            "fixed" => GateKind::Fixed,
+            "lstm" => GateKind::Lstm,
+            _ => return Err(GgufError::Metadata { key: keys::GATE, problem: "neither `fixed` nor `lstm`" }),
+        };
+        let layout = match self.text(keys::STATE_LAYOUT)? {
+            "skip" => StateLayout::Skip,
+            "single" => StateLayout::Single,
+            "dual" => StateLayout::Dual,
+            _ => {
+                return Err(GgufError::Metadata { key: keys::STATE_LAYOUT, problem: "not `skip`, `single` or `dual`" })
+            }
+        };
+        let config = Config {
+            vocab: self.size(keys::VOCAB)?,
+            d_model: self.size(keys::D_MODEL)?,
+            heads: self.size(keys::HEADS)?,
+            head_dim: self.size(keys::HEAD_DIM)?,
+            mlp_hidden: self.size(keys::MLP_HIDDEN)?,
+            layers,
+            window: self.size(keys::WINDOW)?,
+            states: self.size(keys::STATES)?,
+            recurrent: self.layers(keys::RECURRENT, layers)?,
+            linear: self.layers(keys::LINEAR, layers)?,
+            gate,
+            layout,
+            feedback: self.flag(keys::FEEDBACK)?,
+            abs_attention_scale: self.flag(keys::ABS_ATTENTION_SCALE)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The GGUF tensor type of a storage type.
+pub(crate) const fn tensor_type_of(dtype: WeightDtype) -> u32 {
+    match dtype {
+        WeightDtype::F32 => tensor_type::F32,
+        WeightDtype::F16 => tensor_type::F16,
+        WeightDtype::Bf16 => tensor_type::BF16,
+    }
+}
+
+fn dtype_of(tensor_type: u32) -> Option<WeightDtype> {
+    match tensor_type {
+        tensor_type::F32 => Some(WeightDtype::F32),
+        tensor_type::F16 => Some(WeightDtype::F16),
+        tensor_type::BF16 => Some(WeightDtype::Bf16),
+        _ => None,
+    }
+}
+
+/// A tensor's GGUF dimensions (innermost first) for a parameter of shape
+/// `(rows, cols)`: vectors are 1-D, matrices 2-D.
+pub(crate) fn dims_of(param: Param, rows: usize, cols: usize) -> ([u64; 2], usize) {
+    if param.is_vector() {
+        ([cols as u64, 0], 1)
+    } else {
+        ([cols as u64, rows as u64], 2)
+    }
+}
+
+/// `x` rounded up to a multiple of `align` (a power of two), or `None` on overflow.
+pub(crate) fn align_up(x: usize, align: usize) -> Option<usize> {
+    Some(x.checked_add(align - 1)? & !(align - 1))
+}
+
+impl<'a> ModelFile<'a> {
+    /// Reads and checks a whole model file. Never panics; every problem is an
+    /// error that says what is wrong.
+    pub fn parse(bytes: &'a [u8]) -> Result<ModelFile<'a>, GgufError> {
+        if cfg!(target_endian = "big") {
+            // The file is little-endian and its weights are used where they lie.
+            return Err(GgufError::Malformed { what: "brt model files need a little-endian machine", offset: 0 });
+        }
+        let mut c = Cursor::new(bytes, 0);
+        if c.take(4, "header").ok() != Some(&MAGIC[..]) {
+            return Err(GgufError::NotGguf);
+        }
+        let version = c.u32("header")?;
+        if version != GGUF_VERSION {
+            return Err(GgufError::UnsupportedVersion { found: version });
+        }
+        // A tensor description takes at least 24 bytes, a key-value pair 13.
+        let tensor_count = c.count("header", 24)?;
+        let metadata_count = c.count("header", 13)?;
+        let metadata_start = c.offset();
+
+        let mut fields = Fields::default();
+        for _ in 0..metadata_count {
+            let key = c.string("metadata key")?;
+            let ty = c.u32("metadata value type")?;
+            let value = c.value(ty, 0)?;
+            if let Some(slot) = Fields::slot(key) {
+                if fields.values[slot].is_some() {
+                    return Err(GgufError::Metadata { key: KNOWN[slot], problem: "appears twice" });
+                }
+                fields.values[slot] = Some(value);
+            }
+        }
+
+        match fields.text(keys::ARCHITECTURE)? {
+            "brt" => {}
+            _ => return Err(GgufError::OtherArchitecture),
+        }
+        let format_version = fields.u32(keys::FORMAT_VERSION)?;
+        if format_version != FORMAT_VERSION {
+            return Err(GgufError::UnsupportedFormatVersion { found: format_version });
+        }
+        let alignment = match fields.get(keys::ALIGNMENT) {
+            None => DEFAULT_ALIGNMENT,
+            Some(_) => fields.u32(keys::ALIGNMENT)? as usize,
+        };
+        if !alignment.is_power_of_two() || !(4..=MAX_ALIGNMENT).contains(&alignment) {
+            return Err(GgufError::Metadata {
+                key: keys::ALIGNMENT,
+                problem: "not a power of two from 4 to 65536 bytes",
+            });
+        }
+        let crc32 = fields.u32(keys::DATA_CRC32)?;
+        let name = match fields.get(keys::NAME) {
+            None => None,
+            Some(_) => Some(fields.text(keys::NAME)?),
+        };
+        let config = fields.config()?;
+        let expected = WeightLayout::new(&config)?.params().count();
+        if tensor_count != expected as u64 {
+            return Err(GgufError::TensorCount { expected, found: tensor_count });
+        }
+
+        // The tensor table: the parameters in canonical order, one storage type,
+        // each at the next multiple of the alignment.
+        let first = TensorInfo::read(&mut c.clone())?;
+        let dtype = dtype_of(first.ty).ok_or(GgufError::Tensor { index: 0, problem: UNKNOWN_TYPE })?;
+        let layout = WeightLayout::aligned(&config, alignment / dtype.size())?;
+        for (index, spec) in layout.params().enumerate() {
+            let info = TensorInfo::read(&mut c)?;
+            let bad = |problem| GgufError::Tensor { index, problem };
+            if Param::from_name(info.name) != Some(spec.param) {
+                return Err(bad("not the parameter the configuration has at this place (name)"));
+            }
+            let (dims, n_dims) = dims_of(spec.param, spec.span.rows, spec.span.cols);
+            if info.dims[..info.n_dims] != dims[..n_dims] {
+                return Err(bad("its shape is not the one the configuration gives this parameter"));
+            }
+            match dtype_of(info.ty) {
+                None => return Err(bad(UNKNOWN_TYPE)),
+                Some(t) if t != dtype => return Err(bad("its storage type differs from the first tensor's")),
+                Some(_) => {}
+            }
+            if Some(info.offset) != spec.offset.checked_mul(dtype.size()).map(|b| b as u64) {
+                return Err(bad("its data is not where the layout puts it (each tensor follows the previous one at the next multiple of the alignment)"));
+            }
+        }
+
+        let data_offset =
+            align_up(c.offset(), alignment).ok_or(GgufError::DataSize { expected: usize::MAX, found: bytes.len() })?;
+        let data_len = layout
+            .len()
+            .checked_mul(dtype.size())
+            .ok_or(GgufError::DataSize { expected: usize::MAX, found: bytes.len() })?;
+        let end = data_offset
+            .checked_add(data_len)
+            .ok_or(GgufError::DataSize { expected: usize::MAX, found: bytes.len() })?;
+        // Writers may pad the last tensor to the alignment too.
+        let padded_end = align_up(end, alignment).unwrap_or(end);
+        if bytes.len() < end || bytes.len() > padded_end {
+            return Err(GgufError::DataSize { expected: end, found: bytes.len() });
+        }
+        let data = &bytes[data_offset..end];
+        if (data.as_ptr() as usize) % dtype.size() != 0 {
+            return Err(GgufError::Misaligned { needed: dtype.size() });
+        }
+        let computed = crc32fast::hash(data);
+        if computed != crc32 {
+            return Err(GgufError::Checksum { stored: crc32, computed });
+        }
+        let file = ModelFile {
+            bytes,
+            config,
+            dtype,
+            layout,
+            alignment,
+            data_offset,
+            crc32,
+            name,
+            metadata_start,
+            metadata_count,
+        };
+        for (index, spec) in layout.params().enumerate() {
+            if let Some(element) = first_non_finite(file.values(spec.offset, spec.span.len())) {
+                return Err(GgufError::NonFinite { index, element });
+            }
+        }
+        Ok(file)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How the weights are stored.
+    pub fn dtype(&self) -> WeightDtype {
+        self.dtype
+    }
+
+    /// Where each parameter lies in [`ModelFile::weights`]: the aligned layout
+    /// (every parameter starts at a multiple of the file's alignment).
+    pub fn layout(&self) -> &WeightLayout {
+        &self.layout
+    }
+
+    /// Every weight, in place: the file's tensor data section viewed as values of
+    /// the storage type, laid out as [`ModelFile::layout`] says. No copy.
+    pub fn weights(&self) -> WeightData<'a> {
+        self.values(0, self.layout.len())
+    }
+
+    /// The raw bytes of [`ModelFile::weights`].
+    pub fn weight_bytes(&self) -> &'a [u8] {
+        &self.bytes[self.data_offset..self.data_offset + self.layout.len() * self.dtype.size()]
+    }
+
+    /// One parameter's values, in place.
+    pub fn param(&self, param: Param) -> Option<WeightData<'a>> {
+        let span = self.layout.span(param)?;
+        Some(self.values(span.offset, span.len()))
+    }
+
+    /// Values `offset .. offset + len` of the weights (checked by `parse`).
+    fn values(&self, offset: usize, len: usize) -> WeightData<'a> {
+        let size = self.dtype.size();
+        let bytes = &self.bytes[self.data_offset + offset * size..self.data_offset + (offset + len) * size];
+        // `parse` checked that the data is aligned for the type and that every
+        // parameter lies inside the file, so these casts succeed; an empty view
+        // is the answer that cannot be wrong should they not.
+        match self.dtype {
+            WeightDtype::F32 => WeightData::F32(bytemuck::try_cast_slice(bytes).unwrap_or(&[])),
+            WeightDtype::F16 => WeightData::F16(bytemuck::try_cast_slice::<u8, f16>(bytes).unwrap_or(&[])),
+            WeightDtype::Bf16 => WeightData::Bf16(bytemuck::try_cast_slice::<u8, bf16>(bytes).unwrap_or(&[])),
+        }
+    }
+
+    /// The model's name, if the file has one.
+    pub fn name(&self) -> Option<&'a str> {
+        self.name
+    }
+
+    /// Alignment of the tensor data in bytes.
+    pub fn alignment(&self) -> usize {
+        self.alignment
+    }
+
+    /// Byte offset of the tensor data section in the file.
+    pub fn data_offset(&self) -> usize {
+        self.data_offset
+    }
+
+    /// The CRC-32 of the tensor data (checked).
+    pub fn crc32(&self) -> u32 {
+        self.crc32
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Every metadata key and value in file order, brt's and any other.
+    pub fn metadata(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
+        let mut c = Cursor::new(&self.bytes[self.metadata_start..], self.metadata_start);
+        // The table was read once by `parse`; it reads again.
+        (0..self.metadata_count).map_while(move |_| {
+            let key = c.string("metadata key").ok()?;
+            let ty = c.u32("metadata value type").ok()?;
+            Some((key, c.value(ty, 0).ok()?))
+        })
+    }
+}
+
+const UNKNOWN_TYPE: &str = "a storage type other than f32 (0), f16 (1) or bf16 (30)";
+
+/// One entry of the tensor table.
+struct TensorInfo<'a> {
+    name: &'a str,
+    n_dims: usize,
+    dims: [u64; 4],
+    ty: u32,
+    offset: u64,
+}
+
+impl<'a> TensorInfo<'a> {
+    fn read(c: &mut Cursor<'a>) -> Result<TensorInfo<'a>, GgufError> {
+        let name = c.string("tensor name")?;
+        let at = c.offset();
+        let n_dims = c.u32("tensor dimensions")? as usize;
+        if !(1..=4).contains(&n_dims) {
+            return Err(GgufError::Malformed { what: "a tensor with no or more than 4 dimensions", offset: at });
+        }
+        let mut dims = [0u64; 4];
+        for d in dims.iter_mut().take(n_dims) {
+            *d = c.u64("tensor dimensions")?;
+        }
+        let ty = c.u32("tensor type")?;
+        let offset = c.u64("tensor offset")?;
+        Ok(TensorInfo { name, n_dims, dims, ty, offset })
+    }
+}
+
+/// The index of the first NaN or infinity.
+fn first_non_finite(values: WeightData<'_>) -> Option<usize> {
+    match values {
+        WeightData::F32(v) => v.iter().position(|x| !x.is_finite()),
+        WeightData::F16(v) => v.iter().position(|x| !x.is_finite()),
+        WeightData::Bf16(v) => v.iter().position(|x| !x.is_finite()),
+    }
+}

@@ -1,0 +1,87 @@
+//! # brt-gguf
+//!
+//! brt's deployable model file, and a reader for it that needs neither `std` nor
+//! an allocator.
+//!
+//! The file is [GGUF] (version 3), the format of ggml and llama.cpp, so existing
+//! tools read it (the `gguf` Python package reads brt's files in brt's tests):
+//!
+//! - metadata: `general.architecture = "brt"`, `general.alignment`, the brt format
+//!   version, the configuration under `brt.*` (see [`keys`]) and a CRC-32 of the
+//!   tensor data;
+//! - one tensor per parameter, named as brt names them (`embed`, `final_norm`,
+//!   `layers.3.query`, ...), in the canonical order, all of one storage type
+//!   (f32, f16 or bf16), each starting at the next multiple of the alignment
+//!   (32 bytes).
+//!
+//! Because the tensors follow one another in canonical order, the data section
+//! *is* a weight buffer in the aligned layout ([`brt_core::WeightLayout::aligned`]):
+//! [`ModelFile::weights`] hands it out where it lies (flash, ROM, an mmap), with
+//! no copy. [`ModelFile::parse`] checks everything first and returns an error,
+//! never panics.
+//!
+//! ```
+//! # fn main() -> Result<(), brt_gguf::GgufError> {
+//! use brt_core::{Config, WeightData, WeightLayout};
+//! let config = Config::plain(16, 8, 2, 4, 16, 1, 4);
+//! let weights = vec![0.5f32; WeightLayout::new(&config)?.len()];
+//! let bytes = brt_gguf::write(&config, Some("demo"), WeightData::F32(&weights))?;
+//! // A Vec<u8> is only byte-aligned; copy into f32s for an aligned address.
+//! let mut aligned = vec![0f32; bytes.len().div_ceil(4)];
+//! bytemuck::cast_slice_mut::<f32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
+//! let file = brt_gguf::ModelFile::parse(&bytemuck::cast_slice(&aligned)[..bytes.len()])?;
+//! assert_eq!(file.config(), &config);
+//! assert_eq!(file.name(), Some("demo"));
+//! assert_eq!(file.weights().len(), file.layout().len());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [GGUF]: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
+#![no_std]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod error;
+mod file;
+pub mod keys;
+mod reader;
+#[cfg(feature = "alloc")]
+mod writer;
+
+pub use error::GgufError;
+pub use file::ModelFile;
+pub use reader::{value_type, Array, Value};
+#[cfg(feature = "alloc")]
+pub use writer::write;
+
+/// The bytes every GGUF file starts with.
+pub const MAGIC: [u8; 4] = *b"GGUF";
+/// The GGUF version brt writes and reads.
+pub const GGUF_VERSION: u32 = 3;
+/// The version of brt's use of GGUF (keys, tensor names and order).
+pub const FORMAT_VERSION: u32 = 1;
+/// Alignment of tensor data when the file does not say (GGUF's default).
+pub const DEFAULT_ALIGNMENT: usize = 32;
+/// The largest alignment the reader accepts.
+pub const MAX_ALIGNMENT: usize = 1 << 16;
+
+/// Includes a model file in the program, aligned for in-place use (a plain
+/// `include_bytes!` is only byte-aligned). Evaluates to `&'static [u8]`.
+///
+/// ```text
+/// static MODEL: &[u8] = brt_gguf::include_model!("tiny.gguf");
+/// let file = brt_gguf::ModelFile::parse(MODEL)?;
+/// ```
+///
+/// (`tests/include.rs` runs this on a file in the repository.)
+#[macro_export]
+macro_rules! include_model {
+    ($path:expr) => {{
+        #[repr(C, align(32))]
+        struct Aligned<B: ?Sized>(B);
+        static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!($path));
+        &ALIGNED.0
+    }};
+}

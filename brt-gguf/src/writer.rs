@@ -1,0 +1,148 @@
+//! The writer: a model in the canonical layout to the bytes of a model file.
+
+use crate::error::GgufError;
+use crate::file::{align_up, dims_of, tensor_type_of};
+use crate::keys;
+use crate::reader::value_type;
+use crate::{DEFAULT_ALIGNMENT, FORMAT_VERSION, GGUF_VERSION, MAGIC};
+use alloc::vec::Vec;
+use brt_core::{Config, GateKind, LayerSet, StateLayout, WeightData, WeightLayout};
+
+/// The bytes of a model file for `config` and its parameters `weights` in the
+/// canonical layout ([`WeightLayout::new`]), stored in the type of `weights`.
+///
+/// Tensors follow in canonical order, each at the next multiple of 32 bytes, so
+/// the reader can use the data where it lies.
+pub fn write(config: &Config, name: Option<&str>, weights: WeightData<'_>) -> Result<Vec<u8>, GgufError> {
+    config.validate()?;
+    let canonical = WeightLayout::new(config)?;
+    if weights.len() != canonical.len() {
+        return Err(GgufError::Config(brt_core::CoreError::LengthMismatch {
+            what: "model parameters",
+            expected: canonical.len(),
+            actual: weights.len(),
+        }));
+    }
+    let dtype = match weights {
+        WeightData::F32(_) => brt_core::WeightDtype::F32,
+        WeightData::F16(_) => brt_core::WeightDtype::F16,
+        WeightData::Bf16(_) => brt_core::WeightDtype::Bf16,
+    };
+    let size = dtype.size();
+    let alignment = DEFAULT_ALIGNMENT;
+    let placed = WeightLayout::aligned(config, alignment / size)?;
+
+    // The tensor data: each parameter at its aligned place, zeros in the gaps.
+    let mut data = alloc::vec![0u8; placed.len() * size];
+    for (to, from) in placed.params().zip(canonical.params()) {
+        let out = &mut data[to.offset * size..(to.offset + to.span.len()) * size];
+        let range = from.offset..from.offset + from.span.len();
+        match weights {
+            WeightData::F32(v) => put(out, &v[range], |x| x.to_le_bytes()),
+            WeightData::F16(v) => put(out, &v[range], |x| x.to_bits().to_le_bytes()),
+            WeightData::Bf16(v) => put(out, &v[range], |x| x.to_bits().to_le_bytes()),
+        }
+    }
+
+    let mut kv = Kv::default();
+    kv.string(keys::ARCHITECTURE, "brt");
+    if let Some(name) = name {
+        kv.string(keys::NAME, name);
+    }
+    kv.u32(keys::ALIGNMENT, alignment as u32);
+    kv.u32(keys::FORMAT_VERSION, FORMAT_VERSION);
+    kv.u32(keys::DATA_CRC32, crc32fast::hash(&data));
+    kv.u64(keys::VOCAB, config.vocab as u64);
+    kv.u64(keys::D_MODEL, config.d_model as u64);
+    kv.u64(keys::HEADS, config.heads as u64);
+    kv.u64(keys::HEAD_DIM, config.head_dim as u64);
+    kv.u64(keys::MLP_HIDDEN, config.mlp_hidden as u64);
+    kv.u64(keys::LAYERS, config.layers as u64);
+    kv.u64(keys::WINDOW, config.window as u64);
+    kv.u64(keys::STATES, config.states as u64);
+    kv.layers(keys::RECURRENT, config.recurrent);
+    kv.layers(keys::LINEAR, config.linear);
+    kv.string(keys::GATE, if config.gate == GateKind::Fixed { "fixed" } else { "lstm" });
+    let layout = match config.layout {
+        StateLayout::Skip => "skip",
+        StateLayout::Single => "single",
+        StateLayout::Dual => "dual",
+    };
+    kv.string(keys::STATE_LAYOUT, layout);
+    kv.bool(keys::FEEDBACK, config.feedback);
+    kv.bool(keys::ABS_ATTENTION_SCALE, config.abs_attention_scale);
+
+    let mut out = Vec::with_capacity(data.len() + kv.bytes.len() + 4096);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&GGUF_VERSION.to_le_bytes());
+    out.extend_from_slice(&(placed.params().count() as u64).to_le_bytes());
+    out.extend_from_slice(&kv.count.to_le_bytes());
+    out.extend_from_slice(&kv.bytes);
+    for spec in placed.params() {
+        let mut name = alloc::string::String::new();
+        // Writing into a String cannot fail.
+        let _ = core::fmt::write(&mut name, format_args!("{}", spec.param));
+        string(&mut out, &name);
+        let (dims, n_dims) = dims_of(spec.param, spec.span.rows, spec.span.cols);
+        out.extend_from_slice(&(n_dims as u32).to_le_bytes());
+        for d in &dims[..n_dims] {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&tensor_type_of(dtype).to_le_bytes());
+        out.extend_from_slice(&((spec.offset * size) as u64).to_le_bytes());
+    }
+    let data_offset = align_up(out.len(), alignment).unwrap_or(out.len());
+    out.resize(data_offset, 0);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+fn put<T: Copy, const N: usize>(out: &mut [u8], values: &[T], bytes: impl Fn(T) -> [u8; N]) {
+    for (o, &v) in out.chunks_exact_mut(N).zip(values) {
+        o.copy_from_slice(&bytes(v));
+    }
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The metadata table being written.
+#[derive(Default)]
+struct Kv {
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+impl Kv {
+    fn key(&mut self, key: &str, ty: u32) {
+        string(&mut self.bytes, key);
+        self.bytes.extend_from_slice(&ty.to_le_bytes());
+        self.count += 1;
+    }
+    fn string(&mut self, key: &str, value: &str) {
+        self.key(key, value_type::STRING);
+        string(&mut self.bytes, value);
+    }
+    fn u32(&mut self, key: &str, value: u32) {
+        self.key(key, value_type::UINT32);
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    fn u64(&mut self, key: &str, value: u64) {
+        self.key(key, value_type::UINT64);
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key, value_type::BOOL);
+        self.bytes.push(value as u8);
+    }
+    fn layers(&mut self, key: &str, set: LayerSet) {
+        self.key(key, value_type::ARRAY);
+        self.bytes.extend_from_slice(&value_type::UINT32.to_le_bytes());
+        self.bytes.extend_from_slice(&(set.len() as u64).to_le_bytes());
+        for layer in set.iter() {
+            self.bytes.extend_from_slice(&(layer as u32).to_le_bytes());
+        }
+    }
+}
