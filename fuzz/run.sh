@@ -17,7 +17,7 @@ seconds=${1:-20}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(meliad_checkpoint brt_weights session_file token_file tokenizer_input cli_flags)
+    targets=(meliad_checkpoint brt_weights session_file token_file tokenizer_input cli_flags gguf_model)
 fi
 features=()
 if [ -n "${FEATURES:-}" ]; then
@@ -29,6 +29,7 @@ dict_for() {
         meliad_checkpoint) echo dicts/meliad.dict ;;
         brt_weights | session_file | token_file) echo dicts/safetensors.dict ;;
         cli_flags) echo dicts/config.dict ;;
+        gguf_model) echo dicts/gguf.dict ;;
         *) echo "" ;;
     esac
 }

@@ -133,6 +133,21 @@ fn brt_weight_seeds() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Seeds of the `gguf_model` target: every small configuration as a model file,
+/// as it is and with the checksum fixed by the harness.
+fn gguf_seeds() -> Vec<(String, Vec<u8>)> {
+    weight_configs()
+        .into_iter()
+        .flat_map(|(name, config, dtype)| {
+            let file = brt::gguf::to_bytes(&random_weights(config, 6, dtype), Some(name)).unwrap();
+            [
+                (format!("{name}.gguf"), [&[0u8][..], &file].concat()),
+                (format!("{name}_fix_crc.gguf"), [&[1u8][..], &file].concat()),
+            ]
+        })
+        .collect()
+}
+
 fn session_model_bytes() -> Vec<u8> {
     brt::format::to_bytes(&random_weights(session_config(), 7, WeightDtype::F32)).unwrap()
 }
@@ -268,6 +283,17 @@ fn meliad_seeds_import() {
 fn brt_weight_seeds_load() {
     for (name, bytes) in committed("brt_weights", brt_weight_seeds()) {
         brt::format::from_bytes(&unframe(&bytes)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn gguf_seeds_read() {
+    for (name, bytes) in committed("gguf_model", gguf_seeds()) {
+        let file = &bytes[1..];
+        let mut words = vec![0u64; file.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..file.len()].copy_from_slice(file);
+        brt_gguf::ModelFile::parse(&bytemuck::cast_slice(&words)[..file.len()])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 

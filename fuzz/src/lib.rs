@@ -38,3 +38,20 @@ pub fn session_model() -> ModelWeights {
     brt::format::from_bytes(include_bytes!("../models/session_model.safetensors"))
         .expect("fuzz/models/session_model.safetensors is a valid brt weight file")
 }
+
+/// Writes `value` as the `u32` value of metadata `key` wherever the GGUF bytes
+/// hold that key followed by the `u32` type (a model file's checksum, so the
+/// `gguf_model` target reaches the checks after it).
+pub fn set_gguf_u32(bytes: &mut [u8], key: &str, value: u32) {
+    let mut pattern = (key.len() as u64).to_le_bytes().to_vec();
+    pattern.extend_from_slice(key.as_bytes());
+    pattern.extend_from_slice(&brt_gguf::value_type::UINT32.to_le_bytes());
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(pattern.len()).position(|w| w == pattern) {
+        let value_at = at + found + pattern.len();
+        if let Some(slot) = bytes.get_mut(value_at..value_at + 4) {
+            slot.copy_from_slice(&value.to_le_bytes());
+        }
+        at = value_at;
+    }
+}

@@ -1,0 +1,168 @@
+//! The deployable model file (GGUF) from the outside: `brt convert` writes it,
+//! ggml's own Python reader (the `gguf` package, which brt did not write) reads
+//! the same names, shapes, types, values and configuration, and every command
+//! runs it, mapped and used in place, to the logits of the model in memory.
+
+mod common;
+
+use brt::backend::{run_on, BackendKind};
+use brt::gguf::MappedModel;
+use brt::logits::{LogitsJob, TokenBatch};
+use brt::model_file::{open_model, LoadedModel};
+use brt::ModelWeights;
+use brt_core::{GateKind, LayerSet, StateLayout};
+use common::*;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+fn config() -> brt_core::Config {
+    // Every kind of parameter: LSTM gates in the dual layout, linear attention.
+    brt_core::Config {
+        linear: LayerSet::EMPTY.with(0),
+        gate: GateKind::Lstm,
+        layout: StateLayout::Dual,
+        ..small_config()
+    }
+}
+
+fn convert(input: &Path, output: &Path, dtype: &str) {
+    let (code, _, err) = run_brt(&[
+        OsStr::new("convert"),
+        input.as_os_str(),
+        output.as_os_str(),
+        OsStr::new("--dtype"),
+        OsStr::new(dtype),
+    ]);
+    assert_eq!(code, 0, "brt convert: {err}");
+    assert!(err.contains("model file (GGUF)"), "{err}");
+}
+
+/// The output of scripts/gguf_read.py for `path`, or `None` (said loudly) when
+/// Python or its `gguf` package is missing outside CI.
+fn read_with_python(path: &Path) -> Option<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gguf_read.py");
+    let out = Command::new("python3").arg(&script).arg(path).output();
+    match out {
+        Ok(out) if out.status.success() => Some(serde_json::from_slice(&out.stdout).unwrap()),
+        other => {
+            let why = match other {
+                Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the interoperability check (`pip install gguf`); python3 failed: {why}"
+            );
+            eprintln!("SKIPPED: ggml's Python reader is not available here (`pip install gguf`): {why}");
+            None
+        }
+    }
+}
+
+#[test]
+fn ggmls_python_reader_reads_brts_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, weights) = small_model(dir.path(), "model", config());
+    for (dtype, type_name) in [("f32", "F32"), ("f16", "F16"), ("bf16", "BF16")] {
+        let path = dir.path().join(format!("model-{dtype}.gguf"));
+        convert(&source, &path, dtype);
+        let Some(found) = read_with_python(&path) else { return };
+        let stored = weights.with_dtype(match dtype {
+            "f32" => brt_core::WeightDtype::F32,
+            "f16" => brt_core::WeightDtype::F16,
+            _ => brt_core::WeightDtype::Bf16,
+        });
+        assert_eq!(found["gguf_version"], 3);
+        let meta = &found["metadata"];
+        let c = config();
+        assert_eq!(meta["general.architecture"], "brt");
+        assert_eq!(meta["general.alignment"], 32);
+        assert_eq!(meta["brt.vocab_size"], c.vocab);
+        assert_eq!(meta["brt.embedding_length"], c.d_model);
+        assert_eq!(meta["brt.attention.head_count"], c.heads);
+        assert_eq!(meta["brt.attention.key_length"], c.head_dim);
+        assert_eq!(meta["brt.feed_forward_length"], c.mlp_hidden);
+        assert_eq!(meta["brt.block_count"], c.layers);
+        assert_eq!(meta["brt.window"], c.window);
+        assert_eq!(meta["brt.state_count"], c.states);
+        assert_eq!(meta["brt.recurrent_layers"], serde_json::json!([1]));
+        assert_eq!(meta["brt.linear_layers"], serde_json::json!([0]));
+        assert_eq!(meta["brt.gate"], "lstm");
+        assert_eq!(meta["brt.state_layout"], "dual");
+        assert_eq!(meta["brt.feedback"], false);
+        // The checksum, recomputed by zlib over the data the reader found.
+        assert_eq!(meta["brt.data_crc32"], found["data_crc32"]);
+
+        let tensors = found["tensors"].as_array().unwrap();
+        let params: Vec<_> = stored.layout().params().collect();
+        assert_eq!(tensors.len(), params.len());
+        for (t, spec) in tensors.iter().zip(params) {
+            assert_eq!(t["name"], spec.param.to_string());
+            let shape: Vec<usize> =
+                if spec.param.is_vector() { vec![spec.span.cols] } else { vec![spec.span.rows, spec.span.cols] };
+            assert_eq!(t["shape"], serde_json::json!(shape), "{}", spec.param);
+            assert_eq!(t["type"], type_name);
+            let want = stored.param_f32(spec.param).unwrap();
+            let got: Vec<f32> = t["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            assert_eq!(got, want, "{} {dtype}", spec.param);
+        }
+    }
+}
+
+fn logits(kind: BackendKind, model: &LoadedModel) -> Vec<f32> {
+    let rows: Vec<Vec<u32>> =
+        vec![(0..23).map(|i| (i * 37 % 260) as u32).collect(), (0..23).map(|i| (i * 11 % 260) as u32).collect()];
+    let tokens = TokenBatch::new(2, 23, rows.concat()).unwrap();
+    run_on(kind, LogitsJob { weights: model, tokens: &tokens, chunk: 7 }).unwrap()
+}
+
+#[test]
+fn a_mapped_model_file_runs_to_the_logits_of_the_model_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, weights) = small_model(dir.path(), "model", config());
+    for dtype in ["f32", "f16", "bf16"] {
+        let path = dir.path().join(format!("model-{dtype}.gguf"));
+        convert(&source, &path, dtype);
+        let LoadedModel::Mapped(mapped) = open_model(&path, Default::default()).unwrap() else {
+            panic!("a model file is mapped")
+        };
+        let in_memory: ModelWeights = mapped.to_weights().unwrap();
+        assert_eq!(in_memory, weights.with_dtype(in_memory.dtype()));
+        // Sessions move between formats: the same model has the same fingerprint.
+        assert_eq!(mapped.fingerprint(), brt::engine::fingerprint(&in_memory));
+        let mapped = LoadedModel::Mapped(mapped);
+        let in_memory = LoadedModel::InMemory(in_memory);
+        for kind in [BackendKind::Reference, BackendKind::Cpu] {
+            assert_eq!(logits(kind, &mapped), logits(kind, &in_memory), "{kind} {dtype}");
+        }
+    }
+}
+
+#[test]
+fn every_command_reads_a_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, _) = small_model(dir.path(), "model", config());
+    let gguf = dir.path().join("model.gguf");
+    convert(&source, &gguf, "f16");
+    let text = dir.path().join("text.txt");
+    std::fs::write(&text, "A text to score, then to continue.").unwrap();
+    let os = |s: &'static str| OsStr::new(s);
+    let (code, out, err) = run_brt(&[os("info"), gguf.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("model file (GGUF 3") && out.contains("(checked)"), "{out}");
+    let (code, _, err) = run_brt(&[os("eval"), os("--model"), gguf.as_os_str(), text.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) =
+        run_brt(&[os("generate"), os("--model"), gguf.as_os_str(), os("Once"), os("--max-tokens"), os("5")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.is_empty());
+    // Back to safetensors, and the values survive the trip.
+    let back = dir.path().join("back.safetensors");
+    let (code, _, err) = run_brt(&[os("convert"), gguf.as_os_str(), back.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    let a = brt::load_model(&back, Default::default()).unwrap();
+    let b = MappedModel::open(&gguf).unwrap().to_weights().unwrap();
+    assert_eq!(a, b);
+}
