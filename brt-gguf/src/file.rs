@@ -14,7 +14,7 @@ use brt_core::{Config, GateKind, LayerSet, Param, StateLayout, WeightData, Weigh
 /// against the bytes present, the configuration, every tensor's name, shape, type
 /// and place, the checksum, that every value is finite and that the weights are
 /// aligned in memory for their type.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct ModelFile<'a> {
     bytes: &'a [u8],
     config: Config,
@@ -26,6 +26,18 @@ pub struct ModelFile<'a> {
     name: Option<&'a str>,
     metadata_start: usize,
     metadata_count: u64,
+}
+
+impl core::fmt::Debug for ModelFile<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ModelFile")
+            .field("config", &self.config)
+            .field("dtype", &self.dtype)
+            .field("bytes", &self.bytes.len())
+            .field("data_offset", &self.data_offset)
+            .field("crc32", &self.crc32)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The metadata brt reads, gathered in one pass over the key-value table.
