@@ -76,17 +76,32 @@ impl WithSimd for AttnTask<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn with<S: Simd>(self) {
-        attend::<S>(self.call, self.task, self.scratch)
+        // The default tiles are compiled in (the score tiles' row stride a
+        // constant, as fast as constant tiles); any others are read at run time.
+        let t = &self.call.tiles;
+        if (t.attention_queries, t.attention_keys) == (DEFAULTS.attention_queries, DEFAULTS.attention_keys) {
+            attend::<S, true>(self.call, self.task, self.scratch)
+        } else {
+            attend::<S, false>(self.call, self.task, self.scratch)
+        }
     }
 }
 
+/// The attention tiles of every level's defaults.
+const DEFAULTS: Tiles = Tiles::default_for(crate::SimdLevel::Scalar);
+
+/// One task; `DEFAULT`: the tiles are the defaults, known at compile time.
 #[inline(always)]
-fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
+fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
     let d = c.desc;
     let (heads, dh, width) = (d.heads(), d.head_dim(), d.width());
     let tiles = c.tiles();
     let (b, h, tile) = (task / (heads * tiles), task / tiles % heads, task % tiles);
-    let (q_tile, k_tile) = (c.tiles.attention_queries, c.tiles.attention_keys);
+    let (q_tile, k_tile) = if DEFAULT {
+        (DEFAULTS.attention_queries, DEFAULTS.attention_keys)
+    } else {
+        (c.tiles.attention_queries, c.tiles.attention_keys)
+    };
     let i0 = tile * q_tile;
     let qt = q_tile.min(d.queries() - i0);
     let dh_pad = round_up(dh, S::NR);

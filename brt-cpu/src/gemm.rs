@@ -169,18 +169,33 @@ impl WithSimd for GemmTask<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn with<S: Simd>(self) {
-        gemm_block::<S>(self.gemm, self.rows, self.cols, self.scratch, self.tiles)
+        // The default blocking is compiled in (the code is the one of constant
+        // blocking, as fast); any other is read at run time.
+        let t = self.tiles;
+        if (t.gemm_kc, t.gemm_mc, t.gemm_nc) == Tiles::default_gemm((S::MR, S::NR)) {
+            gemm_block::<S, true>(self.gemm, self.rows, self.cols, self.scratch, t)
+        } else {
+            gemm_block::<S, false>(self.gemm, self.rows, self.cols, self.scratch, t)
+        }
     }
 }
 
-/// The blocked loops over one block of `C`.
+/// The blocked loops over one block of `C`; `DEFAULT`: the tiles are the
+/// default blocking, known at compile time.
 #[inline(always)]
-fn gemm_block<S: Simd>(g: &Gemm<'_>, rows: Range<usize>, cols: Range<usize>, scratch: &mut [f32], t: &Tiles) {
+fn gemm_block<S: Simd, const DEFAULT: bool>(
+    g: &Gemm<'_>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    scratch: &mut [f32],
+    t: &Tiles,
+) {
     if rows.is_empty() || cols.is_empty() {
         return;
     }
     // Checked tiles: `mc` a multiple of MR, `nc` of NR, all positive.
-    let (kc_max, mc_max, nc_max) = (t.gemm_kc, t.gemm_mc, t.gemm_nc);
+    let (kc_max, mc_max, nc_max) =
+        if DEFAULT { const { Tiles::default_gemm((S::MR, S::NR)) } } else { (t.gemm_kc, t.gemm_mc, t.gemm_nc) };
     if (scratch.len() as u64) < scratch_len(t) || mc_max % S::MR != 0 || nc_max % S::NR != 0 || kc_max == 0 {
         // The backend checks the tiles and sizes the scratch with `scratch_len`;
         // never reached.

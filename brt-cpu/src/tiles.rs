@@ -67,12 +67,11 @@ impl Tiles {
     /// 96, keeping up to 8 key tiles between its sweeps. Linear attention: chunks
     /// of 64 tokens. About 4.4 MiB per thread with AVX2.
     pub const fn default_for(level: SimdLevel) -> Tiles {
-        let (mr, nr) = level.micro_tile();
-        let kc = PANEL_BYTES / 4 / nr;
+        let (kc, mc, nc) = Tiles::default_gemm(level.micro_tile());
         Tiles {
-            gemm_kc: if kc > 256 { 256 } else { kc / 8 * 8 },
-            gemm_mc: 144usize.div_ceil(mr) * mr,
-            gemm_nc: 4096 / nr * nr,
+            gemm_kc: kc,
+            gemm_mc: mc,
+            gemm_nc: nc,
             gemv_columns: 512,
             attention_queries: 96,
             attention_keys: 192,
@@ -81,6 +80,12 @@ impl Tiles {
             backward_cached_tiles: 8,
             linear_chunk: 64,
         }
+    }
+
+    /// The default `(gemm_kc, gemm_mc, gemm_nc)` for micro-tile `(mr, nr)`.
+    pub(crate) const fn default_gemm((mr, nr): (usize, usize)) -> (usize, usize, usize) {
+        let kc = PANEL_BYTES / 4 / nr;
+        (if kc > 256 { 256 } else { kc / 8 * 8 }, 144usize.div_ceil(mr) * mr, 4096 / nr * nr)
     }
 
     /// The least scratch at `level`: every size at its minimum (one micro-tile,

@@ -83,20 +83,39 @@ impl WithSimd for AttnGradTask<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn with<S: Simd>(self) {
-        attend_backward::<S>(self.call, self.task, self.scratch, self.partial)
+        // The default tiles are compiled in (the tiles' row stride a constant,
+        // as fast as constant tiles); any others are read at run time.
+        let t = &self.call.tiles;
+        let d = &DEFAULTS;
+        if (t.backward_queries, t.backward_keys, t.backward_cached_tiles)
+            == (d.backward_queries, d.backward_keys, d.backward_cached_tiles)
+        {
+            attend_backward::<S, true>(self.call, self.task, self.scratch, self.partial)
+        } else {
+            attend_backward::<S, false>(self.call, self.task, self.scratch, self.partial)
+        }
     }
 }
+
+/// The attention backward's tiles of every level's defaults.
+const DEFAULTS: Tiles = Tiles::default_for(crate::SimdLevel::Scalar);
 
 const PLAIN: Epilogue = Epilogue { alpha: 1.0, accumulate: false, relu: false };
 const ADD: Epilogue = Epilogue { alpha: 1.0, accumulate: true, relu: false };
 
+/// One task; `DEFAULT`: the tiles are the defaults, known at compile time.
 #[inline(always)]
-fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f32], partial: &mut [f32]) {
+fn attend_backward<S: Simd, const DEFAULT: bool>(
+    c: &AttnGradCall<'_>,
+    task: usize,
+    scratch: &mut [f32],
+    partial: &mut [f32],
+) {
     let d = c.desc;
     let (heads, dh, width) = (d.heads(), d.head_dim(), d.width());
     let (b, h) = (task / heads, task % heads);
     let dh_pad = round_up(dh, S::NR);
-    let t = c.tiles;
+    let t = if DEFAULT { DEFAULTS } else { c.tiles };
     let (q_tile, k_tile, cached_tiles) = (t.backward_queries, t.backward_keys, t.backward_cached_tiles);
     let tiles_fit = q_tile % S::MR == 0 && k_tile % S::NR == 0 && k_tile > 0 && cached_tiles > 0;
     if !tiles_fit || (scratch.len() as u64) < scratch_len(&t, (S::MR, S::NR), dh) || partial.len() < heads {
