@@ -91,10 +91,10 @@ impl Tiles {
     /// The least scratch at `level`: every size at its minimum (one micro-tile,
     /// one vector, one step, one token).
     ///
-    /// The attentions' scratch then dominates (about `(3 + 4 NR / MR)` head
-    /// widths per query of a tile), so a larger `gemm_kc` costs nothing until
-    /// `(gemm_mc + gemm_nc) * gemm_kc` reaches it, and makes products with many
-    /// rows much faster: one step per block is the slowest possible product.
+    /// The attentions' scratch then dominates (a few head widths per key of a
+    /// tile), so a larger `gemm_kc` costs nothing until `(gemm_mc + gemm_nc) *
+    /// gemm_kc` reaches it, and makes products with many rows much faster: one
+    /// step per block is the slowest possible product.
     pub const fn smallest(level: SimdLevel) -> Tiles {
         let (mr, nr) = level.micro_tile();
         Tiles {
