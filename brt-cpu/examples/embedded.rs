@@ -45,12 +45,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let tokens_per_call = 16;
     let plan = Plan::new(&config, 1, tokens_per_call)?;
-    let options = Options { threads: 1, max_head_dim: config.head_dim, level: None };
-    // The caller's memory: f32 for the backend's scratch, the weights (stored in
-    // f16 below, so in the u16 pool) and the stream; u32 for token ids.
-    let mut f32s = vec![0f32; options.scratch_len()? + plan.activations_len()];
+    let options = Options::for_config(&config);
+    let memory = options.stream_memory(&plan)?;
+    // The caller's memory: f32 for the backend's scratch and the stream, u16 for
+    // the weights (stored in f16 below), u32 for token ids.
+    let mut f32s = vec![0f32; memory.f32_len()];
     let mut u16s = vec![0u16; plan.weights_len()];
-    let mut u32s = vec![0u32; plan.tokens_len()];
+    let mut u32s = vec![0u32; memory.u32_len()];
     let mut weights = vec![0f32; plan.weights_len()];
     initialize(&config, 3, &mut weights)?;
     let document: Vec<u32> = b"caller memory, no allocator".iter().map(|&b| b as u32 + 3).collect();

@@ -1,14 +1,14 @@
 //! Softmax attention (SPEC sections 1, 2 and 4), tiled like a matrix product.
 //!
-//! A task is one (batch row, head, tile of `QT` queries). Its keys are walked in
-//! tiles of `KT`; per key tile, the scores `Q K^T` and the update `P V` are
+//! A task is one (batch row, head, tile of `qt` queries). Its keys are walked in
+//! tiles of `kt` (both from [`Tiles`]); per key tile, the scores `Q K^T` and the update `P V` are
 //! micro-kernel products on packed panels, and the softmax is the online form
 //! (running maximum and sum, rescaling the output when the maximum grows). The
 //! running maximum starts at the official safe softmax's floor (-1000) and the
 //! final denominator adds `exp(-1000 - max)`: exactly the reference's formula.
 //!
 //! With a window mask, each `MR`-row panel only computes the key columns some of
-//! its rows can see (the band of the window), so the `W + QT` keys a query tile
+//! its rows can see (the band of the window), so the `W + qt` keys a query tile
 //! spans cost little more than the `W` each query uses. The T5 bias depends only
 //! on the distance `n`, and saturates at `n >= 113`, so a 128-entry table of
 //! `a_h * bias_h(n)` per task covers every distance; it is stored by decreasing
@@ -18,16 +18,13 @@
 use crate::gemm::{pack_a, pack_b, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
+use crate::tiles::Tiles;
 use crate::vector::{exp_shifted_sum, max_of, scale, scale_add, scale_add_const};
 use crate::weights::WSlice;
 use brt_core::desc::{Attention, Mask};
 use brt_core::params::T5_BUCKETS;
 use brt_core::primitives::{t5_bucket, SAFE_SOFTMAX_FLOOR};
 
-/// Queries per task (a multiple of every level's `MR`).
-pub(crate) const QT: usize = 96;
-/// Keys per tile (a multiple of every level's `NR`).
-pub(crate) const KT: usize = 192;
 /// Entries of the per-task bias table: distances at or above it share the last.
 const BIAS_TABLE: usize = 128;
 
@@ -36,14 +33,18 @@ pub(crate) const fn round_up(x: usize, unit: usize) -> usize {
     x.div_ceil(unit) * unit
 }
 
-/// Scratch (f32 elements) of one task for head widths up to `max_dh`.
-pub(crate) const fn scratch_len(mr: usize, nr: usize, max_dh: usize) -> usize {
-    let dh_pad = round_up(max_dh, nr);
-    QT * max_dh + KT * max_dh + dh_pad * KT + QT * KT + mr * KT + QT * dh_pad + 2 * QT + BIAS_TABLE
+/// Scratch (f32 elements) of one task at micro-tile `(mr, nr)` for head widths
+/// up to `max_dh`: packed queries, keys and values, the scores, one panel of
+/// probabilities, the output accumulator, row statistics and the bias table.
+pub(crate) const fn scratch_len(t: &Tiles, (mr, nr): (usize, usize), max_dh: usize) -> u64 {
+    let (qt, kt, mr, dh) = (t.attention_queries as u64, t.attention_keys as u64, mr as u64, max_dh as u64);
+    let dh_pad = round_up(max_dh, nr) as u64;
+    qt * dh + kt * dh + dh_pad * kt + qt * kt + mr * kt + qt * dh_pad + 2 * qt + BIAS_TABLE as u64
 }
 
-/// One checked attention call.
+/// One checked attention call, with the backend's (checked) tiles.
 pub(crate) struct AttnCall<'a> {
+    pub tiles: Tiles,
     pub q: &'a [f32],
     pub k: &'a [f32],
     pub v: &'a [f32],
@@ -56,7 +57,7 @@ pub(crate) struct AttnCall<'a> {
 impl AttnCall<'_> {
     /// Query tiles per (row, head).
     pub fn tiles(&self) -> usize {
-        self.desc.queries().div_ceil(QT)
+        self.desc.queries().div_ceil(self.tiles.attention_queries)
     }
     /// Tasks of the call.
     pub fn tasks(&self) -> usize {
@@ -75,30 +76,47 @@ impl WithSimd for AttnTask<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn with<S: Simd>(self) {
-        attend::<S>(self.call, self.task, self.scratch)
+        // The default tiles are compiled in (the score tiles' row stride a
+        // constant, as fast as constant tiles); any others are read at run time.
+        let t = &self.call.tiles;
+        if (t.attention_queries, t.attention_keys) == (DEFAULTS.attention_queries, DEFAULTS.attention_keys) {
+            attend::<S, true>(self.call, self.task, self.scratch)
+        } else {
+            attend::<S, false>(self.call, self.task, self.scratch)
+        }
     }
 }
 
+/// The attention tiles of every level's defaults.
+const DEFAULTS: Tiles = Tiles::default_for(crate::SimdLevel::Scalar);
+
+/// One task; `DEFAULT`: the tiles are the defaults, known at compile time.
 #[inline(always)]
-fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
+fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
     let d = c.desc;
     let (heads, dh, width) = (d.heads(), d.head_dim(), d.width());
     let tiles = c.tiles();
     let (b, h, tile) = (task / (heads * tiles), task / tiles % heads, task % tiles);
-    let i0 = tile * QT;
-    let qt = QT.min(d.queries() - i0);
+    let (q_tile, k_tile) = if DEFAULT {
+        (DEFAULTS.attention_queries, DEFAULTS.attention_keys)
+    } else {
+        (c.tiles.attention_queries, c.tiles.attention_keys)
+    };
+    let i0 = tile * q_tile;
+    let qt = q_tile.min(d.queries() - i0);
     let dh_pad = round_up(dh, S::NR);
-    if scratch.len() < scratch_len(S::MR, S::NR, dh) {
-        return; // sized by the backend; never reached
+    let tiles_fit = q_tile % S::MR == 0 && k_tile % S::NR == 0 && k_tile > 0;
+    if !tiles_fit || (scratch.len() as u64) < scratch_len(&c.tiles, (S::MR, S::NR), dh) {
+        return; // checked and sized by the backend; never reached
     }
-    let (qpack, rest) = scratch.split_at_mut(QT * dh);
-    let (kpack, rest) = rest.split_at_mut(KT * dh);
-    let (vpack, rest) = rest.split_at_mut(dh_pad * KT);
-    let (scores, rest) = rest.split_at_mut(QT * KT);
-    let (ppack, rest) = rest.split_at_mut(S::MR * KT);
-    let (acc, rest) = rest.split_at_mut(QT * dh_pad);
-    let (row_max, rest) = rest.split_at_mut(QT);
-    let (row_sum, rest) = rest.split_at_mut(QT);
+    let (qpack, rest) = scratch.split_at_mut(q_tile * dh);
+    let (kpack, rest) = rest.split_at_mut(k_tile * dh);
+    let (vpack, rest) = rest.split_at_mut(dh_pad * k_tile);
+    let (scores, rest) = rest.split_at_mut(q_tile * k_tile);
+    let (ppack, rest) = rest.split_at_mut(S::MR * k_tile);
+    let (acc, rest) = rest.split_at_mut(q_tile * dh_pad);
+    let (row_max, rest) = rest.split_at_mut(q_tile);
+    let (row_sum, rest) = rest.split_at_mut(q_tile);
     let bias_table = &mut rest[..BIAS_TABLE];
 
     let raw = c.scale.get(h);
@@ -135,7 +153,7 @@ fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
     let (key_lo, key_hi) = visible(0, qt - 1);
     let mut jt = key_lo;
     while jt < key_hi {
-        let kt = KT.min(key_hi - jt);
+        let kt = k_tile.min(key_hi - jt);
         pack_b::<S>(BSource::OutIn(WSlice::F32(&c.k[col0..]), ld), 0, dh, jt, kt, kpack);
         pack_b::<S>(BSource::InOut(WSlice::F32(&c.v[col0..]), ld), jt, kt, 0, dh, vpack);
         for r0 in (0..qt).step_by(S::MR) {
@@ -150,15 +168,16 @@ fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
             // Scores of the key panels the band touches.
             for cp in c_lo / S::NR..c_hi.div_ceil(S::NR) {
                 // SAFETY: the Q panel holds `dh*MR` values at `r0*dh`, the K panel
-                // `dh*NR` at `cp*dh*NR` (cp*NR < kt <= KT), and the scores tile
-                // `MR x NR` at row r0 < QT, column cp*NR + NR <= KT with stride KT.
+                // `dh*NR` at `cp*dh*NR` (cp*NR < kt <= k_tile), and the scores tile
+                // `MR x NR` at row r0 < q_tile (a multiple of MR, checked above),
+                // column cp*NR + NR <= k_tile (a multiple of NR) with stride k_tile.
                 unsafe {
                     S::micro(
                         dh,
                         qpack.as_ptr().add(r0 * dh),
                         kpack.as_ptr().add(cp * dh * S::NR),
-                        scores.as_mut_ptr().add(r0 * KT + cp * S::NR),
-                        KT,
+                        scores.as_mut_ptr().add(r0 * k_tile + cp * S::NR),
+                        k_tile,
                         Epilogue { alpha: 1.0, accumulate: false, relu: false },
                     );
                 }
@@ -167,7 +186,7 @@ fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
             for i in r0..r1 {
                 let (vl, vh) = visible(i, i);
                 let (vl, vh) = (vl.max(jt) - jt, vh.min(jt + kt).max(jt) - jt);
-                let row = &mut scores[i * KT..][..KT];
+                let row = &mut scores[i * k_tile..][..k_tile];
                 if vl >= vh {
                     row[c_lo..c_hi].fill(0.0);
                     continue;
@@ -205,14 +224,14 @@ fn attend<S: Simd>(c: &AttnCall<'_>, task: usize, scratch: &mut [f32]) {
             for p in 0..kc {
                 for ii in 0..S::MR {
                     let r = r0 + ii;
-                    ppack[p * S::MR + ii] = if r < r1 { scores[r * KT + c_lo + p] } else { 0.0 };
+                    ppack[p * S::MR + ii] = if r < r1 { scores[r * k_tile + c_lo + p] } else { 0.0 };
                 }
             }
             for dp in 0..dh_pad / S::NR {
                 // SAFETY: the P panel holds `kc*MR` values; the V panel `dp` starts
                 // at `dp*kt*NR` and holds `kt*NR`, of which rows c_lo..c_hi are
-                // read; the accumulator tile is row r0 < QT, columns
-                // dp*NR + NR <= dh_pad, stride dh_pad.
+                // read; the accumulator tile is rows r0 .. r0 + MR <= q_tile (a
+                // multiple of MR), columns dp*NR + NR <= dh_pad, stride dh_pad.
                 unsafe {
                     S::micro(
                         kc,

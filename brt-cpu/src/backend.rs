@@ -1,13 +1,14 @@
 //! The CPU backend: [`Storage`] and [`Kernels`] over a source of host memory.
 
-use crate::attention::{self, AttnCall, AttnTask};
-use crate::gemm::{self, BSource, Gemm, GemmTask};
-use crate::gemv::{self, GemvTask, GEMV_MAX_ROWS};
-use crate::linear::{self, LinearCall, LinearTask};
+use crate::attention::{AttnCall, AttnTask};
+use crate::gemm::{BSource, Gemm, GemmTask};
+use crate::gemv::{GemvTask, GEMV_MAX_ROWS};
+use crate::linear::{LinearCall, LinearTask};
 use crate::parallel::{part, SendPtr, Workers};
 use crate::rows::{AddPositions, L2Normalize, RmsNorm};
+use crate::tiles::Tiles;
 use crate::weights::{CpuWeights, WSlice};
-use crate::{CpuError, SimdLevel};
+use crate::{CpuError, Options, SimdLevel};
 use brt_core::desc::{Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided, WeightOrder};
 use brt_core::params::T5_BUCKETS;
 use brt_core::primitives::sigmoid;
@@ -19,83 +20,18 @@ use brt_core::{
 /// A task of [`Cpu::parallel_reduce`]: `(task, scratch, partial sums)`.
 pub(crate) type ReduceBody<'a> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'a;
 
-/// How to build a [`Cpu`] backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Options {
-    /// The SIMD level; `None` picks the fastest this CPU supports. Forcing a level
-    /// the CPU lacks is an error.
-    pub level: Option<SimdLevel>,
-    /// Threads in all, the caller's included (more than one needs the `std`
-    /// feature).
-    pub threads: usize,
-    /// The widest attention head the backend will be asked for; it sizes the
-    /// backend's own scratch.
-    pub max_head_dim: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { level: None, threads: 1, max_head_dim: 256 }
-    }
-}
-
-impl Options {
-    /// `threads` threads, everything else default.
-    pub fn threads(threads: usize) -> Options {
-        Options { threads, ..Options::default() }
-    }
-
-    /// The level these options resolve to on this CPU.
-    pub fn resolve_level(&self) -> Result<SimdLevel, CpuError> {
-        match self.level {
-            None => Ok(SimdLevel::detect()),
-            Some(level) if level.is_supported() => Ok(level),
-            Some(level) => Err(CpuError::UnsupportedLevel { level }),
-        }
-    }
-
-    /// The widest head `max_head_dim` may ask for.
-    pub const MAX_HEAD_DIM: usize = 1 << 16;
-
-    /// f32 elements of scratch each thread needs (`max_head_dim` checked).
-    fn per_worker(&self, level: SimdLevel) -> usize {
-        let (mr, nr) = level.tile();
-        let dh = self.max_head_dim.max(1);
-        gemm::scratch_len(mr, nr)
-            .max(attention::scratch_len(mr, nr, dh))
-            .max(linear::scratch_len(dh))
-            .max(gemv::scratch_len())
-            .max(crate::backward::scratch_len(mr, nr, dh))
-    }
-
-    /// f32 elements the backend takes from its memory at construction: its packing
-    /// and attention scratch for every thread. Size a caller-provided
-    /// [`brt_core::Arena`] with this plus the model's and the stream's needs.
-    pub fn scratch_len(&self) -> Result<usize, CpuError> {
-        let level = self.resolve_level()?;
-        if self.max_head_dim > Options::MAX_HEAD_DIM {
-            return Err(CpuError::Capacity {
-                what: "`max_head_dim` option",
-                needed: self.max_head_dim,
-                limit: Options::MAX_HEAD_DIM,
-            });
-        }
-        self.per_worker(level)
-            .checked_mul(self.threads.max(1))
-            .ok_or(CpuError::Core(CoreError::SizeOverflow { what: "CPU scratch" }))
-    }
-}
-
 /// The SIMD CPU backend over host memory `M` (the heap with [`crate::Heap`], or
 /// the caller's slices with [`brt_core::Arena`]).
 ///
 /// Activations are `M::F32`; parameters are [`CpuWeights`] (f32, or f16/bf16 at
 /// half the memory); every kernel computes in f32. All scratch is taken from `M`
-/// once, at construction: no kernel allocates.
+/// once, at construction (its size is [`Options::scratch_len`]): no kernel
+/// allocates.
 pub struct Cpu<M: HostMemory> {
     memory: M,
     level: SimdLevel,
     tile: (usize, usize),
+    tiles: Tiles,
     max_head_dim: usize,
     scratch: M::F32,
     per_worker: usize,
@@ -108,6 +44,7 @@ impl<M: HostMemory> core::fmt::Debug for Cpu<M> {
             .field("level", &self.level)
             .field("threads", &self.workers.count())
             .field("max_head_dim", &self.max_head_dim)
+            .field("tiles", &self.tiles)
             .finish_non_exhaustive()
     }
 }
@@ -126,14 +63,16 @@ impl<M: HostMemory> Cpu<M> {
     /// Everything chosen by `options`.
     pub fn with_options(mut memory: M, options: Options) -> Result<Self, CpuError> {
         let level = options.resolve_level()?;
+        let tiles = options.resolve_tiles()?;
+        let per_worker = options.scratch_per_thread()?;
         let scratch_len = options.scratch_len()?;
         let workers = Workers::new(options.threads)?;
-        let per_worker = options.per_worker(level);
         let scratch = memory.alloc_f32(scratch_len)?;
         Ok(Cpu {
             memory,
             level,
-            tile: level.tile(),
+            tile: level.micro_tile(),
+            tiles,
             max_head_dim: options.max_head_dim.max(1),
             scratch,
             per_worker,
@@ -160,6 +99,11 @@ impl<M: HostMemory> Cpu<M> {
     /// Threads in use, the caller's included.
     pub fn threads(&self) -> usize {
         self.workers.count()
+    }
+
+    /// The kernels' blocking sizes in use.
+    pub fn tiles(&self) -> Tiles {
+        self.tiles
     }
 
     /// The memory source (e.g. to see how much of an arena is left).
@@ -214,7 +158,8 @@ impl<M: HostMemory> Cpu<M> {
         let total: usize = outs.iter().map(|o| o.len()).sum();
         if need.checked_add(total).is_none_or(|n| n > per) {
             return Err(CpuError::Capacity {
-                what: "backward partial sums (scratch per thread)",
+                what: "a backward kernel's scratch with its parameter-gradient sums (per thread; see \
+                       `Options::gradient_sums`)",
                 needed: need + total,
                 limit: per,
             });
@@ -263,7 +208,7 @@ impl<M: HostMemory> Cpu<M> {
     /// Runs a checked product on the workers: a few rows stream the weights
     /// (`gemv.rs`), more go through the packed GEMM split over row or column blocks.
     pub(crate) fn product(&mut self, g: &Gemm<'_>) -> Result<(), CpuError> {
-        let (tile, level) = (self.tile, self.level);
+        let (tile, level, tiles) = (self.tile, self.level, self.tiles);
         if g.m == 0 || g.n == 0 {
             return Ok(());
         }
@@ -273,13 +218,13 @@ impl<M: HostMemory> Cpu<M> {
             let tasks = self.workers.count().min(n.div_ceil(256)).max(1);
             return self.parallel(tasks, &|t, scratch| {
                 let cols = (n * t / tasks)..(n * (t + 1) / tasks);
-                level.dispatch(GemvTask { gemm: g, cols, scratch });
+                level.dispatch(GemvTask { gemm: g, cols, scratch, tiles: &tiles });
             });
         }
         let split = g.split(self.workers.count(), tile);
         self.parallel(split.0 * split.1, &|t, scratch| {
             let (rows, cols) = g.task_block(t, split, tile);
-            level.dispatch(GemmTask { gemm: g, rows, cols, scratch });
+            level.dispatch(GemmTask { gemm: g, rows, cols, scratch, tiles: &tiles });
         })
     }
 
@@ -507,7 +452,7 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         if desc.queries() == 0 {
             return Ok(());
         }
-        let call = AttnCall { q, k, v, scale, bias, out: SendPtr(out.as_mut_ptr()), desc };
+        let call = AttnCall { tiles: self.tiles, q, k, v, scale, bias, out: SendPtr(out.as_mut_ptr()), desc };
         let level = self.level;
         self.parallel(call.tasks(), &|task, scratch| {
             level.dispatch(AttnTask { call: &call, task, scratch });
@@ -534,8 +479,16 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         if desc.tokens() == 0 {
             return Ok(());
         }
-        let call =
-            LinearCall { q, k, v, scale, state: SendPtr(state.as_mut_ptr()), out: SendPtr(out.as_mut_ptr()), desc };
+        let call = LinearCall {
+            chunk: self.tiles.linear_chunk,
+            q,
+            k,
+            v,
+            scale,
+            state: SendPtr(state.as_mut_ptr()),
+            out: SendPtr(out.as_mut_ptr()),
+            desc,
+        };
         let level = self.level;
         self.parallel(desc.batch() * desc.heads(), &|task, scratch| {
             level.dispatch(LinearTask { call: &call, task, scratch });

@@ -30,6 +30,19 @@ pub enum CpuError {
         /// The limit set at construction.
         limit: usize,
     },
+    /// A blocking size of [`crate::Tiles`] does not suit the SIMD level in use.
+    Tile {
+        /// Which size (the field of `Tiles`).
+        what: &'static str,
+        /// The value asked for.
+        value: usize,
+        /// It must be a positive multiple of this at `level`.
+        multiple_of: usize,
+        /// And at most this.
+        max: usize,
+        /// The level the tiles were checked for.
+        level: SimdLevel,
+    },
     /// A kernel task panicked on a worker thread (a bug; the pool survives).
     WorkerPanicked,
     /// Parameters used in place (flash, a mapped file) were to be written.
@@ -68,6 +81,11 @@ impl fmt::Display for CpuError {
                 f,
                 "weights to use in place must be a whole number of {size}-byte values at an address that is a \
                  multiple of {size}, on a little-endian machine"
+            ),
+            CpuError::Tile { what, value, multiple_of, max, level } => write!(
+                f,
+                "`Tiles::{what}` is {value}, but at SIMD level `{level}` it must be a multiple of {multiple_of} \
+                 from {multiple_of} to {max}; start from `Tiles::default_for(SimdLevel::{level:?})` or `Tiles::smallest(SimdLevel::{level:?})`"
             ),
             CpuError::WorkerPanicked => {
                 write!(f, "a CPU kernel task panicked on a worker thread (a bug in brt-cpu; please report it)")

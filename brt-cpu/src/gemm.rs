@@ -4,47 +4,25 @@
 //! `B` is packed into `kc x NR` panels (widening f16/bf16 parameters to f32 as it
 //! goes, for either weight order), `A` into `kc x MR` panels, and the level's
 //! micro-kernel multiplies one panel pair into an `MR x NR` tile of `C` held in
-//! registers. Blocking: `kc` rows of the inner dimension so that a `B` panel stays
-//! in L1 (`kc_for`), `MC` rows of `A` per packed block (L2), `NC` columns per packed `B`
-//! block (L2/L3). A call is split into independent tasks over column ranges (or
+//! registers. Blocking ([`Tiles`]): `kc` rows of the inner dimension so that a `B`
+//! panel stays in L1, `mc` rows of `A` per packed block (L2), `nc` columns per
+//! packed `B` block (L2/L3). A call is split into independent tasks over column ranges (or
 //! row ranges when there are too few columns), each with its own packing buffers,
 //! so threads never wait for each other inside a product.
 
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
+use crate::tiles::Tiles;
 use crate::weights::WSlice;
 use brt_core::desc::Activation;
 use brt_core::kernels::check_extent;
 use brt_core::{CoreError, CoreResult};
 use core::ops::Range;
 
-/// Bytes of a packed `B` panel (`kc x NR` f32): half of a 32 KiB L1 data cache,
-/// leaving room for the `A` panel and the tile of `C`.
-const PANEL_BYTES: usize = 16 * 1024;
-
-/// Inner-dimension block at a level with micro-tile width `nr`.
-pub(crate) const fn kc_for(nr: usize) -> usize {
-    let kc = PANEL_BYTES / 4 / nr;
-    if kc > 256 {
-        256
-    } else {
-        kc / 8 * 8
-    }
-}
-/// Rows of `A` per packed block (a multiple of every level's `MR`).
-pub(crate) const MC: usize = 144;
-/// Columns of `B` per packed block, before rounding down to a multiple of `NR`.
-pub(crate) const NC: usize = 4096;
-
-/// Columns per packed `B` block at a level with micro-tile width `nr`.
-pub(crate) const fn nc_for(nr: usize) -> usize {
-    NC / nr * nr
-}
-
-/// Packing scratch (f32 elements) one task needs at a level with tile `(mr, nr)`.
-pub(crate) const fn scratch_len(mr: usize, nr: usize) -> usize {
-    let mc = MC.div_ceil(mr) * mr;
-    (mc + nc_for(nr)) * kc_for(nr)
+/// Packing scratch (f32 elements) one task needs: a block of `mc x kc` values of
+/// `A` and one of `kc x nc` values of `B`.
+pub(crate) const fn scratch_len(t: &Tiles) -> u64 {
+    (t.gemm_mc as u64 + t.gemm_nc as u64) * t.gemm_kc as u64
 }
 
 /// The right-hand side `B (k x n)` as stored.
@@ -178,33 +156,49 @@ impl<'a> Gemm<'a> {
 }
 
 /// One task of a product: the block `rows x cols` of `C`, with its own packing
-/// scratch.
+/// scratch (sized for `tiles`).
 pub(crate) struct GemmTask<'g, 'a> {
     pub gemm: &'g Gemm<'a>,
     pub rows: Range<usize>,
     pub cols: Range<usize>,
     pub scratch: &'g mut [f32],
+    pub tiles: &'g Tiles,
 }
 
 impl WithSimd for GemmTask<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn with<S: Simd>(self) {
-        gemm_block::<S>(self.gemm, self.rows, self.cols, self.scratch)
+        // The default blocking is compiled in (the code is the one of constant
+        // blocking, as fast); any other is read at run time.
+        let t = self.tiles;
+        if (t.gemm_kc, t.gemm_mc, t.gemm_nc) == Tiles::default_gemm((S::MR, S::NR)) {
+            gemm_block::<S, true>(self.gemm, self.rows, self.cols, self.scratch, t)
+        } else {
+            gemm_block::<S, false>(self.gemm, self.rows, self.cols, self.scratch, t)
+        }
     }
 }
 
-/// The blocked loops over one block of `C`.
+/// The blocked loops over one block of `C`; `DEFAULT`: the tiles are the
+/// default blocking, known at compile time.
 #[inline(always)]
-fn gemm_block<S: Simd>(g: &Gemm<'_>, rows: Range<usize>, cols: Range<usize>, scratch: &mut [f32]) {
+fn gemm_block<S: Simd, const DEFAULT: bool>(
+    g: &Gemm<'_>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    scratch: &mut [f32],
+    t: &Tiles,
+) {
     if rows.is_empty() || cols.is_empty() {
         return;
     }
-    let nc_max = nc_for(S::NR);
-    let mc_max = MC.div_ceil(S::MR) * S::MR;
-    let kc_max = kc_for(S::NR);
-    if scratch.len() < scratch_len(S::MR, S::NR) {
-        // The backend sizes the scratch with `scratch_len`; never reached.
+    // Checked tiles: `mc` a multiple of MR, `nc` of NR, all positive.
+    let (kc_max, mc_max, nc_max) =
+        if DEFAULT { const { Tiles::default_gemm((S::MR, S::NR)) } } else { (t.gemm_kc, t.gemm_mc, t.gemm_nc) };
+    if (scratch.len() as u64) < scratch_len(t) || mc_max % S::MR != 0 || nc_max % S::NR != 0 || kc_max == 0 {
+        // The backend checks the tiles and sizes the scratch with `scratch_len`;
+        // never reached.
         return;
     }
     let (apack, bpack) = scratch.split_at_mut(mc_max * kc_max);

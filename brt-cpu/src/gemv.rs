@@ -10,6 +10,7 @@
 
 use crate::gemm::{BSource, Gemm};
 use crate::simd::{Simd, WithSimd};
+use crate::tiles::Tiles;
 use crate::weights::WSlice;
 use brt_core::desc::Activation;
 use brt_core::half::{bf16, f16};
@@ -17,12 +18,11 @@ use core::ops::Range;
 
 /// Products with at most this many rows take this path.
 pub(crate) const GEMV_MAX_ROWS: usize = 4;
-/// Output columns accumulated at once (per row) for `InOut` weights.
-const CHUNK: usize = 512;
 
-/// Scratch (f32 elements) one task needs.
-pub(crate) const fn scratch_len() -> usize {
-    GEMV_MAX_ROWS * CHUNK
+/// Scratch (f32 elements) one task needs: `GEMV_MAX_ROWS` rows of
+/// `Tiles::gemv_columns` output columns accumulated at once for `InOut` weights.
+pub(crate) const fn scratch_len(t: &Tiles) -> u64 {
+    GEMV_MAX_ROWS as u64 * t.gemv_columns as u64
 }
 
 /// How one storage type is read and widened.
@@ -86,6 +86,7 @@ pub(crate) struct GemvTask<'g, 'a> {
     pub gemm: &'g Gemm<'a>,
     pub cols: Range<usize>,
     pub scratch: &'g mut [f32],
+    pub tiles: &'g Tiles,
 }
 
 impl WithSimd for GemvTask<'_, '_> {
@@ -93,7 +94,9 @@ impl WithSimd for GemvTask<'_, '_> {
     #[inline(always)]
     fn with<S: Simd>(self) {
         let g = self.gemm;
-        if g.m > GEMV_MAX_ROWS || g.a_transposed || self.scratch.len() < scratch_len() || self.cols.is_empty() {
+        let chunk = self.tiles.gemv_columns;
+        let fits = (self.scratch.len() as u64) >= scratch_len(self.tiles) && chunk > 0;
+        if g.m > GEMV_MAX_ROWS || g.a_transposed || !fits || self.cols.is_empty() {
             return; // the backend only sends products that fit; never reached
         }
         let as_f16 = |v: &[u16]| {
@@ -106,9 +109,9 @@ impl WithSimd for GemvTask<'_, '_> {
             unsafe { core::slice::from_raw_parts(v.as_ptr() as *const Bf16, v.len()) }
         };
         match g.b {
-            BSource::InOut(WSlice::F32(w), ld) => in_out::<S, f32>(g, w, ld, self.cols, self.scratch),
-            BSource::InOut(WSlice::F16(w), ld) => in_out::<S, F16>(g, as_f16(w), ld, self.cols, self.scratch),
-            BSource::InOut(WSlice::Bf16(w), ld) => in_out::<S, Bf16>(g, as_bf16(w), ld, self.cols, self.scratch),
+            BSource::InOut(WSlice::F32(w), ld) => in_out::<S, f32>(g, w, ld, self.cols, self.scratch, chunk),
+            BSource::InOut(WSlice::F16(w), ld) => in_out::<S, F16>(g, as_f16(w), ld, self.cols, self.scratch, chunk),
+            BSource::InOut(WSlice::Bf16(w), ld) => in_out::<S, Bf16>(g, as_bf16(w), ld, self.cols, self.scratch, chunk),
             BSource::OutIn(WSlice::F32(w), ld) => out_in::<S, f32>(g, w, ld, self.cols),
             BSource::OutIn(WSlice::F16(w), ld) => out_in::<S, F16>(g, as_f16(w), ld, self.cols),
             BSource::OutIn(WSlice::Bf16(w), ld) => out_in::<S, Bf16>(g, as_bf16(w), ld, self.cols),
@@ -136,11 +139,11 @@ fn store(g: &Gemm<'_>, i: usize, j: usize, value: f32) {
 }
 
 #[inline(always)]
-fn in_out<S: Simd, L: Load>(g: &Gemm<'_>, w: &[L], ld: usize, cols: Range<usize>, scratch: &mut [f32]) {
+fn in_out<S: Simd, L: Load>(g: &Gemm<'_>, w: &[L], ld: usize, cols: Range<usize>, scratch: &mut [f32], chunk: usize) {
     let (m, k) = (g.m, g.k);
     let mut c0 = cols.start;
     while c0 < cols.end {
-        let width = CHUNK.min(cols.end - c0);
+        let width = chunk.min(cols.end - c0);
         let full = width / S::LANES * S::LANES;
         let acc = &mut scratch[..m * width];
         acc.fill(0.0);

@@ -26,9 +26,11 @@ mod error;
 mod gemm;
 mod gemv;
 mod linear;
+mod options;
 mod parallel;
 mod rows;
 mod simd;
+mod tiles;
 mod vector;
 mod weights;
 
@@ -39,11 +41,13 @@ mod pool;
 #[cfg(feature = "std")]
 mod sgemm;
 
-pub use backend::{Cpu, Options};
+pub use backend::Cpu;
 pub use error::CpuError;
 #[cfg(feature = "std")]
 pub use heap::{Heap, SharedBytes};
+pub use options::{Options, StreamMemory};
 #[cfg(feature = "std")]
 pub use sgemm::{measure_sgemm_gflops, sgemm_gflops};
 pub use simd::SimdLevel;
+pub use tiles::Tiles;
 pub use weights::CpuWeights;

@@ -1,6 +1,6 @@
 //! Linear attention (SPEC section 7) in chunked form.
 //!
-//! Per (batch row, head) and chunk of `CHUNK` tokens, with `phi = elu + 1`:
+//! Per (batch row, head) and chunk of [`crate::Tiles::linear_chunk`] tokens, with `phi = elu + 1`:
 //! `num_i = phi(q_i) S + sum_{j<=i in chunk} (phi(q_i).phi(k_j)) v_j` and
 //! `den_i = phi(q_i).z + sum_{j<=i} phi(q_i).phi(k_j)`, where `S` and `z` are the
 //! sums carried in from before the chunk; then `S += phi(K)^T V`, `z += sum phi(K)`.
@@ -14,16 +14,17 @@ use crate::weights::WSlice;
 use brt_core::desc::LinearAttention;
 use brt_core::primitives::elu_plus_one;
 
-/// Tokens per chunk.
-pub(crate) const CHUNK: usize = 64;
-
-/// Scratch (f32 elements) of one task for head widths up to `max_dh`.
-pub(crate) const fn scratch_len(max_dh: usize) -> usize {
-    2 * CHUNK * max_dh + max_dh
+/// Scratch (f32 elements) of one task with chunks of `chunk` tokens
+/// ([`crate::Tiles::linear_chunk`]) for head widths up to `max_dh`: `phi(q)` and
+/// `phi(k)` of a chunk and one numerator.
+pub(crate) const fn scratch_len(chunk: usize, max_dh: usize) -> u64 {
+    let dh = max_dh as u64;
+    2 * chunk as u64 * dh + dh
 }
 
-/// One checked call.
+/// One checked call, with the backend's (checked) chunk.
 pub(crate) struct LinearCall<'a> {
+    pub chunk: usize,
     pub q: &'a [f32],
     pub k: &'a [f32],
     pub v: &'a [f32],
@@ -53,11 +54,12 @@ fn linear<S: Simd>(c: &LinearCall<'_>, task: usize, scratch: &mut [f32]) {
     let d = c.desc;
     let (heads, dh) = (d.heads(), d.head_dim());
     let (b, h) = (task / heads, task % heads);
-    if scratch.len() < scratch_len(dh) {
-        return; // sized by the backend; never reached
+    let chunk = c.chunk;
+    if chunk == 0 || (scratch.len() as u64) < scratch_len(chunk, dh) {
+        return; // checked and sized by the backend; never reached
     }
-    let (phi_q, rest) = scratch.split_at_mut(CHUNK * dh);
-    let (phi_k, rest) = rest.split_at_mut(CHUNK * dh);
+    let (phi_q, rest) = scratch.split_at_mut(chunk * dh);
+    let (phi_k, rest) = rest.split_at_mut(chunk * dh);
     let num = &mut rest[..dh];
     let raw = c.scale.get(h);
     let a = if d.abs_scale() { raw.abs() } else { raw };
@@ -77,7 +79,7 @@ fn linear<S: Simd>(c: &LinearCall<'_>, task: usize, scratch: &mut [f32]) {
     };
     let mut t0 = 0;
     while t0 < d.tokens() {
-        let n = CHUNK.min(d.tokens() - t0);
+        let n = chunk.min(d.tokens() - t0);
         for i in 0..n {
             let at = (t0 + i) * ld + col0;
             for r in 0..dh {

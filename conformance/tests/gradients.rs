@@ -1,8 +1,8 @@
 //! The gradient contract for every backend this build enables that implements
 //! `brt_core::Gradients`: the reference always, the CPU backend behind the `cpu`
-//! feature (every SIMD level with f32, f16 and bf16 weights, and two threads
-//! with each); and the oracle itself (the f64 reference against finite
-//! differences).
+//! feature (every SIMD level with f32, f16 and bf16 weights, two threads with
+//! each, and the smallest tiles at the scalar and the fastest level); and the
+//! oracle itself (the f64 reference against finite differences).
 //!
 //! A backend with gradients joins with one `conformance::gradient_suite!` line
 //! next to its `conformance::suite!` line; see README.md, "The gradient
@@ -48,3 +48,7 @@ conformance::gradient_suite!(cpu_threads, common::cpu::Threads);
 conformance::gradient_suite!(cpu_f16_threads, common::cpu::F16Threads);
 #[cfg(feature = "cpu")]
 conformance::gradient_suite!(cpu_bf16_threads, common::cpu::Bf16);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_smallest_tiles_scalar, common::cpu::SmallestScalar);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_smallest_tiles, common::cpu::Smallest);

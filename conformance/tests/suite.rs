@@ -32,6 +32,10 @@ conformance::suite!(cpu_threads, common::cpu::Threads);
 conformance::suite!(cpu_f16, common::cpu::Half);
 #[cfg(feature = "cpu")]
 conformance::suite!(cpu_bf16, common::cpu::Bf16);
+#[cfg(feature = "cpu")]
+conformance::suite!(cpu_smallest_tiles_scalar, common::cpu::SmallestScalar);
+#[cfg(feature = "cpu")]
+conformance::suite!(cpu_smallest_tiles, common::cpu::Smallest);
 
 /// wgpu on whatever adapter `WGPU_BACKEND` picks; no adapter is a skip (a
 /// failure under `BRT_REQUIRE_GPU=1`).

@@ -1,9 +1,9 @@
 //! The backward of softmax attention, tiled like the forward (`crate::attention`).
 //!
 //! A task is one (batch row, head); it owns that head's columns of `d_q`, `d_k`
-//! and `d_v` and walks its queries in tiles of `QT`. The forward's softmax
-//! statistics are not kept, so each query tile takes two sweeps over the key
-//! tiles (`KT` keys) it can see:
+//! and `d_v` and walks its queries in tiles of `Tiles::backward_queries`. The
+//! forward's softmax statistics are not kept, so each query tile takes two sweeps
+//! over the key tiles (`Tiles::backward_keys` keys) it can see:
 //!
 //! 1. scores `S = Q K^T` and `dP = dO V^T` as micro-kernel products; the online
 //!    softmax gives each row's maximum `m` and denominator `l` (with the safe
@@ -23,44 +23,41 @@ use crate::attention::round_up;
 use crate::gemm::{pack_a, pack_b, tile, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
+use crate::tiles::Tiles;
 use crate::vector::{add_assign, dot, exp_shifted_sum, max_of, scale};
 use crate::weights::WSlice;
 use brt_core::desc::{Attention, Mask};
 use brt_core::params::T5_BUCKETS;
 use brt_core::primitives::{t5_bucket, SAFE_SOFTMAX_FLOOR};
 
-/// Queries per tile (a multiple of every level's `MR`).
-const QT: usize = 48;
-/// Keys per tile (a multiple of every level's `MR` and `NR`).
-const KT: usize = 96;
-/// Key tiles whose scores and `dP` the first sweep keeps for the second when a
-/// query tile sees no more (a window of up to `8 * KT - QT` keys): the second
-/// sweep then skips both products and their packing.
-const CACHED_TILES: usize = 8;
 /// Distances with their own bias entry; farther keys share the last (their T5
 /// bucket is the same from 113 on).
 const DISTANCES: usize = 128;
 
-/// Scratch (f32 elements) of one task for head widths up to `max_dh`.
-pub(crate) const fn scratch_len(mr: usize, nr: usize, max_dh: usize) -> usize {
-    let dh_pad = round_up(max_dh, nr);
+/// Scratch (f32 elements) of one task at micro-tile `(mr, nr)` for head widths
+/// up to `max_dh`.
+pub(crate) const fn scratch_len(t: &Tiles, (mr, nr): (usize, usize), max_dh: usize) -> u64 {
+    let (qt, kt, cached) = (t.backward_queries as u64, t.backward_keys as u64, t.backward_cached_tiles as u64);
+    let (mr, dh, dh_pad) = (mr as u64, max_dh as u64, round_up(max_dh, nr) as u64);
+    let panel = if qt > kt { qt } else { kt };
     // Q and dO as A panels and as B panels; K^T, V^T and K panels; S and dP
-    // tiles (kept for up to `CACHED_TILES` key tiles); one A panel; row
-    // statistics; bias by distance and its gradient; a row of biases and one of
-    // logits.
-    2 * QT * max_dh
-        + 2 * QT * dh_pad
-        + 2 * KT * max_dh
-        + KT * dh_pad
-        + 2 * CACHED_TILES * QT * KT
-        + mr * KT
-        + 3 * QT
-        + 2 * DISTANCES
-        + 2 * KT
+    // tiles (kept for up to `cached` key tiles); one A panel (of a key tile for
+    // dQ, of a query tile for dV and dK); row statistics; bias by distance and
+    // its gradient; a row of biases and one of logits.
+    2 * qt * dh
+        + 2 * qt * dh_pad
+        + 2 * kt * dh
+        + kt * dh_pad
+        + 2 * cached * qt * kt
+        + mr * panel
+        + 3 * qt
+        + 2 * DISTANCES as u64
+        + 2 * kt
 }
 
-/// One checked call.
+/// One checked call, with the backend's (checked) tiles.
 pub(crate) struct AttnGradCall<'a> {
+    pub tiles: Tiles,
     pub q: &'a [f32],
     pub k: &'a [f32],
     pub v: &'a [f32],
@@ -86,40 +83,62 @@ impl WithSimd for AttnGradTask<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn with<S: Simd>(self) {
-        attend_backward::<S>(self.call, self.task, self.scratch, self.partial)
+        // The default tiles are compiled in (the tiles' row stride a constant,
+        // as fast as constant tiles); any others are read at run time.
+        let t = &self.call.tiles;
+        let d = &DEFAULTS;
+        if (t.backward_queries, t.backward_keys, t.backward_cached_tiles)
+            == (d.backward_queries, d.backward_keys, d.backward_cached_tiles)
+        {
+            attend_backward::<S, true>(self.call, self.task, self.scratch, self.partial)
+        } else {
+            attend_backward::<S, false>(self.call, self.task, self.scratch, self.partial)
+        }
     }
 }
+
+/// The attention backward's tiles of every level's defaults.
+const DEFAULTS: Tiles = Tiles::default_for(crate::SimdLevel::Scalar);
 
 const PLAIN: Epilogue = Epilogue { alpha: 1.0, accumulate: false, relu: false };
 const ADD: Epilogue = Epilogue { alpha: 1.0, accumulate: true, relu: false };
 
+/// One task; `DEFAULT`: the tiles are the defaults, known at compile time.
 #[inline(always)]
-fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f32], partial: &mut [f32]) {
+fn attend_backward<S: Simd, const DEFAULT: bool>(
+    c: &AttnGradCall<'_>,
+    task: usize,
+    scratch: &mut [f32],
+    partial: &mut [f32],
+) {
     let d = c.desc;
     let (heads, dh, width) = (d.heads(), d.head_dim(), d.width());
     let (b, h) = (task / heads, task % heads);
     let dh_pad = round_up(dh, S::NR);
-    if scratch.len() < scratch_len(S::MR, S::NR, dh) || partial.len() < heads {
-        return; // sized by the backend; never reached
+    let t = if DEFAULT { DEFAULTS } else { c.tiles };
+    let (q_tile, k_tile, cached_tiles) = (t.backward_queries, t.backward_keys, t.backward_cached_tiles);
+    let tiles_fit = q_tile % S::MR == 0 && k_tile % S::NR == 0 && k_tile > 0 && cached_tiles > 0;
+    if !tiles_fit || (scratch.len() as u64) < scratch_len(&t, (S::MR, S::NR), dh) || partial.len() < heads {
+        return; // checked and sized by the backend; never reached
     }
     let mut rest = scratch;
-    let q_a = take(&mut rest, QT * dh);
-    let do_a = take(&mut rest, QT * dh);
-    let q_b = take(&mut rest, QT * dh_pad);
-    let do_b = take(&mut rest, QT * dh_pad);
-    let kt_b = take(&mut rest, KT * dh);
-    let vt_b = take(&mut rest, KT * dh);
-    let k_b = take(&mut rest, KT * dh_pad);
-    let s_tiles = take(&mut rest, CACHED_TILES * QT * KT);
-    let dp_tiles = take(&mut rest, CACHED_TILES * QT * KT);
-    let a_panel = take(&mut rest, S::MR * KT);
-    let row_max = take(&mut rest, QT);
-    let row_inv = take(&mut rest, QT);
-    let row_d = take(&mut rest, QT);
+    let q_a = take(&mut rest, q_tile * dh);
+    let do_a = take(&mut rest, q_tile * dh);
+    let q_b = take(&mut rest, q_tile * dh_pad);
+    let do_b = take(&mut rest, q_tile * dh_pad);
+    let kt_b = take(&mut rest, k_tile * dh);
+    let vt_b = take(&mut rest, k_tile * dh);
+    let k_b = take(&mut rest, k_tile * dh_pad);
+    let s_tiles = take(&mut rest, cached_tiles * q_tile * k_tile);
+    let dp_tiles = take(&mut rest, cached_tiles * q_tile * k_tile);
+    let a_panel = take(&mut rest, S::MR * q_tile.max(k_tile));
+    let row_max = take(&mut rest, q_tile);
+    let row_inv = take(&mut rest, q_tile);
+    let row_d = take(&mut rest, q_tile);
     let bias_at = take(&mut rest, DISTANCES);
     let bias_grad = take(&mut rest, DISTANCES);
-    let bias_row = take(&mut rest, KT);
-    let logit_row = take(&mut rest, KT);
+    let bias_row = take(&mut rest, k_tile);
+    let logit_row = take(&mut rest, k_tile);
 
     let raw = c.scale.get(h);
     let a = if d.abs_scale() { raw.abs() } else { raw };
@@ -159,7 +178,7 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
 
     let mut i0 = 0;
     while i0 < d.queries() {
-        let qt = QT.min(d.queries() - i0);
+        let qt = q_tile.min(d.queries() - i0);
         // Keys query `i` of the tile sees (absolute key positions).
         let visible = |i: usize| match window {
             Some(w) => (i0 + i + offset - w, i0 + i + offset),
@@ -174,16 +193,16 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
         row_d[..qt].fill(0.0);
         let (key_lo, key_hi) = (visible(0).0, visible(qt - 1).1);
         // Whether the first sweep's tiles are kept for the second.
-        let cached = (key_hi - key_lo).div_ceil(KT) <= CACHED_TILES;
+        let cached = (key_hi - key_lo).div_ceil(k_tile) <= cached_tiles;
 
         for sweep in 0..2 {
             let mut jt = key_lo;
             let mut tile_index = 0;
             while jt < key_hi {
-                let kt = KT.min(key_hi - jt);
+                let kt = k_tile.min(key_hi - jt);
                 let slot = if cached { tile_index } else { 0 };
-                let s_tile = &mut s_tiles[slot * QT * KT..][..QT * KT];
-                let dp_tile = &mut dp_tiles[slot * QT * KT..][..QT * KT];
+                let s_tile = &mut s_tiles[slot * q_tile * k_tile..][..q_tile * k_tile];
+                let dp_tile = &mut dp_tiles[slot * q_tile * k_tile..][..q_tile * k_tile];
                 let compute = sweep == 0 || !cached;
                 if compute {
                     pack_b::<S>(BSource::OutIn(WSlice::F32(k), ld), 0, dh, jt, kt, kt_b);
@@ -198,8 +217,8 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                     if lo >= hi {
                         if sweep == 1 {
                             for i in r0..r1 {
-                                s_tile[i * KT..][..kt].fill(0.0);
-                                dp_tile[i * KT..][..kt].fill(0.0);
+                                s_tile[i * k_tile..][..kt].fill(0.0);
+                                dp_tile[i * k_tile..][..kt].fill(0.0);
                             }
                         }
                         continue;
@@ -209,17 +228,18 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                     for cp in panels {
                         // SAFETY: the Q and dO panels hold `dh*MR` values at
                         // `r0*dh`, the K^T and V^T panels `dh*NR` at `cp*dh*NR`
-                        // (`cp*NR < kt <= KT`), and the tiles take an `MR x NR`
-                        // block at row `r0 <= QT - MR`, column `cp*NR + NR <= KT`.
+                        // (`cp*NR < kt <= k_tile`), and the tiles take an `MR x NR`
+                        // block at row `r0 <= q_tile - MR`, column
+                        // `cp*NR + NR <= k_tile` (the tiles are multiples of MR and NR).
                         unsafe {
-                            let at = r0 * KT + cp * S::NR;
+                            let at = r0 * k_tile + cp * S::NR;
                             let (qp, dop) = (q_a.as_ptr().add(r0 * dh), do_a.as_ptr().add(r0 * dh));
                             S::micro(
                                 dh,
                                 qp,
                                 kt_b.as_ptr().add(cp * dh * S::NR),
                                 s_tile.as_mut_ptr().add(at),
-                                KT,
+                                k_tile,
                                 PLAIN,
                             );
                             S::micro(
@@ -227,7 +247,7 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                                 dop,
                                 vt_b.as_ptr().add(cp * dh * S::NR),
                                 dp_tile.as_mut_ptr().add(at),
-                                KT,
+                                k_tile,
                                 PLAIN,
                             );
                         }
@@ -235,8 +255,8 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                     for i in r0..r1 {
                         let (vl, vh) = visible(i);
                         let (vl, vh) = (vl.max(jt) - jt, vh.min(jt + kt).max(jt) - jt);
-                        let s_row = &mut s_tile[i * KT..][..KT];
-                        let dp_row = &mut dp_tile[i * KT..][..KT];
+                        let s_row = &mut s_tile[i * k_tile..][..k_tile];
+                        let dp_row = &mut dp_tile[i * k_tile..][..k_tile];
                         if vl >= vh {
                             if sweep == 1 {
                                 s_row[..kt].fill(0.0);
@@ -297,7 +317,7 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                         for p in 0..kc {
                             for ii in 0..S::MR {
                                 let r = r0 + ii;
-                                a_panel[p * S::MR + ii] = if r < r1 { dp_tile[r * KT + c_lo + p] } else { 0.0 };
+                                a_panel[p * S::MR + ii] = if r < r1 { dp_tile[r * k_tile + c_lo + p] } else { 0.0 };
                             }
                         }
                         for dp in 0..dq_panels {
@@ -341,7 +361,7 @@ fn attend_backward<S: Simd>(c: &AttnGradCall<'_>, task: usize, scratch: &mut [f3
                         let kc = q_hi - q_lo;
                         for (tile_src, b_panel, dst) in [(&*s_tile, &*do_b, d_v), (&*dp_tile, &*q_b, d_k)] {
                             for p in 0..kc {
-                                let row = &tile_src[(q_lo + p) * KT..];
+                                let row = &tile_src[(q_lo + p) * k_tile..];
                                 for jj in 0..S::MR {
                                     let j = j0 + jj;
                                     a_panel[p * S::MR + jj] = if j < j1 { row[j] } else { 0.0 };

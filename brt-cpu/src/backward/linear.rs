@@ -19,7 +19,6 @@
 //! The scale's gradient is shared by all batch rows: it goes to `partial`.
 
 use super::take;
-use crate::linear::CHUNK;
 use crate::parallel::SendPtr;
 use crate::simd::{Simd, WithSimd};
 use crate::vector::{axpy, dot};
@@ -27,14 +26,17 @@ use crate::weights::WSlice;
 use brt_core::desc::LinearAttention;
 use brt_core::primitives::elu_plus_one;
 
-/// Scratch (f32 elements) of one task for head widths up to `max_dh`.
-pub(crate) const fn scratch_len(max_dh: usize) -> usize {
+/// Scratch (f32 elements) of one task with chunks of `chunk` tokens
+/// ([`crate::Tiles::linear_chunk`]) for head widths up to `max_dh`.
+pub(crate) const fn scratch_len(chunk: usize, max_dh: usize) -> u64 {
+    let (c, dh) = (chunk as u64, max_dh as u64);
     // S and z; u, f, d_num, d_u, d_f; the intra-chunk products; den, d_den.
-    max_dh * max_dh + max_dh + 5 * CHUNK * max_dh + 2 * CHUNK * CHUNK + 2 * CHUNK
+    dh * dh + dh + 5 * c * dh + 2 * c * c + 2 * c
 }
 
-/// One checked call.
+/// One checked call, with the backend's (checked) chunk.
 pub(crate) struct LinearGradCall<'a> {
+    pub chunk: usize,
     pub q: &'a [f32],
     pub k: &'a [f32],
     pub v: &'a [f32],
@@ -79,21 +81,22 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
     let d = c.desc;
     let (heads, dh) = (d.heads(), d.head_dim());
     let (b, h) = (task / heads, task % heads);
-    if scratch.len() < scratch_len(dh) || partial.len() < heads {
-        return; // sized by the backend; never reached
+    let chunk = c.chunk;
+    if chunk == 0 || (scratch.len() as u64) < scratch_len(chunk, dh) || partial.len() < heads {
+        return; // checked and sized by the backend; never reached
     }
     let mut rest = scratch;
     let s_sum = take(&mut rest, dh * dh);
     let z_sum = take(&mut rest, dh);
-    let u = take(&mut rest, CHUNK * dh);
-    let f = take(&mut rest, CHUNK * dh);
-    let d_num = take(&mut rest, CHUNK * dh);
-    let d_u = take(&mut rest, CHUNK * dh);
-    let d_f = take(&mut rest, CHUNK * dh);
-    let uf = take(&mut rest, CHUNK * CHUNK);
-    let coef = take(&mut rest, CHUNK * CHUNK);
-    let den = take(&mut rest, CHUNK);
-    let d_den = take(&mut rest, CHUNK);
+    let u = take(&mut rest, chunk * dh);
+    let f = take(&mut rest, chunk * dh);
+    let d_num = take(&mut rest, chunk * dh);
+    let d_u = take(&mut rest, chunk * dh);
+    let d_f = take(&mut rest, chunk * dh);
+    let uf = take(&mut rest, chunk * chunk);
+    let coef = take(&mut rest, chunk * chunk);
+    let den = take(&mut rest, chunk);
+    let d_den = take(&mut rest, chunk);
 
     let raw = c.scale.get(h);
     let a = if d.abs_scale() { raw.abs() } else { raw };
@@ -137,10 +140,10 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
     }
 
     let mut scale_grad = 0f32;
-    let chunks = d.tokens().div_ceil(CHUNK);
-    for chunk in (0..chunks).rev() {
-        let t0 = chunk * CHUNK;
-        let n = CHUNK.min(d.tokens() - t0);
+    let chunks = d.tokens().div_ceil(chunk);
+    for index in (0..chunks).rev() {
+        let t0 = index * chunk;
+        let n = chunk.min(d.tokens() - t0);
         for i in 0..n {
             let (at, _) = token(t0 + i);
             for r in 0..dh {
@@ -169,7 +172,7 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
             let mut total = dot::<S>(ui, z_sum);
             for j in 0..=i {
                 let p = dot::<S>(ui, &f[j * dh..][..dh]);
-                uf[i * CHUNK + j] = p;
+                uf[i * chunk + j] = p;
                 let (at, _) = token(t0 + j);
                 axpy::<S>(num, p, &c.v[at..][..dh]);
                 total += p;
@@ -188,7 +191,7 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
         for i in 0..n {
             for j in 0..=i {
                 let (at, _) = token(t0 + j);
-                coef[i * CHUNK + j] = dot::<S>(&d_num[i * dh..][..dh], &c.v[at..][..dh]) + d_den[i];
+                coef[i * chunk + j] = dot::<S>(&d_num[i * dh..][..dh], &c.v[at..][..dh]) + d_den[i];
             }
         }
         // d_u_i = S_c d_num_i + d_den_i z_c + sum_{j<=i} coef_ij f_j.
@@ -199,7 +202,7 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
                 *slot = dot::<S>(&s_sum[r * dh..][..dh], dn) + d_den[i] * z_sum[r];
             }
             for j in 0..=i {
-                axpy::<S>(du, coef[i * CHUNK + j], &f[j * dh..][..dh]);
+                axpy::<S>(du, coef[i * chunk + j], &f[j * dh..][..dh]);
             }
         }
         // d_f_j = sum_{i>=j} coef_ij u_i + G_S v_j + G_z; d_v_j likewise.
@@ -212,14 +215,14 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
                 *slot = dot::<S>(&g_s[r * dh..][..dh], vj) + g_z[r];
             }
             for i in j..n {
-                axpy::<S>(df, coef[i * CHUNK + j], &u[i * dh..][..dh]);
+                axpy::<S>(df, coef[i * chunk + j], &u[i * dh..][..dh]);
             }
             let dv = grad_row(c.d_v, t0 + j);
             for (r, &x) in fj.iter().enumerate() {
                 axpy::<S>(dv, x, &g_s[r * dh..][..dh]);
             }
             for i in j..n {
-                axpy::<S>(dv, uf[i * CHUNK + j], &d_num[i * dh..][..dh]);
+                axpy::<S>(dv, uf[i * chunk + j], &d_num[i * dh..][..dh]);
             }
         }
         // The gradients with respect to the sums in front of the chunk.

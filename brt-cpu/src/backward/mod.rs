@@ -10,7 +10,8 @@
 //!   `OutIn` weights, `d_w^T += alpha dz^T x`), so `d_w` is laid out like the
 //!   weight and f16/bf16 weights are widened as in the forward.
 //! - Attention (`attention.rs`) and linear attention (`linear.rs`) are tiled and
-//!   chunked like their forwards, a task per (batch row, head).
+//!   chunked like their forwards (sizes from [`crate::Tiles`]), a task per
+//!   (batch row, head).
 //! - Row-wise kernels split rows over threads. Parameter gradients that every row
 //!   (or batch row) adds to are summed per thread and added once at the end
 //!   (`Cpu::parallel_reduce`), so no float atomics are needed. The tasks are
@@ -38,17 +39,8 @@ use rows::{
     ActivationGrad, AddAssign, EmbedGrad, GateFixedGrad, GateLstmGrad, L2NormalizeGrad, PositionsGrad, RmsNormGrad,
 };
 
-/// Scratch (f32 elements) one thread needs for the backward kernels (the
-/// products use the forward's packing scratch).
-pub(crate) const fn scratch_len(mr: usize, nr: usize, max_dh: usize) -> usize {
-    let a = attention::scratch_len(mr, nr, max_dh);
-    let l = linear::scratch_len(max_dh);
-    if a > l {
-        a
-    } else {
-        l
-    }
-}
+pub(crate) use attention::scratch_len as attention_scratch_len;
+pub(crate) use linear::scratch_len as linear_scratch_len;
 
 /// Element-wise work below this many values runs on one thread.
 const PARALLEL_MIN: usize = 1 << 15;
@@ -287,7 +279,9 @@ impl<M: HostMemory> Gradients for Cpu<M> {
         if desc.queries() == 0 {
             return Ok(());
         }
+        let tiles = self.tiles();
         let call = AttnGradCall {
+            tiles,
             q,
             k,
             v,
@@ -299,8 +293,7 @@ impl<M: HostMemory> Gradients for Cpu<M> {
             d_v: SendPtr(d_v.as_mut_ptr()),
             desc,
         };
-        let (mr, nr) = self.tile();
-        let need = attention::scratch_len(mr, nr, desc.head_dim());
+        let need = scratch_need(attention::scratch_len(&tiles, self.tile(), desc.head_dim()));
         let level = self.level();
         let body = |task: usize, scratch: &mut [f32], partial: &mut [f32]| {
             level.dispatch(AttnGradTask { call: &call, task, scratch, partial });
@@ -343,6 +336,7 @@ impl<M: HostMemory> Gradients for Cpu<M> {
             return Ok(());
         }
         let call = LinearGradCall {
+            chunk: self.tiles().linear_chunk,
             q,
             k,
             v,
@@ -355,7 +349,7 @@ impl<M: HostMemory> Gradients for Cpu<M> {
             d_v: SendPtr(d_v.as_mut_ptr()),
             desc,
         };
-        let need = linear::scratch_len(desc.head_dim());
+        let need = scratch_need(linear::scratch_len(self.tiles().linear_chunk, desc.head_dim()));
         let level = self.level();
         self.parallel_reduce(desc.batch() * desc.heads(), need, &mut [d_scale], &|task, scratch, partial| {
             level.dispatch(LinearGradTask { call: &call, task, scratch, partial });
@@ -478,6 +472,14 @@ impl<M: HostMemory> Gradients for Cpu<M> {
         }
         Ok(())
     }
+}
+
+/// A task's scratch need as a `usize`. It fits (the head width was checked
+/// against the backend's capacity, and the backend's scratch, sized for the
+/// widest head, fits); if it did not, `usize::MAX` makes `parallel_reduce`
+/// refuse the call.
+fn scratch_need(len: u64) -> usize {
+    usize::try_from(len).unwrap_or(usize::MAX)
 }
 
 /// Splits `len` values off the front of `rest` (a task's scratch).

@@ -94,9 +94,15 @@ impl SimdLevel {
         }
     }
 
-    /// The micro-kernel tile `(MR, NR)` of the matrix product at this level.
-    pub(crate) fn tile(self) -> (usize, usize) {
-        self.dispatch(TileOf)
+    /// The micro-kernel tile `(rows, columns)` of the matrix product at this
+    /// level (`MR x NR`): the unit of most blocking sizes in [`crate::Tiles`].
+    pub const fn micro_tile(self) -> (usize, usize) {
+        match self {
+            SimdLevel::Scalar => (scalar::Scalar::MR, scalar::Scalar::NR),
+            SimdLevel::Avx2 => (6, 16),
+            SimdLevel::Avx512 => (12, 32),
+            SimdLevel::Neon => (8, 12),
+        }
     }
 
     /// Runs `task` compiled for this level.
@@ -125,15 +131,6 @@ impl SimdLevel {
 impl core::fmt::Display for SimdLevel {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-struct TileOf;
-impl WithSimd for TileOf {
-    type Output = (usize, usize);
-    #[inline(always)]
-    fn with<S: Simd>(self) -> (usize, usize) {
-        (S::MR, S::NR)
     }
 }
 
@@ -298,6 +295,28 @@ pub(crate) unsafe fn micro_generic<S: Simd, const MR: usize, const NV: usize>(
                 }
                 S::store(p, r);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TileOf;
+    impl WithSimd for TileOf {
+        type Output = (usize, usize, usize);
+        #[inline(always)]
+        fn with<S: Simd>(self) -> (usize, usize, usize) {
+            (S::MR, S::NR, S::LANES)
+        }
+    }
+
+    #[test]
+    fn the_constant_tables_match_the_compiled_levels() {
+        for level in SimdLevel::available() {
+            let (mr, nr) = level.micro_tile();
+            assert_eq!(level.dispatch(TileOf), (mr, nr, level.lanes()), "{level}");
         }
     }
 }

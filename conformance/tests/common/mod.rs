@@ -2,11 +2,12 @@
 #![allow(dead_code)] // each binary instantiates its own selection
 
 /// The CPU backend at every SIMD level (a level this CPU lacks is skipped with
-/// its name), on two threads, and with 16-bit weights.
+/// its name), on two threads, with 16-bit weights, and with the smallest tiles
+/// (scalar, and the fastest level this CPU has).
 #[cfg(feature = "cpu")]
 pub mod cpu {
     use brt_core::{CoreError, WeightDtype};
-    use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel};
+    use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel, Tiles};
     use conformance::{Backend, Skip};
 
     fn core(e: &CpuError) -> Option<CoreError> {
@@ -51,6 +52,14 @@ pub mod cpu {
         Options { level: Some(level), ..Options::default() }
     }
 
+    /// The smallest blocking sizes of `level` (the fastest supported with
+    /// `None`): one micro-tile, one vector, one step, one token each, so the
+    /// suite's shapes cross every tile boundary of every kernel.
+    fn smallest(level: Option<SimdLevel>) -> Options {
+        let tiles = Tiles::smallest(level.unwrap_or_else(SimdLevel::detect));
+        Options { level, tiles: Some(tiles), ..Options::default() }
+    }
+
     factory!(Scalar, "cpu-scalar", level(SimdLevel::Scalar), WeightDtype::F32);
     factory!(Avx2, "cpu-avx2", level(SimdLevel::Avx2), WeightDtype::F32);
     factory!(Avx512, "cpu-avx512", level(SimdLevel::Avx512), WeightDtype::F32);
@@ -68,4 +77,6 @@ pub mod cpu {
     factory!(Avx512Bf16, "cpu-avx512-bf16", level(SimdLevel::Avx512), WeightDtype::Bf16);
     factory!(NeonF16, "cpu-neon-f16", level(SimdLevel::Neon), WeightDtype::F16);
     factory!(NeonBf16, "cpu-neon-bf16", level(SimdLevel::Neon), WeightDtype::Bf16);
+    factory!(SmallestScalar, "cpu-scalar-smallest-tiles", smallest(Some(SimdLevel::Scalar)), WeightDtype::F32);
+    factory!(Smallest, "cpu-smallest-tiles", smallest(None), WeightDtype::F32);
 }

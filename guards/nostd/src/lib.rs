@@ -39,9 +39,9 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
 
-/// The CPU backend's settings: one thread (no std), heads of the model's width.
+/// The CPU backend's settings: one thread (no std), scratch sized from the model.
 fn cpu_options() -> brt_cpu::Options {
-    brt_cpu::Options { threads: 1, max_head_dim: CONFIG.head_dim, level: None }
+    brt_cpu::Options::for_config(&CONFIG)
 }
 
 /// f32 elements the caller must provide for `tokens` tokens per call: the initial
