@@ -4,14 +4,16 @@
 //! the size `Options::stream_memory` computes before anything is allocated
 //! (stream state, stream scratch with the logits of one call, the backend's
 //! scratch, the token id), plus the caller's copy of one token's logits. The
-//! weights live in a buffer of their own.
+//! weights are used where they lie, in a model file (as in flash): they take no
+//! RAM.
 //!
 //! `cargo test -p brt-cpu --test small_memory -- --nocapture` prints the
 //! breakdown.
 
 use brt_core::init::initialize;
-use brt_core::{Arena, Config, CoreError, Model, Plan, Stream, WeightDtype, WeightLayout};
-use brt_cpu::{Cpu, CpuError, CpuWeights, Heap, Options, SimdLevel, StreamMemory, Tiles};
+use brt_core::{Arena, Config, CoreError, Model, Plan, Stream, WeightData, WeightDtype, WeightLayout};
+use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel, StreamMemory, Tiles};
+use brt_gguf::ModelFile;
 
 /// The goal: stream state, scratch, backend scratch, token ids and logits.
 const BUDGET: usize = 256 * 1024;
@@ -47,8 +49,8 @@ struct Streamed {
 }
 
 /// Streams `tokens` one per call on an arena of exactly `memory` (less
-/// `short` f32 values), with the weights in their own buffer; returns every
-/// token's logits and what is left of the arena.
+/// `short` f32 values), with the weights used in place from a model file of
+/// `flat`; returns every token's logits and what is left of the arena.
 fn stream_on_arena(
     config: &Config,
     options: Options,
@@ -57,11 +59,17 @@ fn stream_on_arena(
     flat: &[f32],
     tokens: &[u32],
 ) -> Result<Streamed, CpuError> {
+    // The model file at an aligned address, as `brt_gguf::include_model!` puts
+    // it in flash.
+    let file = brt_gguf::write(config, None, WeightData::F32(flat)).unwrap();
+    let mut flash = vec![0u64; file.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut flash)[..file.len()].copy_from_slice(&file);
+    let file = ModelFile::parse(&bytemuck::cast_slice(&flash)[..file.len()]).unwrap();
     let mut f32s = vec![0f32; memory.f32_len() - short];
     let mut u32s = vec![0u32; memory.u32_len()];
-    let mut stored = flat.to_vec();
     let mut k = Cpu::with_options(Arena::new(&mut f32s, &mut [], &mut u32s), options)?;
-    let model = Model::new(config, WeightDtype::F32, CpuWeights::F32(&mut stored[..]))?;
+    let weights = k.weights_in_place(file.weight_bytes(), WeightDtype::F32)?;
+    let model = Model::with_layout(*file.layout(), WeightDtype::F32, weights)?;
     let mut stream = Stream::new(&mut k, &model, Plan::new(config, 1, 1)?)?;
     let mut logits = vec![0f32; config.vocab];
     let mut all = Vec::with_capacity(tokens.len() * config.vocab);
@@ -78,7 +86,7 @@ fn stream_with_default_tiles(config: &Config, level: SimdLevel, flat: &[f32], to
     let options = Options { level: Some(level), ..Options::for_config(config) };
     assert_eq!(options.resolve_tiles().unwrap(), Tiles::default_for(level));
     let mut k = Cpu::with_options(Heap, options).unwrap();
-    let model = Model::from_flat(&mut k, config, WeightDtype::F32, brt_core::WeightData::F32(flat)).unwrap();
+    let model = Model::from_flat(&mut k, config, WeightDtype::F32, WeightData::F32(flat)).unwrap();
     let mut stream = Stream::new(&mut k, &model, Plan::new(config, 1, 1).unwrap()).unwrap();
     let mut logits = vec![0f32; config.vocab];
     let mut all = Vec::with_capacity(tokens.len() * config.vocab);
@@ -109,7 +117,7 @@ fn tiny_streams_in_under_256_kib_with_the_smallest_tiles() {
         let total = memory.bytes() + logits_bytes;
         println!(
             "tiny, {level}, smallest tiles, 1 thread: state {} B, stream scratch {} B (its logits {} B), \
-             backend scratch {} B, token ids {} B, caller's logits {} B: {} B in all ({:.1} KiB; weights {} B apart)",
+             backend scratch {} B, token ids {} B, caller's logits {} B: {} B in all ({:.1} KiB; weights {} B in place)",
             4 * memory.state,
             4 * memory.stream_scratch,
             4 * plan.scratch().logits,
