@@ -122,7 +122,8 @@ int32_t brt_memory_sizes(const uint8_t *model,
  bytes; its weights are used where they lie, never copied) for calls of at
  most `tokens_per_call` tokens, on the region `memory` of `memory_len` bytes
  (at least `brt_memory_sizes`'s `bytes`, aligned to its `align`), and writes
- the runner's handle, which points into `memory`, to `*out`.
+ the runner's handle, which points into `memory`, to `*out` (left as it was
+ on an error).
 
  # Safety
  `model` must be readable for `model_len` bytes, `memory` writable for

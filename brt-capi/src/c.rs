@@ -65,7 +65,7 @@ const RUNNER_BYTES: usize = size_of::<brt_runner>();
 /// The region's alignment: the runner's, which also aligns the pools after it.
 const ALIGN: usize = align_of::<brt_runner>();
 // The pools follow the runner directly, so they are aligned for f32 and u32.
-const _: () = assert!(ALIGN % 4 == 0 && RUNNER_BYTES % 4 == 0);
+const _: () = assert!(ALIGN.is_multiple_of(4) && RUNNER_BYTES.is_multiple_of(4));
 
 impl brt_sizes {
     /// The region for pools of `sizes`.
@@ -120,7 +120,8 @@ pub unsafe extern "C" fn brt_memory_sizes(
 /// bytes; its weights are used where they lie, never copied) for calls of at
 /// most `tokens_per_call` tokens, on the region `memory` of `memory_len` bytes
 /// (at least `brt_memory_sizes`'s `bytes`, aligned to its `align`), and writes
-/// the runner's handle, which points into `memory`, to `*out`.
+/// the runner's handle, which points into `memory`, to `*out` (left as it was
+/// on an error).
 ///
 /// # Safety
 /// `model` must be readable for `model_len` bytes, `memory` writable for
@@ -149,7 +150,11 @@ pub unsafe extern "C" fn brt_open(
             return Err(Error::MisalignedMemory { needed: ALIGN });
         }
         if memory_len < sizes.bytes {
-            return Err(Error::MemoryTooSmall { what: "memory region (bytes)", needed: sizes.bytes, available: memory_len });
+            return Err(Error::MemoryTooSmall {
+                what: "memory region (bytes)",
+                needed: sizes.bytes,
+                available: memory_len,
+            });
         }
         // SAFETY: `memory` is non-null (checked), writable for `memory_len` bytes
         // and not aliased by `model` or anything else while the runner lives (the

@@ -1,9 +1,9 @@
 //! What can go wrong, as a small `Copy` value with a stable number for C.
 
+use crate::c;
 use brt_core::CoreError;
 use brt_cpu::CpuError;
 use brt_gguf::GgufError;
-use crate::c;
 use core::ffi::CStr;
 use core::fmt;
 
@@ -71,7 +71,7 @@ const CODES: [Code; 10] = [
     Code {
         code: c::BRT_ERROR_MODEL,
         name: "BRT_ERROR_MODEL",
-        message: c"not a valid brt model file (convert one with `brt convert IN OUT.gguf`; the file must be read whole, at an address aligned to 4 bytes)",
+        message: c"not a valid brt model file (write one with `brt convert`; read it whole, aligned to 4 bytes)",
     },
     Code {
         code: c::BRT_ERROR_TOKENS_PER_CALL,
@@ -88,13 +88,21 @@ const CODES: [Code; 10] = [
         name: "BRT_ERROR_MISALIGNED_MEMORY",
         message: c"the memory does not start at a multiple of the alignment brt_memory_sizes gives",
     },
-    Code { code: c::BRT_ERROR_TOKEN_OUT_OF_RANGE, name: "BRT_ERROR_TOKEN_OUT_OF_RANGE", message: c"a token id is not below the vocabulary size; nothing was fed" },
+    Code {
+        code: c::BRT_ERROR_TOKEN_OUT_OF_RANGE,
+        name: "BRT_ERROR_TOKEN_OUT_OF_RANGE",
+        message: c"a token id is not below the vocabulary size; nothing was fed",
+    },
     Code {
         code: c::BRT_ERROR_LOGITS_LENGTH,
         name: "BRT_ERROR_LOGITS_LENGTH",
         message: c"the logits output must hold exactly one value per vocabulary entry (brt_vocab)",
     },
-    Code { code: c::BRT_ERROR_NO_LOGITS, name: "BRT_ERROR_NO_LOGITS", message: c"no token has been fed since opening or the last reset" },
+    Code {
+        code: c::BRT_ERROR_NO_LOGITS,
+        name: "BRT_ERROR_NO_LOGITS",
+        message: c"no token has been fed since opening or the last reset",
+    },
     Code { code: c::BRT_ERROR_BACKEND, name: "BRT_ERROR_BACKEND", message: c"the CPU backend failed" },
 ];
 

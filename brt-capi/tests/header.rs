@@ -12,7 +12,10 @@ fn the_committed_header_is_what_cbindgen_generates() {
     bindings.write(&mut generated);
     let path = dir.join("include/brt.h");
     if std::env::var_os("BRT_BLESS").is_some() {
-        std::fs::write(&path, &generated).unwrap();
+        // Written beside and renamed, so the other test never reads half a header.
+        let tmp = path.with_extension("h.tmp");
+        std::fs::write(&tmp, &generated).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
     }
     let committed = std::fs::read(&path).unwrap_or_default();
     assert!(

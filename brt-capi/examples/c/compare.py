@@ -3,7 +3,9 @@
   compare.py tokens TOKENS.u32 OUT.safetensors
       the tokens the C program fed, as the one document `brt logits` reads
   compare.py logits C_LOGITS.f32 HOST.safetensors TOLERANCE
-      the C program's rows (the last positions) against the host's logits there
+      the C program's rows (the last positions) against the host's logits there:
+      |c - host| <= TOLERANCE * max(1, |host|), absolute for logits up to 1 in
+      magnitude and relative beyond (rounding differences grow with the values)
 
 Only numpy and the safetensors layout (8-byte header length, JSON, data).
 """
@@ -36,15 +38,18 @@ def compare(c_path, host_path, tolerance):
     vocab = host.shape[1]
     c = np.fromfile(c_path, dtype="<f4").reshape(-1, vocab)
     rows = host[host.shape[0] - c.shape[0] :]
-    diff = float(np.max(np.abs(c.astype(np.float64) - rows.astype(np.float64))))
+    diff = np.abs(c.astype(np.float64) - rows.astype(np.float64))
+    scaled = float(np.max(diff / np.maximum(1.0, np.abs(rows.astype(np.float64)))))
+    diff = float(np.max(diff))
     same_argmax = bool(np.all(np.argmax(c, axis=1) == np.argmax(rows, axis=1)))
     print(
-        f"C logits vs host `brt logits`: {c.shape[0]} positions x {vocab}, max |difference| {diff:.3g} "
-        f"(tolerance {tolerance:g}), greedy tokens {'agree' if same_argmax else 'DIFFER'}"
+        f"C logits vs host `brt logits`: {c.shape[0]} positions x {vocab}, largest |logit| "
+        f"{float(np.max(np.abs(rows))):.3g}, max |difference| {diff:.3g}, max |difference| / max(1, |logit|) "
+        f"{scaled:.3g} (tolerance {tolerance:g}), greedy tokens {'agree' if same_argmax else 'differ'}"
     )
     # The greedy tokens are reported, not required: two logits closer than the
     # tolerance may order either way.
-    if not (diff <= tolerance):
+    if not (scaled <= tolerance):
         sys.exit(1)
 
 
