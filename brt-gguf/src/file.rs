@@ -166,6 +166,7 @@ impl<'a> Fields<'a> {
 }
 
 /// The GGUF tensor type of a storage type.
+#[cfg(feature = "alloc")]
 pub(crate) const fn tensor_type_of(dtype: WeightDtype) -> u32 {
     match dtype {
         WeightDtype::F32 => tensor_type::F32,
