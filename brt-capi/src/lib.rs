@@ -47,7 +47,7 @@ pub use brt_core::Config;
 pub use error::{code_name, message, Error};
 
 use brt_core::{Arena, Model, Plan, Stream};
-use brt_cpu::{Cpu, Options};
+use brt_cpu::{Cpu, Options, SimdLevel, Tiles};
 use brt_gguf::ModelFile;
 
 /// Sizes too large for this machine's addresses.
@@ -61,8 +61,8 @@ type Backend<'m> = Cpu<Arena<'m>>;
 ///
 /// - `f32s = scratch(CPU backend) + state + scratch(stream)`: the CPU backend's
 ///   packing and attention scratch (`brt_cpu::Options::scratch_len` for one
-///   thread and the model's head width: it depends on the SIMD level of this
-///   CPU), the carried stream state (every layer's key/value cache, recurrent
+///   thread, the model's head width and the smallest tiles: it depends on the
+///   SIMD level of this CPU), the carried stream state (every layer's key/value cache, recurrent
 ///   states, linear-attention sums) and the scratch of one call of
 ///   `tokens_per_call` tokens (`brt_core::Plan::activations_len`);
 /// - `u32s = tokens_per_call`: the token ids of one call.
@@ -98,10 +98,15 @@ impl Sizes {
     }
 }
 
-/// The CPU backend's settings: one thread (no std), scratch for the model's
-/// head width, everything else (SIMD level: the best this CPU has) default.
-fn options(config: &Config) -> Options {
-    Options { threads: 1, max_head_dim: config.head_dim, ..Options::default() }
+/// The CPU backend's settings a runner uses for `config`: one thread (no std),
+/// scratch for the model's head width and the smallest tiles of the best SIMD
+/// level this CPU has, so the backend's own scratch takes kilobytes, not
+/// megabytes (firmware first; the products run somewhat slower than with the
+/// default tiles of the `brt` program, which a microcontroller's caches could
+/// not hold anyway).
+pub fn options(config: &Config) -> Options {
+    let level = SimdLevel::detect();
+    Options { threads: 1, level: Some(level), tiles: Some(Tiles::smallest(level)), ..Options::for_config(config) }
 }
 
 /// A model streaming one document: the CPU backend on the caller's memory, the

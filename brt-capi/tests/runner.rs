@@ -5,7 +5,7 @@
 use brt_capi::{Error, Runner, Sizes};
 use brt_core::init::initialize;
 use brt_core::{Config, GateKind, LayerSet, Model, Plan, StateLayout, Stream, WeightData, WeightDtype, WeightLayout};
-use brt_cpu::{Cpu, Heap, Options};
+use brt_cpu::{Cpu, Heap};
 
 fn config() -> Config {
     Config {
@@ -45,7 +45,7 @@ fn bytes(words: &[u64], len: usize) -> &[u8] {
 /// Logits after each of `calls` (fed as one call each) on the heap backend.
 fn heap_logits(dtype: WeightDtype, calls: &[&[u32]], tokens_per_call: usize) -> Vec<Vec<f32>> {
     let config = config();
-    let options = Options { threads: 1, max_head_dim: config.head_dim, ..Options::default() };
+    let options = brt_capi::options(&config);
     let mut k = Cpu::with_options(Heap, options).unwrap();
     let model = Model::from_flat(&mut k, &config, dtype, WeightData::F32(&flat())).unwrap();
     let mut stream = Stream::new(&mut k, &model, Plan::new(&config, 1, tokens_per_call).unwrap()).unwrap();
@@ -99,7 +99,7 @@ fn one_element_less_of_either_pool_is_refused() {
     let (words, len) = model_file(WeightDtype::F32);
     let model = bytes(&words, len);
     let sizes = Sizes::for_model(model, 7).unwrap();
-    let options = Options { threads: 1, max_head_dim: config().head_dim, ..Options::default() };
+    let options = brt_capi::options(&config());
     let plan = Plan::new(&config(), 1, 7).unwrap();
     assert_eq!(sizes.f32s, options.scratch_len().unwrap() + plan.activations_len());
     assert_eq!(sizes.bytes(), Some(4 * (sizes.f32s + 7)));
