@@ -1,6 +1,9 @@
 //! The skip rules for backends that need a device: without one every check is a
 //! loudly printed skip, `BRT_REQUIRE_GPU=1` turns it into a failure, and a device
-//! is built once per test binary.
+//! is built once per test binary. The same for a CPU SIMD level this processor
+//! lacks, with `BRT_REQUIRE_SIMD`.
+
+mod common;
 
 use brt_core::{CoreError, Reference};
 use brt_cpu::Heap;
@@ -52,9 +55,23 @@ conformance::suite!(shared, SharedDevice);
 
 /// Runs one test of this binary in a child process with `BRT_REQUIRE_GPU` set
 /// to `require` (or unset).
+///
+/// A binary cross-built for another architecture runs under cargo's `runner`
+/// (an emulator such as `qemu-aarch64`), which the child needs too: the host
+/// cannot execute it directly. `BRT_TEST_RUNNER` names that runner (a program
+/// and its arguments, separated by spaces); `scripts/cross-check.sh` sets it.
 fn run_child(test: &str, require: Option<&str>) -> std::process::Output {
     let exe = std::env::current_exe().expect("the test binary knows its own path");
-    let mut cmd = Command::new(exe);
+    let runner = std::env::var("BRT_TEST_RUNNER").unwrap_or_default();
+    let mut runner = runner.split_whitespace();
+    let mut cmd = match runner.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(runner).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
     cmd.args([test, "--exact", "--nocapture", "--test-threads", "1"]);
     match require {
         Some(v) => cmd.env("BRT_REQUIRE_GPU", v),
@@ -89,4 +106,33 @@ fn the_device_is_built_once_per_binary() {
         assert!(SharedDevice::create().is_ok());
     }
     assert_eq!(INITS.load(Ordering::SeqCst), 1);
+}
+
+#[cfg(feature = "cpu")]
+#[test]
+fn require_simd_turns_a_missing_level_into_a_failure() {
+    use brt_cpu::SimdLevel;
+    use common::cpu::level_gate;
+    use std::panic::catch_unwind;
+
+    let fails = |level, supported, require: Option<&'static str>| {
+        catch_unwind(|| level_gate(level, supported, require)).is_err()
+    };
+    // Without the variable, or naming other levels, a missing level is a skip
+    // that gives the level's name.
+    let skip = level_gate(SimdLevel::Neon, false, None).expect_err("a missing level is skipped");
+    assert!(skip.reason.contains("neon"), "the skip must name the level: {skip}");
+    assert!(level_gate(SimdLevel::Neon, false, Some("")).is_err());
+    assert!(level_gate(SimdLevel::Neon, false, Some("avx2,avx512")).is_err());
+    // Named (alone, in a list, spaced, in capitals), it is a failure.
+    assert!(fails(SimdLevel::Neon, false, Some("neon")));
+    assert!(fails(SimdLevel::Neon, false, Some("avx2, NEON")));
+    assert!(fails(SimdLevel::Avx512, false, Some("avx2,avx512")));
+    // A supported level runs, required or not.
+    assert_eq!(level_gate(SimdLevel::Neon, true, Some("neon")), Ok(()));
+    assert_eq!(level_gate(SimdLevel::Scalar, true, None), Ok(()));
+    // A name that is not a level fails whatever the level, so a typo cannot
+    // silently turn the requirement off.
+    assert!(fails(SimdLevel::Neon, true, Some("neno")));
+    assert!(fails(SimdLevel::Avx2, false, Some("neon,avx")));
 }

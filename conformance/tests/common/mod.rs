@@ -17,11 +17,40 @@ pub mod cpu {
         }
     }
 
-    /// A CPU backend, or a skip when `options` force a level this CPU lacks (any
-    /// other construction error is a failure).
+    /// Whether a forced `level` runs (`Ok`) or is skipped (`Err`), given whether
+    /// this CPU supports it and the value of `BRT_REQUIRE_SIMD` (comma-separated
+    /// level names, e.g. `neon` or `avx2,avx512`). A required level that this CPU
+    /// lacks is a failure, not a skip, so that a CI job for one architecture
+    /// cannot pass with that architecture's suites skipped.
+    ///
+    /// # Panics
+    ///
+    /// Panics (fails the test) when `require` names `level` and it is not
+    /// supported, and on a name that is not a level (a typo must not turn the
+    /// requirement off).
+    pub fn level_gate(level: SimdLevel, supported: bool, require: Option<&str>) -> Result<(), Skip> {
+        let mut required = false;
+        for name in require.unwrap_or("").split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match SimdLevel::from_name(name) {
+                Some(l) => required |= l == level,
+                None => {
+                    panic!("BRT_REQUIRE_SIMD names `{name}`, which is not a SIMD level (scalar, avx2, avx512, neon)")
+                }
+            }
+        }
+        match (supported, required) {
+            (true, _) => Ok(()),
+            (false, true) => panic!("BRT_REQUIRE_SIMD names `{level}`, but this CPU has no {level} instructions"),
+            (false, false) => Err(Skip::new(format!("this CPU has no {level} instructions"))),
+        }
+    }
+
+    /// A CPU backend, or a skip when `options` force a level this CPU lacks (a
+    /// failure instead when `BRT_REQUIRE_SIMD` names the level; see
+    /// [`level_gate`]); any other construction error is a failure.
     fn make(options: Options) -> Result<Cpu<Heap>, Skip> {
-        if let Some(level) = options.level.filter(|l| !l.is_supported()) {
-            return Err(Skip::new(format!("this CPU has no {} instructions", level.name())));
+        if let Some(level) = options.level {
+            level_gate(level, level.is_supported(), std::env::var("BRT_REQUIRE_SIMD").ok().as_deref())?;
         }
         match Cpu::with_options(Heap, options) {
             Ok(k) => Ok(k),
