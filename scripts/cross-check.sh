@@ -53,9 +53,9 @@ nostd() {
 
     local t
     for t in $nostd_targets; do
-        echo "== cross: $t, brt-core and brt-cpu without std"
-        cargo build -p brt-core -p brt-cpu --no-default-features --target "$t"
-        cargo clippy -p brt-core -p brt-cpu --no-default-features --target "$t" -- -D warnings
+        echo "== cross: $t, brt-core, brt-cpu and brt-gguf without std"
+        cargo build -p brt-core -p brt-cpu -p brt-gguf --no-default-features --target "$t"
+        cargo clippy -p brt-core -p brt-cpu -p brt-gguf --no-default-features --target "$t" -- -D warnings
         # The no_std guard (a whole forward through both crates) compiled and
         # linked for the target: everything it reaches is generated and resolved.
         cargo build --release --manifest-path guards/nostd/Cargo.toml --target "$t"

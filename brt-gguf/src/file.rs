@@ -367,13 +367,9 @@ impl<'a> ModelFile<'a> {
         let size = self.dtype.size();
         let bytes = &self.bytes[self.data_offset + offset * size..self.data_offset + (offset + len) * size];
         // `parse` checked that the data is aligned for the type and that every
-        // parameter lies inside the file, so these casts succeed; an empty view
-        // is the answer that cannot be wrong should they not.
-        match self.dtype {
-            WeightDtype::F32 => WeightData::F32(bytemuck::try_cast_slice(bytes).unwrap_or(&[])),
-            WeightDtype::F16 => WeightData::F16(bytemuck::try_cast_slice::<u8, f16>(bytes).unwrap_or(&[])),
-            WeightDtype::Bf16 => WeightData::Bf16(bytemuck::try_cast_slice::<u8, bf16>(bytes).unwrap_or(&[])),
-        }
+        // parameter lies inside the file, so the view exists; an empty one is
+        // the answer that cannot be wrong should it not.
+        weight_data(bytes, self.dtype).unwrap_or(WeightData::F32(&[]))
     }
 
     /// The model's name, if the file has one.
@@ -440,6 +436,16 @@ impl<'a> TensorInfo<'a> {
         let offset = c.u64("tensor offset")?;
         Ok(TensorInfo { name, n_dims, dims, ty, offset })
     }
+}
+
+/// Little-endian `bytes` viewed in place as values of `dtype`, or `None` when
+/// they are not a whole number of values at an address aligned for the type.
+pub fn weight_data(bytes: &[u8], dtype: WeightDtype) -> Option<WeightData<'_>> {
+    Some(match dtype {
+        WeightDtype::F32 => WeightData::F32(bytemuck::try_cast_slice(bytes).ok()?),
+        WeightDtype::F16 => WeightData::F16(bytemuck::try_cast_slice::<u8, f16>(bytes).ok()?),
+        WeightDtype::Bf16 => WeightData::Bf16(bytemuck::try_cast_slice::<u8, bf16>(bytes).ok()?),
+    })
 }
 
 /// The index of the first NaN or infinity.

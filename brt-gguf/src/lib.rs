@@ -51,7 +51,7 @@ mod reader;
 mod writer;
 
 pub use error::GgufError;
-pub use file::ModelFile;
+pub use file::{weight_data, ModelFile};
 pub use reader::{value_type, Array, Value};
 #[cfg(feature = "alloc")]
 pub use writer::write;

@@ -97,13 +97,8 @@ impl MappedModel {
 
     /// The weights in place, in [`MappedModel::layout`].
     pub fn weights(&self) -> WeightData<'_> {
-        let bytes = &self.file[self.data.clone()];
         // Checked when the file was opened: aligned, whole values.
-        match self.dtype {
-            WeightDtype::F32 => WeightData::F32(bytemuck::try_cast_slice(bytes).unwrap_or(&[])),
-            WeightDtype::F16 => WeightData::F16(bytemuck::try_cast_slice(bytes).unwrap_or(&[])),
-            WeightDtype::Bf16 => WeightData::Bf16(bytemuck::try_cast_slice(bytes).unwrap_or(&[])),
-        }
+        brt_gguf::weight_data(&self.file[self.data.clone()], self.dtype).unwrap_or(WeightData::F32(&[]))
     }
 
     /// The bytes of [`MappedModel::weights`], shared (for the CPU backend to use
