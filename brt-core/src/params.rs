@@ -400,13 +400,14 @@ impl WeightLayout {
     /// The parameters of layer `layer`, resolved in one pass.
     pub fn layer(&self, layer: usize) -> LayerSpans {
         let mut spans = LayerSpans { spans: [None; LayerParam::ALL.len()] };
-        for spec in self.params() {
-            if let Param::Layer(l, p) = spec.param {
-                if l == layer {
-                    if let Some(index) = LayerParam::ALL.iter().position(|&q| q == p) {
-                        spans.spans[index] = Some(spec.span);
-                    }
-                }
+        // Parameters inside a layer follow one another, each at the next multiple
+        // of the alignment (the sums cannot overflow: the layout was checked).
+        let mut offset = self.layer_offset(layer);
+        for (slot, p) in spans.spans.iter_mut().zip(LayerParam::ALL) {
+            if let Some((rows, cols)) = p.shape(&self.config, layer) {
+                offset = offset.next_multiple_of(self.align);
+                *slot = Some(Span { offset, rows, cols });
+                offset += rows * cols;
             }
         }
         spans

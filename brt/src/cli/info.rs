@@ -24,9 +24,9 @@ fn mib(elements: usize, bytes_per: usize) -> String {
 
 pub fn run(args: InfoArgs) -> Result<(), Error> {
     let model = open(args.model.as_deref(), args.options)?;
-    let weights = model.to_weights()?;
     let mut out = String::new();
-    let c = weights.config();
+    let c = model.config();
+    let parameters = brt_core::WeightLayout::new(c)?.len();
     let list = |s: brt_core::LayerSet| s.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
     let _ = match &args.model {
         Some(path) => writeln!(out, "model: {}", path.display()),
@@ -50,8 +50,8 @@ pub fn run(args: InfoArgs) -> Result<(), Error> {
         let _ = writeln!(out, "  linear attention  layers {linear:?}");
     }
     let _ = writeln!(out, "  abs(scale)        {}", if c.abs_attention_scale { "yes" } else { "no" });
-    let _ = writeln!(out, "parameters: {} stored as {}", weights.layout().len(), weights.dtype().name());
-    let _ = writeln!(out, "  weights           {}", mib(weights.layout().len(), weights.dtype().size()));
+    let _ = writeln!(out, "parameters: {parameters} stored as {}", model.dtype().name());
+    let _ = writeln!(out, "  weights           {}", mib(parameters, model.dtype().size()));
     if let LoadedModel::Mapped(file) = &model {
         let _ = writeln!(out, "model file (GGUF {}, brt format {}):", brt_gguf::GGUF_VERSION, brt_gguf::FORMAT_VERSION);
         if let Some(name) = file.name() {
