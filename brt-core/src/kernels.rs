@@ -91,14 +91,22 @@ pub enum WeightDtype {
     F16,
     /// bfloat16.
     Bf16,
+    /// 8-bit blocks (GGML's Q8_0) for the matrices, f32 for the vectors: 8.5 bits
+    /// a value for almost all of a model (see [`crate::encoding`]). Its tensors
+    /// have different types, so such a model is only used where it lies (a model
+    /// file's tensor data), never allocated and written value by value.
+    Q8_0,
 }
 
 impl WeightDtype {
-    /// Bytes per element.
-    pub const fn size(self) -> usize {
+    /// Bytes per value when every tensor has this type; `None` for
+    /// [`WeightDtype::Q8_0`], whose tensors differ ([`crate::encoding::ByteLayout`]
+    /// says where each lies).
+    pub const fn size(self) -> Option<usize> {
         match self {
-            WeightDtype::F32 => 4,
-            WeightDtype::F16 | WeightDtype::Bf16 => 2,
+            WeightDtype::F32 => Some(4),
+            WeightDtype::F16 | WeightDtype::Bf16 => Some(2),
+            WeightDtype::Q8_0 => None,
         }
     }
 
@@ -108,6 +116,7 @@ impl WeightDtype {
             WeightDtype::F32 => "f32",
             WeightDtype::F16 => "f16",
             WeightDtype::Bf16 => "bf16",
+            WeightDtype::Q8_0 => "q8_0",
         }
     }
 }

@@ -22,6 +22,7 @@
 pub mod cell;
 pub mod config;
 pub mod desc;
+pub mod encoding;
 pub mod error;
 pub mod gradients;
 pub mod init;
@@ -35,6 +36,7 @@ pub mod reference;
 
 pub use cell::{pieces, Piece, Scratch, Stream};
 pub use config::{Config, GateKind, GateSite, LayerSet, StateLayout, TokenAttention, MAX_LAYERS};
+pub use encoding::{ByteLayout, StoredTensor, TensorType};
 pub use error::{CoreError, CoreResult};
 pub use gradients::Gradients;
 pub use kernels::{KResult, Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
@@ -42,7 +44,30 @@ pub use memory::{Arena, HostMemory, Real};
 pub use model::Model;
 pub use params::{LayerParam, Param, Span, WeightLayout};
 pub use plan::Plan;
-pub use reference::{Reference, Reference64};
+pub use reference::{RefWeights, Reference, Reference64};
 
 /// Re-exported so backends and users name the same half-precision types.
 pub use half;
+
+/// The environment variable that makes a missing GPU (or a skipped GPU test) a
+/// failure instead of a loud skip.
+pub const REQUIRE_GPU_VAR: &str = "BRT_REQUIRE_GPU";
+
+/// Whether a value of [`REQUIRE_GPU_VAR`] asks for a GPU: exactly `1`,
+/// surrounding whitespace ignored; anything else, or no variable, lets GPU tests
+/// skip loudly. The one reading of the variable every test suite shares (the
+/// core has no environment: callers pass `std::env::var(REQUIRE_GPU_VAR).ok()`).
+pub fn requires_gpu(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim() == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_one_asks_for_a_gpu() {
+        assert!(super::requires_gpu(Some("1")) && super::requires_gpu(Some(" 1\n")));
+        for other in [None, Some(""), Some("0"), Some("true"), Some("yes"), Some("11")] {
+            assert!(!super::requires_gpu(other), "{other:?}");
+        }
+    }
+}

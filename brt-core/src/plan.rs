@@ -1,6 +1,14 @@
 //! Exact memory planning: for a config, a batch size and the most tokens per row in
 //! one call, how many elements every buffer needs and where each layer's carried
 //! state lives.
+//!
+//! A layer's KV cache is a window of `kv_positions` positions inside a region that
+//! may be longer by a *runway* ([`Plan::with_kv_runway`]): the call's new keys are
+//! written after the window, in place, and the window slides forward over the
+//! runway; only when a call would run past the region's end are the window's keys
+//! moved back to its start. Without a runway (the default, least memory) every call
+//! copies the window into the scratch and the new window back, which is most of the
+//! memory traffic of one-token calls on a large model.
 
 use crate::config::{Config, TokenAttention};
 use crate::error::{add, product, CoreError, CoreResult};
@@ -11,16 +19,34 @@ use crate::params::WeightLayout;
 /// Sequences are position-major, batch-minor (`(p, b)` is row `p*B + b`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerState {
-    /// Cached keys: `kv_positions x B x (H*dh)`, or nothing.
+    /// Cached keys: a region of `kv_capacity x B x (H*dh)` holding a window of
+    /// `kv_positions` positions, or nothing.
     pub keys: usize,
     /// Cached values, same shape as the keys.
     pub values: usize,
     /// Positions of keys and values kept (`W`, `2W` for a recurrent layer, or 0).
     pub kv_positions: usize,
+    /// Positions each KV region holds: `kv_positions` plus the plan's runway (0 for
+    /// a layer without a cache).
+    pub kv_capacity: usize,
     /// Linear-attention sums, `B x H x dh x (dh + 1)`, when the layer has them.
     pub linear: Option<usize>,
     /// The recurrent state, when the layer is recurrent.
     pub recurrent: Option<RecurrentState>,
+    /// One past the layer's last element.
+    pub end: usize,
+}
+
+/// A contiguous run of the stream state and where it lies in the saved layout
+/// (the layout without runway, KV windows first in their regions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SavedRun {
+    /// Offset in the stream state.
+    pub memory: usize,
+    /// Offset in the saved state.
+    pub saved: usize,
+    /// Elements.
+    pub len: usize,
 }
 
 /// Where a recurrent layer's state and its projections live.
@@ -112,12 +138,15 @@ pub struct Plan {
     weights: WeightLayout,
     batch: usize,
     max_tokens: usize,
+    kv_runway: usize,
     state_len: usize,
+    saved_state_len: usize,
     scratch: ScratchSizes,
 }
 
 impl Plan {
-    /// Plans for `batch` rows and at most `max_tokens` tokens per row in one call.
+    /// Plans for `batch` rows and at most `max_tokens` tokens per row in one call,
+    /// without KV runway.
     pub fn new(config: &Config, batch: usize, max_tokens: usize) -> CoreResult<Plan> {
         config.validate()?;
         if batch == 0 {
@@ -127,16 +156,24 @@ impl Plan {
             return Err(CoreError::InvalidConfig { what: "tokens per call must be positive", value: 0 });
         }
         let weights = WeightLayout::new(config)?;
-        let mut state_len = 0usize;
-        for layer in 0..config.layers {
-            let (_, next) = layer_state(config, batch, layer, state_len)?;
-            state_len = next;
-        }
+        let state_len = state_len(config, batch, 0)?;
         let scratch = scratch_sizes(config, batch, max_tokens)?;
         add(state_len, scratch.total(), "stream memory")?;
-        Ok(Plan { weights, batch, max_tokens, state_len, scratch })
+        Ok(Plan { weights, batch, max_tokens, kv_runway: 0, state_len, saved_state_len: state_len, scratch })
     }
 
+    /// The same plan with `positions` more positions in every KV region, over which
+    /// the window slides so that calls of up to that many tokens write their keys
+    /// and values in place, with no copies: a move of the window once per
+    /// `positions` tokens instead of two copies of it per call. It costs
+    /// `2 x positions x B x (H*dh)` elements per layer with a KV cache; results are
+    /// identical whatever the runway.
+    pub fn with_kv_runway(self, positions: usize) -> CoreResult<Plan> {
+        let config = *self.config();
+        let state_len = state_len(&config, self.batch, positions)?;
+        add(state_len, self.scratch.total(), "stream memory")?;
+        Ok(Plan { kv_runway: positions, state_len, ..self })
+    }
     /// The configuration.
     pub const fn config(&self) -> &Config {
         self.weights.config()
@@ -157,14 +194,23 @@ impl Plan {
     pub const fn weights_len(&self) -> usize {
         self.weights.len()
     }
-    /// Elements of the stream state (every layer's KV cache, linear sums and
-    /// recurrent state): what a session saves.
+    /// Positions every KV region holds beyond its window ([`Plan::with_kv_runway`]).
+    pub const fn kv_runway(&self) -> usize {
+        self.kv_runway
+    }
+    /// Elements of the stream state in memory (every layer's KV cache with its
+    /// runway, linear sums and recurrent state).
     pub const fn state_len(&self) -> usize {
         self.state_len
     }
-    /// Elements of the stream state that are KV cache.
+    /// Elements of the saved stream state (what a session saves: the state without
+    /// runway), the same for every runway.
+    pub const fn saved_state_len(&self) -> usize {
+        self.saved_state_len
+    }
+    /// Elements of the stream state that are KV cache, runway included.
     pub fn kv_cache_len(&self) -> usize {
-        self.layer_states().map(|s| 2 * s.kv_positions * self.batch * self.config().qkv_width()).sum()
+        self.layer_states().map(|s| 2 * s.kv_capacity * self.batch * self.config().qkv_width()).sum()
     }
     /// Elements of the stream state that are recurrent states with their keys and values.
     pub fn recurrent_state_len(&self) -> usize {
@@ -195,8 +241,10 @@ impl Plan {
             keys: 0,
             values: 0,
             kv_positions: 0,
+            kv_capacity: 0,
             linear: None,
             recurrent: None,
+            end: 0,
         })
     }
 
@@ -206,18 +254,49 @@ impl Plan {
         let mut offset = 0usize;
         (0..config.layers).map_while(move |layer| {
             // Sizes were checked by `Plan::new`.
-            let (state, next) = layer_state(config, self.batch, layer, offset).ok()?;
-            offset = next;
+            let state = layer_state(config, self.batch, layer, offset, self.kv_runway).ok()?;
+            offset = state.end;
             Some(state)
+        })
+    }
+
+    /// The runs of the stream state that make up the saved state, every KV window
+    /// starting `window` elements into its region; runs are in order and cover the
+    /// saved state exactly.
+    pub(crate) fn saved_runs(&self, window: usize) -> impl Iterator<Item = SavedRun> + '_ {
+        let row = self.batch * self.config().qkv_width();
+        let mut saved = 0;
+        self.layer_states().flat_map(move |ls| {
+            let kv = ls.kv_positions * row;
+            let rest = ls.values + ls.kv_capacity * row;
+            let window = if kv > 0 { window } else { 0 };
+            let runs = [
+                SavedRun { memory: ls.keys + window, saved, len: kv },
+                SavedRun { memory: ls.values + window, saved: saved + kv, len: kv },
+                SavedRun { memory: rest, saved: saved + 2 * kv, len: ls.end - rest },
+            ];
+            saved += 2 * kv + ls.end - rest;
+            runs.into_iter().filter(|run| run.len > 0)
         })
     }
 }
 
-/// The state of `layer` placed at `offset`; returns it and the next free offset.
-fn layer_state(config: &Config, batch: usize, layer: usize, offset: usize) -> CoreResult<(LayerState, usize)> {
+/// Elements of the stream state with `runway` extra positions in each KV region.
+fn state_len(config: &Config, batch: usize, runway: usize) -> CoreResult<usize> {
+    let mut len = 0usize;
+    for layer in 0..config.layers {
+        len = layer_state(config, batch, layer, len, runway)?.end;
+    }
+    Ok(len)
+}
+
+/// The state of `layer` placed at `offset`, its KV regions `runway` positions
+/// longer than the window.
+fn layer_state(config: &Config, batch: usize, layer: usize, offset: usize, runway: usize) -> CoreResult<LayerState> {
     let qkv = config.qkv_width();
     let kv_positions = config.kv_cache_positions(layer);
-    let kv = product(&[kv_positions, batch, qkv], "KV cache")?;
+    let kv_capacity = if kv_positions > 0 { add(kv_positions, runway, "KV cache")? } else { 0 };
+    let kv = product(&[kv_capacity, batch, qkv], "KV cache")?;
     let keys = offset;
     let values = add(keys, kv, "stream state")?;
     let mut next = add(values, kv, "stream state")?;
@@ -243,7 +322,7 @@ fn layer_state(config: &Config, batch: usize, layer: usize, offset: usize) -> Co
     } else {
         None
     };
-    Ok((LayerState { keys, values, kv_positions, linear, recurrent }, next))
+    Ok(LayerState { keys, values, kv_positions, kv_capacity, linear, recurrent, end: next })
 }
 
 fn scratch_sizes(config: &Config, batch: usize, max_tokens: usize) -> CoreResult<ScratchSizes> {
@@ -309,6 +388,41 @@ mod tests {
         assert_eq!(plan.scratch().keys, (32 + 20) * 3 * 32);
         assert_eq!(plan.scratch().logits, 20 * 3 * 260);
         assert_eq!(plan.scratch().state_forget, 0);
+    }
+
+    #[test]
+    fn a_runway_lengthens_the_kv_regions_and_the_saved_runs_cover_the_saved_state() {
+        let config = Config {
+            states: 8,
+            recurrent: LayerSet::EMPTY.with(2),
+            linear: LayerSet::EMPTY.with(0),
+            ..Config::plain(260, 32, 4, 8, 64, 4, 16)
+        };
+        let plain = Plan::new(&config, 3, 20).unwrap();
+        let plan = plain.with_kv_runway(5).unwrap();
+        let row = 3 * 32;
+        // Layers 1, 2 and 3 have a cache (W, 2W, W positions): 5 more each, keys and values.
+        assert_eq!(plan.state_len(), plain.state_len() + 3 * 2 * 5 * row);
+        assert_eq!(plan.saved_state_len(), plain.state_len());
+        assert_eq!(plan.kv_cache_len(), plain.kv_cache_len() + 3 * 2 * 5 * row);
+        assert_eq!(plan.layer_state(0).kv_capacity, 0);
+        assert_eq!(plan.layer_state(2).kv_capacity, 32 + 5);
+        for window in [0, 5 * row] {
+            let mut next = 0;
+            for run in plan.saved_runs(window) {
+                assert_eq!(run.saved, next, "runs are in order, without gaps");
+                assert!(run.memory + run.len <= plan.state_len());
+                next += run.len;
+            }
+            assert_eq!(next, plan.saved_state_len());
+        }
+        // Without runway the saved layout is the memory layout: one run per part.
+        assert!(plain.saved_runs(0).all(|run| run.memory == run.saved));
+        // Layer 0 has only linear sums (one run); layer 1's keys then start one
+        // position into their region.
+        let layer1 = plan.layer_state(1);
+        let keys = SavedRun { memory: layer1.keys + row, saved: 3 * 4 * 8 * 9, len: 16 * row };
+        assert_eq!(plan.saved_runs(row).nth(1), Some(keys));
     }
 
     #[test]

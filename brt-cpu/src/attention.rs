@@ -19,7 +19,7 @@ use crate::gemm::{pack_a, pack_b, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
 use crate::tiles::Tiles;
-use crate::vector::{exp_shifted_sum, max_of, scale, scale_add, scale_add_const};
+use crate::vector::{axpy, dot, exp_shifted_sum, max_of, scale, scale_add, scale_add_const};
 use crate::weights::WSlice;
 use brt_core::desc::{Attention, Mask};
 use brt_core::params::T5_BUCKETS;
@@ -87,6 +87,99 @@ impl WithSimd for AttnTask<'_, '_> {
     }
 }
 
+/// Query tiles of at most this many queries (one token per call) take the
+/// one-query path: it streams the keys and values straight from the cache, where
+/// the tiled path would pack them for micro-kernels whose rows would mostly be
+/// padding.
+const FEW_QUERIES: usize = 4;
+
+/// The scale and bias logits of one query's keys `vl..vh` of a tile (`row`), then
+/// the online softmax: the running maximum and sum move on, and `acc` (the
+/// output so far) is rescaled when the maximum grows; `row[vl..vh]` becomes the
+/// probabilities (unnormalised).
+///
+/// `bias`: the task's table of `a * bias(n)` by decreasing distance, and the
+/// distance `base` of the tile's key 0 from the query (key `j` is at `base - j`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn softmax_step<S: Simd>(
+    row: &mut [f32],
+    vl: usize,
+    vh: usize,
+    a: f32,
+    bias: Option<(&[f32], usize)>,
+    row_max: &mut f32,
+    row_sum: &mut f32,
+    acc: &mut [f32],
+) {
+    let seen = &mut row[vl..vh];
+    match bias {
+        Some((table, base)) => {
+            // Distances >= BIAS_TABLE - 1 share the first entry, nearer ones are
+            // entries t = j + (BIAS_TABLE-1) - base.
+            let near = (base + 1).saturating_sub(BIAS_TABLE).clamp(vl, vh);
+            scale_add_const::<S>(&mut seen[..near - vl], a, table[0]);
+            if near < vh {
+                let t0 = near + BIAS_TABLE - 1 - base;
+                scale_add::<S>(&mut seen[near - vl..], a, &table[t0..t0 + (vh - near)]);
+            }
+        }
+        None => scale::<S>(seen, a),
+    }
+    let previous = *row_max;
+    let new_max = max_of::<S>(seen, previous);
+    let sum = exp_shifted_sum::<S>(seen, new_max);
+    let correction = libm::expf(previous - new_max);
+    *row_sum = *row_sum * correction + sum;
+    if correction != 1.0 {
+        scale::<S>(acc, correction);
+    }
+    *row_max = new_max;
+}
+
+/// One query's attention over keys `lo..hi`, read in place (rows of stride `ld`
+/// from `col0`), into `acc` (its first `dh` values, normalised): per tile of
+/// keys, the scores are dot products, then [`softmax_step`], then `acc += p v`
+/// key by key. The same algebra as the tiled path, summed in another order.
+///
+/// `bias`: the table and the distance of key 0 from the query (its position in
+/// the keys, which start `offset` positions before the queries).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_query<S: Simd>(
+    c: &AttnCall<'_>,
+    q_at: usize,
+    col0: usize,
+    (lo, hi): (usize, usize),
+    a: f32,
+    bias: Option<(&[f32], usize)>,
+    row: &mut [f32],
+    acc: &mut [f32],
+) {
+    let d = c.desc;
+    let (dh, ld) = (d.head_dim(), d.batch() * d.width());
+    let q = &c.q[q_at..][..dh];
+    let (mut max, mut sum) = (SAFE_SOFTMAX_FLOOR, 0.0);
+    acc.fill(0.0);
+    let mut jt = lo;
+    while jt < hi {
+        let kt = row.len().min(hi - jt);
+        for (j, s) in row[..kt].iter_mut().enumerate() {
+            *s = dot::<S>(q, &c.k[(jt + j) * ld + col0..][..dh]);
+        }
+        let bias = bias.map(|(table, distance)| (table, distance - jt));
+        softmax_step::<S>(&mut row[..kt], 0, kt, a, bias, &mut max, &mut sum, acc);
+        for (j, &p) in row[..kt].iter().enumerate() {
+            axpy::<S>(&mut acc[..dh], p, &c.v[(jt + j) * ld + col0..][..dh]);
+        }
+        jt += kt;
+    }
+    let inv = 1.0 / (sum + libm::expf(SAFE_SOFTMAX_FLOOR - max));
+    for o in &mut acc[..dh] {
+        *o *= inv;
+    }
+}
+
 /// The attention tiles of every level's defaults.
 const DEFAULTS: Tiles = Tiles::default_for(crate::SimdLevel::Scalar);
 
@@ -140,6 +233,22 @@ fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: 
     // Rows of q/k/v are positions (stride B*width); this head's columns start here.
     let ld = d.batch() * width;
     let col0 = b * width + h * dh;
+    if qt <= FEW_QUERIES {
+        let row = &mut scores[..k_tile];
+        let acc = &mut acc[..dh_pad];
+        for i in i0..i0 + qt {
+            let (lo, hi) = match window {
+                Some((offset, w)) => (i + offset - w, i + offset),
+                None => (0, d.keys()),
+            };
+            let bias = biased.then_some(&*bias_table).zip(window.map(|(offset, _)| i + offset));
+            attend_query::<S>(c, i * ld + col0, col0, (lo, hi), a, bias, row, acc);
+            // SAFETY: as for the tiled path's output below.
+            let dst = unsafe { core::slice::from_raw_parts_mut(c.out.0.add(i * ld + col0), dh) };
+            dst.copy_from_slice(&acc[..dh]);
+        }
+        return;
+    }
     pack_a::<S>(&c.q[col0..], ld, i0, qt, 0, dh, qpack);
     row_max[..qt].fill(SAFE_SOFTMAX_FLOOR);
     row_sum[..qt].fill(0.0);
@@ -191,31 +300,12 @@ fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: 
                     row[c_lo..c_hi].fill(0.0);
                     continue;
                 }
-                let seen = &mut row[vl..vh];
-                match (biased, window) {
-                    (true, Some((offset, _))) => {
-                        // Key j of the tile is at distance n = base - j from the
-                        // query; distances >= BIAS_TABLE - 1 share the first
-                        // entry, nearer ones are entries t = j + (BIAS_TABLE-1) - base.
-                        let base = i0 + i + offset - jt;
-                        let near = (base + 1).saturating_sub(BIAS_TABLE).clamp(vl, vh);
-                        scale_add_const::<S>(&mut seen[..near - vl], a, bias_table[0]);
-                        if near < vh {
-                            let t0 = near + BIAS_TABLE - 1 - base;
-                            scale_add::<S>(&mut seen[near - vl..], a, &bias_table[t0..t0 + (vh - near)]);
-                        }
-                    }
-                    _ => scale::<S>(seen, a),
-                }
-                let previous = row_max[i];
-                let new_max = max_of::<S>(seen, previous);
-                let sum = exp_shifted_sum::<S>(seen, new_max);
-                let correction = libm::expf(previous - new_max);
-                row_sum[i] = row_sum[i] * correction + sum;
-                if correction != 1.0 {
-                    scale::<S>(&mut acc[i * dh_pad..][..dh_pad], correction);
-                }
-                row_max[i] = new_max;
+                let bias = match (biased, window) {
+                    (true, Some((offset, _))) => Some((&*bias_table, i0 + i + offset - jt)),
+                    _ => None,
+                };
+                let (max, sum) = (&mut row_max[i], &mut row_sum[i]);
+                softmax_step::<S>(row, vl, vh, a, bias, max, sum, &mut acc[i * dh_pad..][..dh_pad]);
                 row[c_lo..vl].fill(0.0);
                 row[vh..c_hi].fill(0.0);
             }

@@ -13,8 +13,8 @@ use brt_core::desc::{Attention, Embed, Heads, LinearAttention, Mask, Matmul, Pos
 use brt_core::params::T5_BUCKETS;
 use brt_core::primitives::sigmoid;
 use brt_core::{
-    kernels::check_extent, CoreError, HostMemory, KResult, Kernels, Storage, View, ViewMut, WeightData, WeightDtype,
-    WeightView,
+    kernels::check_extent, ByteLayout, CoreError, HostMemory, KResult, Kernels, Storage, View, ViewMut, WeightData,
+    WeightDtype, WeightView,
 };
 
 /// A task of [`Cpu::parallel_reduce`]: `(task, scratch, partial sums)`.
@@ -80,15 +80,24 @@ impl<M: HostMemory> Cpu<M> {
         })
     }
 
-    /// Parameters used where they lie: `bytes` (e.g. the weights of a
-    /// `brt_gguf::ModelFile`, in flash or a mapped file) viewed as little-endian
-    /// values of `dtype`, with no copy and no memory taken. They are read-only.
-    /// Wrap them with `Model::with_layout` and the layout they were written in.
-    pub fn weights_in_place(&self, bytes: M::Bytes, dtype: WeightDtype) -> Result<CpuWeights<M>, CpuError> {
+    /// Parameters used where they lie: `bytes` (e.g. the tensor data of a
+    /// `brt_gguf::ModelFile`, in flash or a mapped file) read as the
+    /// little-endian tensors `layout` places, with no copy and no memory taken.
+    /// They are read-only. Wrap them with `Model::with_layout` and
+    /// `layout.layout()`.
+    ///
+    /// Fails when `bytes` are not exactly the layout's length, or not aligned for
+    /// the values (4 bytes for f32 and Q8_0 models, 2 for f16 and bf16).
+    pub fn weights_in_place(&self, bytes: M::Bytes, layout: &ByteLayout) -> Result<CpuWeights<M>, CpuError> {
+        let size = layout.dtype().size().unwrap_or(4);
         if cfg!(target_endian = "big") {
-            return Err(CpuError::MisalignedWeights { size: dtype.size() });
+            return Err(CpuError::MisalignedWeights { size });
         }
-        CpuWeights::in_place(bytes, dtype).ok_or(CpuError::MisalignedWeights { size: dtype.size() })
+        if bytes.len() != layout.len() {
+            let (expected, actual) = (layout.len(), bytes.len());
+            return Err(CoreError::LengthMismatch { what: "tensor data bytes", expected, actual }.into());
+        }
+        CpuWeights::in_place(bytes, layout).ok_or(CpuError::MisalignedWeights { size })
     }
 
     /// The SIMD level in use.
@@ -276,7 +285,7 @@ pub(crate) fn weights<'a, M: HostMemory>(
     w: WeightView<'a, CpuWeights<M>>,
     len: usize,
 ) -> Result<WSlice<'a>, CoreError> {
-    w.weights.slice().range(what, w.offset, len)
+    w.weights.range(what, w.offset, len)
 }
 
 impl<M: HostMemory> Storage for Cpu<M> {
@@ -293,6 +302,7 @@ impl<M: HostMemory> Storage for Cpu<M> {
             WeightDtype::F32 => CpuWeights::F32(self.memory.alloc_f32(len)?),
             WeightDtype::F16 => CpuWeights::F16(self.memory.alloc_u16(len)?),
             WeightDtype::Bf16 => CpuWeights::Bf16(self.memory.alloc_u16(len)?),
+            WeightDtype::Q8_0 => return Err(CpuError::QuantizedNeedsFile),
         })
     }
     fn alloc_tokens(&mut self, len: usize) -> Result<M::U32, CpuError> {

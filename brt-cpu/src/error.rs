@@ -53,6 +53,9 @@ pub enum CpuError {
         /// Bytes per value of the type.
         size: usize,
     },
+    /// Q8_0 parameters were to be allocated and written value by value; they
+    /// are only read where they lie, from a model file's tensor data.
+    QuantizedNeedsFile,
 }
 
 impl From<CoreError> for CpuError {
@@ -81,6 +84,10 @@ impl fmt::Display for CpuError {
                 f,
                 "weights to use in place must be a whole number of {size}-byte values at an address that is a \
                  multiple of {size}, on a little-endian machine"
+            ),
+            CpuError::QuantizedNeedsFile => f.write_str(
+                "q8_0 weights are used where they lie, from a model file's tensor data (`Cpu::weights_in_place`); \
+                 write the file with `brt convert --dtype q8_0`",
             ),
             CpuError::Tile { what, value, multiple_of, max, level } => write!(
                 f,

@@ -422,6 +422,10 @@ fn widen_full<S: Simd>(w: WSlice<'_>, at: usize, row: &mut [f32]) {
                     S::store(out.add(l), S::load_bf16(src.add(l)));
                 }
             }
+            WSlice::Q8 { blocks, start, .. } => {
+                let out = row.as_mut_ptr();
+                crate::q8::for_each_vector::<S>(blocks, start + at, n, |l, v| S::store(out.add(l), v));
+            }
         }
     }
 }

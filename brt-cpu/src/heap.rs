@@ -3,6 +3,7 @@
 use brt_core::{CoreError, CoreResult, HostMemory};
 use core::ops::{Deref, Range};
 use std::sync::Arc;
+use std::vec;
 use std::vec::Vec;
 
 /// Read-only bytes shared by reference counting, which parameters can be used
@@ -19,6 +20,22 @@ impl SharedBytes {
     pub fn new(owner: impl AsRef<[u8]> + Send + Sync + 'static) -> SharedBytes {
         let len = owner.as_ref().len();
         SharedBytes { owner: Arc::new(owner), range: 0..len }
+    }
+
+    /// A copy of `bytes` at an address aligned to 8 bytes, as a mapping or
+    /// `brt_gguf::include_model!` places a model file (a `Vec<u8>` is only
+    /// byte-aligned): for a model file made in memory.
+    pub fn copy_aligned(bytes: &[u8]) -> SharedBytes {
+        /// 8-byte words holding `.1` bytes.
+        struct Words(Vec<u64>, usize);
+        impl AsRef<[u8]> for Words {
+            fn as_ref(&self) -> &[u8] {
+                &bytemuck::cast_slice::<u64, u8>(&self.0)[..self.1]
+            }
+        }
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        SharedBytes::new(Words(words, bytes.len()))
     }
 
     /// Bytes `range` of these (relative to them), or `None` past their end.

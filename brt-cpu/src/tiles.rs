@@ -62,7 +62,9 @@ impl Tiles {
     ///
     /// Products: a `B` panel of 16 KiB (`kc` at most 256, a multiple of 8), 144
     /// rows of `A` per block (L2), 4096 columns per packed `B` block (L3; fewer
-    /// passes over `A` and `C` than 1024 columns). Few-row products: 512 columns.
+    /// passes over `A` and `C` than 1024 columns). Few-row products: 4096 columns
+    /// (each weight row read in runs of 8 KiB of f16; runs of 512 columns read
+    /// the paper model's weights at half the rate).
     /// Attention: 96 queries per task, keys in tiles of 192; its backward 48 and
     /// 96, keeping up to 8 key tiles between its sweeps. Linear attention: chunks
     /// of 64 tokens. About 4.4 MiB per thread with AVX2.
@@ -72,7 +74,7 @@ impl Tiles {
             gemm_kc: kc,
             gemm_mc: mc,
             gemm_nc: nc,
-            gemv_columns: 512,
+            gemv_columns: 4096,
             attention_queries: 96,
             attention_keys: 192,
             backward_queries: 48,

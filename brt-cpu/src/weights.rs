@@ -1,11 +1,13 @@
 //! Parameter storage: f32, or 16-bit values (f16, bf16) that are widened to f32
 //! as the kernels read them, so a 16-bit model takes half the memory; owned, or
-//! used in place from read-only bytes (flash, ROM, a mapped file).
+//! used in place from read-only bytes (flash, ROM, a mapped file), where a model
+//! can also be 8-bit (Q8_0 blocks, widened to f32 as they are read).
 
 use crate::CpuError;
+use brt_core::encoding::{q8_0_value, Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use brt_core::half::{bf16, f16};
 use brt_core::kernels::check_extent;
-use brt_core::{CoreResult, HostMemory, WeightData, WeightDtype};
+use brt_core::{ByteLayout, CoreError, CoreResult, HostMemory, TensorType, WeightData, WeightDtype};
 
 /// The parameter buffer of the CPU backend.
 pub enum CpuWeights<M: HostMemory> {
@@ -18,6 +20,10 @@ pub enum CpuWeights<M: HostMemory> {
     /// Values of the given type used where they lie, read-only: little-endian
     /// bytes, aligned for the type (checked by [`crate::Cpu::weights_in_place`]).
     InPlace(M::Bytes, WeightDtype),
+    /// A Q8_0 model's tensor data used where it lies, read-only: each tensor
+    /// where the layout puts it, in its own type (checked by
+    /// [`crate::Cpu::weights_in_place`]).
+    Quantized(M::Bytes, ByteLayout),
 }
 
 impl<M: HostMemory> core::fmt::Debug for CpuWeights<M> {
@@ -34,27 +40,38 @@ impl<M: HostMemory> CpuWeights<M> {
             CpuWeights::F16(_) => WeightDtype::F16,
             CpuWeights::Bf16(_) => WeightDtype::Bf16,
             CpuWeights::InPlace(_, dtype) => *dtype,
+            CpuWeights::Quantized(..) => WeightDtype::Q8_0,
         }
     }
 
-    /// Views `bytes` as values of `dtype`, or `None` when their length is not a
-    /// whole number of values or their address is not aligned for the type.
-    pub(crate) fn in_place(bytes: M::Bytes, dtype: WeightDtype) -> Option<CpuWeights<M>> {
-        let ok = match dtype {
-            WeightDtype::F32 => bytemuck::try_cast_slice::<u8, f32>(&bytes).is_ok(),
-            WeightDtype::F16 | WeightDtype::Bf16 => bytemuck::try_cast_slice::<u8, u16>(&bytes).is_ok(),
-        };
-        ok.then_some(CpuWeights::InPlace(bytes, dtype))
+    /// Views `bytes` (exactly the layout's length: checked by
+    /// [`crate::Cpu::weights_in_place`]) as the tensor data `layout` describes,
+    /// or `None` when their address is not aligned for every tensor type in it
+    /// (the layout keeps each tensor at a multiple of 4 bytes from the start).
+    pub(crate) fn in_place(bytes: M::Bytes, layout: &ByteLayout) -> Option<CpuWeights<M>> {
+        // A Q8_0 model's f32 tensors need 4 bytes; its data as a whole need not
+        // be a multiple of 4 bytes long (its last tensor may be blocks).
+        let align = layout.dtype().size().unwrap_or(4);
+        if !(bytes.as_ptr() as usize).is_multiple_of(align) {
+            return None;
+        }
+        Some(match layout.dtype() {
+            WeightDtype::Q8_0 => CpuWeights::Quantized(bytes, *layout),
+            dtype => CpuWeights::InPlace(bytes, dtype),
+        })
     }
 
     /// Whether the values are used in place (and so cannot be written).
     pub fn is_in_place(&self) -> bool {
-        matches!(self, CpuWeights::InPlace(..))
+        matches!(self, CpuWeights::InPlace(..) | CpuWeights::Quantized(..))
     }
 
-    /// Number of values.
+    /// Number of values (the elements the model's layout addresses).
     pub fn len(&self) -> usize {
-        self.slice().len()
+        match self {
+            CpuWeights::Quantized(_, layout) => layout.layout().len(),
+            _ => self.slice().len(),
+        }
     }
 
     /// Whether there are no values.
@@ -64,11 +81,41 @@ impl<M: HostMemory> CpuWeights<M> {
 
     /// Bytes of storage the values take.
     pub fn bytes(&self) -> usize {
-        self.len() * self.dtype().size()
+        match self {
+            CpuWeights::Quantized(bytes, _) => bytes.len(),
+            _ => self.len() * self.dtype().size().unwrap_or(4),
+        }
     }
 
-    /// A borrowed view of every value.
-    pub(crate) fn slice(&self) -> WSlice<'_> {
+    /// Values `offset .. offset + len`, which lie inside one tensor for a Q8_0
+    /// model (the core only asks for views of one parameter).
+    pub(crate) fn range(&self, what: &'static str, offset: usize, len: usize) -> CoreResult<WSlice<'_>> {
+        let CpuWeights::Quantized(bytes, layout) = self else {
+            return self.slice().range(what, offset, len);
+        };
+        check_extent(what, offset, len, self.len())?;
+        let tensor = layout
+            .locate(offset, len)
+            .ok_or(CoreError::InvalidShape { what: "a view of Q8_0 weights must lie inside one tensor" })?;
+        let data = &bytes[tensor.offset..tensor.offset + tensor.bytes];
+        let start = offset - tensor.spec.offset;
+        Ok(match tensor.ty {
+            TensorType::Q8_0 => WSlice::Q8 { blocks: data, start, len },
+            // `in_place` checked that the data is 4-byte aligned and the layout
+            // places every tensor at a multiple of 4 bytes; a Q8_0 model's other
+            // tensors are f32, so the view exists.
+            _ => WSlice::F32(
+                bytemuck::try_cast_slice(data)
+                    .ok()
+                    .and_then(|values: &[f32]| values.get(start..start + len))
+                    .ok_or(CoreError::InvalidShape { what: "a Q8_0 model's f32 tensor is not 4-byte aligned" })?,
+            ),
+        })
+    }
+
+    /// A borrowed view of every value of a uniformly stored buffer (empty for a
+    /// Q8_0 model, whose tensors are reached through [`CpuWeights::range`]).
+    fn slice(&self) -> WSlice<'_> {
         match self {
             CpuWeights::F32(v) => WSlice::F32(v),
             CpuWeights::F16(v) => WSlice::F16(v),
@@ -79,6 +126,7 @@ impl<M: HostMemory> CpuWeights<M> {
             CpuWeights::InPlace(bytes, WeightDtype::Bf16) => {
                 WSlice::Bf16(bytemuck::try_cast_slice(bytes).unwrap_or(&[]))
             }
+            CpuWeights::InPlace(_, WeightDtype::Q8_0) | CpuWeights::Quantized(..) => WSlice::F32(&[]),
         }
     }
 
@@ -87,7 +135,7 @@ impl<M: HostMemory> CpuWeights<M> {
     pub(crate) fn write(&mut self, offset: usize, src: WeightData<'_>) -> Result<(), CpuError> {
         let len = src.len();
         match self {
-            CpuWeights::InPlace(..) => return Err(CpuError::ReadOnlyWeights),
+            CpuWeights::InPlace(..) | CpuWeights::Quantized(..) => return Err(CpuError::ReadOnlyWeights),
             CpuWeights::F32(dst) => {
                 check_extent("weights write", offset, len, dst.len())?;
                 let dst = &mut dst[offset..offset + len];
@@ -131,6 +179,15 @@ pub(crate) enum WSlice<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
     Bf16(&'a [u16]),
+    /// Values `start .. start + len` of a tensor stored as Q8_0 `blocks`.
+    Q8 {
+        /// The tensor's blocks, [`Q8_0_BLOCK_BYTES`] bytes each.
+        blocks: &'a [u8],
+        /// The first value, counted from the tensor's first.
+        start: usize,
+        /// Number of values.
+        len: usize,
+    },
 }
 
 impl<'a> WSlice<'a> {
@@ -139,6 +196,7 @@ impl<'a> WSlice<'a> {
         match self {
             WSlice::F32(v) => v.len(),
             WSlice::F16(v) | WSlice::Bf16(v) => v.len(),
+            WSlice::Q8 { len, .. } => *len,
         }
     }
 
@@ -149,6 +207,7 @@ impl<'a> WSlice<'a> {
             WSlice::F32(v) => WSlice::F32(&v[offset..offset + len]),
             WSlice::F16(v) => WSlice::F16(&v[offset..offset + len]),
             WSlice::Bf16(v) => WSlice::Bf16(&v[offset..offset + len]),
+            WSlice::Q8 { blocks, start, .. } => WSlice::Q8 { blocks, start: start + offset, len },
         })
     }
 
@@ -159,6 +218,13 @@ impl<'a> WSlice<'a> {
             WSlice::F32(v) => v.get(i).copied().unwrap_or(0.0),
             WSlice::F16(v) => v.get(i).map_or(0.0, |&b| f16::from_bits(b).to_f32()),
             WSlice::Bf16(v) => v.get(i).map_or(0.0, |&b| bf16::from_bits(b).to_f32()),
+            WSlice::Q8 { blocks, start, len } => {
+                let at = start + i;
+                match blocks.get(at / Q8_0_BLOCK * Q8_0_BLOCK_BYTES..) {
+                    Some(block) if i < *len && block.len() >= Q8_0_BLOCK_BYTES => q8_0_value(block, at % Q8_0_BLOCK),
+                    _ => 0.0,
+                }
+            }
         }
     }
 
@@ -174,6 +240,7 @@ impl<'a> WSlice<'a> {
             WSlice::Bf16(v) => {
                 out.iter_mut().zip(&v[offset..]).for_each(|(o, &b)| *o = bf16::from_bits(b).to_f32());
             }
+            WSlice::Q8 { .. } => out.iter_mut().enumerate().for_each(|(i, o)| *o = self.get(offset + i)),
         }
     }
 }

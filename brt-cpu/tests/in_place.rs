@@ -5,7 +5,7 @@
 use brt_core::half::{bf16, f16};
 use brt_core::init::initialize;
 use brt_core::{Arena, Config, GateKind, LayerSet, Model, Plan, StateLayout, Stream, WeightData, WeightDtype};
-use brt_core::{Storage, WeightLayout};
+use brt_core::{ByteLayout, CoreError, Storage, WeightLayout};
 use brt_cpu::{Cpu, CpuError, Heap, Options, SharedBytes, SimdLevel};
 use brt_gguf::ModelFile;
 
@@ -41,6 +41,7 @@ fn model_file(dtype: WeightDtype) -> (Vec<u64>, usize) {
             None,
             WeightData::Bf16(&flat.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>()),
         ),
+        WeightDtype::Q8_0 => brt_gguf::write_as(&config(), None, WeightData::F32(&flat), WeightDtype::Q8_0),
     }
     .unwrap();
     let mut words = vec![0u64; bytes.len().div_ceil(8)];
@@ -72,7 +73,7 @@ fn weights_in_flash_give_the_logits_of_weights_in_memory_and_take_no_memory() {
             let mut f32s = vec![0f32; options.scratch_len().unwrap() + plan.activations_len()];
             let mut u32s = vec![0u32; plan.tokens_len()];
             let mut k = Cpu::with_options(Arena::new(&mut f32s, &mut [], &mut u32s), options).unwrap();
-            let weights = k.weights_in_place(file.weight_bytes(), dtype).unwrap();
+            let weights = k.weights_in_place(file.weight_bytes(), file.byte_layout()).unwrap();
             assert!(weights.is_in_place());
             let model = Model::with_layout(*file.layout(), dtype, weights).unwrap();
             let in_flash = logits(&mut k, &model);
@@ -102,7 +103,7 @@ fn a_mapped_file_shared_on_the_heap_is_used_in_place_too() {
     let data = bytes.slice(range).unwrap();
     assert!(bytes.slice(0..len + 1).is_none());
     let mut k = Cpu::new(Heap).unwrap();
-    let weights = k.weights_in_place(data.clone(), WeightDtype::F16).unwrap();
+    let weights = k.weights_in_place(data.clone(), file.byte_layout()).unwrap();
     assert_eq!(weights.len(), file.layout().len());
     let mut model = Model::with_layout(*file.layout(), WeightDtype::F16, weights).unwrap();
     let mut heap = Cpu::new(Heap).unwrap();
@@ -117,19 +118,110 @@ fn a_mapped_file_shared_on_the_heap_is_used_in_place_too() {
 }
 
 #[test]
-fn bytes_that_are_not_whole_aligned_values_are_refused() {
-    let words = vec![0u64; 8];
+fn bytes_that_are_not_the_layouts_aligned_values_are_refused() {
+    let layout = |dtype| ByteLayout::new(&config(), dtype, 32).unwrap();
+    let len = layout(WeightDtype::F32).len();
+    let words = vec![0u64; len / 8 + 2];
     let bytes: &[u8] = bytemuck::cast_slice(&words);
     let mut scratch = vec![0f32; Options::default().scratch_len().unwrap()];
     let k = Cpu::with_options(Arena::new(&mut scratch, &mut [], &mut []), Options::default()).unwrap();
-    assert_eq!(
-        k.weights_in_place(&bytes[1..9], WeightDtype::F32).unwrap_err(),
-        CpuError::MisalignedWeights { size: 4 }
-    );
-    assert_eq!(k.weights_in_place(&bytes[..6], WeightDtype::F32).unwrap_err(), CpuError::MisalignedWeights { size: 4 });
-    assert_eq!(
-        k.weights_in_place(&bytes[1..5], WeightDtype::F16).unwrap_err(),
-        CpuError::MisalignedWeights { size: 2 }
-    );
-    assert!(k.weights_in_place(&bytes[2..6], WeightDtype::Bf16).is_ok());
+    let f32s = layout(WeightDtype::F32);
+    assert_eq!(k.weights_in_place(&bytes[1..len + 1], &f32s).unwrap_err(), CpuError::MisalignedWeights { size: 4 });
+    let short = k.weights_in_place(&bytes[..len - 4], &f32s).unwrap_err();
+    assert!(matches!(short, CpuError::Core(CoreError::LengthMismatch { .. })), "{short:?}");
+    let halves = layout(WeightDtype::F16);
+    let n = halves.len();
+    assert_eq!(k.weights_in_place(&bytes[1..n + 1], &halves).unwrap_err(), CpuError::MisalignedWeights { size: 2 });
+    assert!(k.weights_in_place(&bytes[2..n + 2], &layout(WeightDtype::Bf16)).is_ok());
+    // A Q8_0 model has f32 tensors too: 4-byte alignment.
+    let q8 = layout(WeightDtype::Q8_0);
+    let n = q8.len();
+    assert_eq!(k.weights_in_place(&bytes[2..n + 2], &q8).unwrap_err(), CpuError::MisalignedWeights { size: 4 });
+    assert!(k.weights_in_place(&bytes[4..n + 4], &q8).is_ok());
+}
+
+/// A configuration whose widths are whole Q8_0 blocks (d = 64, H*dh = 32,
+/// F = 96) with a recurrent layer: every kind of matrix is quantized.
+fn block_config() -> Config {
+    Config { states: 4, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(50, 64, 2, 16, 96, 2, 8) }
+}
+
+/// Streams `calls` (tokens per call) of a document through `model`.
+fn stream_logits<M: brt_core::HostMemory>(k: &mut Cpu<M>, model: &Model<Cpu<M>>, calls: &[usize]) -> Vec<f32> {
+    let config = *model.config();
+    let max = calls.iter().copied().max().unwrap_or(1);
+    let mut stream = Stream::new(k, model, Plan::new(&config, 1, max).unwrap()).unwrap();
+    let mut all = Vec::new();
+    let mut next = 0u32;
+    for &n in calls {
+        let tokens: Vec<u32> = (0..n as u32).map(|i| (next + i) * 13 % config.vocab as u32).collect();
+        next += n as u32;
+        stream.forward(k, model, &tokens, &[]).unwrap();
+        let mut out = vec![0f32; n * config.vocab];
+        stream.read_logits(k, &mut out).unwrap();
+        all.extend(out);
+    }
+    all
+}
+
+#[test]
+fn q8_0_weights_in_flash_compute_exactly_what_their_values_as_f32_give() {
+    let config = block_config();
+    let mut flat = vec![0f32; WeightLayout::new(&config).unwrap().len()];
+    initialize(&config, 9, &mut flat).unwrap();
+    let bytes = brt_gguf::write_as(&config, None, WeightData::F32(&flat), WeightDtype::Q8_0).unwrap();
+    let shared = SharedBytes::copy_aligned(&bytes);
+    let file = ModelFile::parse(&shared).unwrap();
+    assert_eq!(file.dtype(), WeightDtype::Q8_0);
+    let mut decoded = vec![0f32; flat.len()];
+    file.byte_layout().decode(file.weight_bytes(), &mut decoded).unwrap();
+    let data = file.data_offset()..file.data_offset() + file.weight_bytes().len();
+    let data = shared.slice(data).unwrap();
+    // About 1.06 bytes a value: the matrices are 8.5 bits, the vectors f32.
+    assert!(file.weight_bytes().len() < flat.len() * 11 / 10, "{} bytes", file.weight_bytes().len());
+    // Prompt calls (packed products), then one token at a time (streamed ones),
+    // then a call of 3 (few rows, tails).
+    let calls = [20, 1, 1, 3, 9];
+    for level in SimdLevel::available() {
+        for threads in [1, 2] {
+            let options = Options { level: Some(level), threads, ..Options::default() };
+            let mut k = Cpu::with_options(Heap, options).unwrap();
+            let weights = k.weights_in_place(data.clone(), file.byte_layout()).unwrap();
+            assert!(weights.is_in_place() && weights.dtype() == WeightDtype::Q8_0);
+            let model = Model::with_layout(*file.layout(), WeightDtype::Q8_0, weights).unwrap();
+            let got = stream_logits(&mut k, &model, &calls);
+            let f32_model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&decoded)).unwrap();
+            let want = stream_logits(&mut k, &f32_model, &calls);
+            assert!(got.iter().all(|x| x.is_finite()));
+            assert_eq!(got, want, "{level}, {threads} threads: bit-identical to the decoded values as f32");
+        }
+    }
+}
+
+#[test]
+fn q8_0_data_whose_length_is_not_a_multiple_of_four_is_used_in_place() {
+    // F = 33: the last tensor, the MLP output (33 rows of 32), is 33 blocks of
+    // 34 bytes, so the data ends 2 bytes past a multiple of 4.
+    let config = Config::plain(20, 32, 1, 32, 33, 1, 4);
+    let layout = ByteLayout::new(&config, WeightDtype::Q8_0, 32).unwrap();
+    assert_eq!(layout.len() % 4, 2);
+    let mut flat = vec![0f32; WeightLayout::new(&config).unwrap().len()];
+    initialize(&config, 3, &mut flat).unwrap();
+    let mut words = vec![0u64; layout.len().div_ceil(8)];
+    let data = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..layout.len()];
+    layout.encode(WeightData::F32(&flat), data).unwrap();
+    let mut decoded = vec![0f32; flat.len()];
+    layout.decode(data, &mut decoded).unwrap();
+    let data = &bytemuck::cast_slice::<u64, u8>(&words)[..layout.len()];
+    let calls = [5, 1];
+    let plan = Plan::new(&config, 1, 5).unwrap();
+    let options = Options::default();
+    let mut f32s = vec![0f32; options.scratch_len().unwrap() + plan.activations_len()];
+    let mut u32s = vec![0u32; plan.tokens_len()];
+    let mut k = Cpu::with_options(Arena::new(&mut f32s, &mut [], &mut u32s), options).unwrap();
+    let weights = k.weights_in_place(data, &layout).unwrap();
+    let model = Model::with_layout(*layout.layout(), WeightDtype::Q8_0, weights).unwrap();
+    let mut heap = Cpu::new(Heap).unwrap();
+    let f32_model = Model::from_flat(&mut heap, &config, WeightDtype::F32, WeightData::F32(&decoded)).unwrap();
+    assert_eq!(stream_logits(&mut k, &model, &calls), stream_logits(&mut heap, &f32_model, &calls));
 }

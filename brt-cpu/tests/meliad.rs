@@ -4,6 +4,7 @@
 
 mod common;
 
+use brt::compare::{largest_difference, Difference};
 use brt::meliad::{import_file, ImportOptions};
 use brt_core::{Model, Plan, Stream};
 use common::*;
@@ -42,7 +43,7 @@ fn meliad_vectors_match_at_every_level() {
         for (name, mut k) in backends() {
             let model = Model::from_flat(&mut k, &config, weights.dtype(), weights.buffer().data()).unwrap();
             let mut stream = Stream::new(&mut k, &model, Plan::new(&config, batch, len).unwrap()).unwrap();
-            let mut worst = 0f32;
+            let mut worst = Difference::NONE;
             for seg in 0..segments {
                 let mut ids = vec![0u32; len * batch];
                 for b in 0..batch {
@@ -58,14 +59,13 @@ fn meliad_vectors_match_at_every_level() {
                     for t in 0..len {
                         let ours = &out[(t * batch + b) * v..][..v];
                         let theirs = &logits[((seg * batch + b) * len + t) * v..][..v];
-                        for (x, y) in ours.iter().zip(theirs) {
-                            worst = worst.max((x - y).abs());
-                        }
+                        worst = worst.worse(largest_difference(ours, theirs));
                     }
                 }
             }
-            println!("{case} on {name}: max abs err {worst:e}");
-            assert!(worst <= 1e-4, "{case} on {name}: max abs err {worst:e} > 1e-4");
+            println!("{case} on {name}: max abs err {:e}", worst.value);
+            // What the README claims (about 1e-6; 1.3e-6 measured at worst).
+            assert!(worst.within(1e-5), "{case} on {name}: max abs err {:e} > 1e-5", worst.value);
         }
     }
 }

@@ -68,7 +68,7 @@ fn stream_on_arena(
     let mut f32s = vec![0f32; memory.f32_len() - short];
     let mut u32s = vec![0u32; memory.u32_len()];
     let mut k = Cpu::with_options(Arena::new(&mut f32s, &mut [], &mut u32s), options)?;
-    let weights = k.weights_in_place(file.weight_bytes(), WeightDtype::F32)?;
+    let weights = k.weights_in_place(file.weight_bytes(), file.byte_layout())?;
     let model = Model::with_layout(*file.layout(), WeightDtype::F32, weights)?;
     let mut stream = Stream::new(&mut k, &model, Plan::new(config, 1, 1)?)?;
     let mut logits = vec![0f32; config.vocab];

@@ -8,6 +8,7 @@
 //! heart, and a resumed run is bit-identical to an uninterrupted one.
 
 use brt::autodiff::Recorder;
+use brt::compare::largest_difference;
 use brt::tokenizer::Tokenizer;
 use brt::train::data::Corpus;
 use brt::train::optim::{Decay, Schedule};
@@ -108,7 +109,7 @@ fn recorder_on_cpu_matches_recorder_on_reference_for_every_variant() {
                 let cpu = Cpu::with_options(Heap, Options { threads, max_head_dim: 64, ..Options::default() }).unwrap();
                 let (logits, grad) = gradient(&config, dtype, cpu, seed);
                 let what = format!("{name} {dtype:?} {threads} thread(s)");
-                let logit_err = logits.iter().zip(&ref_logits).fold(0f32, |m, (a, e)| m.max((a - e).abs()));
+                let logit_err = largest_difference(&logits, &ref_logits).value;
                 assert!(logit_err < 2e-5, "{what}: logits differ by {logit_err:e}");
                 // Every parameter tensor: its error against its own size, with a
                 // floor of a thousandth of the largest gradient anywhere (tensors
@@ -118,7 +119,7 @@ fn recorder_on_cpu_matches_recorder_on_reference_for_every_variant() {
                     let span = spec.offset..spec.offset + spec.span.len();
                     let (a, e) = (&grad[span.clone()], &ref_grad[span]);
                     let size = e.iter().fold(0f32, |m, g| m.max(g.abs()));
-                    let diff = a.iter().zip(e).fold(0f32, |m, (a, e)| m.max((a - e).abs()));
+                    let diff = largest_difference(a, e).value;
                     let err = diff / (size + 1e-3 * scale);
                     worst = worst.max(err);
                     assert!(

@@ -97,10 +97,16 @@ impl std::fmt::Debug for Cuda {
 
 fn wdtype(dtype: WeightDtype) -> u32 {
     match dtype {
-        WeightDtype::F32 => WDTYPE_F32,
+        // No Q8_0 buffer exists (`alloc_weights` refuses them).
+        WeightDtype::F32 | WeightDtype::Q8_0 => WDTYPE_F32,
         WeightDtype::F16 => WDTYPE_F16,
         WeightDtype::Bf16 => WDTYPE_BF16,
     }
+}
+
+/// Bytes per value of a parameter buffer (no Q8_0 buffer exists).
+fn value_size(dtype: WeightDtype) -> usize {
+    dtype.size().unwrap_or(4)
 }
 
 fn activation_code(activation: Activation) -> u32 {
@@ -199,7 +205,7 @@ impl Cuda {
         Self::check_weights(what, &view, extent)?;
         self.owned(&view.weights.buffer)?;
         let dtype = view.weights.dtype;
-        Ok((view.weights.buffer.address + (view.offset * dtype.size()) as u64, dtype))
+        Ok((view.weights.buffer.address + (view.offset * value_size(dtype)) as u64, dtype))
     }
 
     fn run<P: Pod>(&mut self, kernel: Kernel, geometry: Geometry, params: &P) -> CudaResult<()> {
@@ -265,7 +271,10 @@ impl Storage for Cuda {
     }
 
     fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> CudaResult<CudaWeights> {
-        let bytes = size("parameters", len, dtype.size())?;
+        if dtype == WeightDtype::Q8_0 {
+            return Err(CudaError::Unsupported(brt_core::encoding::Q8_0_CPU_ONLY.into()));
+        }
+        let bytes = size("parameters", len, value_size(dtype))?;
         Ok(CudaWeights { buffer: self.allocate(bytes)?, len, dtype })
     }
 
@@ -302,13 +311,13 @@ impl Storage for Cuda {
     fn write_weights(&mut self, dst: &mut CudaWeights, offset: usize, src: WeightData<'_>) -> CudaResult<()> {
         check_extent("weights write", offset, src.len(), dst.len)?;
         self.owned(&dst.buffer)?;
-        let element = dst.dtype.size();
+        let element = value_size(dst.dtype);
         let mut start = 0;
         while start < src.len() {
             let end = (start + CONVERT_CHUNK).min(src.len());
             let address = dst.buffer.address + ((offset + start) * element) as u64;
             match dst.dtype {
-                WeightDtype::F32 => {
+                WeightDtype::F32 | WeightDtype::Q8_0 => {
                     let values: Vec<f32> = match src {
                         WeightData::F32(v) => v[start..end].to_vec(),
                         WeightData::F16(v) => v[start..end].iter().map(|x| x.to_f32()).collect(),

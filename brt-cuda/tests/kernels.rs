@@ -409,7 +409,7 @@ fn storage_round_trips_and_converts_parameters() {
             let mut out = cuda.alloc_tensor(10).unwrap();
             cuda.copy_weights(WeightView::new(&w, 0), ViewMut::new(&mut out, 0), Strided::contiguous(10)).unwrap();
             let rounded: Vec<f32> = match dtype {
-                WeightDtype::F32 => data.clone(),
+                WeightDtype::F32 | WeightDtype::Q8_0 => data.clone(),
                 WeightDtype::F16 => data.iter().map(|&x| brt_core::half::f16::from_f32(x).to_f32()).collect(),
                 WeightDtype::Bf16 => data.iter().map(|&x| brt_core::half::bf16::from_f32(x).to_f32()).collect(),
             };

@@ -84,7 +84,7 @@ fn run<K: Kernels>(k: &mut K, config: &Config, dtype: WeightDtype, flat: &[f32],
     let converted_f16: Vec<_>;
     let converted_bf16: Vec<_>;
     let data = match dtype {
-        WeightDtype::F32 => WeightData::F32(flat),
+        WeightDtype::F32 | WeightDtype::Q8_0 => WeightData::F32(flat),
         WeightDtype::F16 => {
             converted_f16 = flat.iter().map(|&x| brt_core::half::f16::from_f32(x)).collect();
             WeightData::F16(&converted_f16)
@@ -106,8 +106,8 @@ fn run<K: Kernels>(k: &mut K, config: &Config, dtype: WeightDtype, flat: &[f32],
         stream.read_logits(k, &mut logits).unwrap();
         results.push(logits);
     }
-    let mut state = vec![0f32; plan.state_len()];
-    k.read_tensor(stream.state(), 0, &mut state).unwrap();
+    let mut state = vec![0f32; plan.saved_state_len()];
+    stream.read_state(k, &mut state).unwrap();
     results.push(state);
     results
 }

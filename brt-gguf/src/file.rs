@@ -5,8 +5,12 @@ use crate::error::GgufError;
 use crate::keys::{self, tensor_type};
 use crate::reader::{Cursor, Value};
 use crate::{DEFAULT_ALIGNMENT, FORMAT_VERSION, GGUF_VERSION, MAGIC, MAX_ALIGNMENT};
+use brt_core::encoding::{q8_0_scale, Q8_0_BLOCK_BYTES};
 use brt_core::half::{bf16, f16};
-use brt_core::{Config, GateKind, LayerSet, Param, StateLayout, WeightData, WeightDtype, WeightLayout, MAX_LAYERS};
+use brt_core::{
+    ByteLayout, Config, GateKind, LayerSet, Param, StateLayout, StoredTensor, TensorType, WeightData, WeightDtype,
+    WeightLayout, MAX_LAYERS,
+};
 
 /// A checked brt model file, borrowing its bytes.
 ///
@@ -18,9 +22,7 @@ use brt_core::{Config, GateKind, LayerSet, Param, StateLayout, WeightData, Weigh
 pub struct ModelFile<'a> {
     bytes: &'a [u8],
     config: Config,
-    dtype: WeightDtype,
-    layout: WeightLayout,
-    alignment: usize,
+    layout: ByteLayout,
     data_offset: usize,
     crc32: u32,
     name: Option<&'a str>,
@@ -32,7 +34,7 @@ impl core::fmt::Debug for ModelFile<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ModelFile")
             .field("config", &self.config)
-            .field("dtype", &self.dtype)
+            .field("dtype", &self.layout.dtype())
             .field("bytes", &self.bytes.len())
             .field("data_offset", &self.data_offset)
             .field("crc32", &self.crc32)
@@ -165,21 +167,24 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// The GGUF tensor type of a storage type.
-#[cfg(feature = "alloc")]
-pub(crate) const fn tensor_type_of(dtype: WeightDtype) -> u32 {
-    match dtype {
-        WeightDtype::F32 => tensor_type::F32,
-        WeightDtype::F16 => tensor_type::F16,
-        WeightDtype::Bf16 => tensor_type::BF16,
+/// The GGUF tensor type of a tensor encoding.
+pub(crate) const fn tensor_type_of(ty: TensorType) -> u32 {
+    match ty {
+        TensorType::F32 => tensor_type::F32,
+        TensorType::F16 => tensor_type::F16,
+        TensorType::Bf16 => tensor_type::BF16,
+        TensorType::Q8_0 => tensor_type::Q8_0,
     }
 }
 
+/// The model storage type a tensor of this GGUF type belongs to (a Q8_0 model
+/// also has f32 tensors).
 fn dtype_of(tensor_type: u32) -> Option<WeightDtype> {
     match tensor_type {
         tensor_type::F32 => Some(WeightDtype::F32),
         tensor_type::F16 => Some(WeightDtype::F16),
         tensor_type::BF16 => Some(WeightDtype::Bf16),
+        tensor_type::Q8_0 => Some(WeightDtype::Q8_0),
         _ => None,
     }
 }
@@ -262,14 +267,25 @@ impl<'a> ModelFile<'a> {
             return Err(GgufError::TensorCount { expected, found: tensor_count });
         }
 
-        // The tensor table: the parameters in canonical order, one storage type,
-        // each at the next multiple of the alignment.
-        let first = TensorInfo::read(&mut c.clone())?;
-        let dtype = dtype_of(first.ty).ok_or(GgufError::Tensor { index: 0, problem: UNKNOWN_TYPE })?;
-        let layout = WeightLayout::aligned(&config, alignment / dtype.size())?;
-        for (index, spec) in layout.params().enumerate() {
+        // The tensor table: the parameters in canonical order, each at the next
+        // multiple of the alignment, all of one storage type; a Q8_0 model (any
+        // tensor in Q8_0) has its matrices in Q8_0 where their rows are whole
+        // blocks and everything else in f32.
+        let mut dtype = None;
+        let mut table = c.clone();
+        for index in 0..expected {
+            let info = TensorInfo::read(&mut table)?;
+            let ty = dtype_of(info.ty).ok_or(GgufError::Tensor { index, problem: UNKNOWN_TYPE })?;
+            if dtype.is_none() || ty == WeightDtype::Q8_0 {
+                dtype = Some(ty);
+            }
+        }
+        let dtype = dtype.unwrap_or(WeightDtype::F32);
+        let layout = ByteLayout::new(&config, dtype, alignment)?;
+        for (index, tensor) in layout.tensors().enumerate() {
             let info = TensorInfo::read(&mut c)?;
             let bad = |problem| GgufError::Tensor { index, problem };
+            let spec = tensor.spec;
             if Param::from_name(info.name) != Some(spec.param) {
                 return Err(bad("not the parameter the configuration has at this place (name)"));
             }
@@ -277,24 +293,23 @@ impl<'a> ModelFile<'a> {
             if info.dims[..info.n_dims] != dims[..n_dims] {
                 return Err(bad("its shape is not the one the configuration gives this parameter"));
             }
-            match dtype_of(info.ty) {
-                None => return Err(bad(UNKNOWN_TYPE)),
-                Some(t) if t != dtype => return Err(bad("its storage type differs from the first tensor's")),
-                Some(_) => {}
+            if info.ty != tensor_type_of(tensor.ty) {
+                return Err(bad(if dtype == WeightDtype::Q8_0 {
+                    "its storage type is not the one a q8_0 model has for it (q8_0 for matrices whose rows are \
+                     whole blocks of 32, f32 for the rest)"
+                } else {
+                    "its storage type differs from the first tensor's"
+                }));
             }
-            if Some(info.offset) != spec.offset.checked_mul(dtype.size()).map(|b| b as u64) {
+            if info.offset != tensor.offset as u64 {
                 return Err(bad("its data is not where the layout puts it (each tensor follows the previous one at the next multiple of the alignment)"));
             }
         }
 
         let data_offset =
             align_up(c.offset(), alignment).ok_or(GgufError::DataSize { expected: usize::MAX, found: bytes.len() })?;
-        let data_len = layout
-            .len()
-            .checked_mul(dtype.size())
-            .ok_or(GgufError::DataSize { expected: usize::MAX, found: bytes.len() })?;
         let end = data_offset
-            .checked_add(data_len)
+            .checked_add(layout.len())
             .ok_or(GgufError::DataSize { expected: usize::MAX, found: bytes.len() })?;
         // Writers may pad the last tensor to the alignment too.
         let padded_end = align_up(end, alignment).unwrap_or(end);
@@ -302,31 +317,42 @@ impl<'a> ModelFile<'a> {
             return Err(GgufError::DataSize { expected: end, found: bytes.len() });
         }
         let data = &bytes[data_offset..end];
-        if (data.as_ptr() as usize) % dtype.size() != 0 {
-            return Err(GgufError::Misaligned { needed: dtype.size() });
+        let needed = dtype.size().unwrap_or(4);
+        if (data.as_ptr() as usize) % needed != 0 {
+            return Err(GgufError::Misaligned { needed });
         }
         let computed = crc32fast::hash(data);
         if computed != crc32 {
             return Err(GgufError::Checksum { stored: crc32, computed });
         }
-        let file = ModelFile {
-            bytes,
-            config,
-            dtype,
-            layout,
-            alignment,
-            data_offset,
-            crc32,
-            name,
-            metadata_start,
-            metadata_count,
-        };
-        for (index, spec) in layout.params().enumerate() {
-            if let Some(element) = first_non_finite(file.values(spec.offset, spec.span.len())) {
+        let file = ModelFile { bytes, config, layout, data_offset, crc32, name, metadata_start, metadata_count };
+        for (index, tensor) in layout.tensors().enumerate() {
+            if let Some(element) = file.first_non_finite(&tensor) {
                 return Err(GgufError::NonFinite { index, element });
             }
         }
         Ok(file)
+    }
+
+    /// The index of the first value of `tensor` that is NaN or infinite (for
+    /// Q8_0, the first value of the first block whose scale is).
+    fn first_non_finite(&self, tensor: &StoredTensor) -> Option<usize> {
+        let data = self.tensor_bytes(tensor);
+        if tensor.ty == TensorType::Q8_0 {
+            let bad = data.chunks_exact(Q8_0_BLOCK_BYTES).position(|block| !q8_0_scale(block).is_finite());
+            return bad.map(|block| block * brt_core::encoding::Q8_0_BLOCK);
+        }
+        match tensor_values(tensor.ty, data)? {
+            WeightData::F32(v) => v.iter().position(|x| !x.is_finite()),
+            WeightData::F16(v) => v.iter().position(|x| !x.is_finite()),
+            WeightData::Bf16(v) => v.iter().position(|x| !x.is_finite()),
+        }
+    }
+
+    /// The bytes of one tensor (its place was checked by `parse`).
+    fn tensor_bytes(&self, tensor: &StoredTensor) -> &'a [u8] {
+        let start = self.data_offset + tensor.offset;
+        self.bytes.get(start..start + tensor.bytes).unwrap_or(&[])
     }
 
     /// The configuration.
@@ -336,40 +362,49 @@ impl<'a> ModelFile<'a> {
 
     /// How the weights are stored.
     pub fn dtype(&self) -> WeightDtype {
-        self.dtype
+        self.layout.dtype()
     }
 
-    /// Where each parameter lies in [`ModelFile::weights`]: the aligned layout
-    /// (every parameter starts at a multiple of the file's alignment).
+    /// Where each parameter's values lie in [`ModelFile::weights`]: for f32, f16
+    /// and bf16 the aligned layout (every parameter starts at a multiple of the
+    /// file's alignment); for Q8_0 the canonical one, whose elements
+    /// [`ModelFile::byte_layout`] maps to bytes.
     pub fn layout(&self) -> &WeightLayout {
+        self.layout.layout()
+    }
+
+    /// Where each tensor lies in [`ModelFile::weight_bytes`] and how it is
+    /// encoded.
+    pub fn byte_layout(&self) -> &ByteLayout {
         &self.layout
     }
 
-    /// Every weight, in place: the file's tensor data section viewed as values of
-    /// the storage type, laid out as [`ModelFile::layout`] says. No copy.
-    pub fn weights(&self) -> WeightData<'a> {
-        self.values(0, self.layout.len())
+    /// Every weight, in place, for a model stored in one type (f32, f16, bf16):
+    /// the file's tensor data viewed as values of that type, laid out as
+    /// [`ModelFile::layout`] says. No copy. `None` for a Q8_0 model, whose
+    /// tensors have different types: read them with [`ModelFile::tensor`] or use
+    /// [`ModelFile::weight_bytes`] where they lie.
+    pub fn weights(&self) -> Option<WeightData<'a>> {
+        weight_data(self.weight_bytes(), self.layout.dtype())
     }
 
-    /// The raw bytes of [`ModelFile::weights`].
+    /// The raw bytes of the tensor data: every tensor where
+    /// [`ModelFile::byte_layout`] places it.
     pub fn weight_bytes(&self) -> &'a [u8] {
-        &self.bytes[self.data_offset..self.data_offset + self.layout.len() * self.dtype.size()]
+        &self.bytes[self.data_offset..self.data_offset + self.layout.len()]
     }
 
-    /// One parameter's values, in place.
+    /// One parameter's values in place, when they are stored as f32, f16 or bf16
+    /// (`None` for a Q8_0 tensor: see [`ModelFile::tensor`]).
     pub fn param(&self, param: Param) -> Option<WeightData<'a>> {
-        let span = self.layout.span(param)?;
-        Some(self.values(span.offset, span.len()))
+        let (tensor, bytes) = self.tensor(param)?;
+        tensor_values(tensor.ty, bytes)
     }
 
-    /// Values `offset .. offset + len` of the weights (checked by `parse`).
-    fn values(&self, offset: usize, len: usize) -> WeightData<'a> {
-        let size = self.dtype.size();
-        let bytes = &self.bytes[self.data_offset + offset * size..self.data_offset + (offset + len) * size];
-        // `parse` checked that the data is aligned for the type and that every
-        // parameter lies inside the file, so the view exists; an empty one is
-        // the answer that cannot be wrong should it not.
-        weight_data(bytes, self.dtype).unwrap_or(WeightData::F32(&[]))
+    /// One parameter's tensor: its place, type and bytes.
+    pub fn tensor(&self, param: Param) -> Option<(StoredTensor, &'a [u8])> {
+        let tensor = self.layout.tensors().find(|t| t.spec.param == param)?;
+        Some((tensor, self.tensor_bytes(&tensor)))
     }
 
     /// The model's name, if the file has one.
@@ -379,7 +414,7 @@ impl<'a> ModelFile<'a> {
 
     /// Alignment of the tensor data in bytes.
     pub fn alignment(&self) -> usize {
-        self.alignment
+        self.layout.align()
     }
 
     /// Byte offset of the tensor data section in the file.
@@ -409,7 +444,17 @@ impl<'a> ModelFile<'a> {
     }
 }
 
-const UNKNOWN_TYPE: &str = "a storage type other than f32 (0), f16 (1) or bf16 (30)";
+const UNKNOWN_TYPE: &str = "a storage type other than f32 (0), f16 (1), bf16 (30) or q8_0 (8)";
+
+/// A tensor's values in place when it is stored in a floating-point type.
+fn tensor_values(ty: TensorType, bytes: &[u8]) -> Option<WeightData<'_>> {
+    match ty {
+        TensorType::F32 => weight_data(bytes, WeightDtype::F32),
+        TensorType::F16 => weight_data(bytes, WeightDtype::F16),
+        TensorType::Bf16 => weight_data(bytes, WeightDtype::Bf16),
+        TensorType::Q8_0 => None,
+    }
+}
 
 /// One entry of the tensor table.
 struct TensorInfo<'a> {
@@ -439,20 +484,13 @@ impl<'a> TensorInfo<'a> {
 }
 
 /// Little-endian `bytes` viewed in place as values of `dtype`, or `None` when
-/// they are not a whole number of values at an address aligned for the type.
+/// they are not a whole number of values at an address aligned for the type, or
+/// `dtype` is Q8_0 (whose tensors differ in type).
 pub fn weight_data(bytes: &[u8], dtype: WeightDtype) -> Option<WeightData<'_>> {
     Some(match dtype {
         WeightDtype::F32 => WeightData::F32(bytemuck::try_cast_slice(bytes).ok()?),
         WeightDtype::F16 => WeightData::F16(bytemuck::try_cast_slice::<u8, f16>(bytes).ok()?),
         WeightDtype::Bf16 => WeightData::Bf16(bytemuck::try_cast_slice::<u8, bf16>(bytes).ok()?),
+        WeightDtype::Q8_0 => return None,
     })
-}
-
-/// The index of the first NaN or infinity.
-fn first_non_finite(values: WeightData<'_>) -> Option<usize> {
-    match values {
-        WeightData::F32(v) => v.iter().position(|x| !x.is_finite()),
-        WeightData::F16(v) => v.iter().position(|x| !x.is_finite()),
-        WeightData::Bf16(v) => v.iter().position(|x| !x.is_finite()),
-    }
 }

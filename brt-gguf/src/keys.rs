@@ -52,4 +52,6 @@ pub mod tensor_type {
     pub const F16: u32 = 1;
     /// bfloat16.
     pub const BF16: u32 = 30;
+    /// GGML's Q8_0: blocks of 32 signed bytes with one f16 scale.
+    pub const Q8_0: u32 = 8;
 }

@@ -32,7 +32,7 @@
 //! let file = brt_gguf::ModelFile::parse(&bytemuck::cast_slice(&aligned)[..bytes.len()])?;
 //! assert_eq!(file.config(), &config);
 //! assert_eq!(file.name(), Some("demo"));
-//! assert_eq!(file.weights().len(), file.layout().len());
+//! assert_eq!(file.weights().map(|w| w.len()), Some(file.layout().len()));
 //! # Ok(())
 //! # }
 //! ```
@@ -54,7 +54,7 @@ pub use error::GgufError;
 pub use file::{weight_data, ModelFile};
 pub use reader::{value_type, Array, Value};
 #[cfg(feature = "alloc")]
-pub use writer::write;
+pub use writer::{write, write_as};
 
 /// The bytes every GGUF file starts with.
 pub const MAGIC: [u8; 4] = *b"GGUF";

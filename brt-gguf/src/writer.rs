@@ -6,43 +6,35 @@ use crate::keys;
 use crate::reader::value_type;
 use crate::{DEFAULT_ALIGNMENT, FORMAT_VERSION, GGUF_VERSION, MAGIC};
 use alloc::vec::Vec;
-use brt_core::{Config, GateKind, LayerSet, StateLayout, WeightData, WeightLayout};
+use brt_core::{ByteLayout, Config, GateKind, LayerSet, StateLayout, WeightData, WeightDtype};
 
 /// The bytes of a model file for `config` and its parameters `weights` in the
-/// canonical layout ([`WeightLayout::new`]), stored in the type of `weights`.
+/// canonical layout ([`brt_core::WeightLayout::new`]), stored in the type of `weights`.
 ///
 /// Tensors follow in canonical order, each at the next multiple of 32 bytes, so
 /// the reader can use the data where it lies.
 pub fn write(config: &Config, name: Option<&str>, weights: WeightData<'_>) -> Result<Vec<u8>, GgufError> {
-    config.validate()?;
-    let canonical = WeightLayout::new(config)?;
-    if weights.len() != canonical.len() {
-        return Err(GgufError::Config(brt_core::CoreError::LengthMismatch {
-            what: "model parameters",
-            expected: canonical.len(),
-            actual: weights.len(),
-        }));
-    }
     let dtype = match weights {
-        WeightData::F32(_) => brt_core::WeightDtype::F32,
-        WeightData::F16(_) => brt_core::WeightDtype::F16,
-        WeightData::Bf16(_) => brt_core::WeightDtype::Bf16,
+        WeightData::F32(_) => WeightDtype::F32,
+        WeightData::F16(_) => WeightDtype::F16,
+        WeightData::Bf16(_) => WeightDtype::Bf16,
     };
-    let size = dtype.size();
-    let alignment = DEFAULT_ALIGNMENT;
-    let placed = WeightLayout::aligned(config, alignment / size)?;
+    write_as(config, name, weights, dtype)
+}
 
-    // The tensor data: each parameter at its aligned place, zeros in the gaps.
-    let mut data = alloc::vec![0u8; placed.len() * size];
-    for (to, from) in placed.params().zip(canonical.params()) {
-        let out = &mut data[to.offset * size..(to.offset + to.span.len()) * size];
-        let range = from.offset..from.offset + from.span.len();
-        match weights {
-            WeightData::F32(v) => put(out, &v[range], |x| x.to_le_bytes()),
-            WeightData::F16(v) => put(out, &v[range], |x| x.to_bits().to_le_bytes()),
-            WeightData::Bf16(v) => put(out, &v[range], |x| x.to_bits().to_le_bytes()),
-        }
-    }
+/// [`write`], storing the parameters as `dtype`: rounded to nearest for f16 and
+/// bf16, quantized into blocks for Q8_0 (see [`brt_core::encoding`]).
+pub fn write_as(
+    config: &Config,
+    name: Option<&str>,
+    weights: WeightData<'_>,
+    dtype: WeightDtype,
+) -> Result<Vec<u8>, GgufError> {
+    config.validate()?;
+    let alignment = DEFAULT_ALIGNMENT;
+    let placed = ByteLayout::new(config, dtype, alignment)?;
+    let mut data = alloc::vec![0u8; placed.len()];
+    placed.encode(weights, &mut data)?;
 
     let mut kv = Kv::default();
     kv.string(keys::ARCHITECTURE, "brt");
@@ -75,10 +67,11 @@ pub fn write(config: &Config, name: Option<&str>, weights: WeightData<'_>) -> Re
     let mut out = Vec::with_capacity(data.len() + kv.bytes.len() + 4096);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&GGUF_VERSION.to_le_bytes());
-    out.extend_from_slice(&(placed.params().count() as u64).to_le_bytes());
+    out.extend_from_slice(&(placed.tensors().count() as u64).to_le_bytes());
     out.extend_from_slice(&kv.count.to_le_bytes());
     out.extend_from_slice(&kv.bytes);
-    for spec in placed.params() {
+    for tensor in placed.tensors() {
+        let spec = tensor.spec;
         let mut name = alloc::string::String::new();
         // Writing into a String cannot fail.
         let _ = core::fmt::write(&mut name, format_args!("{}", spec.param));
@@ -88,19 +81,13 @@ pub fn write(config: &Config, name: Option<&str>, weights: WeightData<'_>) -> Re
         for d in &dims[..n_dims] {
             out.extend_from_slice(&d.to_le_bytes());
         }
-        out.extend_from_slice(&tensor_type_of(dtype).to_le_bytes());
-        out.extend_from_slice(&((spec.offset * size) as u64).to_le_bytes());
+        out.extend_from_slice(&tensor_type_of(tensor.ty).to_le_bytes());
+        out.extend_from_slice(&(tensor.offset as u64).to_le_bytes());
     }
     let data_offset = align_up(out.len(), alignment).unwrap_or(out.len());
     out.resize(data_offset, 0);
     out.extend_from_slice(&data);
     Ok(out)
-}
-
-fn put<T: Copy, const N: usize>(out: &mut [u8], values: &[T], bytes: impl Fn(T) -> [u8; N]) {
-    for (o, &v) in out.chunks_exact_mut(N).zip(values) {
-        o.copy_from_slice(&bytes(v));
-    }
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {

@@ -2,7 +2,7 @@
 //! every kind of damage is an error that names it, never a panic.
 
 use brt_core::half::{bf16, f16};
-use brt_core::{Config, GateKind, LayerSet, Param, StateLayout, WeightData, WeightDtype, WeightLayout};
+use brt_core::{Config, GateKind, LayerSet, Param, StateLayout, TensorType, WeightData, WeightDtype, WeightLayout};
 use brt_gguf::{keys, GgufError, ModelFile, Value};
 
 /// A copy of `bytes` starting `shift` bytes past a 32-byte boundary, as a model
@@ -68,6 +68,7 @@ fn file(config: &Config, dtype: WeightDtype) -> Vec<u8> {
             let h: Vec<bf16> = v.iter().map(|&x| bf16::from_f32(x)).collect();
             brt_gguf::write(config, Some("test"), WeightData::Bf16(&h))
         }
+        WeightDtype::Q8_0 => brt_gguf::write_as(config, Some("test"), WeightData::F32(&v), dtype),
     }
     .unwrap()
 }
@@ -86,8 +87,10 @@ fn every_variant_and_storage_type_round_trips_in_place() {
             assert_eq!(f.name(), Some("test"));
             assert_eq!(f.alignment(), 32);
             assert_eq!(f.data_offset() % 32, 0);
-            assert_eq!(f.layout(), &WeightLayout::aligned(&config, 32 / dtype.size()).unwrap());
-            assert_eq!(f.weights().len(), f.layout().len());
+            let size = dtype.size().unwrap();
+            assert_eq!(f.layout(), &WeightLayout::aligned(&config, 32 / size).unwrap());
+            let weights = f.weights().unwrap();
+            assert_eq!(weights.len(), f.layout().len());
             // In place: the weights are the file's own bytes.
             assert_eq!(f.weight_bytes().as_ptr(), placed.bytes()[f.data_offset()..].as_ptr());
             for spec in canonical.params() {
@@ -97,10 +100,83 @@ fn every_variant_and_storage_type_round_trips_in_place() {
                     assert_eq!(got.get(i), Some(want[spec.offset + i]), "{} element {i}", spec.param);
                 }
                 let placed_span = f.layout().span(spec.param).unwrap();
-                assert_eq!(f.weights().get(placed_span.offset), Some(want[spec.offset]));
+                assert_eq!(weights.get(placed_span.offset), Some(want[spec.offset]));
             }
         }
     }
+}
+
+/// Widths of whole Q8_0 blocks (d = 32, H*dh = 32, F = 64) and a recurrent
+/// layer with LSTM gates: block tensors and f32 ones.
+fn block_config() -> Config {
+    Config { d_model: 32, heads: 2, head_dim: 16, mlp_hidden: 64, ..recurrent(GateKind::Lstm, StateLayout::Dual) }
+}
+
+#[test]
+fn q8_0_files_hold_matrices_in_blocks_and_vectors_in_f32_in_place() {
+    let config = block_config();
+    let bytes = file(&config, WeightDtype::Q8_0);
+    let placed = Placed::new(&bytes, 4);
+    let f = ModelFile::parse(placed.bytes()).unwrap();
+    assert_eq!(f.dtype(), WeightDtype::Q8_0);
+    assert!(f.weights().is_none(), "tensors of different types have no one view");
+    assert_eq!(f.layout(), &WeightLayout::new(&config).unwrap());
+    let want = values(&config);
+    let mut decoded = vec![0f32; want.len()];
+    f.byte_layout().decode(f.weight_bytes(), &mut decoded).unwrap();
+    let (mut blocks, mut f32s) = (0, 0);
+    for spec in WeightLayout::new(&config).unwrap().params() {
+        let (tensor, data) = f.tensor(spec.param).unwrap();
+        assert_eq!(data.as_ptr(), f.weight_bytes()[tensor.offset..].as_ptr(), "in place");
+        let range = spec.offset..spec.offset + spec.span.len();
+        match tensor.ty {
+            TensorType::Q8_0 => {
+                blocks += 1;
+                assert!(!spec.param.is_vector() && spec.span.cols % 32 == 0);
+                assert_eq!(data.len(), spec.span.len() / 32 * 34);
+                assert!(f.param(spec.param).is_none());
+                // Within half a step (the block's largest magnitude / 127), plus
+                // the f16 rounding of the step (2^-11 relative) times up to 127.
+                for (w, d) in want[range.clone()].chunks(32).zip(decoded[range].chunks(32)) {
+                    let amax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let bound = amax / 127.0 * 0.5 + amax / 2048.0;
+                    assert!(w.iter().zip(d).all(|(a, b)| (a - b).abs() <= bound), "{}", spec.param);
+                }
+            }
+            TensorType::F32 => {
+                f32s += 1;
+                let values = f.param(spec.param).unwrap();
+                assert_eq!((0..values.len()).map(|i| values.get(i).unwrap()).collect::<Vec<_>>(), want[range.clone()]);
+                assert_eq!(decoded[range.clone()], want[range]);
+            }
+            other => panic!("{other:?} in a q8_0 file"),
+        }
+    }
+    assert!(blocks > 5 && f32s > 5, "{blocks} block tensors, {f32s} f32 ones");
+    // Misaligned for the f32 tensors: refused.
+    let shifted = Placed::new(&bytes, 2);
+    assert_eq!(ModelFile::parse(shifted.bytes()).unwrap_err(), GgufError::Misaligned { needed: 4 });
+}
+
+#[test]
+fn q8_0_tensors_of_the_wrong_type_or_a_non_finite_scale_are_refused() {
+    let config = block_config();
+    let bytes = file(&config, WeightDtype::Q8_0);
+    // `embed` (a 32-wide matrix) is stored in blocks; say it is f32.
+    let name = (5u64).to_le_bytes().iter().copied().chain(*b"embed").collect::<Vec<u8>>();
+    let type_at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4 + 16;
+    let mut ty = bytes.clone();
+    ty[type_at..type_at + 4].copy_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(parse(&ty), Err(GgufError::Tensor { index: 0, .. })));
+    // The first block's scale is NaN (checksum fixed so the check behind it runs).
+    let f = ModelFile::parse(Placed::new(&bytes, 0).bytes()).map(|f| (f.data_offset(), f.weight_bytes().len()));
+    let (data_at, data_len) = f.unwrap();
+    let mut nan = bytes.clone();
+    nan[data_at..data_at + 2].copy_from_slice(&f16::NAN.to_bits().to_le_bytes());
+    let crc = crc32fast::hash(&nan[data_at..data_at + data_len]);
+    let crc_at = value_at(&nan, keys::DATA_CRC32);
+    nan[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(parse(&nan), Err(GgufError::NonFinite { index: 0, element: 0 }));
 }
 
 #[test]

@@ -207,6 +207,9 @@ impl Storage for Wgpu {
     }
 
     fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> Result<GpuWeights> {
+        if dtype == WeightDtype::Q8_0 {
+            return Err(WgpuError::Unsupported(brt_core::encoding::Q8_0_CPU_ONLY.into()));
+        }
         let what = "the parameter buffer";
         let bytes = weight_bytes(len, dtype).ok_or(WgpuError::TooLarge { what, bytes: u64::MAX, limit: 0 })?;
         let buffer = self.gpu.create_buffer(what, bytes, TENSOR_USAGE)?;

@@ -77,6 +77,8 @@ pub(crate) fn weight_bytes(len: usize, dtype: WeightDtype) -> Option<u64> {
     let words = match dtype {
         WeightDtype::F32 => len,
         WeightDtype::F16 | WeightDtype::Bf16 => len.div_ceil(2),
+        // Not read by this backend (`alloc_weights` refuses it).
+        WeightDtype::Q8_0 => return None,
     };
     (words as u64).checked_mul(4)
 }

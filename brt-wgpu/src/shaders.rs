@@ -46,7 +46,8 @@ fn body(kernel: Kernel) -> &'static str {
 /// as `dtype` (an `array<u32>` in every case).
 fn weight_loader(name: &str, dtype: WeightDtype) -> String {
     let expr = match dtype {
-        WeightDtype::F32 => format!("bitcast<f32>({name}[i])"),
+        // No Q8_0 buffer exists (`alloc_weights` refuses them).
+        WeightDtype::F32 | WeightDtype::Q8_0 => format!("bitcast<f32>({name}[i])"),
         WeightDtype::F16 => format!("unpack2x16float({name}[i >> 1u])[i & 1u]"),
         // bf16 is the high half of an f32: shift the element into place.
         WeightDtype::Bf16 => {

@@ -5,7 +5,7 @@ use crate::{Wgpu, WgpuError};
 
 /// Whether `BRT_REQUIRE_GPU` asks that GPU tests fail instead of skipping.
 pub fn gpu_required() -> bool {
-    std::env::var("BRT_REQUIRE_GPU").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "no"))
+    brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref())
 }
 
 /// Decides what a test does with the outcome of opening a backend: `Ok` runs;

@@ -14,23 +14,24 @@ use std::path::Path;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [name, dtype, out] = args.as_slice() else {
-        return Err("usage: random_model CONFIG f32|f16|bf16 OUT(.gguf|.safetensors)".into());
+        return Err("usage: random_model CONFIG f32|f16|bf16|q8_0 OUT(.gguf|.safetensors)".into());
     };
     let config = brt::bench::named_config(name)?;
     let dtype = match dtype.as_str() {
         "f32" => WeightDtype::F32,
         "f16" => WeightDtype::F16,
         "bf16" => WeightDtype::Bf16,
+        "q8_0" => WeightDtype::Q8_0,
         other => return Err(format!("unknown storage type `{other}`").into()),
     };
     let mut flat = vec![0f32; WeightLayout::new(&config)?.len()];
     brt_core::init::initialize(&config, 1, &mut flat)?;
-    let weights = ModelWeights::new(config, WeightBuffer::F32(flat))?.with_dtype(dtype);
+    let weights = ModelWeights::new(config, WeightBuffer::F32(flat))?;
     let out = Path::new(out);
     if out.extension().is_some_and(|e| e == "gguf") {
-        brt::gguf::save(&weights, out)?;
+        brt::gguf::save(&weights, out, dtype)?;
     } else {
-        brt::format::save(&weights, out)?;
+        brt::format::save(&weights.with_dtype(dtype)?, out)?;
     }
     println!("{}: {name}, {} parameters, {}", out.display(), weights.layout().len(), dtype.name());
     Ok(())

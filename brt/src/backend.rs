@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::MappedModel;
-use brt_core::{Gradients, Kernels};
+use brt_core::encoding::Q8_0_CPU_ONLY;
+use brt_core::{CoreError, Gradients, Kernels};
 use brt_cpu::Heap;
 use std::fmt;
 use std::str::FromStr;
@@ -78,23 +79,33 @@ impl FromStr for BackendKind {
     }
 }
 
-/// How a backend takes the weights of a mapped model file: the CPU backend uses
-/// them where they lie; the others copy them into their own memory.
+/// How a backend takes the weights of a mapped model file: the CPU and reference
+/// backends use them where they lie; the others copy them into their own memory.
 pub trait FileWeights: Kernels {
     /// The parameter buffer for `model`'s weights, in `model.layout()`.
+    /// A backend that cannot read Q8_0 refuses it in `alloc_weights` with a
+    /// message (the GPU backends); a Q8_0 model, the only one without a view of
+    /// values of one type, cannot get past that.
     fn file_weights(&mut self, model: &MappedModel) -> std::result::Result<Self::Weights, Self::Error> {
         let mut weights = self.alloc_weights(model.layout().len(), model.dtype())?;
-        self.write_weights(&mut weights, 0, model.weights())?;
+        let values = model.weights().ok_or(CoreError::InvalidShape { what: Q8_0_CPU_ONLY })?;
+        self.write_weights(&mut weights, 0, values)?;
         Ok(weights)
     }
 }
 
-impl FileWeights for brt_core::Reference<Heap> {}
+impl FileWeights for brt_core::Reference<Heap> {
+    /// Used where they lie, each value (of any type, Q8_0 included) decoded
+    /// exactly as a kernel reads it.
+    fn file_weights(&mut self, model: &MappedModel) -> std::result::Result<Self::Weights, Self::Error> {
+        self.weights_in_place(model.weight_bytes(), model.byte_layout())
+    }
+}
 
 #[cfg(feature = "cpu")]
 impl FileWeights for brt_cpu::Cpu<Heap> {
     fn file_weights(&mut self, model: &MappedModel) -> std::result::Result<Self::Weights, Self::Error> {
-        self.weights_in_place(model.weight_bytes(), model.dtype())
+        self.weights_in_place(model.weight_bytes(), model.byte_layout())
     }
 }
 

@@ -5,6 +5,8 @@
 use crate::backend::BackendJob;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::gguf::MappedModel;
+use crate::model_file::LoadedModel;
 use crate::weights::{ModelWeights, WeightBuffer};
 use brt_core::desc::Matmul;
 use brt_core::{
@@ -121,13 +123,25 @@ pub fn random_model(config: &Config, dtype: WeightDtype, seed: u64) -> Result<Mo
     flat.try_reserve_exact(layout.len()).map_err(|_| Error::Invalid("not enough memory for the model".into()))?;
     flat.resize(layout.len(), 0.0);
     brt_core::init::initialize(config, seed, &mut flat)?;
-    Ok(ModelWeights::new(*config, WeightBuffer::F32(flat))?.with_dtype(dtype))
+    ModelWeights::new(*config, WeightBuffer::F32(flat))?.with_dtype(dtype)
+}
+
+/// A random model of `config` as a program would hold it when stored as
+/// `dtype`: in memory, or (Q8_0, which only model files hold) as a model file in
+/// memory that the CPU backend reads in place.
+pub fn random_loaded_model(config: &Config, dtype: WeightDtype, seed: u64) -> Result<LoadedModel> {
+    if dtype != WeightDtype::Q8_0 {
+        return Ok(LoadedModel::InMemory(random_model(config, dtype, seed)?));
+    }
+    let bytes = crate::gguf::to_bytes(&random_model(config, WeightDtype::F32, seed)?, None, dtype)?;
+    let file = brt_cpu::SharedBytes::copy_aligned(&bytes);
+    Ok(LoadedModel::Mapped(MappedModel::from_bytes(file).map_err(Error::Invalid)?))
 }
 
 /// Streams random tokens through a model and times it.
 pub struct BenchJob<'a> {
     /// The model.
-    pub weights: &'a ModelWeights,
+    pub weights: &'a LoadedModel,
     /// What to run.
     pub spec: BenchSpec,
 }
@@ -141,7 +155,7 @@ impl BackendJob for BenchJob<'_> {
     {
         let spec = self.spec;
         let config = *self.weights.config();
-        let mut engine = Engine::new(k, self.weights)?;
+        let mut engine = Engine::load(k, self.weights)?;
         let backend_gemm_gflops =
             if spec.gemm_size > 0 { Some(backend_gemm_rate(engine.kernels(), spec.gemm_size)?) } else { None };
         let mut rng = brt_core::init::SplitMix64::new(1);

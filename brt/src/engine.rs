@@ -104,6 +104,22 @@ impl Fingerprint {
     }
 }
 
+/// The KV runway of a session fed `chunk` tokens per call ([`Plan::with_kv_runway`]).
+///
+/// Short calls (generation, interactive use) would otherwise copy every layer's
+/// cached window into the scratch and back on every call: for one-token calls on a
+/// large model, more memory traffic than the weights. A runway of 32 calls (at most
+/// a window, so the KV memory at most doubles) leaves one move of the windows per
+/// 32 calls. Calls longer than an eighth of a window spend far more on compute
+/// than on the copies, and get none.
+fn kv_runway(window: usize, chunk: usize) -> usize {
+    if chunk.saturating_mul(8) <= window {
+        chunk.saturating_mul(32).min(window)
+    } else {
+        0
+    }
+}
+
 impl<K: Kernels> Engine<K>
 where
     Error: From<K::Error>,
@@ -115,7 +131,7 @@ where
     }
 
     /// Loads `model` onto `kernels`; a mapped model file is used in place where
-    /// the backend can (the CPU backend), copied otherwise.
+    /// the backend can (the CPU and reference backends), copied otherwise.
     pub fn load(mut kernels: K, model: &LoadedModel) -> Result<Self>
     where
         K: FileWeights,
@@ -160,7 +176,8 @@ where
     /// A new session of `batch` documents, each starting fresh, fed at most
     /// `chunk` tokens per row per call (larger is faster and takes more memory).
     pub fn session(&mut self, batch: usize, chunk: usize) -> Result<Session<K>> {
-        let plan = Plan::new(self.config(), batch, chunk.max(1))?;
+        let window = self.config().window;
+        let plan = Plan::new(self.config(), batch, chunk.max(1))?.with_kv_runway(kv_runway(window, chunk.max(1)))?;
         let stream = Stream::new(&mut self.kernels, &self.model, plan)?;
         let vocab = self.config().vocab;
         Ok(Session {
@@ -339,8 +356,8 @@ where
     /// Copies the carried state to the host.
     pub fn export(&self, engine: &mut Engine<K>) -> Result<SessionState> {
         self.check_engine(engine)?;
-        let mut state = vec![0f32; self.stream.plan().state_len()];
-        engine.kernels.read_tensor(self.stream.state(), 0, &mut state)?;
+        let mut state = vec![0f32; self.stream.plan().saved_state_len()];
+        self.stream.read_state(&mut engine.kernels, &mut state)?;
         Ok(SessionState {
             state,
             position_in_block: self.position_in_block(),
@@ -382,8 +399,8 @@ where
     /// The bytes of the session file [`Session::save`] writes.
     pub fn to_bytes(&self, engine: &mut Engine<K>) -> Result<Vec<u8>> {
         self.check_engine(engine)?;
-        let mut state = vec![0f32; self.stream.plan().state_len()];
-        engine.kernels.read_tensor(self.stream.state(), 0, &mut state)?;
+        let mut state = vec![0f32; self.stream.plan().saved_state_len()];
+        self.stream.read_state(&mut engine.kernels, &mut state)?;
         let batch = self.batch();
         let vocab = engine.config().vocab;
         let metadata: HashMap<String, String> = [
@@ -469,7 +486,7 @@ where
         let logits_len =
             batch.checked_mul(config.vocab).ok_or_else(|| fail(format!("`batch` {batch} is too large")))?;
         let last_logits = f32s("last_logits", logits_len)?;
-        let state = f32s("state", plan.state_len())?;
+        let state = f32s("state", plan.saved_state_len())?;
         if state.iter().any(|v| !v.is_finite()) {
             return Err(fail("the saved state holds non-finite values".into()));
         }

@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::files::write_atomically;
 use crate::weights::{param_from_name, param_name, ModelWeights, WeightBuffer};
 use brt_core::half::{bf16, f16};
-use brt_core::WeightDtype;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -39,10 +38,10 @@ pub fn looks_like_safetensors(bytes: &[u8]) -> bool {
 
 /// The file's bytes for `weights`.
 pub fn to_bytes(weights: &ModelWeights) -> Result<Vec<u8>> {
-    let (dtype, elem) = match weights.dtype() {
-        WeightDtype::F32 => (Dtype::F32, 4),
-        WeightDtype::F16 => (Dtype::F16, 2),
-        WeightDtype::Bf16 => (Dtype::BF16, 2),
+    let (dtype, elem) = match weights.buffer() {
+        WeightBuffer::F32(_) => (Dtype::F32, 4),
+        WeightBuffer::F16(_) => (Dtype::F16, 2),
+        WeightBuffer::Bf16(_) => (Dtype::BF16, 2),
     };
     let raw: &[u8] = match weights.buffer() {
         WeightBuffer::F32(v) => bytemuck::cast_slice(v),

@@ -7,7 +7,7 @@ use crate::engine::Fingerprint;
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
 use crate::weights::{ModelWeights, WeightBuffer};
-use brt_core::{Config, WeightData, WeightDtype, WeightLayout};
+use brt_core::{ByteLayout, Config, WeightData, WeightDtype, WeightLayout};
 use brt_cpu::SharedBytes;
 use brt_gguf::ModelFile;
 use std::ops::Range;
@@ -18,13 +18,11 @@ use std::path::Path;
 pub struct MappedModel {
     file: SharedBytes,
     config: Config,
-    dtype: WeightDtype,
-    /// The aligned layout the tensors lie in.
-    layout: WeightLayout,
+    /// Where the tensors lie in the tensor data and how they are stored.
+    layout: ByteLayout,
     /// The tensor data inside the file.
     data: Range<usize>,
     fingerprint: u64,
-    alignment: usize,
     crc32: u32,
     name: Option<String>,
 }
@@ -63,17 +61,14 @@ impl MappedModel {
         let parsed = ModelFile::parse(&bytes).map_err(|e| e.to_string())?;
         let data = parsed.data_offset()..parsed.data_offset() + parsed.weight_bytes().len();
         let mut fingerprint = Fingerprint::new(parsed.config());
-        for spec in parsed.layout().params() {
-            let size = parsed.dtype().size();
-            fingerprint.bytes(&parsed.weight_bytes()[spec.offset * size..(spec.offset + spec.span.len()) * size]);
+        for tensor in parsed.byte_layout().tensors() {
+            fingerprint.bytes(&parsed.weight_bytes()[tensor.offset..tensor.offset + tensor.bytes]);
         }
         Ok(MappedModel {
             config: *parsed.config(),
-            dtype: parsed.dtype(),
-            layout: *parsed.layout(),
+            layout: *parsed.byte_layout(),
             data,
             fingerprint: fingerprint.finish(),
-            alignment: parsed.alignment(),
             crc32: parsed.crc32(),
             name: parsed.name().map(str::to_owned),
             file: bytes.clone(),
@@ -87,22 +82,37 @@ impl MappedModel {
 
     /// How the weights are stored.
     pub fn dtype(&self) -> WeightDtype {
-        self.dtype
+        self.layout.dtype()
     }
 
-    /// Where each parameter lies in [`MappedModel::weights`] (aligned layout).
+    /// Where each parameter's values lie (the aligned layout of
+    /// [`MappedModel::weights`]; for Q8_0 the canonical one, mapped to bytes by
+    /// [`MappedModel::byte_layout`]).
     pub fn layout(&self) -> &WeightLayout {
+        self.layout.layout()
+    }
+
+    /// Where each tensor lies in [`MappedModel::weight_bytes`] and how it is
+    /// stored.
+    pub fn byte_layout(&self) -> &ByteLayout {
         &self.layout
     }
 
-    /// The weights in place, in [`MappedModel::layout`].
-    pub fn weights(&self) -> WeightData<'_> {
+    /// The weights in place, in [`MappedModel::layout`], for a model stored in
+    /// one type; `None` for Q8_0 (see [`MappedModel::decode`]).
+    pub fn weights(&self) -> Option<WeightData<'_>> {
         // Checked when the file was opened: aligned, whole values.
-        brt_gguf::weight_data(&self.file[self.data.clone()], self.dtype).unwrap_or(WeightData::F32(&[]))
+        brt_gguf::weight_data(&self.file[self.data.clone()], self.dtype())
     }
 
-    /// The bytes of [`MappedModel::weights`], shared (for the CPU backend to use
-    /// in place).
+    /// Every weight as the f32 value it stands for, in the canonical layout.
+    pub fn decode(&self) -> Result<Vec<f32>> {
+        let mut values = vec![0f32; WeightLayout::new(&self.config)?.len()];
+        self.layout.decode(&self.file[self.data.clone()], &mut values)?;
+        Ok(values)
+    }
+
+    /// The tensor data, shared (for the CPU backend to use in place).
     pub fn weight_bytes(&self) -> SharedBytes {
         self.file.slice(self.data.clone()).unwrap_or_else(|| SharedBytes::new(Vec::new()))
     }
@@ -115,7 +125,7 @@ impl MappedModel {
 
     /// Alignment of the tensor data in bytes.
     pub fn alignment(&self) -> usize {
-        self.alignment
+        self.layout.align()
     }
 
     /// The CRC-32 of the tensor data (checked when opened).
@@ -136,21 +146,18 @@ impl MappedModel {
     /// Sets whether learned attention scales are used as `abs(a)`.
     pub fn set_abs_attention_scale(&mut self, abs: bool) {
         self.config.abs_attention_scale = abs;
-        if let Ok(layout) = WeightLayout::aligned(&self.config, self.layout.align()) {
+        // The flag changes no shape, so the layout stays valid.
+        if let Ok(layout) = ByteLayout::new(&self.config, self.dtype(), self.alignment()) {
             self.layout = layout;
         }
     }
 
-    /// A copy of the model in memory, in the canonical layout.
+    /// A copy of the model in memory, in the canonical layout, in its storage
+    /// type; a Q8_0 model becomes the f32 values its blocks stand for.
     pub fn to_weights(&self) -> Result<ModelWeights> {
-        let canonical = WeightLayout::new(&self.config)?;
-        let source = self.weights();
-        let mut values = Vec::with_capacity(canonical.len());
-        for spec in self.layout.params() {
-            values.extend((spec.offset..spec.offset + spec.span.len()).map(|i| source.get(i).unwrap_or(0.0)));
-        }
-        let buffer = match self.dtype {
-            WeightDtype::F32 => WeightBuffer::F32(values),
+        let values = self.decode()?;
+        let buffer = match self.dtype() {
+            WeightDtype::F32 | WeightDtype::Q8_0 => WeightBuffer::F32(values),
             other => WeightBuffer::F32(values).convert(other),
         };
         ModelWeights::new(self.config, buffer)
@@ -162,14 +169,15 @@ pub fn looks_like_gguf(bytes: &[u8]) -> bool {
     bytes.starts_with(&brt_gguf::MAGIC)
 }
 
-/// The model file's bytes for `weights`.
-pub fn to_bytes(weights: &ModelWeights, name: Option<&str>) -> Result<Vec<u8>> {
-    brt_gguf::write(weights.config(), name, weights.buffer().data())
+/// The model file's bytes for `weights`, stored as `dtype` (rounded, or
+/// quantized for Q8_0).
+pub fn to_bytes(weights: &ModelWeights, name: Option<&str>, dtype: WeightDtype) -> Result<Vec<u8>> {
+    brt_gguf::write_as(weights.config(), name, weights.buffer().data(), dtype)
         .map_err(|e| Error::Invalid(format!("model file: {e}")))
 }
 
-/// Writes `weights` to `path` as a model file, atomically.
-pub fn save(weights: &ModelWeights, path: &Path) -> Result<()> {
+/// Writes `weights` to `path` as a model file stored as `dtype`, atomically.
+pub fn save(weights: &ModelWeights, path: &Path, dtype: WeightDtype) -> Result<()> {
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    write_atomically(path, &to_bytes(weights, name.as_deref())?)
+    write_atomically(path, &to_bytes(weights, name.as_deref(), dtype)?)
 }

@@ -13,6 +13,7 @@
 pub mod autodiff;
 pub mod backend;
 pub mod bench;
+pub mod compare;
 pub mod config_file;
 pub mod default_model;
 pub mod engine;

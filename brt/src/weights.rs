@@ -49,11 +49,13 @@ impl WeightBuffer {
             WeightBuffer::Bf16(v) => v[range].iter().map(|x| x.to_f32()).collect(),
         }
     }
-    /// The same values converted to `dtype` (rounding to nearest).
+    /// The same values converted to `dtype` (rounding to nearest). Q8_0 is
+    /// not a type of values but of a model's tensors: the values stay f32 here
+    /// ([`ModelWeights::with_dtype`] rounds them as Q8_0 storage would).
     pub fn convert(&self, dtype: WeightDtype) -> WeightBuffer {
         let all = self.to_f32(0..self.len());
         match dtype {
-            WeightDtype::F32 => WeightBuffer::F32(all),
+            WeightDtype::F32 | WeightDtype::Q8_0 => WeightBuffer::F32(all),
             WeightDtype::F16 => WeightBuffer::F16(all.iter().map(|&x| f16::from_f32(x)).collect()),
             WeightDtype::Bf16 => WeightBuffer::Bf16(all.iter().map(|&x| bf16::from_f32(x)).collect()),
         }
@@ -134,9 +136,22 @@ impl ModelWeights {
         let span = self.layout.span(param)?;
         Some(self.buffer.to_f32(span.offset..span.offset + span.len()))
     }
-    /// The same model stored as `dtype`.
-    pub fn with_dtype(&self, dtype: WeightDtype) -> ModelWeights {
-        ModelWeights { config: self.config, layout: self.layout, buffer: self.buffer.convert(dtype) }
+    /// The same model stored as `dtype`. For Q8_0, which only model files hold,
+    /// the f32 values its blocks would stand for: every quantized tensor rounded
+    /// as storing it would, so any backend computes what a Q8_0 file gives.
+    pub fn with_dtype(&self, dtype: WeightDtype) -> Result<ModelWeights> {
+        let buffer = match dtype {
+            WeightDtype::Q8_0 => {
+                let layout = brt_core::ByteLayout::new(&self.config, dtype, brt_gguf::DEFAULT_ALIGNMENT)?;
+                let mut bytes = vec![0u8; layout.len()];
+                layout.encode(self.buffer.data(), &mut bytes)?;
+                let mut values = vec![0f32; self.layout.len()];
+                layout.decode(&bytes, &mut values)?;
+                WeightBuffer::F32(values)
+            }
+            _ => self.buffer.convert(dtype),
+        };
+        Ok(ModelWeights { config: self.config, layout: self.layout, buffer })
     }
     /// Sets whether learned attention scales are used as `abs(a)`.
     pub fn set_abs_attention_scale(&mut self, abs: bool) {

@@ -60,22 +60,30 @@ fn read_with_python(path: &Path) -> Option<serde_json::Value> {
     }
 }
 
+/// Widths of whole Q8_0 blocks (d = 32, H*dh = 32, F = 64), the rest as
+/// [`config`], so a q8_0 file has both block and f32 tensors.
+fn block_config() -> brt_core::Config {
+    brt_core::Config { d_model: 32, heads: 2, head_dim: 16, mlp_hidden: 64, ..config() }
+}
+
 #[test]
 fn ggmls_python_reader_reads_brts_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (source, weights) = small_model(dir.path(), "model", config());
-    for (dtype, type_name) in [("f32", "F32"), ("f16", "F16"), ("bf16", "BF16")] {
+    for (dtype, c) in [("f32", config()), ("f16", config()), ("bf16", config()), ("q8_0", block_config())] {
+        let (source, weights) = small_model(dir.path(), &format!("model-{dtype}"), c);
         let path = dir.path().join(format!("model-{dtype}.gguf"));
         convert(&source, &path, dtype);
         let Some(found) = read_with_python(&path) else { return };
-        let stored = weights.with_dtype(match dtype {
+        let storage = match dtype {
             "f32" => brt_core::WeightDtype::F32,
             "f16" => brt_core::WeightDtype::F16,
-            _ => brt_core::WeightDtype::Bf16,
-        });
+            "bf16" => brt_core::WeightDtype::Bf16,
+            _ => brt_core::WeightDtype::Q8_0,
+        };
+        // The values the file stands for (Q8_0: decoded by brt).
+        let stored = weights.with_dtype(storage).unwrap();
         assert_eq!(found["gguf_version"], 3);
         let meta = &found["metadata"];
-        let c = config();
         assert_eq!(meta["general.architecture"], "brt");
         assert_eq!(meta["general.alignment"], 32);
         assert_eq!(meta["brt.vocab_size"], c.vocab);
@@ -95,19 +103,40 @@ fn ggmls_python_reader_reads_brts_files() {
         assert_eq!(meta["brt.data_crc32"], found["data_crc32"]);
 
         let tensors = found["tensors"].as_array().unwrap();
-        let params: Vec<_> = stored.layout().params().collect();
-        assert_eq!(tensors.len(), params.len());
-        for (t, spec) in tensors.iter().zip(params) {
+        let placed = brt_core::ByteLayout::new(&c, storage, 32).unwrap();
+        assert_eq!(tensors.len(), placed.tensors().count());
+        let mut blocks = 0;
+        for (t, tensor) in tensors.iter().zip(placed.tensors()) {
+            let spec = tensor.spec;
             assert_eq!(t["name"], spec.param.to_string());
             let shape: Vec<usize> =
                 if spec.param.is_vector() { vec![spec.span.cols] } else { vec![spec.span.rows, spec.span.cols] };
             assert_eq!(t["shape"], serde_json::json!(shape), "{}", spec.param);
-            assert_eq!(t["type"], type_name);
+            assert_eq!(t["type"], tensor.ty.name().to_uppercase(), "{}", spec.param);
+            blocks += usize::from(tensor.ty == brt_core::TensorType::Q8_0);
+            // ggml's own dequantization of the blocks gives brt's values.
             let want = stored.param_f32(spec.param).unwrap();
             let got: Vec<f32> = t["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
             assert_eq!(got, want, "{} {dtype}", spec.param);
         }
+        assert_eq!(blocks > 0, dtype == "q8_0", "{dtype}: {blocks} tensors in blocks");
     }
+}
+
+#[test]
+fn a_q8_0_model_file_runs_to_the_logits_of_its_values_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, weights) = small_model(dir.path(), "blocks", block_config());
+    let path = dir.path().join("blocks-q8_0.gguf");
+    convert(&source, &path, "q8_0");
+    let mapped = open_model(&path, Default::default()).unwrap();
+    assert_eq!(mapped.dtype(), brt_core::WeightDtype::Q8_0);
+    // The values the blocks stand for, as f32 weights in memory.
+    let values = LoadedModel::InMemory(weights.with_dtype(brt_core::WeightDtype::Q8_0).unwrap());
+    // The CPU backend reads the blocks in place: bit for bit the f32 result.
+    assert_eq!(logits(BackendKind::Cpu, &mapped), logits(BackendKind::Cpu, &values));
+    // The reference holds the decoded values.
+    assert_eq!(logits(BackendKind::Reference, &mapped), logits(BackendKind::Reference, &values));
 }
 
 fn logits(kind: BackendKind, model: &LoadedModel) -> Vec<f32> {
@@ -128,7 +157,7 @@ fn a_mapped_model_file_runs_to_the_logits_of_the_model_in_memory() {
             panic!("a model file is mapped")
         };
         let in_memory: ModelWeights = mapped.to_weights().unwrap();
-        assert_eq!(in_memory, weights.with_dtype(in_memory.dtype()));
+        assert_eq!(in_memory, weights.with_dtype(in_memory.dtype()).unwrap());
         // Sessions move between formats: the same model has the same fingerprint.
         assert_eq!(mapped.fingerprint(), brt::engine::fingerprint(&in_memory));
         let mapped = LoadedModel::Mapped(mapped);

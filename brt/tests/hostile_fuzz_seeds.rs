@@ -136,10 +136,15 @@ fn brt_weight_seeds() -> Vec<(String, Vec<u8>)> {
 /// Seeds of the `gguf_model` target: every small configuration as a model file,
 /// as it is and with the checksum fixed by the harness.
 fn gguf_seeds() -> Vec<(String, Vec<u8>)> {
+    // And one stored as Q8_0: widths of whole blocks, so it has both block and
+    // f32 tensors.
+    let q8 = ("plain_q8_0", Config::plain(6, 32, 1, 32, 32, 1, 2), WeightDtype::Q8_0);
     weight_configs()
         .into_iter()
+        .chain([q8])
         .flat_map(|(name, config, dtype)| {
-            let file = brt::gguf::to_bytes(&random_weights(config, 6, dtype), Some(name)).unwrap();
+            let weights = random_weights(config, 6, WeightDtype::F32).with_dtype(dtype).unwrap();
+            let file = brt::gguf::to_bytes(&weights, Some(name), dtype).unwrap();
             [
                 (format!("{name}.gguf"), [&[0u8][..], &file].concat()),
                 (format!("{name}_fix_crc.gguf"), [&[1u8][..], &file].concat()),

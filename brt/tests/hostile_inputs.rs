@@ -190,7 +190,7 @@ fn build_table(root: &Path) -> Table {
     t.info("session file as a model", &session, "not brt weights");
 
     // --- Model files (GGUF): cut, misplaced, lying sizes, other versions.
-    let gguf = brt::gguf::to_bytes(&weights, Some("hostile")).unwrap();
+    let gguf = brt::gguf::to_bytes(&weights, Some("hostile"), weights.dtype()).unwrap();
     let table_at = gguf.windows(9).position(|w| w == b"\x05\0\0\0\0\0\0\0e").unwrap();
     t.info("model file cut in its header", &gguf[..10], "cut short");
     t.info("model file cut inside the tensor table", &gguf[..table_at + 20], "cut short");
@@ -230,6 +230,15 @@ fn build_table(root: &Path) -> Table {
     }
     let nan_file = brt_gguf::write(nan.config(), None, nan.buffer().data()).unwrap();
     t.info("model file with a NaN weight", &nan_file, "non-finite value");
+    // Q8_0: matrices in blocks, vectors in f32; each tensor's type is fixed.
+    let blocks = random_weights(Config::plain(12, 32, 1, 32, 32, 1, 2), 3, WeightDtype::F32);
+    let q8 = brt::gguf::to_bytes(&blocks, None, WeightDtype::Q8_0).unwrap();
+    let embed_type = q8.windows(13).position(|w| w == b"\x05\0\0\0\0\0\0\0embed").unwrap() + 13 + 4 + 16;
+    t.info(
+        "q8_0 model file with a block tensor declared f32",
+        &patched(&q8, embed_type, &0u32.to_le_bytes()),
+        "not the one a q8_0 model has",
+    );
     let missing = t.root.join("no-such-model");
     t.add("missing model file", &[os("info"), missing.as_os_str()], 1, "No such file");
     t.add("folder as a model", &[os("info"), t.shared.clone().as_os_str()], 1, "Is a directory");
@@ -828,6 +837,22 @@ fn build_table(root: &Path) -> Table {
         ),
         ("flags: unknown command", vec!["fly".into()], 2, "unrecognized subcommand 'fly'"),
         (
+            "flags: train saving q8_0",
+            vec![
+                "train".into(),
+                "--data".into(),
+                text.clone().into(),
+                "--holdout".into(),
+                text.clone().into(),
+                "--out".into(),
+                root.join("never").into(),
+                "--save-dtype".into(),
+                "q8_0".into(),
+            ],
+            1,
+            "--save-dtype q8_0: the trained model is saved as brt weights",
+        ),
+        (
             "flags: --save-session with two files",
             with_model(&[
                 "eval",
@@ -857,6 +882,13 @@ fn build_table(root: &Path) -> Table {
         &[os("convert"), official_path.as_os_str(), nowhere.as_os_str()],
         1,
         "No such file or directory",
+    );
+    let q8_weights = t.output("output: q8_0 as brt weights", "out.safetensors");
+    t.add(
+        "output: q8_0 as brt weights",
+        &[os("convert"), official_path.as_os_str(), q8_weights.as_os_str(), os("--dtype"), os("q8_0")],
+        1,
+        "stored in model files only",
     );
     let file = t.file("output: below a file", "file", b"x");
     let below = file.join("out.safetensors");
@@ -1019,7 +1051,7 @@ fn files_cut_at_every_byte_are_rejected() {
         let err = brt::format::from_bytes(&file[..cut]).unwrap_err();
         assert!(err.contains("truncated"), "brt weights cut at {cut}: {err}");
     }
-    let gguf = brt::gguf::to_bytes(&weights, None).unwrap();
+    let gguf = brt::gguf::to_bytes(&weights, None, weights.dtype()).unwrap();
     for cut in 4..gguf.len() {
         // Aligned like a mapping, as the weights are used in place.
         let mut words = vec![0u64; cut.div_ceil(8)];

@@ -330,7 +330,9 @@ fn cpu_at(level: brt_cpu::SimdLevel) -> Option<brt_cpu::Cpu<brt_cpu::Heap>> {
 fn gpu_or_skip<K, E: std::fmt::Display>(name: &str, made: Result<K, E>, unavailable: impl Fn(&E) -> bool) -> Option<K> {
     match made {
         Ok(k) => Some(k),
-        Err(e) if unavailable(&e) && std::env::var("BRT_REQUIRE_GPU").as_deref() != Ok("1") => {
+        Err(e)
+            if unavailable(&e) && !brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref()) =>
+        {
             eprintln!("SKIPPED: no {name} device here ({e}); set BRT_REQUIRE_GPU=1 to fail instead");
             None
         }

@@ -192,7 +192,8 @@ fn generate_bad_inputs() {
 
 /// With no `--model`, the commands use the built-in default model, which is
 /// trained: it writes text, and it predicts Shakespeare far better than the 8
-/// bits per byte of a uniform guess (measured on the held-out plays: about 2.2).
+/// bits per byte of a uniform guess: what the README claims (2.17 on the held-out
+/// plays), here on lines it never saw.
 #[test]
 fn the_default_model_is_used_without_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,7 +212,10 @@ fn the_default_model_is_used_without_model() {
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let bpb = json["models"][0]["total"]["bits_per_byte"].as_f64().unwrap();
     println!("default model on Sonnet 18: {bpb:.3} bits/byte");
-    assert!(bpb < 3.5, "the default model gives {bpb} bits per byte on Sonnet 18");
+    // Measured 2.171 (AMD Zen 3, AVX2; the held-out plays give 2.168): a model
+    // that lost its training, or a tokenizer that split differently, moves it
+    // far more than float reordering on another CPU can.
+    assert!((bpb - 2.171).abs() < 0.01, "the default model gives {bpb} bits per byte on Sonnet 18, not 2.171");
 
     let (code, out, err) = run_brt(&[os("info")]);
     assert_eq!(code, 0, "{err}");

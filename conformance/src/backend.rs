@@ -1,8 +1,8 @@
 //! How a backend joins the suite: a factory type implementing [`Backend`], and
 //! the skip rules for backends that need a device.
 
-use brt_core::{CoreError, Kernels, Reference, Storage, WeightDtype};
-use brt_cpu::Heap;
+use brt_core::{ByteLayout, CoreError, Kernels, Reference, Storage, WeightData, WeightDtype, WeightLayout};
+use brt_cpu::{Heap, SharedBytes};
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
@@ -52,6 +52,51 @@ pub trait Backend {
     /// The core error inside one of the backend's errors, if it is one; the error
     /// path checks use it to see that the *right* error came back.
     fn core_error(error: &<Self::Kernels as Storage>::Error) -> Option<CoreError>;
+
+    /// The parameter buffer of a Q8_0 model (see `brt_core::encoding`) from its
+    /// tensor data `data`, laid out as `layout` says, the way the backend reads
+    /// such a model, or `None` when it does not read Q8_0: the suite then checks
+    /// that it refuses them (`alloc_weights` fails).
+    fn q8_0_weights(
+        _k: &mut Self::Kernels,
+        _layout: &ByteLayout,
+        _data: &TensorData,
+    ) -> Option<WeightsResult<Self::Kernels>> {
+        None
+    }
+}
+
+/// A parameter buffer of `K`, or its error.
+pub type WeightsResult<K> = Result<<K as Storage>::Weights, <K as Storage>::Error>;
+
+/// A model's tensor data at an address aligned to 8 bytes (as a mapped file or
+/// `brt_gguf::include_model!` places it), shared cheaply.
+#[derive(Clone, Debug)]
+pub struct TensorData {
+    words: std::sync::Arc<Vec<u64>>,
+    len: usize,
+}
+
+impl TensorData {
+    /// `weights` (canonical layout) encoded as `layout` says.
+    pub fn encode(layout: &ByteLayout, weights: WeightData<'_>) -> Result<TensorData, CoreError> {
+        let mut words = vec![0u64; layout.len().div_ceil(8)];
+        layout.encode(weights, &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..layout.len()])?;
+        Ok(TensorData { words: std::sync::Arc::new(words), len: layout.len() })
+    }
+
+    /// The values the data stands for, in the canonical layout.
+    pub fn decode(&self, layout: &ByteLayout) -> Result<Vec<f32>, CoreError> {
+        let mut values = vec![0f32; WeightLayout::new(layout.layout().config())?.len()];
+        layout.decode(self.as_ref(), &mut values)?;
+        Ok(values)
+    }
+}
+
+impl AsRef<[u8]> for TensorData {
+    fn as_ref(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u64, u8>(&self.words)[..self.len]
+    }
 }
 
 /// The scalar reference kernels on the heap: the oracle itself. It must pass the
@@ -70,11 +115,20 @@ impl Backend for ReferenceBackend {
     fn core_error(error: &CoreError) -> Option<CoreError> {
         Some(*error)
     }
+
+    /// Used where they lie, each value decoded exactly as it is read.
+    fn q8_0_weights(
+        k: &mut Reference<Heap>,
+        layout: &ByteLayout,
+        data: &TensorData,
+    ) -> Option<WeightsResult<Reference<Heap>>> {
+        Some(k.weights_in_place(SharedBytes::new(data.clone()), layout))
+    }
 }
 
 /// Whether `BRT_REQUIRE_GPU=1` is set: a missing device is then a failure.
 pub fn gpu_required() -> bool {
-    std::env::var("BRT_REQUIRE_GPU").is_ok_and(|v| v.trim() == "1")
+    brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref())
 }
 
 /// Builds a device once per test binary and hands out clones of it.

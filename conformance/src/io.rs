@@ -3,13 +3,15 @@
 
 use crate::failure::Failure;
 use brt_core::half::{bf16, f16};
-use brt_core::{Storage, WeightData, WeightDtype};
+use brt_core::{Kernels, Storage, Stream, WeightData, WeightDtype};
 
 /// Rounds `values` to what `dtype` can hold (identity for f32), so the reference
-/// sees exactly the parameters a half-precision backend stores.
+/// sees exactly the parameters a half-precision backend stores. Q8_0 rounds per
+/// tensor, which needs the model's layout: [`crate::backend::TensorData`] does it
+/// (`checks::quantized`); here the values are left as they are.
 pub fn round_to(dtype: WeightDtype, values: &mut [f32]) {
     match dtype {
-        WeightDtype::F32 => {}
+        WeightDtype::F32 | WeightDtype::Q8_0 => {}
         WeightDtype::F16 => values.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32()),
         WeightDtype::Bf16 => values.iter_mut().for_each(|v| *v = bf16::from_f32(*v).to_f32()),
     }
@@ -18,7 +20,9 @@ pub fn round_to(dtype: WeightDtype, values: &mut [f32]) {
 /// Calls `f` with `values` in the host representation of `dtype`.
 pub fn with_weight_data<R>(dtype: WeightDtype, values: &[f32], f: impl FnOnce(WeightData<'_>) -> R) -> R {
     match dtype {
-        WeightDtype::F32 => f(WeightData::F32(values)),
+        // Q8_0 is written from f32 values (and refused by backends that hold
+        // values one by one).
+        WeightDtype::F32 | WeightDtype::Q8_0 => f(WeightData::F32(values)),
         WeightDtype::F16 => {
             let v: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
             f(WeightData::F16(&v))
@@ -56,6 +60,13 @@ pub fn tokens<K: Storage>(k: &mut K, ids: &[u32]) -> Result<K::Tokens, Failure> 
 pub fn read<K: Storage>(k: &mut K, t: &K::Tensor) -> Result<Vec<f32>, Failure> {
     let mut out = vec![0f32; K::tensor_len(t)];
     k.read_tensor(t, 0, &mut out).map_err(|e| Failure::backend("read_tensor", e))?;
+    Ok(out)
+}
+
+/// The carried state of `stream`, in the saved layout.
+pub fn read_state<K: Kernels>(k: &mut K, stream: &Stream<K>) -> Result<Vec<f32>, Failure> {
+    let mut out = vec![0f32; stream.plan().saved_state_len()];
+    stream.read_state(k, &mut out).map_err(|e| Failure::backend("Stream::read_state", e))?;
     Ok(out)
 }
 

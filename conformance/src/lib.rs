@@ -47,7 +47,7 @@ pub mod io;
 pub mod runner;
 pub mod tolerance;
 
-pub use backend::{gpu_required, report_skip, shared_device, Backend, ReferenceBackend, Skip};
+pub use backend::{gpu_required, report_skip, shared_device, Backend, ReferenceBackend, Skip, TensorData};
 pub use failure::{Failure, Mismatch};
 pub use gradients::oracle::{all_oracle_checks, OracleFn};
 pub use gradients::KernelError;
@@ -83,7 +83,9 @@ macro_rules! __each_check {
             models::model_feedback,
             models::model_two_recurrent,
             models::model_linear,
+            quantized::q8_0_models,
             properties::streaming_invariance,
+            properties::kv_runway,
             properties::document_reset,
             properties::batch_independence,
             locality::window_locality_kernel,

@@ -25,18 +25,24 @@ pub struct Options {
     /// Case count when `PROPTEST_CASES` is not set; `None` keeps each check's
     /// own default.
     pub cases: Option<u32>,
+    /// Whether `PROPTEST_CASES` and `PROPTEST_RNG_SEED` apply. Without them a run
+    /// has a strength of its own: the case count above (or the check's) and the
+    /// fixed seed [`CI_SEED`], whatever the environment.
+    pub environment: bool,
 }
 
 impl Options {
     /// A real run: failures are saved and shrunk.
     pub const fn suite() -> Options {
-        Options { persist: true, shrink: true, cases: None }
+        Options { persist: true, shrink: true, cases: None, environment: true }
     }
 
     /// The suite's own tests against deliberately broken kernels: nothing saved
-    /// (the failures are expected), no shrinking (only detection matters).
+    /// (the failures are expected), no shrinking (only detection matters), and
+    /// the strength each needs (every check's own case count, a fixed seed),
+    /// which `PROPTEST_CASES=4` must not weaken into a missed fault.
     pub const fn meta() -> Options {
-        Options { persist: false, shrink: false, cases: None }
+        Options { persist: false, shrink: false, cases: None, environment: false }
     }
 }
 
@@ -44,10 +50,11 @@ impl Options {
 fn config(check: &'static str, default_cases: u32, options: &Options) -> Config {
     // `Config::default()` already holds the PROPTEST_* environment variables.
     let mut config = Config::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
+    let from_environment = |name: &str| options.environment && std::env::var_os(name).is_some();
+    if !from_environment("PROPTEST_CASES") {
         config.cases = options.cases.unwrap_or(default_cases);
     }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() && std::env::var_os("CI").is_some() {
+    if !options.environment || (!from_environment("PROPTEST_RNG_SEED") && std::env::var_os("CI").is_some()) {
         config.rng_seed = RngSeed::Fixed(CI_SEED);
     }
     config.failure_persistence = if options.persist && config.failure_persistence.is_some() {

@@ -54,7 +54,8 @@ impl Precision {
     /// The column for a storage type.
     pub const fn of(dtype: WeightDtype) -> Precision {
         match dtype {
-            WeightDtype::F32 => Precision::Full,
+            // Q8_0 weights are read as the exact f32 values they stand for.
+            WeightDtype::F32 | WeightDtype::Q8_0 => Precision::Full,
             WeightDtype::F16 | WeightDtype::Bf16 => Precision::Half,
         }
     }

@@ -3,6 +3,7 @@
 //! cross-attention of section 5.3.
 
 use super::context::{normalized_projection, projection, residual_mlp, LayerCtx};
+use super::kv::KvWindow;
 use super::scratch::Scratch;
 use super::state::{self, BlockKeys};
 use super::Piece;
@@ -25,14 +26,16 @@ pub(crate) enum StateUpdates {
 /// Runs one layer over positions `pieces` of the chunk in the scratch's residual
 /// stream `x` (rows `p*B + b`), updating the layer's caches.
 ///
-/// `pieces` split the positions at block boundaries; `feedback` is the state the
-/// layer cross-attends to when it is not recurrent (feedback mode).
+/// `pieces` split the positions at block boundaries; `kv` says where the cached
+/// keys and values lie and where the new ones go; `feedback` is the state the layer
+/// cross-attends to when it is not recurrent (feedback mode).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<K: Kernels>(
     k: &mut K,
     ctx: &LayerCtx<'_, K::Weights>,
     ls: &LayerState,
     pieces: &[Piece],
+    kv: KvWindow,
     updates: StateUpdates,
     feedback: Option<RecurrentState>,
     state: &mut K::Tensor,
@@ -52,16 +55,24 @@ pub(crate) fn forward<K: Kernels>(
     // Queries, keys and values of the tokens (SPEC 3, first two lines).
     k.rms_norm(View::new(&s.x, x_at), ctx.w(LayerParam::AttnNorm)?, ViewMut::new(&mut s.xn, 0), Rows::new(rows, d)?)?;
     normalized_projection(k, ctx, View::new(&s.xn, 0), rows, LayerParam::Query, ViewMut::new(&mut s.q, 0))?;
-    if cached > 0 {
+    // Keys stay in the scratch for a layer without a cache (it has only the call's)
+    // and for linear attention (which writes its sums to the state while reading
+    // them); the scratch keys then go back to where the window moves.
+    let token_attention = c.token_attention(ctx.layer);
+    let in_place = kv.in_place && cached > 0 && token_attention == TokenAttention::Window;
+    let kv = KvWindow { in_place, ..kv };
+    if cached > 0 && !kv.in_place {
         let len = cached * batch * qkv;
-        k.copy(View::new(state, ls.keys), ViewMut::new(&mut s.keys, 0), len)?;
-        k.copy(View::new(state, ls.values), ViewMut::new(&mut s.values, 0), len)?;
+        k.copy(View::new(state, ls.keys + kv.offset), ViewMut::new(&mut s.keys, 0), len)?;
+        k.copy(View::new(state, ls.values + kv.offset), ViewMut::new(&mut s.values, 0), len)?;
     }
-    normalized_projection(k, ctx, View::new(&s.xn, 0), rows, LayerParam::Key, ViewMut::new(&mut s.keys, new_keys_at))?;
-    projection(k, ctx, View::new(&s.xn, 0), rows, LayerParam::Value, ViewMut::new(&mut s.values, new_keys_at))?;
+    let new_keys = kv.view_mut(ls.keys, state, &mut s.keys, new_keys_at);
+    normalized_projection(k, ctx, View::new(&s.xn, 0), rows, LayerParam::Key, new_keys)?;
+    let new_values = kv.view_mut(ls.values, state, &mut s.values, new_keys_at);
+    projection(k, ctx, View::new(&s.xn, 0), rows, LayerParam::Value, new_values)?;
 
     // Token self-attention.
-    match c.token_attention(ctx.layer) {
+    match token_attention {
         TokenAttention::Window => {
             // Keys are the W cached positions before the tokens, then the tokens.
             let first_key = (cached - w) * batch * qkv;
@@ -69,8 +80,8 @@ pub(crate) fn forward<K: Kernels>(
                 Attention::new(batch, n, w + n, c.heads, c.head_dim, Mask::Window { offset: w, window: w }, abs)?;
             k.attention(
                 View::new(&s.q, 0),
-                View::new(&s.keys, first_key),
-                View::new(&s.values, first_key),
+                kv.view(ls.keys, state, &s.keys, first_key),
+                kv.view(ls.values, state, &s.values, first_key),
                 ctx.w(LayerParam::AttnScale)?,
                 Some(ctx.w(LayerParam::RelBias)?),
                 ViewMut::new(&mut s.attn, 0),
@@ -115,7 +126,8 @@ pub(crate) fn forward<K: Kernels>(
             if own.is_some() && piece.completes_block && updates == StateUpdates::Inline {
                 // The previous and current block end at this piece's end.
                 let block_end = cached + (piece.end - start);
-                let block = BlockKeys::Scratch((block_end - 2 * w) * batch * qkv);
+                let at = (block_end - 2 * w) * batch * qkv;
+                let block = if kv.in_place { BlockKeys::State(kv.offset + at) } else { BlockKeys::Scratch(at) };
                 state::update(k, ctx, ls, block, state, s)?;
             }
         }
@@ -131,11 +143,12 @@ pub(crate) fn forward<K: Kernels>(
 
     residual_mlp(k, ctx, ViewMut::new(&mut s.x, x_at), rows, &mut s.xn, &mut s.hidden)?;
 
-    // Carry the last `cached` positions of keys and values to the next call.
-    if cached > 0 {
+    // Carry the last `cached` positions of keys and values to the next call, where
+    // the window moves (in place, they are there already).
+    if cached > 0 && !kv.in_place {
         let len = cached * batch * qkv;
-        k.copy(View::new(&s.keys, n * batch * qkv), ViewMut::new(state, ls.keys), len)?;
-        k.copy(View::new(&s.values, n * batch * qkv), ViewMut::new(state, ls.values), len)?;
+        k.copy(View::new(&s.keys, n * batch * qkv), ViewMut::new(state, ls.keys + kv.next), len)?;
+        k.copy(View::new(&s.values, n * batch * qkv), ViewMut::new(state, ls.values + kv.next), len)?;
     }
     Ok(())
 }

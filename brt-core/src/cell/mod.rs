@@ -2,6 +2,7 @@
 //! per-row document resets, carried KV caches and recurrent states.
 
 mod context;
+mod kv;
 mod layer;
 mod scratch;
 mod state;
@@ -16,6 +17,7 @@ use crate::model::Model;
 use crate::params::Param;
 use crate::plan::Plan;
 use context::LayerCtx;
+use kv::KvWindow;
 use layer::StateUpdates;
 
 /// A run of positions of one call that lies inside one block.
@@ -58,6 +60,8 @@ pub struct Stream<K: Kernels> {
     tokens: K::Tokens,
     position_in_block: usize,
     last_tokens: usize,
+    /// Positions from the start of every KV region to its window.
+    kv_start: usize,
 }
 
 impl<K: Kernels> core::fmt::Debug for Stream<K> {
@@ -87,7 +91,7 @@ impl<K: Kernels> Stream<K> {
         let state = k.alloc_tensor(plan.state_len())?;
         let scratch = Scratch::allocate(k, &plan)?;
         let tokens = k.alloc_tokens(plan.tokens_len())?;
-        let mut stream = Stream { plan, state, scratch, tokens, position_in_block: 0, last_tokens: 0 };
+        let mut stream = Stream { plan, state, scratch, tokens, position_in_block: 0, last_tokens: 0, kv_start: 0 };
         stream.reset_all(k, model)?;
         Ok(stream)
     }
@@ -116,17 +120,26 @@ impl<K: Kernels> Stream<K> {
     pub fn residual_stream(&self) -> &K::Tensor {
         &self.scratch.x
     }
-    /// The carried state (what a session saves), laid out as the plan says.
-    pub fn state(&self) -> &K::Tensor {
-        &self.state
+    /// Copies the carried state (what a session saves) into `out`, in the saved
+    /// layout: the plan's layout without runway, [`Plan::saved_state_len`]
+    /// elements, the same whatever the runway.
+    pub fn read_state(&self, k: &mut K, out: &mut [f32]) -> KResult<K> {
+        let expected = self.plan.saved_state_len();
+        if out.len() != expected {
+            return Err(CoreError::LengthMismatch { what: "stream state output", expected, actual: out.len() }.into());
+        }
+        for run in self.plan.saved_runs(self.kv_offset()) {
+            k.read_tensor(&self.state, run.memory, &mut out[run.saved..run.saved + run.len])?;
+        }
+        Ok(())
     }
     /// Replaces the carried state and the position in the block (restoring a
-    /// session). The buffer must have the plan's state length.
+    /// session). The buffer must be in the saved layout ([`Stream::read_state`]).
     pub fn restore(&mut self, k: &mut K, state: &[f32], position_in_block: usize) -> KResult<K> {
-        if state.len() != self.plan.state_len() {
+        if state.len() != self.plan.saved_state_len() {
             return Err(CoreError::LengthMismatch {
                 what: "saved stream state",
-                expected: self.plan.state_len(),
+                expected: self.plan.saved_state_len(),
                 actual: state.len(),
             }
             .into());
@@ -134,9 +147,24 @@ impl<K: Kernels> Stream<K> {
         if position_in_block >= self.config().window {
             return Err(CoreError::InvalidShape { what: "saved position is not inside a block" }.into());
         }
-        k.write_tensor(&mut self.state, 0, state)?;
+        self.kv_start = 0;
+        for run in self.plan.saved_runs(0) {
+            k.write_tensor(&mut self.state, run.memory, &state[run.saved..run.saved + run.len])?;
+        }
         self.position_in_block = position_in_block;
         Ok(())
+    }
+
+    /// Elements from the start of every KV region to its window.
+    fn kv_offset(&self) -> usize {
+        self.kv_start * self.plan.batch() * self.config().qkv_width()
+    }
+
+    /// Where the KV windows are for a run of `n` positions, and where they go.
+    fn kv_window(&self, n: usize) -> KvWindow {
+        let in_place = self.kv_start + n <= self.plan.kv_runway();
+        let next = if in_place { (self.kv_start + n) * self.plan.batch() * self.config().qkv_width() } else { 0 };
+        KvWindow { offset: self.kv_offset(), next, in_place }
     }
 
     /// Starts a new document in every row.
@@ -153,12 +181,13 @@ impl<K: Kernels> Stream<K> {
         let config = *self.config();
         let batch = self.plan.batch();
         let qkv = config.qkv_width();
+        let window = self.kv_offset() + row * qkv;
         for layer in 0..config.layers {
             let ls = self.plan.layer_state(layer);
             if ls.kv_positions > 0 {
                 let runs = Strided::new(ls.kv_positions, qkv, batch * qkv)?;
-                k.fill(ViewMut::new(&mut self.state, ls.keys + row * qkv), runs, 0.0)?;
-                k.fill(ViewMut::new(&mut self.state, ls.values + row * qkv), runs, 0.0)?;
+                k.fill(ViewMut::new(&mut self.state, ls.keys + window), runs, 0.0)?;
+                k.fill(ViewMut::new(&mut self.state, ls.values + window), runs, 0.0)?;
             }
             if let Some(at) = ls.linear {
                 let per_row = config.heads * config.head_dim * (config.head_dim + 1);
@@ -260,10 +289,11 @@ impl<K: Kernels> Stream<K> {
             for piece in pieces(self.position_in_block, n, config.window) {
                 self.run_layers(k, model, &[piece], StateUpdates::Deferred)?;
                 if piece.completes_block {
+                    let block = state::BlockKeys::State(self.kv_offset());
                     for layer in config.recurrent.iter() {
                         let ls = self.plan.layer_state(layer);
                         let ctx = layer_ctx(model, batch, layer);
-                        state::update(k, &ctx, &ls, state::BlockKeys::Cache, &mut self.state, &mut self.scratch)?;
+                        state::update(k, &ctx, &ls, block, &mut self.state, &mut self.scratch)?;
                     }
                 }
             }
@@ -303,17 +333,22 @@ impl<K: Kernels> Stream<K> {
         Ok(())
     }
 
-    /// Every layer, bottom to top, over the positions of `group`.
+    /// Every layer, bottom to top, over the positions of `group`; the KV windows
+    /// move past them.
     fn run_layers(&mut self, k: &mut K, model: &Model<K>, group: &[Piece], updates: StateUpdates) -> KResult<K> {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else { return Ok(()) };
+        let positions = last.end - first.start;
         let config = *self.config();
         let batch = self.plan.batch();
         let feedback = config.feedback_source().and_then(|l| self.plan.layer_state(l).recurrent);
+        let kv = self.kv_window(positions);
         for layer in 0..config.layers {
             let ls = self.plan.layer_state(layer);
             let ctx = layer_ctx(model, batch, layer);
             let source = if ls.recurrent.is_none() { feedback } else { None };
-            layer::forward(k, &ctx, &ls, group, updates, source, &mut self.state, &mut self.scratch)?;
+            layer::forward(k, &ctx, &ls, group, kv, updates, source, &mut self.state, &mut self.scratch)?;
         }
+        self.kv_start = if kv.in_place { self.kv_start + positions } else { 0 };
         Ok(())
     }
 
@@ -332,7 +367,7 @@ mod tests {
     use super::*;
     use crate::config::LayerSet;
     use crate::init::initialize;
-    use crate::kernels::{Storage, WeightData, WeightDtype};
+    use crate::kernels::{WeightData, WeightDtype};
     use crate::memory::Arena;
     use crate::reference::Reference;
 
@@ -359,7 +394,7 @@ mod tests {
         stream.forward(&mut k, &model, &[], &[false, true]).unwrap();
         let mut state = [0f32; 512];
         let state = &mut state[..plan.state_len()];
-        k.read_tensor(stream.state(), 0, state).unwrap();
+        stream.read_state(&mut k, state).unwrap();
         let initial = model.span(Param::Layer(1, crate::params::LayerParam::InitialState)).unwrap();
         for (layer, ls) in plan.layer_states().enumerate() {
             let qkv = config.qkv_width();

@@ -16,8 +16,9 @@ use crate::plan::{LayerState, RecurrentState};
 pub(crate) enum BlockKeys {
     /// In the key/value scratch, from this element on.
     Scratch(usize),
-    /// In the layer's own KV cache (which keeps exactly the last `2W` positions).
-    Cache,
+    /// In the layer's own KV cache, from this element of its regions on (the
+    /// window, which keeps exactly the last `2W` positions).
+    State(usize),
 }
 
 fn recurrent(ls: &LayerState) -> Result<RecurrentState, CoreError> {
@@ -120,7 +121,7 @@ pub(crate) fn update<K: Kernels>(
         // r_cross: the state attends to the 2W keys of the previous and current block.
         let (block_keys, block_values) = match block {
             BlockKeys::Scratch(offset) => (View::new(&*keys, offset), View::new(&*values, offset)),
-            BlockKeys::Cache => (View::new(&*state, ls.keys), View::new(&*state, ls.values)),
+            BlockKeys::State(at) => (View::new(&*state, ls.keys + at), View::new(&*state, ls.values + at)),
         };
         let cross_desc = Attention::new(ctx.batch, c.states, 2 * c.window, c.heads, c.head_dim, Mask::None, abs)?;
         k.attention(

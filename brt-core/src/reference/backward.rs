@@ -3,7 +3,7 @@
 use super::forward::{
     attention_inputs, elu_plus_one, head_scale, l2_norm, logit, rms_inverse, seq_at, sigmoid, softmax_stats,
 };
-use super::{at, dot, view, view_mut, weights, Reference};
+use super::{at, dot, view, view_mut, weights, Params, RefWeights, Reference};
 use crate::desc::{
     Activation, Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided, WeightOrder,
 };
@@ -30,8 +30,8 @@ fn elu_plus_one_derivative(x: f64) -> f64 {
 }
 
 /// `d |a| / d a` (0 at 0), or 1 when the scale is used as it is.
-fn scale_derivative<R: Real>(scale: &[R], h: usize, abs: bool) -> f64 {
-    let a = at(scale, h);
+fn scale_derivative<R: Real>(scale: Params<'_, R>, h: usize, abs: bool) -> f64 {
+    let a = scale.at(h);
     match (abs, a) {
         (false, _) => 1.0,
         (true, a) if a > 0.0 => 1.0,
@@ -68,7 +68,7 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
     fn rms_norm_backward(
         &mut self,
         x: View<'_, R::Buffer<M>>,
-        scale: WeightView<'_, R::Buffer<M>>,
+        scale: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         d_out: View<'_, R::Buffer<M>>,
         d_x: ViewMut<'_, R::Buffer<M>>,
         d_scale: ViewMut<'_, R::Buffer<M>>,
@@ -85,9 +85,9 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
             let dy = &d_out[row * dim..][..dim];
             let r = rms_inverse(xr);
             // y_c = x_c r s_c, r = (sum x^2 / d + eps)^(-1/2).
-            let t: f64 = (0..dim).map(|c| at(dy, c) * at(scale, c) * at(xr, c)).sum();
+            let t: f64 = (0..dim).map(|c| at(dy, c) * scale.at(c) * at(xr, c)).sum();
             for c in 0..dim {
-                let g = r * at(dy, c) * at(scale, c) - at(xr, c) * r * r * r * t / dim as f64;
+                let g = r * at(dy, c) * scale.at(c) - at(xr, c) * r * r * r * t / dim as f64;
                 add(&mut d_x[row * dim + c], g);
                 add(&mut d_scale[c], at(dy, c) * at(xr, c) * r);
             }
@@ -136,7 +136,7 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
     fn matmul_backward(
         &mut self,
         x: View<'_, R::Buffer<M>>,
-        w: WeightView<'_, R::Buffer<M>>,
+        w: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         out: View<'_, R::Buffer<M>>,
         d_out: ViewMut<'_, R::Buffer<M>>,
         d_x: Option<ViewMut<'_, R::Buffer<M>>>,
@@ -174,7 +174,7 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
         for i in 0..m {
             for r in 0..k {
                 if let Some(d_x) = d_x.as_deref_mut() {
-                    let s: f64 = (0..n).map(|j| at(d_out, i * n + j) * at(w, w_index(r, j))).sum();
+                    let s: f64 = (0..n).map(|j| at(d_out, i * n + j) * w.at(w_index(r, j))).sum();
                     add(&mut d_x[i * k + r], alpha * s);
                 }
                 if let Some(d_w) = d_w.as_deref_mut() {
@@ -195,8 +195,8 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
         q: View<'_, R::Buffer<M>>,
         k: View<'_, R::Buffer<M>>,
         v: View<'_, R::Buffer<M>>,
-        scale: WeightView<'_, R::Buffer<M>>,
-        bias: Option<WeightView<'_, R::Buffer<M>>>,
+        scale: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
+        bias: Option<WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>>,
         d_out: View<'_, R::Buffer<M>>,
         d_q: ViewMut<'_, R::Buffer<M>>,
         d_k: ViewMut<'_, R::Buffer<M>>,
@@ -259,7 +259,7 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
         q: View<'_, R::Buffer<M>>,
         k: View<'_, R::Buffer<M>>,
         v: View<'_, R::Buffer<M>>,
-        scale: WeightView<'_, R::Buffer<M>>,
+        scale: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         state: View<'_, R::Buffer<M>>,
         d_out: View<'_, R::Buffer<M>>,
         d_state: ViewMut<'_, R::Buffer<M>>,
@@ -341,7 +341,7 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
         &mut self,
         state: View<'_, R::Buffer<M>>,
         z: View<'_, R::Buffer<M>>,
-        bias: WeightView<'_, R::Buffer<M>>,
+        bias: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         d_state: ViewMut<'_, R::Buffer<M>>,
         d_z: ViewMut<'_, R::Buffer<M>>,
         d_bias: ViewMut<'_, R::Buffer<M>>,
@@ -356,7 +356,7 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
         let d_bias = view_mut("gate bias gradient", d_bias, dim)?;
         for i in 0..desc.len() {
             // s' = s g + z (1 - g), g = sigmoid(b).
-            let g = sigmoid(at(bias, i % dim));
+            let g = sigmoid(bias.at(i % dim));
             let ds = at(d_state, i);
             add(&mut d_z[i], ds * (1.0 - g));
             add(&mut d_bias[i % dim], ds * (at(state, i) - at(z, i)) * g * (1.0 - g));
@@ -371,8 +371,8 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
         z: View<'_, R::Buffer<M>>,
         forget: View<'_, R::Buffer<M>>,
         input: View<'_, R::Buffer<M>>,
-        forget_bias: WeightView<'_, R::Buffer<M>>,
-        input_bias: WeightView<'_, R::Buffer<M>>,
+        forget_bias: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
+        input_bias: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         d_state: ViewMut<'_, R::Buffer<M>>,
         d_z: ViewMut<'_, R::Buffer<M>>,
         d_forget: ViewMut<'_, R::Buffer<M>>,
@@ -396,8 +396,8 @@ impl<M: HostMemory, R: Real> Gradients for Reference<M, R> {
         let d_bi = view_mut("input bias gradient", d_input_bias, dim)?;
         for i in 0..desc.len() {
             // s' = s f + z g, f = sigmoid(F + bf + 1), g = sigmoid(I + bi - 1).
-            let f = sigmoid(at(forget, i) + at(bf, i % dim) + 1.0);
-            let g = sigmoid(at(input, i) + at(bi, i % dim) - 1.0);
+            let f = sigmoid(at(forget, i) + bf.at(i % dim) + 1.0);
+            let g = sigmoid(at(input, i) + bi.at(i % dim) - 1.0);
             let ds = at(d_state, i);
             let d_f_pre = ds * at(state, i) * f * (1.0 - f);
             let d_g_pre = ds * at(z, i) * g * (1.0 - g);

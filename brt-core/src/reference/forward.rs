@@ -1,6 +1,6 @@
 //! The forward kernels of the reference backend.
 
-use super::{at, dot, view, view_mut, weights, Reference};
+use super::{at, dot, view, view_mut, weights, Params, RefWeights, Reference};
 use crate::desc::{
     Activation, Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided, WeightOrder,
 };
@@ -34,8 +34,8 @@ pub(crate) fn activate(x: f64, activation: Activation) -> f64 {
 }
 
 /// The learned scale of head `h`, as `abs(a)` when asked.
-pub(crate) fn head_scale<R: Real>(scale: &[R], h: usize, abs: bool) -> f64 {
-    let a = at(scale, h);
+pub(crate) fn head_scale<R: Real>(scale: Params<'_, R>, h: usize, abs: bool) -> f64 {
+    let a = scale.at(h);
     if abs {
         a.abs()
     } else {
@@ -65,7 +65,7 @@ pub(crate) fn logit<R: Real>(
     desc: &Attention,
     q: &[R],
     k: &[R],
-    bias: Option<&[R]>,
+    bias: Option<Params<'_, R>>,
     a: f64,
     i: usize,
     j: usize,
@@ -77,7 +77,7 @@ pub(crate) fn logit<R: Real>(
     let kh = &k[seq_at(j, b, h, batch, width, dh)..][..dh];
     let mut content = dot(qh, kh);
     if let (Some(table), Mask::Window { offset, .. }) = (bias, desc.mask()) {
-        content += at(table, h * T5_BUCKETS + t5_bucket(i + offset - j));
+        content += table.at(h * T5_BUCKETS + t5_bucket(i + offset - j));
     }
     a * content
 }
@@ -88,7 +88,7 @@ pub(crate) fn softmax_stats<R: Real>(
     desc: &Attention,
     q: &[R],
     k: &[R],
-    bias: Option<&[R]>,
+    bias: Option<Params<'_, R>>,
     a: f64,
     i: usize,
     b: usize,
@@ -102,14 +102,19 @@ pub(crate) fn softmax_stats<R: Real>(
 
 /// Checks the shared inputs of an attention call and returns them as slices.
 #[allow(clippy::type_complexity)]
-pub(crate) fn attention_inputs<'a, B: core::ops::Deref<Target = [R]>, R: Real>(
+pub(crate) fn attention_inputs<
+    'a,
+    B: core::ops::Deref<Target = [R]>,
+    Bytes: core::ops::Deref<Target = [u8]>,
+    R: Real,
+>(
     q: View<'a, B>,
     k: View<'a, B>,
     v: View<'a, B>,
-    scale: WeightView<'a, B>,
-    bias: Option<WeightView<'a, B>>,
+    scale: WeightView<'a, RefWeights<B, Bytes>>,
+    bias: Option<WeightView<'a, RefWeights<B, Bytes>>>,
     desc: &Attention,
-) -> Result<(&'a [R], &'a [R], &'a [R], &'a [R], Option<&'a [R]>), CoreError> {
+) -> Result<(&'a [R], &'a [R], &'a [R], Params<'a, R>, Option<Params<'a, R>>), CoreError> {
     let q = view("attention queries", q, desc.query_len())?;
     let k = view("attention keys", k, desc.key_len())?;
     let v = view("attention values", v, desc.key_len())?;
@@ -129,7 +134,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         &mut self,
         tokens: &M::U32,
         token_offset: usize,
-        table: WeightView<'_, R::Buffer<M>>,
+        table: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         out: ViewMut<'_, R::Buffer<M>>,
         desc: Embed,
     ) -> KResult<Self> {
@@ -142,7 +147,9 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
             if id as usize >= desc.vocab() {
                 return Err(CoreError::TokenOutOfRange { index: i, id, vocab: desc.vocab() });
             }
-            row.copy_from_slice(&table[id as usize * dim..][..dim]);
+            for (c, o) in row.iter_mut().enumerate() {
+                *o = table.get(id as usize * dim + c);
+            }
         }
         Ok(())
     }
@@ -150,7 +157,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
     fn rms_norm(
         &mut self,
         x: View<'_, R::Buffer<M>>,
-        scale: WeightView<'_, R::Buffer<M>>,
+        scale: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         out: ViewMut<'_, R::Buffer<M>>,
         desc: Rows,
     ) -> KResult<Self> {
@@ -161,7 +168,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         for (xr, yr) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
             let inv = rms_inverse(xr);
             for (c, y) in yr.iter_mut().enumerate() {
-                *y = R::from_f64(at(xr, c) * inv * at(scale, c));
+                *y = R::from_f64(at(xr, c) * inv * scale.at(c));
             }
         }
         Ok(())
@@ -170,7 +177,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
     fn add_positions(
         &mut self,
         x: ViewMut<'_, R::Buffer<M>>,
-        table: WeightView<'_, R::Buffer<M>>,
+        table: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         desc: Positions,
     ) -> KResult<Self> {
         let dim = desc.dim();
@@ -179,7 +186,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         for (r, row) in x.chunks_exact_mut(dim).enumerate() {
             let position = r / desc.batch();
             for (c, v) in row.iter_mut().enumerate() {
-                *v = R::from_f64(v.to_f64() + at(table, position * dim + c));
+                *v = R::from_f64(v.to_f64() + table.at(position * dim + c));
             }
         }
         Ok(())
@@ -199,7 +206,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
     fn matmul(
         &mut self,
         x: View<'_, R::Buffer<M>>,
-        w: WeightView<'_, R::Buffer<M>>,
+        w: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         out: ViewMut<'_, R::Buffer<M>>,
         desc: Matmul,
     ) -> KResult<Self> {
@@ -210,8 +217,8 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         for (xr, yr) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
             for (j, y) in yr.iter_mut().enumerate() {
                 let sum: f64 = match desc.order() {
-                    WeightOrder::InOut => (0..k).map(|i| at(xr, i) * at(w, i * n + j)).sum(),
-                    WeightOrder::OutIn => dot(xr, &w[j * k..][..k]),
+                    WeightOrder::InOut => (0..k).map(|i| at(xr, i) * w.at(i * n + j)).sum(),
+                    WeightOrder::OutIn => (0..k).map(|i| at(xr, i) * w.at(j * k + i)).sum(),
                 };
                 let base = if desc.accumulates() { y.to_f64() } else { 0.0 };
                 *y = R::from_f64(activate(base + desc.alpha_value() as f64 * sum, desc.activation_kind()));
@@ -225,8 +232,8 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         q: View<'_, R::Buffer<M>>,
         k: View<'_, R::Buffer<M>>,
         v: View<'_, R::Buffer<M>>,
-        scale: WeightView<'_, R::Buffer<M>>,
-        bias: Option<WeightView<'_, R::Buffer<M>>>,
+        scale: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
+        bias: Option<WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>>,
         out: ViewMut<'_, R::Buffer<M>>,
         desc: Attention,
     ) -> KResult<Self> {
@@ -266,7 +273,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         q: View<'_, R::Buffer<M>>,
         k: View<'_, R::Buffer<M>>,
         v: View<'_, R::Buffer<M>>,
-        scale: WeightView<'_, R::Buffer<M>>,
+        scale: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         state: ViewMut<'_, R::Buffer<M>>,
         out: ViewMut<'_, R::Buffer<M>>,
         desc: LinearAttention,
@@ -312,7 +319,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         &mut self,
         state: ViewMut<'_, R::Buffer<M>>,
         z: View<'_, R::Buffer<M>>,
-        bias: WeightView<'_, R::Buffer<M>>,
+        bias: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         desc: Rows,
     ) -> KResult<Self> {
         let dim = desc.dim();
@@ -320,7 +327,7 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         let bias = weights("gate bias", bias, dim)?;
         let state = view_mut("gated state", state, desc.len())?;
         for (i, s) in state.iter_mut().enumerate() {
-            let g = sigmoid(at(bias, i % dim));
+            let g = sigmoid(bias.at(i % dim));
             *s = R::from_f64(s.to_f64() * g + at(z, i) * (1.0 - g));
         }
         Ok(())
@@ -332,8 +339,8 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         z: View<'_, R::Buffer<M>>,
         forget: View<'_, R::Buffer<M>>,
         input: View<'_, R::Buffer<M>>,
-        forget_bias: WeightView<'_, R::Buffer<M>>,
-        input_bias: WeightView<'_, R::Buffer<M>>,
+        forget_bias: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
+        input_bias: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         desc: Rows,
     ) -> KResult<Self> {
         let dim = desc.dim();
@@ -344,8 +351,8 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         let bi = weights("input gate bias", input_bias, dim)?;
         let state = view_mut("gated state", state, desc.len())?;
         for (i, s) in state.iter_mut().enumerate() {
-            let f = sigmoid(at(forget, i) + at(bf, i % dim) + 1.0);
-            let g = sigmoid(at(input, i) + at(bi, i % dim) - 1.0);
+            let f = sigmoid(at(forget, i) + bf.at(i % dim) + 1.0);
+            let g = sigmoid(at(input, i) + bi.at(i % dim) - 1.0);
             *s = R::from_f64(s.to_f64() * f + at(z, i) * g);
         }
         Ok(())
@@ -367,14 +374,16 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
 
     fn copy_weights(
         &mut self,
-        src: WeightView<'_, R::Buffer<M>>,
+        src: WeightView<'_, RefWeights<R::Buffer<M>, M::Bytes>>,
         dst: ViewMut<'_, R::Buffer<M>>,
         runs: Strided,
     ) -> KResult<Self> {
         let src = weights("copy_weights source", src, runs.total())?;
         let dst = view_mut("copy_weights destination", dst, runs.extent())?;
         for r in 0..runs.count() {
-            dst[r * runs.stride()..][..runs.len()].copy_from_slice(&src[r * runs.len()..][..runs.len()]);
+            for (c, o) in dst[r * runs.stride()..][..runs.len()].iter_mut().enumerate() {
+                *o = src.get(r * runs.len() + c);
+            }
         }
         Ok(())
     }

@@ -9,13 +9,18 @@
 
 mod backward;
 mod forward;
+mod params;
 #[cfg(test)]
 mod tests;
 
+use crate::encoding::ByteLayout;
 use crate::error::{CoreError, CoreResult};
 use crate::kernels::{check_extent, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
 use crate::memory::{HostMemory, Real};
 use core::marker::PhantomData;
+use core::ops::Deref;
+use params::Params;
+pub use params::RefWeights;
 
 /// The reference backend over a source of host memory, storing values as `R`.
 #[derive(Debug)]
@@ -52,6 +57,36 @@ impl<M: HostMemory, R: Real> Reference<M, R> {
     pub fn read_exact(&self, src: &R::Buffer<M>, offset: usize, dst: &mut [R]) -> CoreResult<()> {
         dst.copy_from_slice(range("tensor read", src, offset, dst.len())?);
         Ok(())
+    }
+
+    /// Copies parameter values in at full precision (parameters used in place
+    /// are read-only).
+    pub fn write_weights_exact(
+        &self,
+        dst: &mut RefWeights<R::Buffer<M>, M::Bytes>,
+        offset: usize,
+        src: &[R],
+    ) -> CoreResult<()> {
+        match dst {
+            RefWeights::Values(values) => self.write_exact(values, offset, src),
+            RefWeights::InPlace(..) => Err(CoreError::InvalidShape { what: "weights used in place are read-only" }),
+        }
+    }
+
+    /// Parameters used where they lie: `bytes` (exactly `layout.len()` of them)
+    /// hold a model's tensor data as `layout` says, each value decoded exactly as
+    /// a kernel reads it, nothing copied. For a [`crate::Model`] of
+    /// `layout.layout()`.
+    pub fn weights_in_place(
+        &self,
+        bytes: M::Bytes,
+        layout: &ByteLayout,
+    ) -> CoreResult<RefWeights<R::Buffer<M>, M::Bytes>> {
+        if bytes.len() != layout.len() {
+            let (expected, actual) = (layout.len(), bytes.len());
+            return Err(CoreError::LengthMismatch { what: "tensor data bytes", expected, actual });
+        }
+        Ok(RefWeights::InPlace(bytes, *layout))
     }
 
     /// Copies values in at full precision.
@@ -96,12 +131,12 @@ pub(crate) fn view_mut<'a, B: core::ops::DerefMut<Target = [R]>, R>(
 }
 
 /// The `len` values of a parameter view.
-pub(crate) fn weights<'a, B: core::ops::Deref<Target = [R]>, R>(
+pub(crate) fn weights<'a, B: Deref<Target = [R]>, Bytes: Deref<Target = [u8]>, R: Real>(
     what: &'static str,
-    v: WeightView<'a, B>,
+    v: WeightView<'a, RefWeights<B, Bytes>>,
     len: usize,
-) -> CoreResult<&'a [R]> {
-    range(what, v.weights, v.offset, len)
+) -> CoreResult<Params<'a, R>> {
+    v.weights.range(what, v.offset, len)
 }
 
 /// `sum a_i b_i` in f64.
@@ -118,16 +153,20 @@ pub(crate) fn at<R: Real>(s: &[R], i: usize) -> f64 {
 impl<M: HostMemory, R: Real> Storage for Reference<M, R> {
     type Error = CoreError;
     type Tensor = R::Buffer<M>;
-    type Weights = R::Buffer<M>;
+    type Weights = RefWeights<R::Buffer<M>, M::Bytes>;
     type Tokens = M::U32;
 
     fn alloc_tensor(&mut self, len: usize) -> CoreResult<R::Buffer<M>> {
         R::alloc(&mut self.memory, len)
     }
-    fn alloc_weights(&mut self, len: usize, _dtype: WeightDtype) -> CoreResult<R::Buffer<M>> {
+    fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> CoreResult<Self::Weights> {
         // The oracle keeps every parameter at its own precision; narrower inputs
-        // widen exactly.
-        R::alloc(&mut self.memory, len)
+        // widen exactly. Q8_0 is not a type of values: its decoded values are
+        // held as f32 weights.
+        if dtype == WeightDtype::Q8_0 {
+            return Err(CoreError::InvalidShape { what: crate::encoding::Q8_0_CPU_ONLY });
+        }
+        Ok(RefWeights::Values(R::alloc(&mut self.memory, len)?))
     }
     fn alloc_tokens(&mut self, len: usize) -> CoreResult<M::U32> {
         self.memory.alloc_u32(len)
@@ -135,7 +174,7 @@ impl<M: HostMemory, R: Real> Storage for Reference<M, R> {
     fn tensor_len(tensor: &R::Buffer<M>) -> usize {
         tensor.len()
     }
-    fn weights_len(weights: &R::Buffer<M>) -> usize {
+    fn weights_len(weights: &Self::Weights) -> usize {
         weights.len()
     }
     fn tokens_len(tokens: &M::U32) -> usize {
@@ -155,7 +194,10 @@ impl<M: HostMemory, R: Real> Storage for Reference<M, R> {
         }
         Ok(())
     }
-    fn write_weights(&mut self, dst: &mut R::Buffer<M>, offset: usize, src: WeightData<'_>) -> CoreResult<()> {
+    fn write_weights(&mut self, dst: &mut Self::Weights, offset: usize, src: WeightData<'_>) -> CoreResult<()> {
+        let RefWeights::Values(dst) = dst else {
+            return Err(CoreError::InvalidShape { what: "weights used in place are read-only" });
+        };
         let out = range_mut("weights write", dst, offset, src.len())?;
         for (i, o) in out.iter_mut().enumerate() {
             *o = R::from_f64(src.get(i).unwrap_or(0.0) as f64);

@@ -19,6 +19,11 @@ fn tensor<'m>(k: &mut Reference<Arena<'m>>, values: &[f32]) -> &'m mut [f32] {
     t
 }
 
+/// Parameters holding `values`.
+fn params<'m>(k: &mut Reference<Arena<'m>>, values: &[f32]) -> RefWeights<&'m mut [f32], &'m [u8]> {
+    RefWeights::Values(tensor(k, values))
+}
+
 #[test]
 fn window_mask_sees_exactly_the_w_previous_tokens() {
     // W = 2, two cached positions then 3 tokens. All keys are zero, so every
@@ -33,7 +38,7 @@ fn window_mask_sees_exactly_the_w_previous_tokens() {
             one_hot[j * 5 + j] = 1.0;
         }
         let v = tensor(k, &one_hot);
-        let scale = tensor(k, &[1.0]);
+        let scale = params(k, &[1.0]);
         let mut out = k.alloc_tensor(n * 5).unwrap();
         let desc = Attention::new(1, n, keys, 1, 5, Mask::Window { offset: w, window: w }, false).unwrap();
         k.attention(
@@ -65,8 +70,8 @@ fn zero_cache_at_a_document_start_gives_zero_output() {
         let q = tensor(k, &[0.3, -0.7]);
         let keys = tensor(k, &[0.0, 0.0, 0.0, 0.0, 0.6, 0.8]);
         let values = tensor(k, &[0.0, 0.0, 0.0, 0.0, 5.0, 7.0]);
-        let scale = tensor(k, &[3.0]);
-        let bias = tensor(k, &[0.5; 32]);
+        let scale = params(k, &[3.0]);
+        let bias = params(k, &[0.5; 32]);
         let mut out = k.alloc_tensor(2).unwrap();
         let desc = Attention::new(1, 1, 3, 1, 2, Mask::Window { offset: 2, window: 2 }, false).unwrap();
         k.attention(
@@ -92,10 +97,10 @@ fn bias_is_added_before_the_scale() {
         let keys = tensor(k, &[0.0; 6]);
         let values = tensor(k, &[1.0, 0.0, 0.0, 1.0, 9.0, 9.0]);
         let a = 3.0f32;
-        let scale = tensor(k, &[a]);
+        let scale = params(k, &[a]);
         let mut table = [0f32; 32];
         table[1] = 1.0; // bucket of distance 1
-        let bias = tensor(k, &table);
+        let bias = params(k, &table);
         let mut out = k.alloc_tensor(2).unwrap();
         let desc = Attention::new(1, 1, 3, 1, 2, Mask::Window { offset: 2, window: 2 }, false).unwrap();
         k.attention(
@@ -123,7 +128,7 @@ fn safe_softmax_attends_to_nothing_far_below_the_floor() {
         let mut out = k.alloc_tensor(2).unwrap();
         let desc = Attention::new(1, 1, 1, 1, 2, Mask::None, false).unwrap();
         // a = 2000: the only logit is -2000 < -1000, so the floor term wins.
-        let scale = tensor(k, &[2000.0]);
+        let scale = params(k, &[2000.0]);
         k.attention(
             View::new(&q, 0),
             View::new(&keys, 0),
@@ -136,7 +141,7 @@ fn safe_softmax_attends_to_nothing_far_below_the_floor() {
         .unwrap();
         assert_eq!(&out[..], &[0.0, 0.0]);
         // abs(a) with a = -1: logit -1, one key: weight 1 (the floor is negligible).
-        let scale = tensor(k, &[-1.0]);
+        let scale = params(k, &[-1.0]);
         let desc = Attention::new(1, 1, 1, 1, 2, Mask::None, true).unwrap();
         k.attention(
             View::new(&q, 0),
@@ -158,7 +163,7 @@ fn gate_formulas() {
         // Fixed: b = 0 gives g = 1/2, so s' = (s + z) / 2.
         let mut s = tensor(k, &[2.0, -4.0]);
         let z = tensor(k, &[6.0, 0.0]);
-        let b = tensor(k, &[0.0, 0.0]);
+        let b = params(k, &[0.0, 0.0]);
         k.gate_fixed(ViewMut::new(&mut s, 0), View::new(&z, 0), WeightView::new(&b, 0), Rows::new(1, 2).unwrap())
             .unwrap();
         assert_eq!(&s[..], &[4.0, -2.0]);
@@ -185,7 +190,7 @@ fn gate_formulas() {
 fn norms() {
     with_reference(|k| {
         let x = tensor(k, &[3.0, 4.0]);
-        let scale = tensor(k, &[1.0, -2.0]);
+        let scale = params(k, &[1.0, -2.0]);
         let mut out = k.alloc_tensor(2).unwrap();
         k.rms_norm(View::new(&x, 0), WeightView::new(&scale, 0), ViewMut::new(&mut out, 0), Rows::new(1, 2).unwrap())
             .unwrap();
@@ -203,7 +208,7 @@ fn norms() {
 fn matmul_orders_accumulation_and_activation() {
     with_reference(|k| {
         let x = tensor(k, &[1.0, 2.0]);
-        let w = tensor(k, &[1.0, -1.0, 3.0, 0.5, 1.0, -2.0]); // (2, 3) in-out
+        let w = params(k, &[1.0, -1.0, 3.0, 0.5, 1.0, -2.0]); // (2, 3) in-out
         let mut out = tensor(k, &[10.0, 10.0, 10.0]);
         k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut out, 0), Matmul::new(1, 2, 3).unwrap())
             .unwrap();
@@ -232,7 +237,7 @@ fn linear_attention_of_a_first_token_returns_its_value() {
         let q = tensor(k, &[0.2, -0.9]);
         let keys = tensor(k, &[-0.4, 0.7]);
         let v = tensor(k, &[3.0, -5.0]);
-        let scale = tensor(k, &[2.0]);
+        let scale = params(k, &[2.0]);
         let desc = LinearAttention::new(1, 1, 1, 2, false).unwrap();
         let mut state = k.alloc_tensor(desc.state_len()).unwrap();
         let mut out = k.alloc_tensor(2).unwrap();
@@ -254,7 +259,7 @@ fn linear_attention_of_a_first_token_returns_its_value() {
 fn too_small_buffers_are_errors() {
     with_reference(|k| {
         let x = tensor(k, &[1.0; 3]);
-        let scale = tensor(k, &[1.0; 2]);
+        let scale = params(k, &[1.0; 2]);
         let mut out = k.alloc_tensor(4).unwrap();
         let err = k.rms_norm(
             View::new(&x, 0),

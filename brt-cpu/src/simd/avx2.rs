@@ -57,6 +57,17 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> __m256 {
+        // SAFETY: the caller makes `p` valid for 8 reads (one 64-bit load, no
+        // alignment needed); dispatch guarantees AVX2.
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
+    }
+    #[inline(always)]
+    unsafe fn splat_f16(bits: u16) -> __m256 {
+        // SAFETY: dispatch guarantees AVX and F16C.
+        unsafe { _mm256_cvtph_ps(_mm_set1_epi16(bits as i16)) }
+    }
+    #[inline(always)]
     unsafe fn add(a: __m256, b: __m256) -> __m256 {
         // SAFETY: dispatch guarantees AVX.
         unsafe { _mm256_add_ps(a, b) }

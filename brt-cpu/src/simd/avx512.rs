@@ -58,6 +58,17 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> __m512 {
+        // SAFETY: the caller makes `p` valid for 16 reads (one unaligned 128-bit
+        // load); dispatch guarantees AVX-512F.
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))) }
+    }
+    #[inline(always)]
+    unsafe fn splat_f16(bits: u16) -> __m512 {
+        // SAFETY: dispatch guarantees AVX-512F (its conversion from f16 included).
+        unsafe { _mm512_cvtph_ps(_mm256_set1_epi16(bits as i16)) }
+    }
+    #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
         // SAFETY: dispatch guarantees AVX-512F.
         unsafe { _mm512_add_ps(a, b) }

@@ -225,6 +225,15 @@ pub(crate) trait Simd: Copy {
     unsafe fn load_f16(p: *const u16) -> Self::V;
     /// Loads `LANES` bf16 values widened to f32.
     unsafe fn load_bf16(p: *const u16) -> Self::V;
+    /// Loads `LANES` signed bytes (Q8_0 quants) widened to f32 (exactly).
+    unsafe fn load_i8(p: *const i8) -> Self::V;
+    /// One f16 (given as its bits) widened to f32 in every lane (a Q8_0 block's
+    /// scale). Software conversion unless the level has an instruction for it.
+    #[inline(always)]
+    unsafe fn splat_f16(bits: u16) -> Self::V {
+        // SAFETY: forwarded contract (`splat` has no requirement beyond the level).
+        unsafe { Self::splat(half::f16::from_bits(bits).to_f32()) }
+    }
     /// `a + b`.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// `a - b`.

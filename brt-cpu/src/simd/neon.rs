@@ -65,6 +65,17 @@ impl Simd for Neon {
         unsafe { vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p))) }
     }
     #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> float32x4_t {
+        // SAFETY: the caller makes `p` valid for 4 reads, read as one unaligned
+        // 32-bit word (a 64-bit `vld1_s8` could read past a block's end); the
+        // bytes are then sign-extended twice and converted exactly.
+        unsafe {
+            let word = (p as *const u32).read_unaligned();
+            let bytes = vreinterpret_s8_u32(vdup_n_u32(word));
+            vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(bytes))))
+        }
+    }
+    #[inline(always)]
     unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
         // SAFETY: dispatch guarantees NEON.
         unsafe { vaddq_f32(a, b) }

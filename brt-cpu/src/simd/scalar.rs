@@ -42,6 +42,11 @@ impl Simd for Scalar {
         half::bf16::from_bits(unsafe { p.read_unaligned() }).to_f32()
     }
     #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> f32 {
+        // SAFETY: the caller makes `p` valid for one read.
+        unsafe { p.read() as f32 }
+    }
+    #[inline(always)]
     unsafe fn add(a: f32, b: f32) -> f32 {
         a + b
     }

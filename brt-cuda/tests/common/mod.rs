@@ -8,7 +8,7 @@ use std::io::Write;
 
 /// Whether `BRT_REQUIRE_GPU=1`: a missing GPU is then a failure, not a skip.
 pub fn require_gpu() -> bool {
-    std::env::var("BRT_REQUIRE_GPU").is_ok_and(|v| v == "1")
+    brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref())
 }
 
 /// Prints straight to the terminal: libtest captures the `print!` macros of
@@ -105,7 +105,7 @@ pub fn read<K: Storage>(k: &mut K, t: &K::Tensor) -> Vec<f32> {
 pub fn weights<K: Storage>(k: &mut K, data: &[f32], dtype: WeightDtype) -> K::Weights {
     let mut w = k.alloc_weights(data.len(), dtype).unwrap();
     match dtype {
-        WeightDtype::F32 => k.write_weights(&mut w, 0, WeightData::F32(data)).unwrap(),
+        WeightDtype::F32 | WeightDtype::Q8_0 => k.write_weights(&mut w, 0, WeightData::F32(data)).unwrap(),
         WeightDtype::F16 => {
             let v: Vec<_> = data.iter().map(|&x| brt_core::half::f16::from_f32(x)).collect();
             k.write_weights(&mut w, 0, WeightData::F16(&v)).unwrap()
@@ -149,9 +149,9 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], abs: f32, rel:
     );
 }
 
-/// Largest absolute difference.
+/// Largest absolute difference (NaN when either side holds one).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, |m, d| if d.is_nan() { f32::NAN } else { m.max(d) })
+    brt::compare::largest_difference(a, b).value
 }
 
 /// Every storage type of parameters. The test data are rounded to the type

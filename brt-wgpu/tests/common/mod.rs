@@ -38,7 +38,7 @@ pub fn weights<K: Storage>(k: &mut K, data: &[f32], dtype: WeightDtype) -> K::We
     let halves: Vec<brt_core::half::f16>;
     let bf: Vec<brt_core::half::bf16>;
     let src = match dtype {
-        WeightDtype::F32 => WeightData::F32(data),
+        WeightDtype::F32 | WeightDtype::Q8_0 => WeightData::F32(data),
         WeightDtype::F16 => {
             halves = data.iter().map(|&x| brt_core::half::f16::from_f32(x)).collect();
             WeightData::F16(&halves)

@@ -1,7 +1,7 @@
 //! `brt bench --config small|paper`: tokens/s and achieved GFLOP/s of a stream.
 
 use super::parse_backend;
-use brt::bench::{forward_flops_per_token, named_config, random_model, BenchJob, BenchSpec};
+use brt::bench::{forward_flops_per_token, named_config, random_loaded_model, BenchJob, BenchSpec};
 use brt::{BackendKind, Error};
 use clap::Args;
 
@@ -46,7 +46,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         return Err(Error::Invalid("--tokens, --batch and --chunk must be positive".into()));
     }
     let config = named_config(&args.config)?;
-    let weights = random_model(&config, args.dtype.into(), 0)?;
+    let weights = random_loaded_model(&config, args.dtype.into(), 0)?;
     let spec = BenchSpec {
         batch: args.batch,
         tokens: args.tokens,

@@ -51,7 +51,11 @@ pub fn run(args: InfoArgs) -> Result<(), Error> {
     }
     let _ = writeln!(out, "  abs(scale)        {}", if c.abs_attention_scale { "yes" } else { "no" });
     let _ = writeln!(out, "parameters: {parameters} stored as {}", model.dtype().name());
-    let _ = writeln!(out, "  weights           {}", mib(parameters, model.dtype().size()));
+    let weight_bytes = match &model {
+        LoadedModel::Mapped(file) => file.byte_layout().len(),
+        LoadedModel::InMemory(w) => parameters * w.dtype().size().unwrap_or(4),
+    };
+    let _ = writeln!(out, "  weights           {}", mib(weight_bytes, 1));
     if let LoadedModel::Mapped(file) = &model {
         let _ = writeln!(out, "model file (GGUF {}, brt format {}):", brt_gguf::GGUF_VERSION, brt_gguf::FORMAT_VERSION);
         if let Some(name) = file.name() {
@@ -60,11 +64,8 @@ pub fn run(args: InfoArgs) -> Result<(), Error> {
         let _ = writeln!(out, "  file              {} bytes", file.file_len());
         let _ = writeln!(out, "  alignment         {} bytes", file.alignment());
         let _ = writeln!(out, "  data CRC-32       {:#010x} (checked)", file.crc32());
-        let _ = writeln!(
-            out,
-            "  weights in place  {} (mapped, not read into memory)",
-            mib(file.layout().len(), file.dtype().size())
-        );
+        let _ =
+            writeln!(out, "  weights in place  {} (mapped, not read into memory)", mib(file.byte_layout().len(), 1));
     }
     let plan = Plan::new(c, 1, c.window)?;
     let _ = writeln!(out, "per document (batch row), calls of one block:");

@@ -284,7 +284,7 @@ fn write_outputs<G: Gradients>(trainer: &Trainer<G>, args: &TrainArgs) -> Result
 where
     Error: From<G::Error>,
 {
-    let weights = trainer.weights()?.with_dtype(args.save_dtype.into());
+    let weights = trainer.weights()?.with_dtype(args.save_dtype.into())?;
     brt::format::save(&weights, &args.out.join("model.safetensors"))?;
     // Trailing mean over up to 50 steps, from the first step on.
     let window = 50;
@@ -312,6 +312,14 @@ where
 pub fn run(args: TrainArgs) -> Result<(), Error> {
     if args.batch == 0 || args.steps == 0 || args.checkpoint_every == 0 || args.eval_every == 0 {
         return Err(Error::Invalid("--batch, --steps, --checkpoint-every and --eval-every must be positive".into()));
+    }
+    if matches!(args.save_dtype, DtypeArg::Q8_0) {
+        // Said before training, not after it: the final model is brt weights.
+        return Err(Error::Invalid(
+            "--save-dtype q8_0: the trained model is saved as brt weights (f32, f16 or bf16); write a q8_0 model \
+             file from it afterwards with `brt convert OUT/model.safetensors model.gguf --dtype q8_0`"
+                .into(),
+        ));
     }
     let files = Corpus::list(&args.data)?;
     let corpus = Corpus::read(&files, &Tokenizer::Bytes)?;

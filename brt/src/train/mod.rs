@@ -109,7 +109,7 @@ where
         if options.batch == 0 || options.segment == 0 {
             return Err(Error::Invalid("batch and segment must be positive".into()));
         }
-        let master = initial.with_dtype(brt_core::WeightDtype::F32);
+        let master = initial.with_dtype(brt_core::WeightDtype::F32)?;
         let params = match master.buffer() {
             WeightBuffer::F32(v) => v.clone(),
             _ => return Err(Error::Invalid("internal: f32 master weights expected".into())),

@@ -54,17 +54,12 @@ pub fn documents(case: &str) -> (Vec<Document>, usize) {
     (docs, vocab)
 }
 
-/// Largest absolute difference, with the position (index / vocab) where it is.
+/// Largest absolute difference (NaN when either side holds one), with the
+/// position (index / vocab) where it is.
 pub fn max_abs_diff(a: &[f32], b: &[f32], vocab: usize) -> (f32, usize) {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).enumerate().fold((0f32, 0), |(worst, at), (i, (x, y))| {
-        let d = (x - y).abs();
-        if d > worst || d.is_nan() {
-            (d, i / vocab)
-        } else {
-            (worst, at)
-        }
-    })
+    let d = brt::compare::largest_difference(a, b);
+    (d.value, d.index / vocab)
 }
 
 /// Path of the built `brt` program.

@@ -18,7 +18,7 @@ pub fn random_weights(config: Config, seed: u64, dtype: WeightDtype) -> ModelWei
     let layout = brt_core::WeightLayout::new(&config).unwrap();
     let mut flat = vec![0f32; layout.len()];
     brt_core::init::initialize(&config, seed, &mut flat).unwrap();
-    ModelWeights::new(config, WeightBuffer::F32(flat)).unwrap().with_dtype(dtype)
+    ModelWeights::new(config, WeightBuffer::F32(flat)).unwrap().with_dtype(dtype).unwrap()
 }
 
 /// One stored numpy array: shape, dtype name, little-endian bytes.
@@ -41,7 +41,7 @@ pub const PARAMS: &str = "optimizer/target/decoder/";
 pub fn official_arrays(weights: &ModelWeights, cache: bool) -> Arrays {
     let mut arrays = Arrays::new();
     let (dtype, size) = match weights.dtype() {
-        WeightDtype::F32 => ("float32", 4),
+        WeightDtype::F32 | WeightDtype::Q8_0 => ("float32", 4),
         WeightDtype::F16 => ("float16", 2),
         WeightDtype::Bf16 => ("bfloat16", 2),
     };
@@ -51,7 +51,7 @@ pub fn official_arrays(weights: &ModelWeights, cache: bool) -> Arrays {
         let mut data = Vec::with_capacity(values.len() * size);
         for v in values {
             match weights.dtype() {
-                WeightDtype::F32 => data.extend(v.to_le_bytes()),
+                WeightDtype::F32 | WeightDtype::Q8_0 => data.extend(v.to_le_bytes()),
                 WeightDtype::F16 => data.extend(f16::from_f32(v).to_le_bytes()),
                 WeightDtype::Bf16 => data.extend(bf16::from_f32(v).to_le_bytes()),
             }

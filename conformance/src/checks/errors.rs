@@ -8,7 +8,7 @@ use super::models::{model_case, stream_document, upload_model, ModelCase, Varian
 use crate::backend::Backend;
 use crate::failure::Failure;
 use crate::gen::Rng;
-use crate::io::{call, read, tensor, tokens, weights};
+use crate::io::{call, read_state, tensor, tokens, weights};
 use crate::runner::{run_cases, Options};
 use crate::tolerance::{compare, Tolerance};
 use brt_core::desc::{Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided};
@@ -443,7 +443,7 @@ fn stream_errors<B: Backend>(k: &mut B::Kernels, case: &ModelCase, dtype: Weight
         stream.read_logits(k, &mut logits),
         |e| matches!(e, CoreError::LengthMismatch { expected, actual, .. } if expected == batch * vocab && actual == batch * vocab + 1),
     )?;
-    let saved = vec![0f32; stream.plan().state_len() + 1];
+    let saved = vec![0f32; stream.plan().saved_state_len() + 1];
     expect_error::<B, _>(
         "restore of a state of the wrong length",
         "LengthMismatch",
@@ -457,7 +457,7 @@ fn stream_errors<B: Backend>(k: &mut B::Kernels, case: &ModelCase, dtype: Weight
     call("Stream::forward", stream.forward(k, &model, &rest, &[]))?;
     let mut after = vec![0f32; rest.len() * vocab];
     call("Stream::read_logits", stream.read_logits(k, &mut after))?;
-    let state = read(k, stream.state())?;
+    let state = read_state(k, &stream)?;
     let clean = stream_document(k, &model, batch, max, &[first, rest], &[])?;
     compare("logits of the first call, after the rejected calls", &last, &clean.logits[0], Tolerance::EXACT)?;
     compare("logits after the rejected calls vs an untouched stream", &after, &clean.logits[1], Tolerance::EXACT)?;

@@ -17,6 +17,7 @@ pub mod linear;
 pub mod locality;
 pub mod models;
 pub mod properties;
+pub mod quantized;
 
 use crate::backend::Backend;
 use crate::failure::Failure;

@@ -12,7 +12,7 @@
 use crate::backend::Backend;
 use crate::failure::Failure;
 use crate::gen::{seed, Rng};
-use crate::io::{call, read, round_to, with_weight_data};
+use crate::io::{call, read_state, round_to, with_weight_data};
 use crate::runner::{run_cases, Options};
 use crate::tolerance::{compare, tolerance, Check};
 use brt_core::init::initialize;
@@ -300,8 +300,18 @@ pub fn stream_document<K: Kernels>(
     tokens: &[Vec<u32>],
     resets: &[Vec<bool>],
 ) -> Result<Streamed, Failure> {
+    stream_planned(k, model, Plan::new(model.config(), batch, max_tokens)?, tokens, resets)
+}
+
+/// [`stream_document`] in a stream of `plan` (one with a KV runway, say).
+pub fn stream_planned<K: Kernels>(
+    k: &mut K,
+    model: &Model<K>,
+    plan: Plan,
+    tokens: &[Vec<u32>],
+    resets: &[Vec<bool>],
+) -> Result<Streamed, Failure> {
     let config = *model.config();
-    let plan = Plan::new(&config, batch, max_tokens)?;
     let mut stream = call("Stream::new", Stream::new(k, model, plan))?;
     let mut logits = Vec::with_capacity(tokens.len());
     for (c, ids) in tokens.iter().enumerate() {
@@ -311,7 +321,7 @@ pub fn stream_document<K: Kernels>(
         call("Stream::read_logits", stream.read_logits(k, &mut out))?;
         logits.push(out);
     }
-    let state = read(k, stream.state())?;
+    let state = read_state(k, &stream)?;
     Ok(Streamed { logits, state })
 }
 

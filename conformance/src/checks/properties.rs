@@ -1,13 +1,14 @@
 //! Properties of one backend on its own (no reference needed): streaming
 //! invariance, document resets, independence of batch rows, determinism.
 
-use super::models::{model_case, stream_document, upload_model, ModelCase, Variant};
+use super::models::{model_case, stream_document, stream_planned, upload_model, ModelCase, Variant};
 use crate::backend::Backend;
 use crate::failure::Failure;
 use crate::gen::Rng;
+use crate::io::{call, read_state};
 use crate::runner::{run_cases, Options};
 use crate::tolerance::{compare, tolerance, Check, Tolerance};
-use brt_core::Kernels;
+use brt_core::{Kernels, Plan, Stream};
 use proptest::prelude::*;
 use std::cell::RefCell;
 
@@ -38,6 +39,53 @@ pub fn streaming_invariance<B: Backend>(k: &mut B::Kernels, options: &Options) -
         let one = stream_document(k, &model, case.batch, total, &[whole], &[])?;
         let split = stream_document(k, &model, case.batch, case.max_call(), &calls, &[])?;
         compare("logits of the document in pieces vs in one call", &split.logits.concat(), &one.logits.concat(), tol)
+    })
+}
+
+/// Property: the KV runway moves where keys and values lie, never a result. A
+/// document (with its resets) streamed without runway and with one (random, often
+/// shorter than the calls, so windows both slide in place and move back) gives
+/// bit-identical logits and saved state; and a state saved midway from the second
+/// stream and restored into a third, with another runway and its window elsewhere,
+/// continues the document bit-identically.
+pub fn kv_runway<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure> {
+    let dtype = B::weight_dtype();
+    let k = RefCell::new(k);
+    let strategy = (model_case(Variant::Any, 1..=3, 5), 0usize..=24, 0usize..=24, any::<prop::sample::Index>());
+    run_cases("kv_runway", 48, options, strategy, |(case, runway, other_runway, split)| {
+        let k = &mut **k.borrow_mut();
+        let flat = case.weights(dtype)?;
+        let model = upload_model(k, &case.config, &flat, dtype)?;
+        let (calls, max) = (case.tokens(), case.max_call());
+        let plan = Plan::new(&case.config, case.batch, max)?;
+        let without = stream_planned(k, &model, plan, &calls, &case.resets)?;
+        let with = stream_planned(k, &model, plan.with_kv_runway(*runway)?, &calls, &case.resets)?;
+        for (c, (w, wo)) in with.logits.iter().zip(&without.logits).enumerate() {
+            compare(&format!("logits of call {c} with runway {runway} vs none"), w, wo, Tolerance::EXACT)?;
+        }
+        compare("saved state with the runway vs none", &with.state, &without.state, Tolerance::EXACT)?;
+
+        let mid = split.index(calls.len());
+        let reset = |c: usize| case.resets.get(c).map_or(&[][..], |r| &r[..]);
+        let mut saving = call("Stream::new", Stream::new(k, &model, plan.with_kv_runway(*runway)?))?;
+        for (c, ids) in calls[..mid].iter().enumerate() {
+            call("Stream::forward", saving.forward(k, &model, ids, reset(c)))?;
+        }
+        let saved = read_state(k, &saving)?;
+        // The restoring stream has moved its windows and filled its runway first.
+        let mut restored = call("Stream::new", Stream::new(k, &model, plan.with_kv_runway(*other_runway)?))?;
+        for ids in calls.iter().rev().take(2) {
+            call("Stream::forward", restored.forward(k, &model, ids, &[]))?;
+        }
+        call("Stream::restore", restored.restore(k, &saved, saving.position_in_block()))?;
+        for (c, ids) in calls.iter().enumerate().skip(mid) {
+            call("Stream::forward", restored.forward(k, &model, ids, reset(c)))?;
+            let mut logits = vec![0f32; ids.len() * case.config.vocab];
+            call("Stream::read_logits", restored.read_logits(k, &mut logits))?;
+            let what = format!("logits of call {c} after a restore at call {mid} (runways {runway}, {other_runway})");
+            compare(&what, &logits, &without.logits[c], Tolerance::EXACT)?;
+        }
+        Ok(())
     })
 }
 

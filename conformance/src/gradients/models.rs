@@ -17,11 +17,11 @@ use crate::backend::Backend;
 use crate::checks::models::{legal_resets, model_case, upload_model, ModelCase, Variant};
 use crate::failure::Failure;
 use crate::gen::Rng;
-use crate::io::call;
+use crate::io::{call, read_state};
 use crate::runner::{run_cases, Options};
 use crate::tolerance::{tolerance, Check};
 use brt::autodiff::Recorder;
-use brt_core::{Config, GateKind, Gradients, Plan, Reference64, StateLayout, Storage, Stream, WeightDtype};
+use brt_core::{Config, GateKind, Gradients, Plan, Reference64, StateLayout, Stream, WeightDtype};
 use brt_cpu::Heap;
 use proptest::prelude::*;
 
@@ -57,8 +57,7 @@ pub(crate) fn segment(case: &ModelCase, flat: &[f32], dtype: WeightDtype) -> Res
         let resets = case.resets.get(c).map_or(&[][..], |r| &r[..]);
         call("Stream::forward", stream.forward(k, &model, ids, resets))?;
     }
-    let mut state = vec![0f32; stream.plan().state_len()];
-    call("read_tensor", k.read_tensor(stream.state(), 0, &mut state))?;
+    let state = read_state(k, &stream)?;
     let carried = (state, stream.position_in_block());
     let tokens_last = tokens.get(last).cloned().unwrap_or_default();
     let mut rng = Rng::new(case.seed ^ 0x6772_6164_6965_6e74);

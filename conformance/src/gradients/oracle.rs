@@ -26,10 +26,10 @@ use crate::tolerance::{compare_f64, tolerance, Check, Tolerance};
 use brt_core::desc::{Activation, Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided};
 use brt_core::params::T5_BUCKETS;
 use brt_core::{
-    CoreError, GateKind, Gradients, Kernels, Plan, Reference64, StateLayout, Storage, Stream, View, ViewMut,
-    WeightDtype, WeightView,
+    CoreError, GateKind, Gradients, Kernels, Plan, RefWeights, Reference64, StateLayout, Storage, Stream, View,
+    ViewMut, WeightDtype, WeightView,
 };
-use brt_cpu::Heap;
+use brt_cpu::{Heap, SharedBytes};
 use proptest::prelude::*;
 
 /// The f64 reference.
@@ -53,6 +53,11 @@ fn buf(k: &mut K64, values: &[f64]) -> Result<T64, CoreError> {
     let mut t = k.alloc_tensor(values.len())?;
     k.write_exact(&mut t, 0, values)?;
     Ok(t)
+}
+
+/// New parameters holding `values` exactly.
+fn params(k: &mut K64, values: &[f64]) -> Result<RefWeights<T64, SharedBytes>, CoreError> {
+    Ok(RefWeights::Values(buf(k, values)?))
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -173,14 +178,14 @@ pub fn fd_rms_norm(options: &Options) -> Result<(), Failure> {
         let (c0, c1) = (normals(&mut rng, desc.len(), 1.0), normals(&mut rng, s.dim, 1.0));
         let loss = |v: &[Vec<f64>]| {
             run64(|k| {
-                let (x, sc) = (buf(k, &v[0])?, buf(k, &v[1])?);
+                let (x, sc) = (buf(k, &v[0])?, params(k, &v[1])?);
                 let mut out = k.alloc_tensor(desc.len())?;
                 k.rms_norm(View::new(&x, 0), WeightView::new(&sc, 0), ViewMut::new(&mut out, 0), desc)?;
                 Ok(dot(&out, &g))
             })
         };
         let analytic = run64(|k| {
-            let (x, sc, dy) = (buf(k, &inputs[0].1)?, buf(k, &inputs[1].1)?, buf(k, &g)?);
+            let (x, sc, dy) = (buf(k, &inputs[0].1)?, params(k, &inputs[1].1)?, buf(k, &g)?);
             let (mut dx, mut ds) = (buf(k, &c0)?, buf(k, &c1)?);
             k.rms_norm_backward(
                 View::new(&x, 0),
@@ -233,7 +238,7 @@ pub fn fd_add_positions(options: &Options) -> Result<(), Failure> {
         let c = normals(&mut rng, s.rows * s.dim, 1.0);
         let loss = |v: &[Vec<f64>]| {
             run64(|k| {
-                let (mut x, t) = (buf(k, &v[0])?, buf(k, &v[1])?);
+                let (mut x, t) = (buf(k, &v[0])?, params(k, &v[1])?);
                 k.add_positions(ViewMut::new(&mut x, 0), WeightView::new(&t, 0), desc)?;
                 Ok(dot(&x, &g))
             })
@@ -260,7 +265,7 @@ pub fn fd_embed(options: &Options) -> Result<(), Failure> {
         let c = normals(&mut rng, vocab * dim, 1.0);
         let loss = |v: &[Vec<f64>]| {
             run64(|k| {
-                let table = buf(k, &v[0])?;
+                let table = params(k, &v[0])?;
                 let mut t = k.alloc_tokens(ids.len())?;
                 k.write_tokens(&mut t, 0, &ids)?;
                 let mut out = k.alloc_tensor(s.rows * dim)?;
@@ -291,7 +296,7 @@ pub fn fd_copies(options: &Options) -> Result<(), Failure> {
         let c = normals(&mut rng, runs.total(), 1.0);
         let loss = |v: &[Vec<f64>]| {
             run64(|k| {
-                let src = buf(k, &v[0])?;
+                let src = params(k, &v[0])?;
                 let mut dst = k.alloc_tensor(runs.extent())?;
                 k.copy_weights(WeightView::new(&src, 0), ViewMut::new(&mut dst, 0), runs)?;
                 Ok(dot(&dst, &g))
@@ -374,7 +379,7 @@ pub fn fd_matmul(options: &Options) -> Result<(), Failure> {
         let g = normals(&mut rng, m * n, 1.0);
         let (c0, c1) = (normals(&mut rng, m * kk, 1.0), normals(&mut rng, kk * n, 1.0));
         let forward = |k: &mut K64, v: &[Vec<f64>]| -> Result<T64, CoreError> {
-            let (x, w) = (buf(k, &v[0])?, buf(k, &v[1])?);
+            let (x, w) = (buf(k, &v[0])?, params(k, &v[1])?);
             let mut out = buf(k, &v[2])?;
             k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut out, 0), desc)?;
             Ok(out)
@@ -383,7 +388,7 @@ pub fn fd_matmul(options: &Options) -> Result<(), Failure> {
         let values: Vec<Vec<f64>> = inputs.iter().map(|(_, v)| v.clone()).collect();
         let analytic = run64(|k| {
             let out = forward(k, &values)?;
-            let (x, w) = (buf(k, &values[0])?, buf(k, &values[1])?);
+            let (x, w) = (buf(k, &values[0])?, params(k, &values[1])?);
             let mut d_out = buf(k, &g)?;
             let (mut dx, mut dw) = (buf(k, &c0)?, buf(k, &c1)?);
             k.matmul_backward(
@@ -482,9 +487,9 @@ pub fn fd_attention(options: &Options) -> Result<(), Failure> {
             .collect();
         let loss = |v: &[Vec<f64>]| {
             run64(|k| {
-                let (q, kt, vt, s) = (buf(k, &v[0])?, buf(k, &v[1])?, buf(k, &v[2])?, buf(k, &v[3])?);
+                let (q, kt, vt, s) = (buf(k, &v[0])?, buf(k, &v[1])?, buf(k, &v[2])?, params(k, &v[3])?);
                 let b = match v.get(4) {
-                    Some(b) => Some(buf(k, b)?),
+                    Some(b) => Some(params(k, b)?),
                     None => None,
                 };
                 let mut out = k.alloc_tensor(desc.query_len())?;
@@ -502,9 +507,10 @@ pub fn fd_attention(options: &Options) -> Result<(), Failure> {
         };
         let values: Vec<Vec<f64>> = inputs.iter().map(|(_, v)| v.clone()).collect();
         let analytic = run64(|k| {
-            let (q, kt, vt, s) = (buf(k, &values[0])?, buf(k, &values[1])?, buf(k, &values[2])?, buf(k, &values[3])?);
+            let (q, kt, vt, s) =
+                (buf(k, &values[0])?, buf(k, &values[1])?, buf(k, &values[2])?, params(k, &values[3])?);
             let b = match values.get(4) {
-                Some(b) => Some(buf(k, b)?),
+                Some(b) => Some(params(k, b)?),
                 None => None,
             };
             let dy = buf(k, &g)?;
@@ -567,7 +573,7 @@ pub fn fd_linear_attention(options: &Options) -> Result<(), Failure> {
         let init: Vec<Vec<f64>> = [n, n, n, heads].iter().map(|&len| normals(&mut rng, len, 1.0)).collect();
         let loss = |v: &[Vec<f64>]| {
             run64(|k| {
-                let (q, kt, vt, s) = (buf(k, &v[0])?, buf(k, &v[1])?, buf(k, &v[2])?, buf(k, &v[3])?);
+                let (q, kt, vt, s) = (buf(k, &v[0])?, buf(k, &v[1])?, buf(k, &v[2])?, params(k, &v[3])?);
                 let mut st = buf(k, &v[4])?;
                 let mut out = k.alloc_tensor(n)?;
                 k.linear_attention(
@@ -588,7 +594,7 @@ pub fn fd_linear_attention(options: &Options) -> Result<(), Failure> {
                 buf(k, &values[0])?,
                 buf(k, &values[1])?,
                 buf(k, &values[2])?,
-                buf(k, &values[3])?,
+                params(k, &values[3])?,
                 buf(k, &values[4])?,
             );
             let dy = buf(k, &g_out)?;
@@ -638,13 +644,13 @@ pub fn fd_gate_fixed(options: &Options) -> Result<(), Failure> {
         let loss = |v: &[Vec<f64>]| {
             run64(|k| {
                 let mut st = buf(k, &v[0])?;
-                let (z, b) = (buf(k, &v[1])?, buf(k, &v[2])?);
+                let (z, b) = (buf(k, &v[1])?, params(k, &v[2])?);
                 k.gate_fixed(ViewMut::new(&mut st, 0), View::new(&z, 0), WeightView::new(&b, 0), desc)?;
                 Ok(dot(&st, &g))
             })
         };
         let analytic = run64(|k| {
-            let (st, z, b) = (buf(k, &inputs[0].1)?, buf(k, &inputs[1].1)?, buf(k, &inputs[2].1)?);
+            let (st, z, b) = (buf(k, &inputs[0].1)?, buf(k, &inputs[1].1)?, params(k, &inputs[2].1)?);
             let mut ds = buf(k, &g)?;
             let (mut dz, mut db) = (buf(k, &c0)?, buf(k, &c1)?);
             k.gate_fixed_backward(
@@ -683,7 +689,7 @@ pub fn fd_gate_lstm(options: &Options) -> Result<(), Failure> {
             run64(|k| {
                 let mut st = buf(k, &v[0])?;
                 let (z, f, i) = (buf(k, &v[1])?, buf(k, &v[2])?, buf(k, &v[3])?);
-                let (bf, bi) = (buf(k, &v[4])?, buf(k, &v[5])?);
+                let (bf, bi) = (params(k, &v[4])?, params(k, &v[5])?);
                 k.gate_lstm(
                     ViewMut::new(&mut st, 0),
                     View::new(&z, 0),
@@ -699,9 +705,10 @@ pub fn fd_gate_lstm(options: &Options) -> Result<(), Failure> {
         let values: Vec<Vec<f64>> = inputs.iter().map(|(_, v)| v.clone()).collect();
         let analytic = run64(|k| {
             let mut b = Vec::new();
-            for v in &values {
+            for v in &values[..4] {
                 b.push(buf(k, v)?);
             }
+            let (bf, bi) = (params(k, &values[4])?, params(k, &values[5])?);
             let mut ds = buf(k, &g)?;
             let mut grads = Vec::new();
             for i in &init {
@@ -715,8 +722,8 @@ pub fn fd_gate_lstm(options: &Options) -> Result<(), Failure> {
                 View::new(&b[1], 0),
                 View::new(&b[2], 0),
                 View::new(&b[3], 0),
-                WeightView::new(&b[4], 0),
-                WeightView::new(&b[5], 0),
+                WeightView::new(&bf, 0),
+                WeightView::new(&bi, 0),
                 ViewMut::new(&mut ds, 0),
                 ViewMut::new(dz, 0),
                 ViewMut::new(df, 0),
@@ -774,12 +781,12 @@ fn fd_model(options: &Options, name: &'static str, variant: Variant, cases: u32)
                 let x = flat[index] as f64;
                 let eps = 1e-6 * (1.0 + x.abs());
                 let mut at = |value: f64, k: &mut K64, model: &mut brt_core::Model<K64>, stream: &mut Stream<K64>| {
-                    call("write_exact", k.write_exact(model.weights_mut(), index, &[value]))?;
+                    call("write_exact", k.write_weights_exact(model.weights_mut(), index, &[value]))?;
                     loss(k, model, stream)
                 };
                 let plus = at(x + eps, k, &mut model, &mut stream)?;
                 let minus = at(x - eps, k, &mut model, &mut stream)?;
-                call("write_exact", k.write_exact(model.weights_mut(), index, &[x]))?;
+                call("write_exact", k.write_weights_exact(model.weights_mut(), index, &[x]))?;
                 let central = (plus - minus) / (2.0 * eps);
                 let (forward, backward) = ((plus - center) / eps, (center - minus) / eps);
                 if (forward - backward).abs() > 1e-2 * (1.0 + central.abs()) {

@@ -6,9 +6,9 @@
 /// (scalar, and the fastest level this CPU has).
 #[cfg(feature = "cpu")]
 pub mod cpu {
-    use brt_core::{CoreError, WeightDtype};
-    use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel, Tiles};
-    use conformance::{Backend, Skip};
+    use brt_core::{ByteLayout, CoreError, WeightDtype};
+    use brt_cpu::{Cpu, CpuError, CpuWeights, Heap, Options, SharedBytes, SimdLevel, Tiles};
+    use conformance::{Backend, Skip, TensorData};
 
     fn core(e: &CpuError) -> Option<CoreError> {
         match e {
@@ -72,6 +72,14 @@ pub mod cpu {
                 }
                 fn core_error(e: &CpuError) -> Option<CoreError> {
                     core(e)
+                }
+                /// Used where they lie, as from a model file.
+                fn q8_0_weights(
+                    k: &mut Cpu<Heap>,
+                    layout: &ByteLayout,
+                    data: &TensorData,
+                ) -> Option<Result<CpuWeights<Heap>, CpuError>> {
+                    Some(k.weights_in_place(SharedBytes::new(data.clone()), layout))
                 }
             }
         };

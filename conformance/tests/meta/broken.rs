@@ -6,7 +6,16 @@ use brt_core::kernels::check_extent;
 use brt_core::params::T5_BUCKETS;
 use brt_core::primitives::{sigmoid, t5_bucket, SAFE_SOFTMAX_FLOOR};
 use brt_core::{CoreError, KResult, Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
-use brt_cpu::Heap;
+use brt_cpu::{Heap, SharedBytes};
+
+/// The reference's parameter buffer, which the broken backend wraps.
+type Params = brt_core::RefWeights<Vec<f32>, SharedBytes>;
+
+/// The values of parameters the reference holds (the suite gives this backend
+/// no others).
+fn held(weights: &Params) -> Result<&[f32], CoreError> {
+    weights.values().ok_or(CoreError::InvalidShape { what: "the broken backend reads only held weights" })
+}
 use conformance::{Backend, Skip};
 use std::marker::PhantomData;
 
@@ -96,13 +105,13 @@ fn range<'a>(what: &'static str, v: &'a [f32], offset: usize, len: usize) -> Res
 impl<F: FaultKind> Storage for Broken<F> {
     type Error = CoreError;
     type Tensor = Vec<f32>;
-    type Weights = Vec<f32>;
+    type Weights = Params;
     type Tokens = Vec<u32>;
 
     fn alloc_tensor(&mut self, len: usize) -> Result<Vec<f32>, CoreError> {
         self.inner.alloc_tensor(len)
     }
-    fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> Result<Vec<f32>, CoreError> {
+    fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> Result<Params, CoreError> {
         self.inner.alloc_weights(len, dtype)
     }
     fn alloc_tokens(&mut self, len: usize) -> Result<Vec<u32>, CoreError> {
@@ -111,7 +120,7 @@ impl<F: FaultKind> Storage for Broken<F> {
     fn tensor_len(tensor: &Vec<f32>) -> usize {
         tensor.len()
     }
-    fn weights_len(weights: &Vec<f32>) -> usize {
+    fn weights_len(weights: &Params) -> usize {
         weights.len()
     }
     fn tokens_len(tokens: &Vec<u32>) -> usize {
@@ -123,7 +132,7 @@ impl<F: FaultKind> Storage for Broken<F> {
     fn read_tensor(&mut self, src: &Vec<f32>, offset: usize, dst: &mut [f32]) -> Result<(), CoreError> {
         self.inner.read_tensor(src, offset, dst)
     }
-    fn write_weights(&mut self, dst: &mut Vec<f32>, offset: usize, src: WeightData<'_>) -> Result<(), CoreError> {
+    fn write_weights(&mut self, dst: &mut Params, offset: usize, src: WeightData<'_>) -> Result<(), CoreError> {
         self.inner.write_weights(dst, offset, src)
     }
     fn write_tokens(&mut self, dst: &mut Vec<u32>, offset: usize, src: &[u32]) -> Result<(), CoreError> {
@@ -142,8 +151,8 @@ impl<F: FaultKind> Broken<F> {
         q: View<'_, Vec<f32>>,
         k: View<'_, Vec<f32>>,
         v: View<'_, Vec<f32>>,
-        scale: WeightView<'_, Vec<f32>>,
-        bias: Option<WeightView<'_, Vec<f32>>>,
+        scale: WeightView<'_, Params>,
+        bias: Option<WeightView<'_, Params>>,
         out: ViewMut<'_, Vec<f32>>,
         desc: Attention,
     ) -> KResult<Self> {
@@ -151,9 +160,9 @@ impl<F: FaultKind> Broken<F> {
         let q = range("q", q.tensor, q.offset, desc.query_len())?;
         let k = range("k", k.tensor, k.offset, desc.key_len())?;
         let v = range("v", v.tensor, v.offset, desc.key_len())?;
-        let scale = range("scale", scale.weights, scale.offset, heads)?;
+        let scale = range("scale", held(scale.weights)?, scale.offset, heads)?;
         let bias = match bias {
-            Some(b) => Some(range("bias", b.weights, b.offset, heads * T5_BUCKETS)?),
+            Some(b) => Some(range("bias", held(b.weights)?, b.offset, heads * T5_BUCKETS)?),
             None => None,
         };
         check_extent("out", out.offset, desc.query_len(), out.tensor.len())?;
@@ -211,7 +220,7 @@ impl<F: FaultKind> Kernels for Broken<F> {
         &mut self,
         tokens: &Vec<u32>,
         token_offset: usize,
-        table: WeightView<'_, Vec<f32>>,
+        table: WeightView<'_, Params>,
         out: ViewMut<'_, Vec<f32>>,
         desc: Embed,
     ) -> KResult<Self> {
@@ -221,7 +230,7 @@ impl<F: FaultKind> Kernels for Broken<F> {
     fn rms_norm(
         &mut self,
         x: View<'_, Vec<f32>>,
-        scale: WeightView<'_, Vec<f32>>,
+        scale: WeightView<'_, Params>,
         mut out: ViewMut<'_, Vec<f32>>,
         desc: Rows,
     ) -> KResult<Self> {
@@ -239,7 +248,7 @@ impl<F: FaultKind> Kernels for Broken<F> {
     fn add_positions(
         &mut self,
         x: ViewMut<'_, Vec<f32>>,
-        table: WeightView<'_, Vec<f32>>,
+        table: WeightView<'_, Params>,
         desc: Positions,
     ) -> KResult<Self> {
         self.inner.add_positions(x, table, desc)
@@ -252,7 +261,7 @@ impl<F: FaultKind> Kernels for Broken<F> {
     fn matmul(
         &mut self,
         x: View<'_, Vec<f32>>,
-        w: WeightView<'_, Vec<f32>>,
+        w: WeightView<'_, Params>,
         out: ViewMut<'_, Vec<f32>>,
         desc: Matmul,
     ) -> KResult<Self> {
@@ -264,8 +273,8 @@ impl<F: FaultKind> Kernels for Broken<F> {
         q: View<'_, Vec<f32>>,
         k: View<'_, Vec<f32>>,
         v: View<'_, Vec<f32>>,
-        scale: WeightView<'_, Vec<f32>>,
-        bias: Option<WeightView<'_, Vec<f32>>>,
+        scale: WeightView<'_, Params>,
+        bias: Option<WeightView<'_, Params>>,
         out: ViewMut<'_, Vec<f32>>,
         desc: Attention,
     ) -> KResult<Self> {
@@ -282,7 +291,7 @@ impl<F: FaultKind> Kernels for Broken<F> {
         q: View<'_, Vec<f32>>,
         k: View<'_, Vec<f32>>,
         v: View<'_, Vec<f32>>,
-        scale: WeightView<'_, Vec<f32>>,
+        scale: WeightView<'_, Params>,
         mut state: ViewMut<'_, Vec<f32>>,
         out: ViewMut<'_, Vec<f32>>,
         desc: LinearAttention,
@@ -298,7 +307,7 @@ impl<F: FaultKind> Kernels for Broken<F> {
         &mut self,
         state: ViewMut<'_, Vec<f32>>,
         z: View<'_, Vec<f32>>,
-        bias: WeightView<'_, Vec<f32>>,
+        bias: WeightView<'_, Params>,
         desc: Rows,
     ) -> KResult<Self> {
         match F::FAULT {
@@ -306,7 +315,7 @@ impl<F: FaultKind> Kernels for Broken<F> {
             Fault::GateRolesSwapped => {
                 let dim = desc.dim();
                 let z = range("z", z.tensor, z.offset, desc.len())?;
-                let bias = range("bias", bias.weights, bias.offset, dim)?;
+                let bias = range("bias", held(bias.weights)?, bias.offset, dim)?;
                 check_extent("state", state.offset, desc.len(), state.tensor.len())?;
                 let s = &mut state.tensor[state.offset..state.offset + desc.len()];
                 for (i, (s, &zv)) in s.iter_mut().zip(z).enumerate() {
@@ -325,8 +334,8 @@ impl<F: FaultKind> Kernels for Broken<F> {
         z: View<'_, Vec<f32>>,
         forget: View<'_, Vec<f32>>,
         input: View<'_, Vec<f32>>,
-        forget_bias: WeightView<'_, Vec<f32>>,
-        input_bias: WeightView<'_, Vec<f32>>,
+        forget_bias: WeightView<'_, Params>,
+        input_bias: WeightView<'_, Params>,
         desc: Rows,
     ) -> KResult<Self> {
         match F::FAULT {
@@ -351,7 +360,7 @@ impl<F: FaultKind> Kernels for Broken<F> {
 
     fn copy_weights(
         &mut self,
-        src: WeightView<'_, Vec<f32>>,
+        src: WeightView<'_, Params>,
         dst: ViewMut<'_, Vec<f32>>,
         runs: Strided,
     ) -> KResult<Self> {

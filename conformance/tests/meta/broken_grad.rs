@@ -89,13 +89,13 @@ fn zero(v: &mut [f32], offset: usize, len: usize) -> KResult<Reference<Heap>> {
 impl<F: GradFaultKind> Storage for GradBroken<F> {
     type Error = CoreError;
     type Tensor = Vec<f32>;
-    type Weights = Vec<f32>;
+    type Weights = P;
     type Tokens = Vec<u32>;
 
     fn alloc_tensor(&mut self, len: usize) -> Result<Vec<f32>, CoreError> {
         self.inner.alloc_tensor(len)
     }
-    fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> Result<Vec<f32>, CoreError> {
+    fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> Result<P, CoreError> {
         self.inner.alloc_weights(len, dtype)
     }
     fn alloc_tokens(&mut self, len: usize) -> Result<Vec<u32>, CoreError> {
@@ -104,7 +104,7 @@ impl<F: GradFaultKind> Storage for GradBroken<F> {
     fn tensor_len(tensor: &Vec<f32>) -> usize {
         tensor.len()
     }
-    fn weights_len(weights: &Vec<f32>) -> usize {
+    fn weights_len(weights: &P) -> usize {
         weights.len()
     }
     fn tokens_len(tokens: &Vec<u32>) -> usize {
@@ -116,7 +116,7 @@ impl<F: GradFaultKind> Storage for GradBroken<F> {
     fn read_tensor(&mut self, src: &Vec<f32>, offset: usize, dst: &mut [f32]) -> Result<(), CoreError> {
         self.inner.read_tensor(src, offset, dst)
     }
-    fn write_weights(&mut self, dst: &mut Vec<f32>, offset: usize, src: WeightData<'_>) -> Result<(), CoreError> {
+    fn write_weights(&mut self, dst: &mut P, offset: usize, src: WeightData<'_>) -> Result<(), CoreError> {
         self.inner.write_weights(dst, offset, src)
     }
     fn write_tokens(&mut self, dst: &mut Vec<u32>, offset: usize, src: &[u32]) -> Result<(), CoreError> {
@@ -128,21 +128,23 @@ impl<F: GradFaultKind> Storage for GradBroken<F> {
 }
 
 type T = Vec<f32>;
+/// The reference's parameter buffer.
+type P = brt_core::RefWeights<Vec<f32>, brt_cpu::SharedBytes>;
 
 impl<F: GradFaultKind> Kernels for GradBroken<F> {
-    fn embed(&mut self, t: &Vec<u32>, o: usize, w: WeightView<'_, T>, out: ViewMut<'_, T>, d: Embed) -> KResult<Self> {
+    fn embed(&mut self, t: &Vec<u32>, o: usize, w: WeightView<'_, P>, out: ViewMut<'_, T>, d: Embed) -> KResult<Self> {
         self.inner.embed(t, o, w, out, d)
     }
-    fn rms_norm(&mut self, x: View<'_, T>, s: WeightView<'_, T>, out: ViewMut<'_, T>, d: Rows) -> KResult<Self> {
+    fn rms_norm(&mut self, x: View<'_, T>, s: WeightView<'_, P>, out: ViewMut<'_, T>, d: Rows) -> KResult<Self> {
         self.inner.rms_norm(x, s, out, d)
     }
-    fn add_positions(&mut self, x: ViewMut<'_, T>, t: WeightView<'_, T>, d: Positions) -> KResult<Self> {
+    fn add_positions(&mut self, x: ViewMut<'_, T>, t: WeightView<'_, P>, d: Positions) -> KResult<Self> {
         self.inner.add_positions(x, t, d)
     }
     fn l2_normalize(&mut self, x: ViewMut<'_, T>, d: Heads) -> KResult<Self> {
         self.inner.l2_normalize(x, d)
     }
-    fn matmul(&mut self, x: View<'_, T>, w: WeightView<'_, T>, out: ViewMut<'_, T>, d: Matmul) -> KResult<Self> {
+    fn matmul(&mut self, x: View<'_, T>, w: WeightView<'_, P>, out: ViewMut<'_, T>, d: Matmul) -> KResult<Self> {
         self.inner.matmul(x, w, out, d)
     }
     fn attention(
@@ -150,8 +152,8 @@ impl<F: GradFaultKind> Kernels for GradBroken<F> {
         q: View<'_, T>,
         k: View<'_, T>,
         v: View<'_, T>,
-        scale: WeightView<'_, T>,
-        bias: Option<WeightView<'_, T>>,
+        scale: WeightView<'_, P>,
+        bias: Option<WeightView<'_, P>>,
         out: ViewMut<'_, T>,
         d: Attention,
     ) -> KResult<Self> {
@@ -162,14 +164,14 @@ impl<F: GradFaultKind> Kernels for GradBroken<F> {
         q: View<'_, T>,
         k: View<'_, T>,
         v: View<'_, T>,
-        scale: WeightView<'_, T>,
+        scale: WeightView<'_, P>,
         state: ViewMut<'_, T>,
         out: ViewMut<'_, T>,
         d: LinearAttention,
     ) -> KResult<Self> {
         self.inner.linear_attention(q, k, v, scale, state, out, d)
     }
-    fn gate_fixed(&mut self, s: ViewMut<'_, T>, z: View<'_, T>, b: WeightView<'_, T>, d: Rows) -> KResult<Self> {
+    fn gate_fixed(&mut self, s: ViewMut<'_, T>, z: View<'_, T>, b: WeightView<'_, P>, d: Rows) -> KResult<Self> {
         self.inner.gate_fixed(s, z, b, d)
     }
     fn gate_lstm(
@@ -178,8 +180,8 @@ impl<F: GradFaultKind> Kernels for GradBroken<F> {
         z: View<'_, T>,
         f: View<'_, T>,
         i: View<'_, T>,
-        bf: WeightView<'_, T>,
-        bi: WeightView<'_, T>,
+        bf: WeightView<'_, P>,
+        bi: WeightView<'_, P>,
         d: Rows,
     ) -> KResult<Self> {
         self.inner.gate_lstm(s, z, f, i, bf, bi, d)
@@ -190,7 +192,7 @@ impl<F: GradFaultKind> Kernels for GradBroken<F> {
     fn fill(&mut self, dst: ViewMut<'_, T>, runs: Strided, value: f32) -> KResult<Self> {
         self.inner.fill(dst, runs, value)
     }
-    fn copy_weights(&mut self, src: WeightView<'_, T>, dst: ViewMut<'_, T>, runs: Strided) -> KResult<Self> {
+    fn copy_weights(&mut self, src: WeightView<'_, P>, dst: ViewMut<'_, T>, runs: Strided) -> KResult<Self> {
         self.inner.copy_weights(src, dst, runs)
     }
 }
@@ -209,7 +211,7 @@ impl<F: GradFaultKind> Gradients for GradBroken<F> {
     fn rms_norm_backward(
         &mut self,
         x: View<'_, T>,
-        s: WeightView<'_, T>,
+        s: WeightView<'_, P>,
         d_out: View<'_, T>,
         d_x: ViewMut<'_, T>,
         d_s: ViewMut<'_, T>,
@@ -236,7 +238,7 @@ impl<F: GradFaultKind> Gradients for GradBroken<F> {
     fn matmul_backward(
         &mut self,
         x: View<'_, T>,
-        w: WeightView<'_, T>,
+        w: WeightView<'_, P>,
         out: View<'_, T>,
         d_out: ViewMut<'_, T>,
         d_x: Option<ViewMut<'_, T>>,
@@ -251,8 +253,8 @@ impl<F: GradFaultKind> Gradients for GradBroken<F> {
         q: View<'_, T>,
         k: View<'_, T>,
         v: View<'_, T>,
-        scale: WeightView<'_, T>,
-        bias: Option<WeightView<'_, T>>,
+        scale: WeightView<'_, P>,
+        bias: Option<WeightView<'_, P>>,
         d_out: View<'_, T>,
         d_q: ViewMut<'_, T>,
         d_k: ViewMut<'_, T>,
@@ -286,7 +288,7 @@ impl<F: GradFaultKind> Gradients for GradBroken<F> {
         q: View<'_, T>,
         k: View<'_, T>,
         v: View<'_, T>,
-        scale: WeightView<'_, T>,
+        scale: WeightView<'_, P>,
         state: View<'_, T>,
         d_out: View<'_, T>,
         d_state: ViewMut<'_, T>,
@@ -322,7 +324,7 @@ impl<F: GradFaultKind> Gradients for GradBroken<F> {
         &mut self,
         s: View<'_, T>,
         z: View<'_, T>,
-        b: WeightView<'_, T>,
+        b: WeightView<'_, P>,
         d_s: ViewMut<'_, T>,
         d_z: ViewMut<'_, T>,
         d_b: ViewMut<'_, T>,
@@ -340,8 +342,8 @@ impl<F: GradFaultKind> Gradients for GradBroken<F> {
         z: View<'_, T>,
         f: View<'_, T>,
         i: View<'_, T>,
-        bf: WeightView<'_, T>,
-        bi: WeightView<'_, T>,
+        bf: WeightView<'_, P>,
+        bi: WeightView<'_, P>,
         d_s: ViewMut<'_, T>,
         d_z: ViewMut<'_, T>,
         d_f: ViewMut<'_, T>,

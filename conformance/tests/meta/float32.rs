@@ -118,7 +118,8 @@ fn phi(x: f32) -> f32 {
 
 fn round(dtype: WeightDtype, v: f32) -> f32 {
     match dtype {
-        WeightDtype::F32 => v,
+        // Q8_0 is refused by `alloc_weights`.
+        WeightDtype::F32 | WeightDtype::Q8_0 => v,
         WeightDtype::F16 => f16::from_f32(v).to_f32(),
         WeightDtype::Bf16 => bf16::from_f32(v).to_f32(),
     }
@@ -134,6 +135,9 @@ impl Storage for Float32 {
         Heap.alloc_f32(len)
     }
     fn alloc_weights(&mut self, len: usize, dtype: WeightDtype) -> Result<Stored, CoreError> {
+        if dtype == WeightDtype::Q8_0 {
+            return Err(CoreError::InvalidShape { what: brt_core::encoding::Q8_0_CPU_ONLY });
+        }
         Ok(Stored { values: Heap.alloc_f32(len)?, dtype })
     }
     fn alloc_tokens(&mut self, len: usize) -> Result<Vec<u32>, CoreError> {

@@ -1,0 +1,100 @@
+//! The reference backend's parameters: values it holds, or a model's tensor data
+//! used where it lies (flash, ROM, a mapped file), each value decoded exactly as
+//! a kernel reads it. The oracle is slow by design; used in place it needs no
+//! memory for the weights and reads exactly the values the file stands for.
+
+use crate::encoding::{q8_0_value, ByteLayout, TensorType, Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+use crate::error::{CoreError, CoreResult};
+use crate::half::{bf16, f16};
+use crate::kernels::check_extent;
+use crate::memory::Real;
+use core::ops::Deref;
+
+/// The reference backend's parameter buffer.
+#[derive(Debug)]
+pub enum RefWeights<B, Bytes> {
+    /// Values held at the backend's precision (every storage type widens to it
+    /// exactly).
+    Values(B),
+    /// A model's tensor data used where it lies, read-only: each tensor where and
+    /// as the layout says (checked by [`super::Reference::weights_in_place`]).
+    InPlace(Bytes, ByteLayout),
+}
+
+impl<R: Real, B: Deref<Target = [R]>, Bytes: Deref<Target = [u8]>> RefWeights<B, Bytes> {
+    /// Number of values (the elements the model's layout addresses).
+    pub fn len(&self) -> usize {
+        match self {
+            RefWeights::Values(values) => values.len(),
+            RefWeights::InPlace(_, layout) => layout.layout().len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values held, or `None` for tensor data used in place.
+    pub fn values(&self) -> Option<&[R]> {
+        match self {
+            RefWeights::Values(values) => Some(values),
+            RefWeights::InPlace(..) => None,
+        }
+    }
+
+    /// Values `offset .. offset + len`; used in place, they must lie inside one
+    /// tensor (the core only asks for views of one parameter).
+    pub(crate) fn range(&self, what: &'static str, offset: usize, len: usize) -> CoreResult<Params<'_, R>> {
+        match self {
+            RefWeights::Values(values) => Ok(Params::Values(super::range(what, values, offset, len)?)),
+            RefWeights::InPlace(bytes, layout) => {
+                check_extent(what, offset, len, layout.layout().len())?;
+                let tensor = layout.locate(offset, len).ok_or(CoreError::InvalidShape {
+                    what: "a view of weights used in place must lie inside one tensor",
+                })?;
+                let data = bytes
+                    .get(tensor.offset..tensor.offset + tensor.bytes)
+                    .ok_or(CoreError::InvalidShape { what: "tensor data shorter than its layout" })?;
+                Ok(Params::Bytes { data, ty: tensor.ty, start: offset - tensor.spec.offset })
+            }
+        }
+    }
+}
+
+/// A view of parameters, read value by value.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Params<'a, R> {
+    /// Values held by the backend.
+    Values(&'a [R]),
+    /// One tensor's encoded data, the view starting at its value `start`.
+    Bytes { data: &'a [u8], ty: TensorType, start: usize },
+}
+
+impl<R: Real> Params<'_, R> {
+    /// Value `i` of the view, at the backend's precision (exact: every stored
+    /// value is an f32).
+    pub fn get(&self, i: usize) -> R {
+        match self {
+            Params::Values(values) => values[i],
+            Params::Bytes { .. } => R::from_f64(self.at(i)),
+        }
+    }
+
+    /// Value `i` of the view in f64 (exact).
+    pub fn at(&self, i: usize) -> f64 {
+        let (data, ty, e) = match *self {
+            Params::Values(values) => return values[i].to_f64(),
+            Params::Bytes { data, ty, start } => (data, ty, start + i),
+        };
+        let half = |at: usize| u16::from_le_bytes([data[at], data[at + 1]]);
+        match ty {
+            TensorType::F32 => {
+                f32::from_le_bytes([data[4 * e], data[4 * e + 1], data[4 * e + 2], data[4 * e + 3]]) as f64
+            }
+            TensorType::F16 => f16::from_bits(half(2 * e)).to_f64(),
+            TensorType::Bf16 => bf16::from_bits(half(2 * e)).to_f64(),
+            TensorType::Q8_0 => q8_0_value(&data[e / Q8_0_BLOCK * Q8_0_BLOCK_BYTES..], e % Q8_0_BLOCK) as f64,
+        }
+    }
+}
