@@ -28,6 +28,7 @@ pub mod meliad;
 pub mod model_file;
 mod msgpack;
 pub mod plot;
+pub mod recall;
 pub mod sample;
 pub mod tokenizer;
 pub mod train;

@@ -7,6 +7,7 @@ mod eval;
 mod generate;
 mod info;
 mod logits;
+mod recall;
 mod train;
 
 use brt::meliad::ImportOptions;
@@ -38,6 +39,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train a model on documents.
     Train(Box<train::TrainArgs>),
+    /// The long-range recall task: write its documents, score a model's recall.
+    Recall(recall::RecallArgs),
 }
 
 /// How to read a model file.
@@ -109,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(*args),
+        Command::Recall(args) => recall::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
