@@ -221,3 +221,79 @@ fn the_default_model_is_used_without_model() {
     assert_eq!(code, 0, "{err}");
     assert!(String::from_utf8_lossy(&out).contains("built-in"), "{}", String::from_utf8_lossy(&out));
 }
+
+/// `brt recall generate` writes the library's documents, and `brt recall score`
+/// counts, per asked digit, what the logits computed here directly say: the
+/// digit at position p is right when the logits at p - 1 rank its id (byte + 3)
+/// first, and its loss is their cross-entropy.
+#[test]
+fn recall_documents_and_scores_match_the_logits() {
+    use brt::recall::{document, Filler, RecallOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (model, weights) = small_model(dir.path(), "m", small_config());
+    let filler_file = dir.path().join("filler.txt");
+    let filler_text: Vec<u8> = b"Now is the winter of our discontent <made> glorious summer. ".repeat(40);
+    std::fs::write(&filler_file, &filler_text).unwrap();
+    let out = dir.path().join("set");
+    let set = ["--filler", filler_file.to_str().unwrap(), "--documents", "3", "--length", "200", "--seed", "5"];
+    let set: Vec<&OsStr> = set.iter().map(|s| os(s)).collect();
+    let mut args = vec![os("recall"), os("generate"), os("--out"), out.as_os_str()];
+    args.extend(&set);
+    let (code, _, err) = run_brt(&args);
+    assert_eq!(code, 0, "{err}");
+
+    let options = RecallOptions { length: 200, ..RecallOptions::default() };
+    let filler = Filler::new([filler_text.as_slice()]).unwrap();
+    let (mut asked, mut correct, mut nats) = (0u64, 0u64, 0f64);
+    for i in 0..3 {
+        let doc = document(&filler, &options, 5, i);
+        let written = std::fs::read(out.join(format!("recall-{i:06}.txt"))).unwrap();
+        assert_eq!(written, doc.bytes, "document {i}");
+        assert!(!doc.answers.is_empty());
+        let ids = Tokenizer::Bytes.encode(&doc.bytes).unwrap();
+        let batch = TokenBatch::new(1, ids.len(), ids.clone()).unwrap();
+        let logits = run_on(
+            BackendKind::Reference,
+            LogitsJob { weights: &LoadedModel::InMemory(weights.clone()), tokens: &batch, chunk: 200 },
+        )
+        .unwrap();
+        for a in &doc.answers {
+            let row = &logits[(a.position - 1) * 260..a.position * 260];
+            let best = (0..260).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            asked += 1;
+            correct += (best as u32 == ids[a.position]) as u64;
+            nats += nll(row, ids[a.position]);
+        }
+    }
+
+    let mut args = vec![os("recall"), os("score"), os("--model"), model.as_os_str(), os("--json")];
+    args.extend(["--backend", "reference", "--batch", "2"].map(os));
+    args.extend(&set);
+    let (code, out, err) = run_brt(&args);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let buckets = json["buckets"].as_array().unwrap();
+    let sum = |field: &str| buckets.iter().map(|b| b[field].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("asked"), asked);
+    let got: f64 = buckets.iter().map(|b| b["accuracy"].as_f64().unwrap() * b["asked"].as_f64().unwrap()).sum();
+    assert!((got - correct as f64).abs() < 1e-6, "score says {got} correct, the logits {correct}");
+    let got: f64 = buckets
+        .iter()
+        .map(|b| b["bits_per_digit"].as_f64().unwrap() * b["asked"].as_f64().unwrap() * std::f64::consts::LN_2)
+        .sum();
+    assert!((got - nats).abs() < 1e-6 * nats, "score says {got} nats, the logits {nats}");
+
+    // Bad settings are errors, not panics.
+    let (code, _, err) = run_brt(&[
+        os("recall"),
+        os("score"),
+        os("--model"),
+        model.as_os_str(),
+        os("--filler"),
+        filler_file.as_os_str(),
+        os("--min-distance"),
+        os("3"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("min distance"), "{err}");
+}
