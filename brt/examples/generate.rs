@@ -11,6 +11,7 @@ use brt::tokenizer::{bytes, Tokenizer};
 use brt::{load_model, Engine};
 use brt_cpu::{Cpu, Heap};
 use std::io::Write;
+use std::ops::ControlFlow;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,7 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout();
     let mut print = |token: u32| {
         let text = Tokenizer::Bytes.decode(&[token])?;
-        out.write_all(&text).and_then(|()| out.flush()).map_err(|e| brt::Error::io("stdout", e))
+        out.write_all(&text).and_then(|()| out.flush()).map_err(|e| brt::Error::io("stdout", e))?;
+        Ok(ControlFlow::Continue(()))
     };
     generate(&mut engine, &mut session, &prompt, 200, &mut sampler, Some(bytes::EOS), &mut print)?;
     println!();

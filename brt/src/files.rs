@@ -27,6 +27,47 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Checks that `path` is a regular file (through links) before it is read: a
+/// folder, a pipe or a device gets a clear error instead of a read that blocks
+/// (a pipe with no writer) or never ends (`/dev/zero`).
+pub fn regular_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::Invalid(format!("{} is a folder, not a file; name the files in it", path.display())));
+    }
+    if !meta.is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is not a regular file (a pipe, a device or a socket); brt reads files of known size: save it to a file first",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Files of the folders in `inputs` (sorted, each folder's regular files, not
+/// its subfolders) and the files of `inputs` themselves, each checked by
+/// [`regular_file`].
+pub fn list_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut inner: Vec<PathBuf> = std::fs::read_dir(input)
+                .map_err(|e| Error::io(input, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            inner.sort();
+            files.extend(inner);
+        } else if !input.exists() {
+            return Err(Error::Invalid(format!("{}: no such file or folder", input.display())));
+        } else {
+            regular_file(input)?;
+            files.push(input.clone());
+        }
+    }
+    Ok(files)
+}
+
 /// Refuses to write `output` when it is one of `inputs`, by any spelling of its
 /// path or through a link: the write would replace the input. A path that does
 /// not exist yet is never an input.

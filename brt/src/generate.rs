@@ -7,10 +7,14 @@ use crate::engine::{Engine, Session};
 use crate::error::{Error, Result};
 use crate::sample::Sampler;
 use brt_core::Kernels;
+use std::ops::ControlFlow;
 
 /// Feeds `prompt`, then draws up to `max_tokens` tokens one at a time, calling
 /// `on_token` with each as soon as it is chosen. Stops early at `stop` (which is
-/// not fed). Returns the generated tokens.
+/// not fed), or after a token for which `on_token` says
+/// [`ControlFlow::Break`] (its reader has gone; that token is kept and fed, so
+/// the session has read the prompt and every token returned). Returns the
+/// generated tokens.
 pub fn generate<K: Kernels>(
     engine: &mut Engine<K>,
     session: &mut Session<K>,
@@ -18,7 +22,7 @@ pub fn generate<K: Kernels>(
     max_tokens: usize,
     sampler: &mut Sampler,
     stop: Option<u32>,
-    on_token: &mut dyn FnMut(u32) -> Result<()>,
+    on_token: &mut dyn FnMut(u32) -> Result<ControlFlow<()>>,
 ) -> Result<Vec<u32>>
 where
     Error: From<K::Error>,
@@ -33,9 +37,12 @@ where
         if Some(token) == stop {
             break;
         }
-        on_token(token)?;
+        let flow = on_token(token)?;
         out.push(token);
         session.feed(engine, &[token])?;
+        if flow.is_break() {
+            break;
+        }
     }
     Ok(out)
 }

@@ -38,6 +38,6 @@ pub use backend::{run_on, BackendJob, BackendKind};
 pub use default_model::default_model;
 pub use engine::{Engine, Session};
 pub use error::{Error, Result};
-pub use files::{refuse_to_overwrite_inputs, write_atomically};
+pub use files::{list_files, refuse_to_overwrite_inputs, regular_file, write_atomically};
 pub use model_file::load_model;
 pub use weights::{ModelWeights, WeightBuffer};

@@ -70,6 +70,7 @@ impl LoadedModel {
 
 /// Whether the file at `path` is a model file (GGUF), from its first bytes.
 fn is_gguf(path: &Path) -> Result<bool> {
+    crate::files::regular_file(path)?;
     let mut head = [0u8; 4];
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut got = 0;

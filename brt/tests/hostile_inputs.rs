@@ -241,7 +241,8 @@ fn build_table(root: &Path) -> Table {
     );
     let missing = t.root.join("no-such-model");
     t.add("missing model file", &[os("info"), missing.as_os_str()], 1, "No such file");
-    t.add("folder as a model", &[os("info"), t.shared.clone().as_os_str()], 1, "Is a directory");
+    t.add("folder as a model", &[os("info"), t.shared.clone().as_os_str()], 1, "is a folder, not a file");
+    t.add("device as a model", &[os("info"), os("/dev/zero")], 1, "not a regular file");
 
     // --- Official checkpoints: dtypes, values, shapes, sizes.
     official_case(

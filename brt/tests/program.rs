@@ -297,3 +297,81 @@ fn recall_documents_and_scores_match_the_logits() {
     assert_eq!(code, 1);
     assert!(err.contains("min distance"), "{err}");
 }
+
+/// `brt eval` scores the files of a folder; what is not a regular file (a
+/// device, a pipe) is refused with a message before anything is read, where a
+/// read would never end (`/dev/zero`) or block (a pipe with no writer).
+#[test]
+fn folders_are_read_and_devices_and_pipes_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = small_model(dir.path(), "m", small_config());
+    let docs = dir.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    for (name, text) in [("b.txt", "second document"), ("a.txt", "first one")] {
+        std::fs::write(docs.join(name), text).unwrap();
+    }
+    let (code, out, err) = run_brt(&[os("eval"), os("--model"), model.as_os_str(), docs.as_os_str(), os("--json")]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let files: Vec<String> = json["models"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(files, ["a.txt", "b.txt"]);
+
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().map(|s| s.success()).unwrap_or(false);
+    let mut refused: Vec<(Vec<&OsStr>, &str)> = vec![
+        (vec![os("eval"), os("--model"), model.as_os_str(), os("/dev/zero")], "not a regular file"),
+        (vec![os("info"), os("/dev/zero")], "not a regular file"),
+        (vec![os("info"), docs.as_os_str()], "is a folder"),
+        (vec![os("eval"), os("--model"), model.as_os_str(), os("/no/such/file")], "no such file"),
+    ];
+    if made {
+        refused.push((vec![os("info"), fifo.as_os_str()], "not a regular file"));
+        refused.push((vec![os("eval"), os("--model"), model.as_os_str(), fifo.as_os_str()], "not a regular file"));
+    } else {
+        eprintln!("SKIPPED: the pipe cases (mkfifo is not available here)");
+    }
+    for (args, message) in refused {
+        let (code, _, err) = run_brt(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}
+
+/// `brt generate ... | head -c 10`: when the reader goes, generation stops and
+/// the program succeeds, long before its token budget is spent.
+#[test]
+fn generate_stops_when_its_reader_goes() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = small_model(dir.path(), "m", small_config());
+    let mut child = std::process::Command::new(brt_bin())
+        .args([os("generate"), os("--model"), model.as_os_str(), os("--max-tokens"), os("100000000"), os("Once")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed().as_secs() > 120 {
+            child.kill().unwrap();
+            panic!("brt generate kept going for two minutes after its reader went");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

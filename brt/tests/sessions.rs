@@ -11,6 +11,7 @@ use brt::{run_on, BackendKind, Engine, Session};
 use brt_core::Reference;
 use brt_cpu::Heap;
 use common::*;
+use std::ops::ControlFlow;
 
 #[test]
 fn incremental_decoding_equals_the_block_forward() {
@@ -22,7 +23,10 @@ fn incremental_decoding_equals_the_block_forward() {
         let prompt: Vec<u32> = (0..10).map(|t| 3 + t * 5).collect();
         // Record the logits that chose each generated token.
         let mut sampler = Sampler::new(SamplingOptions { seed: 5, ..Default::default() }).unwrap();
-        let generated = generate(&mut engine, &mut session, &prompt, 13, &mut sampler, None, &mut |_| Ok(())).unwrap();
+        let generated = generate(&mut engine, &mut session, &prompt, 13, &mut sampler, None, &mut |_| {
+            Ok(ControlFlow::Continue(()))
+        })
+        .unwrap();
         assert_eq!(generated.len(), 13);
         let all: Vec<u32> = prompt.iter().chain(&generated).copied().collect();
         let batch = TokenBatch::new(1, all.len(), all.clone()).unwrap();

@@ -19,7 +19,7 @@ pub struct EvalArgs {
     /// plot).
     #[arg(long)]
     model: Vec<PathBuf>,
-    /// Files to score, each one document.
+    /// Files to score, each one document, or folders of them.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// `bytes` (the official byte vocabulary), `ids` (numbers separated by white
@@ -54,6 +54,8 @@ pub struct EvalArgs {
 
 struct EvalJob<'a> {
     args: &'a EvalArgs,
+    /// The files, folders expanded.
+    files: &'a [PathBuf],
     weights: &'a LoadedModel,
     tokenizer: &'a Tokenizer,
 }
@@ -71,7 +73,7 @@ impl BackendJob for EvalJob<'_> {
         Error: From<K::Error>,
     {
         let args = self.args;
-        let total: u64 = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let total: u64 = self.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
         let bar = ProgressBar::new(total);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
@@ -82,7 +84,7 @@ impl BackendJob for EvalJob<'_> {
         let started = Instant::now();
         let mut files = Vec::new();
         let mut done_bytes = 0;
-        for path in &args.files {
+        for path in self.files {
             session.reset(&mut engine)?;
             bar.set_message(path.display().to_string());
             let mut progress = |bytes: u64| bar.set_position(done_bytes + bytes);
@@ -109,15 +111,16 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     if args.chunk == 0 {
         return Err(Error::Invalid("--chunk must be positive".into()));
     }
-    if args.save_session.is_some() && (args.files.len() != 1 || args.model.len() > 1) {
+    let files = brt::list_files(&args.files)?;
+    if files.is_empty() {
+        return Err(Error::Invalid("no file to score (the folders given hold no files)".into()));
+    }
+    if args.save_session.is_some() && (files.len() != 1 || args.model.len() > 1) {
         return Err(Error::Invalid("--save-session needs exactly one model and one file (one document)".into()));
     }
     if let Some(out) = &args.save_session {
-        let inputs: Vec<&Path> = args.model.iter().chain(&args.files).map(PathBuf::as_path).collect();
+        let inputs: Vec<&Path> = args.model.iter().chain(&files).map(PathBuf::as_path).collect();
         refuse_to_overwrite_inputs(out, &inputs)?;
-    }
-    if let Some(missing) = args.files.iter().find(|f| !f.is_file()) {
-        return Err(Error::Invalid(format!("{}: no such file", missing.display())));
     }
     let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
     let bytes_tokenizer = tokenizer.is_bytes();
@@ -132,7 +135,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
         let results = run_on_with(
             args.backend,
             BackendOptions::for_config(weights.config(), args.threads),
-            EvalJob { args: &args, weights: &weights, tokenizer: &tokenizer },
+            EvalJob { args: &args, files: &files, weights: &weights, tokenizer: &tokenizer },
         )?;
         let mut all = Score::default();
         for (_, s) in &results.files {

@@ -9,6 +9,7 @@ use brt::tokenizer::Tokenizer;
 use brt::{refuse_to_overwrite_inputs, BackendJob, BackendKind, Engine, Error, Session};
 use clap::Args;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -85,7 +86,7 @@ impl BackendJob for GenerateJob<'_> {
         let tokenizer = self.tokenizer;
         let mut written: Vec<u32> = Vec::new();
         let mut shown = 0;
-        let mut on_token = |token: u32| -> Result<(), Error> {
+        let mut on_token = |token: u32| -> Result<ControlFlow<()>, Error> {
             // Decode everything so far and print what is new, so tokenizers whose
             // pieces depend on context print correctly as they stream.
             written.push(token);
@@ -93,13 +94,15 @@ impl BackendJob for GenerateJob<'_> {
             if text.len() > shown {
                 let fresh = &text[shown..];
                 shown = text.len();
-                if let Err(e) = stdout.write_all(fresh).and_then(|()| stdout.flush()) {
-                    if e.kind() != std::io::ErrorKind::BrokenPipe {
-                        return Err(Error::io("standard output", e));
-                    }
+                match stdout.write_all(fresh).and_then(|()| stdout.flush()) {
+                    // The reader has gone (`brt generate ... | head -c 100`):
+                    // nobody wants more text; stop and succeed.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ControlFlow::Break(())),
+                    Err(e) => return Err(Error::io("standard output", e)),
+                    Ok(()) => {}
                 }
             }
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         };
         let stop = tokenizer.eos();
         let written =

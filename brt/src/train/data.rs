@@ -43,25 +43,10 @@ impl Corpus {
         Ok(Corpus { documents, names })
     }
 
-    /// Files of a folder (sorted) or the files themselves.
+    /// Files of a folder (sorted) or the files themselves
+    /// ([`crate::files::list_files`]).
     pub fn list(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-        let mut files = Vec::new();
-        for input in inputs {
-            if input.is_dir() {
-                let mut inner: Vec<PathBuf> = std::fs::read_dir(input)
-                    .map_err(|e| Error::io(input, e))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file())
-                    .collect();
-                inner.sort();
-                files.extend(inner);
-            } else if input.is_file() {
-                files.push(input.clone());
-            } else {
-                return Err(Error::Invalid(format!("{}: no such file or folder", input.display())));
-            }
-        }
-        Ok(files)
+        crate::files::list_files(inputs)
     }
 
     /// Tokens in all documents.
