@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One document, fed 512 tokens per call; the KV caches and the recurrent
     // state carry everything else, so memory does not grow with the file.
     let mut session = engine.session(1, 512)?;
-    let score = score_file(&mut engine, &mut session, &Tokenizer::Bytes, &file, None, &mut |_| {})?;
+    let score = score_file(&mut engine, &mut session, &Tokenizer::Bytes, &file, None, &[], &mut |_| {})?;
     println!("{}: {} bytes, {:.4} bits per byte", file.display(), score.bytes, score.bits_per_byte(true));
     Ok(())
 }

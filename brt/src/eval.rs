@@ -31,6 +31,28 @@ pub struct Score {
     /// `(sum of nats, count)` of predictions at positions in each log-spaced bin
     /// (see [`position_bin`]).
     pub by_position: Vec<(f64, u64)>,
+    /// Predictions from given positions on (exact), e.g. beyond the window: where
+    /// only a memory of earlier blocks (the recurrent state) can see back that far.
+    pub beyond: Vec<Beyond>,
+}
+
+/// The predictions of tokens at positions `from` and later (0-based in their
+/// document: the token at position `p` is predicted from the `p` before it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Beyond {
+    /// First position counted.
+    pub from: u64,
+    /// Predictions counted.
+    pub predictions: u64,
+    /// Sum of their `-ln p(token)`.
+    pub nats: f64,
+}
+
+impl Beyond {
+    /// Bits per predicted token.
+    pub fn bits_per_token(&self) -> f64 {
+        self.nats / std::f64::consts::LN_2 / self.predictions.max(1) as f64
+    }
 }
 
 /// The bin of position `p >= 1` (a quarter octave: bin `b` starts at `2^(b/4)`).
@@ -44,6 +66,15 @@ pub fn bin_start(b: usize) -> f64 {
 }
 
 impl Score {
+    /// An empty score that also sums the predictions at each of the positions
+    /// `beyond` and later.
+    pub fn beyond(positions: &[u64]) -> Score {
+        Score {
+            beyond: positions.iter().map(|&from| Beyond { from, ..Beyond::default() }).collect(),
+            ..Score::default()
+        }
+    }
+
     /// Nats per predicted token.
     pub fn nats_per_token(&self) -> f64 {
         self.nats / self.predictions.max(1) as f64
@@ -72,6 +103,15 @@ impl Score {
             mine.0 += theirs.0;
             mine.1 += theirs.1;
         }
+        for theirs in &other.beyond {
+            match self.beyond.iter_mut().find(|b| b.from == theirs.from) {
+                Some(mine) => {
+                    mine.predictions += theirs.predictions;
+                    mine.nats += theirs.nats;
+                }
+                None => self.beyond.push(*theirs),
+            }
+        }
     }
 
     fn record(&mut self, position: u64, nats: f64) {
@@ -83,6 +123,10 @@ impl Score {
         }
         self.by_position[bin].0 += nats;
         self.by_position[bin].1 += 1;
+        for b in self.beyond.iter_mut().filter(|b| position >= b.from) {
+            b.predictions += 1;
+            b.nats += nats;
+        }
     }
 }
 
@@ -104,13 +148,15 @@ pub struct FileScore {
 
 /// Streams `path` (its first `max_bytes` bytes, if given) through `session`
 /// (batch 1, which should start fresh) as one document and scores every
-/// prediction. `progress(bytes)` is told how many bytes were read so far.
+/// prediction, and separately those from each of the positions `beyond` on.
+/// `progress(bytes)` is told how many bytes were read so far.
 pub fn score_file<K: Kernels>(
     engine: &mut Engine<K>,
     session: &mut Session<K>,
     tokenizer: &Tokenizer,
     path: &Path,
     max_bytes: Option<u64>,
+    beyond: &[u64],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Score>
 where
@@ -123,7 +169,7 @@ where
     let mut encoder = tokenizer.encoder();
     let mut pending: Vec<u32> = Vec::with_capacity(2 * chunk + READ_PIECE);
     let mut piece = vec![0u8; READ_PIECE];
-    let mut score = Score::default();
+    let mut score = Score::beyond(beyond);
     let mut done = false;
     while !done {
         let read = file.read(&mut piece).map_err(|e| Error::io(path, e))?;

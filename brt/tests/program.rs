@@ -39,9 +39,23 @@ fn eval_scores_match_the_logits_of_the_whole_document() {
         os("--json"),
         os("--chunk"),
         os("7"),
+        os("--beyond"),
+        os("100,250"),
     ]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    // The predictions from a position on, against the same sums taken here.
+    for (i, from) in [100usize, 250].into_iter().enumerate() {
+        let beyond = &json["models"][0]["beyond"][i];
+        let n = ids.len() - from;
+        let bits = (from..ids.len()).map(|t| nll(&logits[(t - 1) * 260..t * 260], ids[t])).sum::<f64>()
+            / n as f64
+            / std::f64::consts::LN_2;
+        assert_eq!(beyond["from_position"], from);
+        assert_eq!(beyond["predictions"], n);
+        let got = beyond["bits_per_token"].as_f64().unwrap();
+        assert!((got - bits).abs() < 1e-5, "from {from}: eval {got} vs direct {bits}");
+    }
     let got = json["models"][0]["files"][0]["nats_per_token"].as_f64().unwrap();
     assert!((got - expected).abs() < 1e-5, "eval {got} vs direct {expected}");
     assert_eq!(json["models"][0]["files"][0]["predictions"], 299);

@@ -38,6 +38,12 @@ pub struct EvalArgs {
     /// Score only the first N bytes of each file.
     #[arg(long, value_name = "N")]
     max_bytes: Option<u64>,
+    /// Also report the predictions from these positions on (0-based in each
+    /// document), comma separated; default: the model's window W (where the
+    /// attention no longer reaches the document's start, so only the recurrent
+    /// state sees further back) and 4096 (the paper's segment).
+    #[arg(long, value_name = "POSITIONS", value_delimiter = ',')]
+    beyond: Option<Vec<u64>>,
     /// Draw bits per byte against position (averaged over files) to this PNG.
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
@@ -80,6 +86,10 @@ impl BackendJob for EvalJob<'_> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let mut engine = Engine::load(k, self.weights)?;
+        let beyond = match &args.beyond {
+            Some(positions) => positions.clone(),
+            None => vec![engine.config().window as u64, 4096],
+        };
         let mut session = engine.session(1, args.chunk)?;
         let started = Instant::now();
         let mut files = Vec::new();
@@ -88,7 +98,8 @@ impl BackendJob for EvalJob<'_> {
             session.reset(&mut engine)?;
             bar.set_message(path.display().to_string());
             let mut progress = |bytes: u64| bar.set_position(done_bytes + bytes);
-            let score = score_file(&mut engine, &mut session, self.tokenizer, path, args.max_bytes, &mut progress)?;
+            let score =
+                score_file(&mut engine, &mut session, self.tokenizer, path, args.max_bytes, &beyond, &mut progress)?;
             done_bytes += score.bytes;
             files.push((path.clone(), score));
         }
@@ -189,6 +200,11 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
                     "files": m.results.files.iter().map(|(p, s)| file_json(p, s)).collect::<Vec<_>>(),
                     "total": file_json(&PathBuf::from("(all)"), &m.all),
                     "by_position": by_position,
+                    "beyond": m.all.beyond.iter().map(|b| serde_json::json!({
+                        "from_position": b.from,
+                        "predictions": b.predictions,
+                        "bits_per_token": b.bits_per_token(),
+                    })).collect::<Vec<_>>(),
                     "seconds": m.results.seconds,
                     "tokens_per_second": m.all.tokens as f64 / m.results.seconds.max(1e-9),
                 })
@@ -226,6 +242,14 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
                 m.all.tokens as f64 / m.results.seconds.max(1e-9),
                 args.backend
             );
+            for b in &m.all.beyond {
+                text += &format!(
+                    "  from position {} on: {} predictions, {:.4} bits/token\n",
+                    b.from,
+                    b.predictions,
+                    b.bits_per_token()
+                );
+            }
         }
         text
     };

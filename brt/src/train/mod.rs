@@ -236,7 +236,7 @@ where
         let mut total = Score::default();
         for path in files {
             session.reset(&mut self.engine)?;
-            let score = score_file(&mut self.engine, &mut session, tokenizer, path, max_bytes, &mut |_| {})?;
+            let score = score_file(&mut self.engine, &mut session, tokenizer, path, max_bytes, &[], &mut |_| {})?;
             total.add(&score);
         }
         self.evaluations.push(EvalReport {
