@@ -42,6 +42,27 @@ pub enum Fault {
     Nondeterministic,
     /// `copy` does not check its extents (and panics on a short buffer).
     UncheckedCopy,
+    /// `matmul` leaves the last row of a product of several rows as it was (an
+    /// off-by-one in the row loop).
+    MatmulLastRowSkipped,
+    /// `rms_norm` sums the squares of all but the last element of a row (still
+    /// dividing by the row's width).
+    RmsNormLastElementDropped,
+    /// `l2_normalize` leaves the last head of every row unnormalized.
+    L2LastHeadSkipped,
+    /// `embed` reads the row after the token's (wrapping at the vocabulary).
+    EmbedNextRow,
+    /// `add_positions` adds a position's vector to its first batch row only (a
+    /// missing broadcast).
+    PositionsFirstRowOnly,
+    /// `fill` skips the last of several runs (a document reset misses a row).
+    FillSkipsLastRun,
+    /// Windowed attention does not see the cached keys of earlier calls: results
+    /// depend on where a document is split into calls.
+    CacheIgnored,
+    /// Attention reads the keys and values of batch row 0 for every row (a batch
+    /// stride of zero).
+    KeysOfFirstRow,
 }
 
 /// A fault as a type, so that a broken kernel set can be a [`Backend`].
@@ -71,7 +92,15 @@ faults!(
     NoSafeFloor,
     LinearForgetsState,
     Nondeterministic,
-    UncheckedCopy
+    UncheckedCopy,
+    MatmulLastRowSkipped,
+    RmsNormLastElementDropped,
+    L2LastHeadSkipped,
+    EmbedNextRow,
+    PositionsFirstRowOnly,
+    FillSkipsLastRun,
+    CacheIgnored,
+    KeysOfFirstRow
 );
 
 /// The reference kernels with fault `F`.
@@ -178,14 +207,20 @@ impl<F: FaultKind> Broken<F> {
             let keys = match (F::FAULT, desc.mask()) {
                 (Fault::SelfInWindow, Mask::Window { .. }) => visible.start + 1..visible.end + 1,
                 (Fault::WindowOffByOne, Mask::Window { .. }) => visible.start + 1..visible.end,
+                (Fault::CacheIgnored, Mask::Window { offset, .. }) => visible.start.max(offset)..visible.end,
                 _ => visible,
             };
             for b in 0..batch {
                 for h in 0..heads {
                     let a = if desc.abs_scale() { scale[h].abs() } else { scale[h] };
                     let at = |p: usize| (p * batch + b) * width + h * dh;
+                    // Where key `p` of this row and head is read from.
+                    let key_at = |p: usize| match F::FAULT {
+                        Fault::KeysOfFirstRow => p * batch * width + h * dh,
+                        _ => at(p),
+                    };
                     let logit = |j: usize| -> f32 {
-                        let dot: f64 = (0..dh).map(|c| q[at(i) + c] as f64 * k[at(j) + c] as f64).sum();
+                        let dot: f64 = (0..dh).map(|c| q[at(i) + c] as f64 * k[key_at(j) + c] as f64).sum();
                         let t5 = bias.map_or(0.0, |t| t[h * T5_BUCKETS + t5_bucket(i + offset - j)]);
                         match F::FAULT {
                             Fault::BiasAfterScale => a * dot as f32 + t5,
@@ -201,7 +236,7 @@ impl<F: FaultKind> Broken<F> {
                         let p = ((logit(j) - max) as f64).exp();
                         denominator += p;
                         for (c, a) in acc.iter_mut().enumerate() {
-                            *a += p * v[at(j) + c] as f64;
+                            *a += p * v[key_at(j) + c] as f64;
                         }
                     }
                     for (c, a) in acc.iter().enumerate() {
@@ -224,6 +259,11 @@ impl<F: FaultKind> Kernels for Broken<F> {
         out: ViewMut<'_, Vec<f32>>,
         desc: Embed,
     ) -> KResult<Self> {
+        if F::FAULT == Fault::EmbedNextRow {
+            let vocab = desc.vocab() as u32;
+            let next: Vec<u32> = tokens.iter().map(|&t| if t < vocab { (t + 1) % vocab } else { t }).collect();
+            return self.inner.embed(&next, token_offset, table, out, desc);
+        }
         self.inner.embed(tokens, token_offset, table, out, desc)
     }
 
@@ -235,6 +275,18 @@ impl<F: FaultKind> Kernels for Broken<F> {
         desc: Rows,
     ) -> KResult<Self> {
         self.inner.rms_norm(x, scale, out.reborrow(), desc)?;
+        if F::FAULT == Fault::RmsNormLastElementDropped && desc.dim() > 1 {
+            // Rescaled from the right normalisation to the faulty one.
+            let dim = desc.dim();
+            let rows = range("x", x.tensor, x.offset, desc.len())?;
+            for (r, row) in rows.chunks_exact(dim).enumerate() {
+                let square = |v: &[f32]| v.iter().map(|&e| e as f64 * e as f64).sum::<f64>() / dim as f64;
+                let eps = brt_core::primitives::RMS_EPSILON as f64;
+                let ratio = ((square(row) + eps) / (square(&row[..dim - 1]) + eps)).sqrt() as f32;
+                let at = out.offset + r * dim;
+                out.tensor[at..at + dim].iter_mut().for_each(|y| *y *= ratio);
+            }
+        }
         if F::FAULT == Fault::Nondeterministic && !desc.is_empty() {
             // A bounded drift (at most 1.5e-7) that depends on how many calls came
             // before, with no short period: tolerances never notice it.
@@ -251,10 +303,34 @@ impl<F: FaultKind> Kernels for Broken<F> {
         table: WeightView<'_, Params>,
         desc: Positions,
     ) -> KResult<Self> {
+        if F::FAULT == Fault::PositionsFirstRowOnly && desc.batch() > 1 {
+            let (dim, batch) = (desc.dim(), desc.batch());
+            let before = range("x", x.tensor, x.offset, desc.len())?.to_vec();
+            let offset = x.offset;
+            self.inner.add_positions(ViewMut::new(&mut *x.tensor, offset), table, desc)?;
+            for p in 0..desc.positions() {
+                for b in 1..batch {
+                    let at = (p * batch + b) * dim;
+                    x.tensor[offset + at..offset + at + dim].copy_from_slice(&before[at..at + dim]);
+                }
+            }
+            return Ok(());
+        }
         self.inner.add_positions(x, table, desc)
     }
 
     fn l2_normalize(&mut self, x: ViewMut<'_, Vec<f32>>, desc: Heads) -> KResult<Self> {
+        if F::FAULT == Fault::L2LastHeadSkipped {
+            let (width, dh) = (desc.width(), desc.head_dim());
+            let before = range("x", x.tensor, x.offset, desc.len())?.to_vec();
+            let offset = x.offset;
+            self.inner.l2_normalize(ViewMut::new(&mut *x.tensor, offset), desc)?;
+            for r in 0..desc.rows() {
+                let at = r * width + width - dh;
+                x.tensor[offset + at..offset + at + dh].copy_from_slice(&before[at..at + dh]);
+            }
+            return Ok(());
+        }
         self.inner.l2_normalize(x, desc)
     }
 
@@ -265,6 +341,15 @@ impl<F: FaultKind> Kernels for Broken<F> {
         out: ViewMut<'_, Vec<f32>>,
         desc: Matmul,
     ) -> KResult<Self> {
+        if F::FAULT == Fault::MatmulLastRowSkipped && desc.m() > 1 {
+            let n = desc.n();
+            let last = out.offset + (desc.m() - 1) * n;
+            let kept = range("out", out.tensor, last, n)?.to_vec();
+            let offset = out.offset;
+            self.inner.matmul(x, w, ViewMut::new(&mut *out.tensor, offset), desc)?;
+            out.tensor[last..last + n].copy_from_slice(&kept);
+            return Ok(());
+        }
         self.inner.matmul(x, w, out, desc)
     }
 
@@ -279,9 +364,12 @@ impl<F: FaultKind> Kernels for Broken<F> {
         desc: Attention,
     ) -> KResult<Self> {
         match F::FAULT {
-            Fault::SelfInWindow | Fault::WindowOffByOne | Fault::BiasAfterScale | Fault::NoSafeFloor => {
-                self.faulty_attention(q, k, v, scale, bias, out, desc)
-            }
+            Fault::SelfInWindow
+            | Fault::WindowOffByOne
+            | Fault::BiasAfterScale
+            | Fault::NoSafeFloor
+            | Fault::CacheIgnored
+            | Fault::KeysOfFirstRow => self.faulty_attention(q, k, v, scale, bias, out, desc),
             _ => self.inner.attention(q, k, v, scale, bias, out, desc),
         }
     }
@@ -355,6 +443,11 @@ impl<F: FaultKind> Kernels for Broken<F> {
     }
 
     fn fill(&mut self, dst: ViewMut<'_, Vec<f32>>, runs: Strided, value: f32) -> KResult<Self> {
+        if F::FAULT == Fault::FillSkipsLastRun && runs.count() > 1 {
+            check_extent("fill", dst.offset, runs.extent(), dst.tensor.len())?;
+            let fewer = Strided::new(runs.count() - 1, runs.len(), runs.stride())?;
+            return self.inner.fill(dst, fewer, value);
+        }
         self.inner.fill(dst, runs, value)
     }
 

@@ -16,7 +16,7 @@ mod float32;
 
 use broken::*;
 use broken_grad::*;
-use conformance::checks::{attention, errors, gates, linear, locality, models, properties};
+use conformance::checks::{attention, errors, gates, kernels, linear, locality, models, properties};
 use conformance::gradients::{
     attention as gattention, errors as gerrors, kernels as gkernels, linear as glinear, matmul as gmatmul,
     models as gmodels,
@@ -167,6 +167,86 @@ fn a_kernel_without_extent_checks_is_caught() {
         ),
     }
     assert_caught::<B>(&[], &[("error_paths_stream", errors::error_paths_stream::<B>)]);
+}
+
+#[test]
+fn a_product_that_skips_its_last_row_is_caught() {
+    type B = BrokenBackend<MatmulLastRowSkipped>;
+    assert_caught::<B>(
+        &[("matmul", kernels::matmul::<B>), ("model_plain", models::model_plain::<B>)],
+        &[("rms_norm", kernels::rms_norm::<B>), ("attention_window", attention::attention_window::<B>)],
+    );
+}
+
+#[test]
+fn an_rms_norm_that_drops_an_element_is_caught() {
+    type B = BrokenBackend<RmsNormLastElementDropped>;
+    assert_caught::<B>(
+        &[("rms_norm", kernels::rms_norm::<B>), ("model_plain", models::model_plain::<B>)],
+        &[("matmul", kernels::matmul::<B>), ("l2_normalize", kernels::l2_normalize::<B>)],
+    );
+}
+
+#[test]
+fn an_l2_normalization_that_skips_a_head_is_caught() {
+    type B = BrokenBackend<L2LastHeadSkipped>;
+    assert_caught::<B>(
+        &[("l2_normalize", kernels::l2_normalize::<B>), ("model_plain", models::model_plain::<B>)],
+        &[("matmul", kernels::matmul::<B>), ("rms_norm", kernels::rms_norm::<B>)],
+    );
+}
+
+#[test]
+fn an_embedding_off_by_one_row_is_caught() {
+    type B = BrokenBackend<EmbedNextRow>;
+    assert_caught::<B>(
+        &[("embed", kernels::embed::<B>), ("model_plain", models::model_plain::<B>)],
+        &[("matmul", kernels::matmul::<B>), ("rms_norm", kernels::rms_norm::<B>)],
+    );
+}
+
+#[test]
+fn positions_added_to_one_batch_row_are_caught() {
+    type B = BrokenBackend<PositionsFirstRowOnly>;
+    assert_caught::<B>(
+        &[("add_positions", kernels::add_positions::<B>)],
+        &[("matmul", kernels::matmul::<B>), ("embed", kernels::embed::<B>)],
+    );
+}
+
+#[test]
+fn a_reset_that_misses_a_row_is_caught() {
+    type B = BrokenBackend<FillSkipsLastRun>;
+    assert_caught::<B>(
+        &[("document_reset", properties::document_reset::<B>)],
+        &[("matmul", kernels::matmul::<B>), ("attention_window", attention::attention_window::<B>)],
+    );
+}
+
+#[test]
+fn attention_that_ignores_the_cache_is_caught() {
+    type B = BrokenBackend<CacheIgnored>;
+    assert_caught::<B>(
+        &[
+            ("attention_window", attention::attention_window::<B>),
+            ("streaming_invariance", properties::streaming_invariance::<B>),
+            ("model_plain", models::model_plain::<B>),
+        ],
+        &[("attention_full", attention::attention_full::<B>), ("matmul", kernels::matmul::<B>)],
+    );
+}
+
+#[test]
+fn attention_that_reads_another_rows_keys_is_caught() {
+    type B = BrokenBackend<KeysOfFirstRow>;
+    assert_caught::<B>(
+        &[
+            ("attention_window", attention::attention_window::<B>),
+            ("attention_full", attention::attention_full::<B>),
+            ("batch_independence", properties::batch_independence::<B>),
+        ],
+        &[("matmul", kernels::matmul::<B>), ("gate_fixed", gates::gate_fixed::<B>)],
+    );
 }
 
 #[test]
