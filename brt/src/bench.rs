@@ -87,9 +87,14 @@ pub struct BenchSpec {
     pub repetitions: usize,
     /// Side of the square product timed for the backend's own GEMM rate (0: skip).
     pub gemm_size: usize,
+    /// Threads that read memory to measure its bandwidth before each repetition
+    /// (0: skip).
+    pub bandwidth_threads: usize,
 }
 
-/// Measured figures.
+/// Measured figures. Every repetition times the reference rates (the backend's
+/// GEMM, the memory bandwidth) right before the model, so that each ratio
+/// compares figures taken at the same moment of a shared, noisy machine.
 #[derive(Clone, Debug)]
 pub struct BenchResult {
     /// Seconds of each repetition.
@@ -98,8 +103,59 @@ pub struct BenchResult {
     pub tokens_per_second: f64,
     /// Median GFLOP/s of the model's arithmetic.
     pub gflops: f64,
-    /// GFLOP/s of the backend's own matmul on a square f32 product, if measured.
-    pub backend_gemm_gflops: Option<f64>,
+    /// GFLOP/s of the backend's own matmul on a square f32 product before each
+    /// repetition, if measured.
+    pub gemm_gflops: Vec<f64>,
+    /// The model's GFLOP/s over the GEMM's, per repetition.
+    pub gemm_ratios: Vec<f64>,
+    /// GB/s of reading memory before each repetition, if measured.
+    pub bandwidth_gbs: Vec<f64>,
+    /// Bytes of the stored weights (all of them are read for every call).
+    pub weight_bytes: usize,
+    /// Weight bytes read per second over the bandwidth, per repetition: how
+    /// close one-token calls come to the memory's limit.
+    pub bandwidth_ratios: Vec<f64>,
+}
+
+/// The smallest, median and largest of a list (zeros when empty).
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (min, median(values), max)
+    }
+}
+
+/// Bytes the memory bandwidth is measured on: far beyond any cache.
+const BANDWIDTH_BYTES: usize = 512 << 20;
+
+/// GB/s of `threads` threads summing disjoint parts of `buffer` (the median of
+/// three passes).
+pub fn memory_bandwidth(buffer: &[u64], threads: usize) -> f64 {
+    let threads = threads.max(1);
+    let part = buffer.len().div_ceil(threads);
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for piece in buffer.chunks(part.max(1)) {
+                scope.spawn(move || {
+                    // Eight independent sums keep the adds off the critical path.
+                    let mut sums = [0u64; 8];
+                    for block in piece.chunks_exact(8) {
+                        for (s, &v) in sums.iter_mut().zip(block) {
+                            *s = s.wrapping_add(v);
+                        }
+                    }
+                    std::hint::black_box(sums);
+                });
+            }
+        });
+        times.push(start.elapsed().as_secs_f64());
+    }
+    (buffer.len() * 8) as f64 / median(&times) / 1e9
 }
 
 /// Median of a non-empty list.
@@ -155,9 +211,18 @@ impl BackendJob for BenchJob<'_> {
     {
         let spec = self.spec;
         let config = *self.weights.config();
+        let weight_bytes =
+            brt_core::ByteLayout::new(&config, self.weights.dtype(), 4)?.tensors().map(|t| t.bytes).sum();
         let mut engine = Engine::load(k, self.weights)?;
-        let backend_gemm_gflops =
-            if spec.gemm_size > 0 { Some(backend_gemm_rate(engine.kernels(), spec.gemm_size)?) } else { None };
+        let buffer: Vec<u64> = if spec.bandwidth_threads > 0 {
+            let mut b = Vec::new();
+            b.try_reserve_exact(BANDWIDTH_BYTES / 8)
+                .map_err(|_| Error::Invalid("not enough memory for the bandwidth measurement (512 MiB)".into()))?;
+            b.extend((0..BANDWIDTH_BYTES as u64 / 8).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            b
+        } else {
+            Vec::new()
+        };
         let mut rng = brt_core::init::SplitMix64::new(1);
         let rows: Vec<Vec<u32>> =
             (0..spec.batch).map(|_| (0..spec.tokens).map(|_| 3 + (rng.next_u64() % 256) as u32).collect()).collect();
@@ -166,21 +231,40 @@ impl BackendJob for BenchJob<'_> {
         // Warm-up: one call.
         let warm: Vec<&[u32]> = rows.iter().map(|r| &r[..spec.chunk.min(r.len())]).collect();
         session.feed_rows(&mut engine, &warm, &[], None)?;
-        let mut seconds = Vec::new();
+        let tokens = (spec.batch * spec.tokens) as f64;
+        // Calls per repetition; each reads every weight once, whatever the batch.
+        let calls = spec.tokens.div_ceil(spec.chunk.max(1)) as f64;
+        let (mut seconds, mut gemm_gflops, mut gemm_ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bandwidth_gbs, mut bandwidth_ratios) = (Vec::new(), Vec::new());
         for _ in 0..spec.repetitions.max(1) {
+            let gemm =
+                if spec.gemm_size > 0 { Some(backend_gemm_rate(engine.kernels(), spec.gemm_size)?) } else { None };
+            let bandwidth = (!buffer.is_empty()).then(|| memory_bandwidth(&buffer, spec.bandwidth_threads));
             session.reset(&mut engine)?;
             let start = Instant::now();
             session.feed_rows(&mut engine, &rows, &[], None)?;
             engine.kernels().sync()?;
-            seconds.push(start.elapsed().as_secs_f64());
+            let t = start.elapsed().as_secs_f64();
+            seconds.push(t);
+            if let Some(g) = gemm {
+                gemm_gflops.push(g);
+                gemm_ratios.push(tokens * forward_flops_per_token(&config) / t / 1e9 / g);
+            }
+            if let Some(b) = bandwidth {
+                bandwidth_gbs.push(b);
+                bandwidth_ratios.push(calls * weight_bytes as f64 / t / 1e9 / b);
+            }
         }
         let t = median(&seconds);
-        let tokens = (spec.batch * spec.tokens) as f64;
         Ok(BenchResult {
             tokens_per_second: tokens / t,
             gflops: tokens * forward_flops_per_token(&config) / t / 1e9,
             seconds,
-            backend_gemm_gflops,
+            gemm_gflops,
+            gemm_ratios,
+            bandwidth_gbs,
+            weight_bytes,
+            bandwidth_ratios,
         })
     }
 }

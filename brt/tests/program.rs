@@ -389,3 +389,33 @@ fn generate_stops_when_its_reader_goes() {
     assert!(status.success(), "{status}: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `brt bench --decode`: one token per call; each repetition also measures the
+/// GEMM and the memory bandwidth right before the model and reports every
+/// ratio with its spread; the weight bytes are the model's.
+#[test]
+fn bench_decode_reports_ratios_measured_in_the_same_run() {
+    let args = ["bench", "--config", "tiny", "--decode", "--tokens", "20", "--repetitions", "2"];
+    let mut args: Vec<&OsStr> = args.iter().map(|s| os(s)).collect();
+    args.extend(["--gemm-size", "64", "--threads", "1", "--json"].map(os));
+    let (code, out, err) = run_brt(&args);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["chunk"], 1);
+    assert_eq!(json["tokens"], 20);
+    let config = brt::bench::named_config("tiny").unwrap();
+    assert_eq!(json["weight_bytes"], 4 * brt_core::WeightLayout::new(&config).unwrap().len());
+    for field in ["backend_gemm_gflops", "ratio_to_gemm", "memory_gbs", "ratio_to_bandwidth"] {
+        let m = &json[field];
+        assert_eq!(m["each"].as_array().map(Vec::len), Some(2), "{field}: {m}");
+        let (min, median, max) =
+            (m["min"].as_f64().unwrap(), m["median"].as_f64().unwrap(), m["max"].as_f64().unwrap());
+        assert!(0.0 < min && min <= median && median <= max, "{field}: {m}");
+    }
+    // The bandwidth ratio is the weights read per second over the bandwidth.
+    let seconds: Vec<f64> = json["seconds"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect();
+    let gbs = json["memory_gbs"]["each"][0].as_f64().unwrap();
+    let want = 20.0 * json["weight_bytes"].as_f64().unwrap() / seconds[0] / 1e9 / gbs;
+    let got = json["ratio_to_bandwidth"]["each"][0].as_f64().unwrap();
+    assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
+}
