@@ -419,3 +419,34 @@ fn bench_decode_reports_ratios_measured_in_the_same_run() {
     let got = json["ratio_to_bandwidth"]["each"][0].as_f64().unwrap();
     assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
 }
+
+/// `brt bench --model M` measures the user's own model, in its own storage type.
+#[test]
+fn bench_measures_a_given_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, weights) = small_model(dir.path(), "m", small_config());
+    let (code, out, err) = run_brt(&[
+        os("bench"),
+        os("--model"),
+        model.as_os_str(),
+        os("--tokens"),
+        os("8"),
+        os("--chunk"),
+        os("4"),
+        os("--repetitions"),
+        os("1"),
+        os("--gemm-size"),
+        os("0"),
+        os("--json"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["config"], model.display().to_string());
+    assert_eq!(json["dtype"], weights.dtype().name());
+    let per_value = if weights.dtype() == brt_core::WeightDtype::F32 { 4 } else { 2 };
+    assert_eq!(json["weight_bytes"], per_value * brt_core::WeightLayout::new(&small_config()).unwrap().len());
+    assert!(json["tokens_per_second"].as_f64().unwrap() > 0.0);
+    let (code, _, err) =
+        run_brt(&[os("bench"), os("--model"), model.as_os_str(), os("--dtype"), os("f16"), os("--tokens"), os("8")]);
+    assert_eq!(code, 2, "{err}");
+}

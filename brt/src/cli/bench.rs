@@ -9,9 +9,14 @@ use super::convert::DtypeArg;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// `small`, `paper` (the issue tracker's configurations) or `tiny`.
-    #[arg(long, default_value = "small")]
+    /// `small`, `paper` (the issue tracker's configurations) or `tiny`, with
+    /// random weights.
+    #[arg(long, default_value = "small", conflicts_with = "model")]
     config: String,
+    /// Measure this model (any format brt reads) instead of a named configuration;
+    /// its own storage type is used (--dtype does not apply).
+    #[arg(long, conflicts_with = "dtype")]
+    model: Option<std::path::PathBuf>,
     /// Compute backend.
     #[arg(long, value_parser = parse_backend, default_value_t = BackendKind::default_kind())]
     backend: BackendKind,
@@ -52,8 +57,12 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
     if tokens == 0 || args.batch == 0 || chunk == 0 {
         return Err(Error::Invalid("--tokens, --batch and --chunk must be positive".into()));
     }
-    let config = named_config(&args.config)?;
-    let weights = random_loaded_model(&config, args.dtype.into(), 0)?;
+    let (weights, name) = match &args.model {
+        Some(path) => (super::open(Some(path), super::ModelOptions::default())?, path.display().to_string()),
+        None => (random_loaded_model(&named_config(&args.config)?, args.dtype.into(), 0)?, args.config.clone()),
+    };
+    let config = *weights.config();
+    let dtype = weights.dtype();
     let threads =
         if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
     let spec = BenchSpec {
@@ -76,13 +85,13 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         format!(
             "{:#}\n",
             serde_json::json!({
-                "config": args.config,
+                "config": name,
                 "backend": args.backend.name(),
                 "threads": args.threads,
                 "batch": args.batch,
                 "tokens": tokens,
                 "chunk": chunk,
-                "dtype": format!("{:?}", args.dtype).to_lowercase(),
+                "dtype": dtype.name(),
                 "flops_per_token": flops,
                 "seconds": result.seconds,
                 "tokens_per_second": result.tokens_per_second,
@@ -96,8 +105,14 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         )
     } else {
         let mut text = format!(
-            "config {} on {} (threads {}, batch {}, {} tokens per document, chunk {}, {:?} weights)\n",
-            args.config, args.backend, args.threads, args.batch, tokens, chunk, args.dtype
+            "{} on {} (threads {}, batch {}, {} tokens per document, chunk {}, {} weights)\n",
+            name,
+            args.backend,
+            args.threads,
+            args.batch,
+            tokens,
+            chunk,
+            dtype.name()
         );
         text += &format!("  {:.0} tokens/s (median of {})\n", result.tokens_per_second, result.seconds.len());
         text +=

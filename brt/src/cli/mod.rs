@@ -44,7 +44,7 @@ enum Command {
 }
 
 /// How to read a model file.
-#[derive(Args, Debug, Clone, Copy)]
+#[derive(Args, Debug, Clone, Copy, Default)]
 struct ModelOptions {
     /// Use abs() on learned attention scales (as later official code does).
     #[arg(long)]
