@@ -193,7 +193,8 @@ impl KernelCase for AttentionCase {
 /// A window mask: mostly small windows, sometimes long ones that reach the
 /// logarithmic T5 buckets (distances 16 and up).
 pub(crate) fn window_mask() -> impl Strategy<Value = MaskCase> {
-    let window = prop_oneof![4 => 1usize..=6, 1 => 14usize..=40];
+    // Rarely longer than the CPU backend's default key tile (192).
+    let window = prop_oneof![16 => 1usize..=6, 4 => 14usize..=40, 1 => 188usize..=200];
     (window, 0usize..=2, 0usize..=2).prop_map(|(window, extra_offset, extra_keys)| MaskCase::Window {
         window,
         extra_offset,
@@ -207,8 +208,9 @@ fn case(
     logits: impl Strategy<Value = Logits>,
 ) -> impl Strategy<Value = AttentionCase> {
     // Sometimes more queries than a micro-tile has rows (4 to 12): the CPU
-    // backend's smallest tiles take that many per task.
-    let queries = prop_oneof![4 => 0usize..=5, 1 => 6usize..=13];
+    // backend's smallest tiles take that many per task; rarely more than a
+    // default query tile (96).
+    let queries = prop_oneof![16 => 0usize..=5, 4 => 6usize..=13, 1 => 94usize..=110];
     ((1usize..=3, queries, 1usize..=3, head_dim()), (mask, bias, any::<bool>(), logits), pads(), seed()).prop_map(
         |((batch, queries, heads, head_dim), (mask, bias, abs_scale, logits), pads, seed)| {
             // A position bias only exists with a window mask; below the floor the
@@ -220,7 +222,7 @@ fn case(
 }
 
 /// Windowed attention (token self-attention) against the reference: windows of 1
-/// to 40, extra cached keys, several batch rows, one to three heads, odd head
+/// to 40 (rarely 200), up to 13 queries (rarely 110), extra cached keys, several batch rows, one to three heads, odd head
 /// widths, the T5 bias (before the scale) on most cases, `abs` scales.
 pub fn attention_window<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure> {
     let strategy = case(window_mask(), prop::bool::weighted(0.8), Just(Logits::Normal));

@@ -280,8 +280,18 @@ fn matmul_case() -> impl Strategy<Value = MatmulCase> {
     // CPU backend's smallest tiles pack that many per block.
     let rows = prop_oneof![3 => 0usize..=7, 1 => 8usize..=13];
     let cols = prop_oneof![3 => 1usize..=17, 1 => 18usize..=33];
-    ((rows, inner, cols, any::<bool>()), (alpha, any::<bool>(), activation, prop::bool::weighted(0.15)), pads(), seed())
-        .prop_map(|((m, k, n, transposed), (alpha, accumulate, activation, tiny), pads, seed)| MatmulCase {
+    // And a few shapes across the default blocking: more rows than a block of
+    // `A` (144) and a longer inner dimension than a `B` panel (128 with AVX-512,
+    // 256 with AVX2 and NEON); one-row products wider than their column run
+    // (4096, `Tiles::gemv_columns`).
+    let shape = prop_oneof![
+        30 => (rows, inner, cols),
+        1 => (143usize..=150, 250usize..=300, 1usize..=40),
+        1 => (1usize..=4, 1usize..=8, 4090usize..=4200),
+    ];
+    let shape = (shape, any::<bool>()).prop_map(|((m, k, n), transposed)| (m, k, n, transposed));
+    (shape, (alpha, any::<bool>(), activation, prop::bool::weighted(0.15)), pads(), seed()).prop_map(
+        |((m, k, n, transposed), (alpha, accumulate, activation, tiny), pads, seed)| MatmulCase {
             m,
             k,
             n,
@@ -292,11 +302,13 @@ fn matmul_case() -> impl Strategy<Value = MatmulCase> {
             tiny,
             pads,
             seed,
-        })
+        },
+    )
 }
 
 /// `matmul` against the reference: both weight orders, scale, accumulation,
-/// ReLU and tanh, inner dimensions 1 to 70, no rows.
+/// ReLU and tanh, inner dimensions 1 to 70, no rows; a few shapes across the
+/// CPU backend's default blocking (up to 150 rows, inner 300, 4200 columns).
 pub fn matmul<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure> {
     against_reference::<B, _>(k, options, "matmul", 256, Check::Matmul, matmul_case())
 }
