@@ -9,7 +9,8 @@ use crate::sample::Sampler;
 use brt_core::Kernels;
 use std::ops::ControlFlow;
 
-/// Feeds `prompt`, then draws up to `max_tokens` tokens one at a time, calling
+/// Feeds `prompt` (which the sampler observes, as it does every token written,
+/// for its penalties), then draws up to `max_tokens` tokens one at a time, calling
 /// `on_token` with each as soon as it is chosen. Stops early at `stop` (which is
 /// not fed), or after a token for which `on_token` says
 /// [`ControlFlow::Break`] (its reader has gone; that token is kept and fed, so
@@ -28,6 +29,7 @@ where
     Error: From<K::Error>,
 {
     session.feed(engine, prompt)?;
+    sampler.observe(prompt);
     let mut out = Vec::new();
     while out.len() < max_tokens {
         let logits = session.last_logits(0).ok_or_else(|| {
@@ -38,6 +40,7 @@ where
             break;
         }
         let flow = on_token(token)?;
+        sampler.observe(&[token]);
         out.push(token);
         session.feed(engine, &[token])?;
         if flow.is_break() {

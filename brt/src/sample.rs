@@ -1,4 +1,5 @@
-//! Choosing the next token from logits: temperature, top-k, top-p, seeded.
+//! Choosing the next token from logits: repetition and presence penalties,
+//! temperature, top-k, top-p, min-p, seeded.
 
 use crate::error::{Error, Result};
 use brt_core::init::SplitMix64;
@@ -12,13 +13,31 @@ pub struct SamplingOptions {
     pub top_k: usize,
     /// Keep the smallest set of tokens whose probability reaches `p` (1: all).
     pub top_p: f32,
+    /// Keep only tokens at least this fraction as likely as the most likely one
+    /// (0: all).
+    pub min_p: f32,
+    /// Divide the positive logits of tokens already seen (the prompt's and the
+    /// written ones) by this, multiply their negative logits by it (1: off; the
+    /// CTRL paper's penalty, as Hugging Face's `repetition_penalty`).
+    pub repetition_penalty: f32,
+    /// Subtract this from the logits of tokens already seen (0: off; OpenAI's
+    /// `presence_penalty`).
+    pub presence_penalty: f32,
     /// Seed of the random choices.
     pub seed: u64,
 }
 
 impl Default for SamplingOptions {
     fn default() -> Self {
-        SamplingOptions { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 0 }
+        SamplingOptions {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            seed: 0,
+        }
     }
 }
 
@@ -29,6 +48,10 @@ pub struct Sampler {
     rng: SplitMix64,
     order: Vec<usize>,
     probs: Vec<f64>,
+    /// Whether each token id has been seen (grown on demand).
+    seen: Vec<bool>,
+    /// The logits after the penalties.
+    adjusted: Vec<f32>,
 }
 
 impl Sampler {
@@ -40,7 +63,55 @@ impl Sampler {
         if !(options.top_p > 0.0 && options.top_p <= 1.0) {
             return Err(Error::Invalid(format!("top-p must be in (0, 1], not {}", options.top_p)));
         }
-        Ok(Sampler { options, rng: SplitMix64::new(options.seed), order: Vec::new(), probs: Vec::new() })
+        if !(0.0..=1.0).contains(&options.min_p) {
+            return Err(Error::Invalid(format!("min-p must be in [0, 1], not {}", options.min_p)));
+        }
+        if !(options.repetition_penalty > 0.0 && options.repetition_penalty.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "the repetition penalty must be positive (1: none), not {}",
+                options.repetition_penalty
+            )));
+        }
+        if !options.presence_penalty.is_finite() {
+            return Err(Error::Invalid(format!(
+                "the presence penalty must be finite, not {}",
+                options.presence_penalty
+            )));
+        }
+        Ok(Sampler {
+            options,
+            rng: SplitMix64::new(options.seed),
+            order: Vec::new(),
+            probs: Vec::new(),
+            seen: Vec::new(),
+            adjusted: Vec::new(),
+        })
+    }
+
+    /// Notes tokens the text holds (the prompt, each written token), for the
+    /// penalties.
+    pub fn observe(&mut self, tokens: &[u32]) {
+        for &t in tokens {
+            let t = t as usize;
+            if t >= self.seen.len() {
+                self.seen.resize(t + 1, false);
+            }
+            self.seen[t] = true;
+        }
+    }
+
+    /// The logits with the penalties applied to the tokens seen so far.
+    pub fn penalized(&self, logits: &[f32]) -> Vec<f32> {
+        let mut v = logits.to_vec();
+        self.apply_penalties(&mut v);
+        v
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32]) {
+        let (r, presence) = (self.options.repetition_penalty, self.options.presence_penalty);
+        for (v, _) in logits.iter_mut().zip(&self.seen).filter(|(_, &seen)| seen) {
+            *v = if *v > 0.0 { *v / r } else { *v * r } - presence;
+        }
     }
 
     /// The next token given the logits of one position.
@@ -48,6 +119,18 @@ impl Sampler {
         if logits.is_empty() || logits.iter().any(|v| !v.is_finite()) {
             return Err(Error::Invalid("the model produced non-finite logits".into()));
         }
+        let mut adjusted = std::mem::take(&mut self.adjusted);
+        adjusted.clear();
+        adjusted.extend_from_slice(logits);
+        self.apply_penalties(&mut adjusted);
+        let token = self.draw(&adjusted);
+        self.adjusted = adjusted;
+        token
+    }
+
+    /// Draws from `logits` (finite, not empty) with temperature, top-k, top-p
+    /// and min-p.
+    fn draw(&mut self, logits: &[f32]) -> Result<u32> {
         let argmax = || logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
         if self.options.temperature == 0.0 {
             return Ok(argmax() as u32);
@@ -75,6 +158,12 @@ impl Sampler {
                     break;
                 }
             }
+        }
+        // Min-p: tokens at least `min_p` times as likely as the first (the
+        // order is by decreasing probability, so they are a prefix).
+        if self.options.min_p > 0.0 {
+            let floor = self.probs[0] * self.options.min_p as f64;
+            kept = kept.min(self.probs.iter().take_while(|&&p| p >= floor).count());
         }
         let mass: f64 = self.probs[..kept].iter().sum();
         let mut target = self.rng.uniform() * mass;
@@ -104,6 +193,41 @@ mod tests {
         let drawn: Vec<u32> = (0..200).map(|_| top_p.sample(&logits).unwrap()).collect();
         assert!(drawn.iter().all(|&t| t == 1 || t == 3));
         assert!(drawn.contains(&1) && drawn.contains(&3));
+    }
+
+    /// The penalties as defined: seen tokens' positive logits divided by the
+    /// repetition penalty, negative ones multiplied, then the presence penalty
+    /// subtracted; unseen tokens untouched.
+    #[test]
+    fn penalties_change_the_logits_of_seen_tokens_as_defined() {
+        let logits = [2.0, -1.0, 0.5, 3.0];
+        let options = SamplingOptions { repetition_penalty: 2.0, presence_penalty: 0.25, ..Default::default() };
+        let mut s = Sampler::new(options).unwrap();
+        assert_eq!(s.penalized(&logits), logits.to_vec());
+        s.observe(&[0, 1, 1]);
+        assert_eq!(s.penalized(&logits), vec![2.0 / 2.0 - 0.25, -2.0 - 0.25, 0.5, 3.0]);
+        // Greedy choice follows the penalized logits: a presence penalty of 3 on
+        // the seen tokens 3 and 0 (down to 0 and -1) hands the lead to the
+        // unseen token 2 (0.5).
+        let mut greedy =
+            Sampler::new(SamplingOptions { temperature: 0.0, presence_penalty: 3.0, ..Default::default() }).unwrap();
+        greedy.observe(&[3, 0]);
+        assert_eq!(greedy.sample(&logits).unwrap(), 2);
+    }
+
+    /// Min-p keeps exactly the tokens at least `min_p` times as likely as the
+    /// first: with probabilities proportional to e^3, e^2.9, e^1, e^0 and min-p
+    /// 0.5, tokens 1 and 3 stay (e^-0.1 = 0.90), 2 (e^-2 = 0.14) and 0 go.
+    #[test]
+    fn min_p_keeps_the_tokens_near_the_first() {
+        let logits = [0.0, 3.0, 1.0, 2.9];
+        let mut s = Sampler::new(SamplingOptions { min_p: 0.5, seed: 3, ..Default::default() }).unwrap();
+        let drawn: Vec<u32> = (0..300).map(|_| s.sample(&logits).unwrap()).collect();
+        assert!(drawn.iter().all(|&t| t == 1 || t == 3));
+        assert!(drawn.contains(&1) && drawn.contains(&3));
+        assert!(Sampler::new(SamplingOptions { min_p: 1.5, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplingOptions { repetition_penalty: 0.0, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplingOptions { presence_penalty: f32::NAN, ..Default::default() }).is_err());
     }
 
     #[test]

@@ -450,3 +450,26 @@ fn bench_measures_a_given_model() {
         run_brt(&[os("bench"), os("--model"), model.as_os_str(), os("--dtype"), os("f16"), os("--tokens"), os("8")]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `--stop`: the text stops where the stop string would begin, and up to there
+/// it is the text written without it (same seed, same draws); the stop string
+/// is not printed.
+#[test]
+fn generate_stops_at_a_stop_string() {
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&OsStr> =
+            ["generate", "HAMLET. To be", "--max-tokens", "300", "--seed", "4"].iter().map(|s| os(s)).collect();
+        args.extend(extra.iter().map(|s| os(s)));
+        let (code, out, err) = run_brt(&args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let full = run(&[]);
+    let first = full.iter().position(|&b| b == b'e').expect("the built-in model writes an e in 300 bytes");
+    let stopped = run(&["--stop", "e", "--stop", "zzz"]);
+    assert_eq!(stopped, [&full[..first], b"\n"].concat());
+    // A stop string that never comes holds nothing back at the end.
+    assert_eq!(run(&["--stop", "\u{7f}\u{7f}"]), full);
+    let (code, _, err) = run_brt(&[os("generate"), os("x"), os("--stop"), os("")]);
+    assert_eq!(code, 1, "{err}");
+}

@@ -36,6 +36,21 @@ pub struct GenerateArgs {
     /// Sample among the most likely tokens holding this much probability.
     #[arg(long, default_value_t = 0.95)]
     top_p: f32,
+    /// Sample among tokens at least this fraction as likely as the most likely
+    /// one (0: all).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Penalize tokens already in the text: positive logits divided by it,
+    /// negative ones multiplied (1: none; 1.1 to 1.3 are usual).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Subtract this from the logits of tokens already in the text (0: none).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    presence_penalty: f32,
+    /// Stop when the written text contains this string (which is not printed);
+    /// repeat for several.
+    #[arg(long, value_name = "TEXT")]
+    stop: Vec<String>,
     /// Random seed (the same seed gives the same text).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -85,29 +100,53 @@ impl BackendJob for GenerateJob<'_> {
         let mut stdout = std::io::stdout().lock();
         let tokenizer = self.tokenizer;
         let mut written: Vec<u32> = Vec::new();
-        let mut shown = 0;
+        let mut shown = 0usize;
+        let stops: Vec<&[u8]> = args.stop.iter().map(|s| s.as_bytes()).collect();
+        // Bytes held back: the longest a stop string could still grow from.
+        let hold = stops.iter().map(|s| s.len() - 1).max().unwrap_or(0);
+        let mut stopped = false;
+        let mut print = |bytes: &[u8]| -> Result<ControlFlow<()>, Error> {
+            match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+                // The reader has gone (`brt generate ... | head -c 100`): nobody
+                // wants more text; stop and succeed.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ControlFlow::Break(())),
+                Err(e) => Err(Error::io("standard output", e)),
+                Ok(()) => Ok(ControlFlow::Continue(())),
+            }
+        };
         let mut on_token = |token: u32| -> Result<ControlFlow<()>, Error> {
             // Decode everything so far and print what is new, so tokenizers whose
             // pieces depend on context print correctly as they stream.
             written.push(token);
             let text = tokenizer.decode(&written)?;
-            if text.len() > shown {
-                let fresh = &text[shown..];
-                shown = text.len();
-                match stdout.write_all(fresh).and_then(|()| stdout.flush()) {
-                    // The reader has gone (`brt generate ... | head -c 100`):
-                    // nobody wants more text; stop and succeed.
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ControlFlow::Break(())),
-                    Err(e) => return Err(Error::io("standard output", e)),
-                    Ok(()) => {}
-                }
+            let from = shown.saturating_sub(hold);
+            let stop_at = stops.iter().filter_map(|s| find(&text[from..], s).map(|i| from + i)).min();
+            let end = match stop_at {
+                Some(at) => at,
+                None => text.len().saturating_sub(hold),
+            };
+            let mut flow = ControlFlow::Continue(());
+            if end > shown {
+                flow = print(&text[shown..end])?;
+                shown = end;
             }
-            Ok(ControlFlow::Continue(()))
+            if stop_at.is_some() {
+                stopped = true;
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(flow)
         };
         let stop = tokenizer.eos();
-        let written =
+        let tokens =
             generate(&mut engine, &mut session, &self.prompt, args.max_tokens, &mut self.sampler, stop, &mut on_token)?;
-        if !written.is_empty() {
+        // What the stop strings held back, when none came.
+        if !stopped && hold > 0 {
+            let text = tokenizer.decode(&written)?;
+            if text.len() > shown {
+                let _ = print(&text[shown..])?;
+            }
+        }
+        if !tokens.is_empty() {
             let _ = writeln!(std::io::stdout());
         }
         if let Some(path) = &args.save_session {
@@ -129,8 +168,14 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
+        min_p: args.min_p,
+        repetition_penalty: args.repetition_penalty,
+        presence_penalty: args.presence_penalty,
         seed: args.seed,
     })?;
+    if args.stop.iter().any(String::is_empty) {
+        return Err(Error::Invalid("--stop needs a non-empty string".into()));
+    }
     let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
     let text = args.prompt.as_deref().or(args.text.as_deref()).unwrap_or("");
     if text.is_empty() && args.resume.is_none() {
@@ -149,4 +194,9 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
         BackendOptions::for_config(weights.config(), args.threads),
         GenerateJob { args: &args, weights: &weights, tokenizer: &tokenizer, prompt, sampler },
     )
+}
+
+/// Where `needle` (not empty) first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
