@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use brt_core::init::SplitMix64;
+use std::collections::BTreeSet;
 
 /// Sampling settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,8 +49,8 @@ pub struct Sampler {
     rng: SplitMix64,
     order: Vec<usize>,
     probs: Vec<f64>,
-    /// Whether each token id has been seen (grown on demand).
-    seen: Vec<bool>,
+    /// The token ids seen (a set: any id, no table as large as the largest).
+    seen: BTreeSet<u32>,
     /// The logits after the penalties.
     adjusted: Vec<f32>,
 }
@@ -83,7 +84,7 @@ impl Sampler {
             rng: SplitMix64::new(options.seed),
             order: Vec::new(),
             probs: Vec::new(),
-            seen: Vec::new(),
+            seen: BTreeSet::new(),
             adjusted: Vec::new(),
         })
     }
@@ -91,13 +92,7 @@ impl Sampler {
     /// Notes tokens the text holds (the prompt, each written token), for the
     /// penalties.
     pub fn observe(&mut self, tokens: &[u32]) {
-        for &t in tokens {
-            let t = t as usize;
-            if t >= self.seen.len() {
-                self.seen.resize(t + 1, false);
-            }
-            self.seen[t] = true;
-        }
+        self.seen.extend(tokens);
     }
 
     /// The logits with the penalties applied to the tokens seen so far.
@@ -109,8 +104,13 @@ impl Sampler {
 
     fn apply_penalties(&self, logits: &mut [f32]) {
         let (r, presence) = (self.options.repetition_penalty, self.options.presence_penalty);
-        for (v, _) in logits.iter_mut().zip(&self.seen).filter(|(_, &seen)| seen) {
-            *v = if *v > 0.0 { *v / r } else { *v * r } - presence;
+        if r == 1.0 && presence == 0.0 {
+            return;
+        }
+        for &t in &self.seen {
+            if let Some(v) = logits.get_mut(t as usize) {
+                *v = if *v > 0.0 { *v / r } else { *v * r } - presence;
+            }
         }
     }
 

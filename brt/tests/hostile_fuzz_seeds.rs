@@ -365,6 +365,7 @@ fn cli_seeds_parse() {
                     top_p: f(4),
                     top_k: f(8).to_bits() as usize,
                     seed: u64::from(f(12).to_bits()),
+                    ..Default::default()
                 };
                 brt::sample::Sampler::new(options).unwrap_or_else(|e| panic!("{name}: {e}"));
             }

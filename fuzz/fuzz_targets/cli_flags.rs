@@ -48,9 +48,23 @@ fuzz_target!(|data: &[u8]| {
                 top_p: f32_at(rest, 4),
                 top_k: f32_at(rest, 8).to_bits() as usize,
                 seed: u64::from(f32_at(rest, 12).to_bits()),
+                // The penalties and min-p from the first logits' bytes, when
+                // they make valid settings (else the defaults).
+                ..SamplingOptions::default()
             };
             let Ok(mut sampler) = Sampler::new(options) else { return };
             let logits: Vec<f32> = rest.get(16..).unwrap_or(&[]).chunks(4).map(|c| f32_at(c, 0)).collect();
+            let tuned = SamplingOptions {
+                min_p: f32_at(rest, 16),
+                repetition_penalty: f32_at(rest, 20),
+                presence_penalty: f32_at(rest, 24),
+                ..options
+            };
+            if let Ok(tuned) = Sampler::new(tuned) {
+                sampler = tuned;
+            }
+            // Any ids, seen or not, in range or not.
+            sampler.observe(&logits.iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
             if let Ok(token) = sampler.sample(&logits) {
                 assert!((token as usize) < logits.len(), "sampled token {token} of {} logits", logits.len());
             }
