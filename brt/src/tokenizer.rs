@@ -93,7 +93,7 @@ impl Tokenizer {
             Tokenizer::Bytes => Some(bytes::EOS),
             Tokenizer::Ids => None,
             #[cfg(feature = "hf")]
-            Tokenizer::HuggingFace(_) => None,
+            Tokenizer::HuggingFace(t) => hf_eos(t),
         }
     }
 
@@ -267,6 +267,17 @@ fn utf8(text: &[u8], start: usize) -> Result<&str> {
             start + e.valid_up_to()
         ))
     })
+}
+
+/// The end-of-sequence id of a tokenizer.json: its special added token with
+/// one of the usual end-of-text spellings, the first of them in this order.
+#[cfg(feature = "hf")]
+fn hf_eos(t: &tokenizers::Tokenizer) -> Option<u32> {
+    const SPELLINGS: [&str; 6] = ["</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", "<|eot_id|>", "<|im_end|>"];
+    let added = t.get_added_tokens_decoder();
+    SPELLINGS
+        .iter()
+        .find_map(|&name| added.iter().find(|(_, tok)| tok.special && tok.content == name).map(|(&id, _)| id))
 }
 
 #[cfg(test)]

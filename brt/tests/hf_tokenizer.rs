@@ -61,3 +61,30 @@ fn eval_and_generate_with_a_tokenizer_json() {
     assert_eq!(code, 1);
     assert!(err.contains("not a Hugging Face tokenizer.json"), "{err}");
 }
+
+/// The end-of-sequence id comes from the tokenizer's special tokens (so that
+/// `brt generate` stops there), and a tokenizer without one has none.
+#[test]
+fn the_end_of_sequence_comes_from_the_special_tokens() {
+    use tokenizers::AddedToken;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.json");
+    word_tokenizer(&plain);
+    assert_eq!(brt::tokenizer::Tokenizer::from_spec(plain.to_str().unwrap()).unwrap().eos(), None);
+
+    let mut t = tokenizers::Tokenizer::from_file(&plain).unwrap();
+    // "</s>" as plain added text is not an end of sequence; as a special token it is.
+    t.add_special_tokens([AddedToken::from("<|im_end|>", true)]);
+    t.add_tokens([AddedToken::from("</s>", false)]);
+    let with = dir.path().join("with.json");
+    t.save(&with, false).unwrap();
+    let loaded = tokenizers::Tokenizer::from_file(&with).unwrap();
+    let id = |s: &str| loaded.token_to_id(s).unwrap();
+    let eos = brt::tokenizer::Tokenizer::from_spec(with.to_str().unwrap()).unwrap().eos();
+    assert_eq!(eos, Some(id("<|im_end|>")));
+    t.add_special_tokens([AddedToken::from("</s>", true)]);
+    t.save(&with, false).unwrap();
+    let loaded = tokenizers::Tokenizer::from_file(&with).unwrap();
+    let eos = brt::tokenizer::Tokenizer::from_spec(with.to_str().unwrap()).unwrap().eos();
+    assert_eq!(eos, Some(loaded.token_to_id("</s>").unwrap()), "</s> comes first in the order");
+}
