@@ -74,15 +74,15 @@ fn the_end_of_sequence_comes_from_the_special_tokens() {
 
     let mut t = tokenizers::Tokenizer::from_file(&plain).unwrap();
     // "</s>" as plain added text is not an end of sequence; as a special token it is.
-    t.add_special_tokens([AddedToken::from("<|im_end|>", true)]);
-    t.add_tokens([AddedToken::from("</s>", false)]);
+    t.add_special_tokens([AddedToken::from("<|im_end|>", true)]).unwrap();
+    t.add_tokens([AddedToken::from("</s>", false)]).unwrap();
     let with = dir.path().join("with.json");
     t.save(&with, false).unwrap();
     let loaded = tokenizers::Tokenizer::from_file(&with).unwrap();
     let id = |s: &str| loaded.token_to_id(s).unwrap();
     let eos = brt::tokenizer::Tokenizer::from_spec(with.to_str().unwrap()).unwrap().eos();
     assert_eq!(eos, Some(id("<|im_end|>")));
-    t.add_special_tokens([AddedToken::from("</s>", true)]);
+    t.add_special_tokens([AddedToken::from("</s>", true)]).unwrap();
     t.save(&with, false).unwrap();
     let loaded = tokenizers::Tokenizer::from_file(&with).unwrap();
     let eos = brt::tokenizer::Tokenizer::from_spec(with.to_str().unwrap()).unwrap().eos();
