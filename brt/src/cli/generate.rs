@@ -119,7 +119,8 @@ impl BackendJob for GenerateJob<'_> {
             // pieces depend on context print correctly as they stream.
             written.push(token);
             let text = tokenizer.decode(&written)?;
-            let from = shown.saturating_sub(hold);
+            // (A tokenizer may decode the longer text shorter: never past its end.)
+            let from = shown.saturating_sub(hold).min(text.len());
             let stop_at = stops.iter().filter_map(|s| find(&text[from..], s).map(|i| from + i)).min();
             let end = match stop_at {
                 Some(at) => at,
