@@ -109,7 +109,11 @@ impl Sampler {
         }
         for &t in &self.seen {
             if let Some(v) = logits.get_mut(t as usize) {
-                *v = if *v > 0.0 { *v / r } else { *v * r } - presence;
+                // In f64 and clamped: extreme settings push a logit to the end of
+                // f32's range, never to an infinity that would poison the softmax.
+                let (x, r, presence) = (*v as f64, r as f64, presence as f64);
+                let penalized = if x > 0.0 { x / r } else { x * r } - presence;
+                *v = penalized.clamp(f32::MIN as f64, f32::MAX as f64) as f32;
             }
         }
     }
@@ -163,7 +167,8 @@ impl Sampler {
         // order is by decreasing probability, so they are a prefix).
         if self.options.min_p > 0.0 {
             let floor = self.probs[0] * self.options.min_p as f64;
-            kept = kept.min(self.probs.iter().take_while(|&&p| p >= floor).count());
+            // The first token always stays (its probability is the largest).
+            kept = kept.min(self.probs.iter().take_while(|&&p| p >= floor).count()).max(1);
         }
         let mass: f64 = self.probs[..kept].iter().sum();
         let mut target = self.rng.uniform() * mass;
@@ -228,6 +233,16 @@ mod tests {
         assert!(Sampler::new(SamplingOptions { min_p: 1.5, ..Default::default() }).is_err());
         assert!(Sampler::new(SamplingOptions { repetition_penalty: 0.0, ..Default::default() }).is_err());
         assert!(Sampler::new(SamplingOptions { presence_penalty: f32::NAN, ..Default::default() }).is_err());
+        // Extreme penalties stay finite, and drawing still works (found by fuzzing).
+        // In f32, all four negative logits would become -inf here (a NaN softmax).
+        let negative = [-1.0, -2.0, -0.5, -3.0];
+        for (repetition_penalty, presence_penalty) in [(3e38, 1e38), (1.0, f32::MAX), (1e-30, -f32::MAX)] {
+            let options = SamplingOptions { repetition_penalty, presence_penalty, min_p: 0.9, ..Default::default() };
+            let mut s = Sampler::new(options).unwrap();
+            s.observe(&[0, 1, 2, 3]);
+            assert!(s.penalized(&negative).iter().all(|v| v.is_finite()));
+            assert!(s.sample(&negative).unwrap() < 4);
+        }
     }
 
     #[test]
