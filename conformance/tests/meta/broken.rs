@@ -19,9 +19,33 @@ fn held(weights: &Params) -> Result<&[f32], CoreError> {
 use conformance::{Backend, Skip};
 use std::marker::PhantomData;
 
-/// The fault a broken kernel set carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
+/// A fault as a type, so that a broken kernel set can be a [`Backend`].
+pub trait FaultKind {
+    /// The fault.
+    const FAULT: Fault;
+    /// Its name in messages.
+    const NAME: &'static str;
+}
+
+/// The enum of faults and, for each, a type of the same name.
+macro_rules! faults {
+    ($($(#[$doc:meta])* $kind:ident,)*) => {
+        /// The fault a broken kernel set carries.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Fault {
+            $($(#[$doc])* $kind,)*
+        }
+        $(
+            #[derive(Debug)]
+            pub struct $kind;
+            impl FaultKind for $kind {
+                const FAULT: Fault = Fault::$kind;
+                const NAME: &'static str = stringify!($kind);
+            }
+        )*
+    };
+}
+faults!(
     /// The window is shifted onto the query itself: keys 0 to W-1 back instead of
     /// 1 to W back.
     SelfInWindow,
@@ -63,44 +87,6 @@ pub enum Fault {
     /// Attention reads the keys and values of batch row 0 for every row (a batch
     /// stride of zero).
     KeysOfFirstRow,
-}
-
-/// A fault as a type, so that a broken kernel set can be a [`Backend`].
-pub trait FaultKind {
-    /// The fault.
-    const FAULT: Fault;
-    /// Its name in messages.
-    const NAME: &'static str;
-}
-
-macro_rules! faults {
-    ($($kind:ident),*) => {$(
-        #[derive(Debug)]
-        pub struct $kind;
-        impl FaultKind for $kind {
-            const FAULT: Fault = Fault::$kind;
-            const NAME: &'static str = stringify!($kind);
-        }
-    )*};
-}
-faults!(
-    SelfInWindow,
-    WindowOffByOne,
-    GateRolesSwapped,
-    FrozenState,
-    BiasAfterScale,
-    NoSafeFloor,
-    LinearForgetsState,
-    Nondeterministic,
-    UncheckedCopy,
-    MatmulLastRowSkipped,
-    RmsNormLastElementDropped,
-    L2LastHeadSkipped,
-    EmbedNextRow,
-    PositionsFirstRowOnly,
-    FillSkipsLastRun,
-    CacheIgnored,
-    KeysOfFirstRow
 );
 
 /// The reference kernels with fault `F`.
