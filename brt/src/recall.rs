@@ -23,6 +23,9 @@ pub const KEY_LEN: usize = 3;
 pub const VALUE_LEN: usize = 4;
 /// Accuracy of guessing a digit.
 pub const CHANCE: f64 = 0.1;
+/// The longest document (16 MiB), so that a length flag cannot ask for more
+/// memory than a machine has.
+pub const MAX_LENGTH: usize = 1 << 24;
 
 /// How documents are made.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -61,6 +64,12 @@ impl RecallOptions {
             return Err(Error::Invalid(format!(
                 "recall documents need 1 to 1000 keys waiting at once (got {})",
                 self.max_pending
+            )));
+        }
+        if self.length > MAX_LENGTH {
+            return Err(Error::Invalid(format!(
+                "recall documents are at most {MAX_LENGTH} bytes long (got {})",
+                self.length
             )));
         }
         if self.length < 4 * record || self.gap == 0 {
@@ -185,7 +194,7 @@ pub fn document(filler: &Filler, options: &RecallOptions, seed: u64, index: u64)
         out.push(b'>');
         let distance = (log_min + rng.uniform() * (log_max - log_min)).exp() as usize;
         // The query's value comes KEY_LEN + 2 bytes after its start.
-        let due = (defined_at + distance).saturating_sub(KEY_LEN + 2).max(out.len());
+        let due = defined_at.saturating_add(distance).saturating_sub(KEY_LEN + 2).max(out.len());
         pending.push(Pending { due, key, value, defined_at });
     }
     out.truncate(options.length);
@@ -229,7 +238,15 @@ pub struct RecallScore {
 impl RecallScore {
     fn record(&mut self, distance: usize, correct: bool, nats: f64) {
         let octave = usize::BITS as usize - 1 - distance.max(1).leading_zeros() as usize;
-        let (lower, upper) = (1usize << octave, 1usize << (octave + 1));
+        let (lower, upper) = (1usize << octave, 1usize.checked_shl(octave as u32 + 1).unwrap_or(usize::MAX));
+        let b = self.bucket(lower, upper);
+        b.asked += 1;
+        b.correct += correct as u64;
+        b.nats += nats;
+    }
+
+    /// The bucket starting at `lower`, made empty if missing.
+    fn bucket(&mut self, lower: usize, upper: usize) -> &mut Bucket {
         let at = match self.buckets.binary_search_by_key(&lower, |b| b.lower) {
             Ok(i) => i,
             Err(i) => {
@@ -237,10 +254,17 @@ impl RecallScore {
                 i
             }
         };
-        let b = &mut self.buckets[at];
-        b.asked += 1;
-        b.correct += correct as u64;
-        b.nats += nats;
+        &mut self.buckets[at]
+    }
+
+    /// Adds the counts of another score.
+    pub fn add(&mut self, other: &RecallScore) {
+        for b in &other.buckets {
+            let mine = self.bucket(b.lower, b.upper);
+            mine.asked += b.asked;
+            mine.correct += b.correct;
+            mine.nats += b.nats;
+        }
     }
 
     /// Pools the buckets at distances in `[lower, upper)`.
@@ -356,6 +380,7 @@ mod tests {
         assert!(RecallOptions { min_distance: 2, ..RecallOptions::default() }.validate().is_err());
         assert!(RecallOptions { min_distance: 900, max_distance: 100, ..RecallOptions::default() }.validate().is_err());
         assert!(RecallOptions { length: 10, ..RecallOptions::default() }.validate().is_err());
+        assert!(RecallOptions { length: MAX_LENGTH + 1, ..RecallOptions::default() }.validate().is_err());
         assert!(RecallOptions::default().validate().is_ok());
         assert!(Filler::new([b"short".as_slice()]).is_err());
     }
@@ -371,5 +396,8 @@ mod tests {
         assert_eq!((s.buckets[1].lower, s.buckets[1].correct), (512, 1));
         assert_eq!(s.between(0, 4096).asked, 3);
         assert_eq!(s.between(16, 4096).asked, 1);
+        let mut twice = s.clone();
+        twice.add(&s);
+        assert_eq!((twice.buckets.len(), twice.buckets[0].asked, twice.buckets[1].correct), (2, 4, 2));
     }
 }

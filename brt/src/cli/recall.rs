@@ -55,7 +55,8 @@ struct Documents {
 }
 
 impl Documents {
-    fn make(&self) -> Result<Vec<RecallDocument>, Error> {
+    /// The checked options and the filler text the documents are drawn from.
+    fn source(&self) -> Result<(RecallOptions, Filler), Error> {
         let options = RecallOptions {
             length: self.length,
             gap: self.gap,
@@ -68,8 +69,12 @@ impl Documents {
         for path in Corpus::list(&self.filler)? {
             texts.push(std::fs::read(&path).map_err(|e| Error::io(&path, e))?);
         }
-        let filler = Filler::new(texts.iter().map(Vec::as_slice))?;
-        Ok((0..self.documents).map(|i| recall::document(&filler, &options, self.seed, i)).collect())
+        Ok((options, Filler::new(texts.iter().map(Vec::as_slice))?))
+    }
+
+    /// Document `i` of the set.
+    fn document(&self, source: &(RecallOptions, Filler), i: u64) -> RecallDocument {
+        recall::document(&source.1, &source.0, self.seed, i)
     }
 }
 
@@ -107,7 +112,8 @@ struct ScoreArgs {
 
 struct ScoreJob<'a> {
     weights: &'a LoadedModel,
-    documents: &'a [RecallDocument],
+    documents: &'a Documents,
+    source: &'a (RecallOptions, Filler),
     batch: usize,
 }
 
@@ -119,7 +125,15 @@ impl BackendJob for ScoreJob<'_> {
         Error: From<K::Error>,
     {
         let mut engine = Engine::load(k, self.weights)?;
-        recall::score(&mut engine, self.documents, self.batch)
+        // One batch of documents in memory at a time.
+        let mut total = RecallScore::default();
+        let n = self.documents.documents;
+        for start in (0..n).step_by(self.batch) {
+            let end = n.min(start.saturating_add(self.batch as u64));
+            let group: Vec<RecallDocument> = (start..end).map(|i| self.documents.document(self.source, i)).collect();
+            total.add(&recall::score(&mut engine, &group, self.batch)?);
+        }
+        Ok(total)
     }
 }
 
@@ -131,16 +145,18 @@ pub fn run(args: RecallArgs) -> Result<(), Error> {
 }
 
 fn generate(args: GenerateArgs) -> Result<(), Error> {
-    let documents = args.documents.make()?;
+    let source = args.documents.source()?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    // One document in memory at a time: a set may be larger than memory.
     let mut answers = 0;
-    for (i, d) in documents.iter().enumerate() {
+    for i in 0..args.documents.documents {
+        let d = args.documents.document(&source, i);
         write_atomically(&args.out.join(format!("recall-{i:06}.txt")), &d.bytes)?;
         answers += d.answers.len();
     }
     println!(
         "wrote {} documents of {} bytes ({answers} query digits) to {}",
-        documents.len(),
+        args.documents.documents,
         args.documents.length,
         args.out.display()
     );
@@ -151,12 +167,12 @@ fn score(args: ScoreArgs) -> Result<(), Error> {
     if args.batch == 0 {
         return Err(Error::Invalid("--batch must be positive".into()));
     }
-    let documents = args.documents.make()?;
+    let source = args.documents.source()?;
     let weights = open(Some(args.model.as_path()), args.options)?;
     let result = run_on_with(
         args.backend,
         BackendOptions::for_config(weights.config(), args.threads),
-        ScoreJob { weights: &weights, documents: &documents, batch: args.batch },
+        ScoreJob { weights: &weights, documents: &args.documents, source: &source, batch: args.batch },
     )?;
     if args.json {
         let json = serde_json::json!({
