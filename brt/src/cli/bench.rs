@@ -63,8 +63,10 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
     };
     let config = *weights.config();
     let dtype = weights.dtype();
-    let threads =
-        if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
+    // The bandwidth is read on as many threads as the model runs on, but never
+    // more than the machine has cores (more threads cannot read faster).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if args.threads == 0 { cores } else { args.threads.min(cores) };
     let spec = BenchSpec {
         batch: args.batch,
         tokens,
