@@ -149,7 +149,7 @@ impl BackendOptions {
     }
 
     #[cfg(feature = "cpu")]
-    fn cpu(&self) -> Result<brt_cpu::Cpu<Heap>> {
+    pub(crate) fn cpu(&self) -> Result<brt_cpu::Cpu<Heap>> {
         let defaults = brt_cpu::Options::default();
         let options = brt_cpu::Options {
             threads: self.thread_count(),
@@ -166,7 +166,7 @@ pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
     run_on_with(kind, BackendOptions { threads: 1, max_head_dim: 0 }, job)
 }
 
-fn not_compiled<T>(kind: BackendKind) -> Result<T> {
+pub(crate) fn not_compiled<T>(kind: BackendKind) -> Result<T> {
     Err(Error::Invalid(format!(
         "backend `{kind}` is not compiled into this brt (it has: {}); rebuild with `--features {kind}`",
         BackendKind::compiled_names()

@@ -164,6 +164,23 @@ where
 {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut file = file.take(max_bytes.unwrap_or(u64::MAX));
+    score_reader(engine, session, tokenizer, &mut file, path, beyond, progress)
+}
+
+/// Scores the text read from `file` as [`score_file`] does; `path` names it in
+/// messages.
+pub fn score_reader<K: Kernels>(
+    engine: &mut Engine<K>,
+    session: &mut Session<K>,
+    tokenizer: &Tokenizer,
+    file: &mut dyn Read,
+    path: &Path,
+    beyond: &[u64],
+    progress: &mut dyn FnMut(u64),
+) -> Result<Score>
+where
+    Error: From<K::Error>,
+{
     let chunk = session.chunk();
     let vocab = engine.config().vocab;
     let mut encoder = tokenizer.encoder();

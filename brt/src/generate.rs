@@ -5,8 +5,10 @@
 
 use crate::engine::{Engine, Session};
 use crate::error::{Error, Result};
-use crate::sample::Sampler;
+use crate::sample::{Sampler, SamplingOptions};
+use crate::tokenizer::Tokenizer;
 use brt_core::Kernels;
+use serde::Serialize;
 use std::ops::ControlFlow;
 
 /// Feeds `prompt` (which the sampler observes, as it does every token written,
@@ -48,4 +50,358 @@ where
         }
     }
     Ok(out)
+}
+
+/// What to write and when to stop, for [`generate_text`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateOptions {
+    /// Most tokens to write.
+    pub max_tokens: usize,
+    /// How each token is drawn.
+    pub sampling: SamplingOptions,
+    /// Stop when the written text contains one of these (not empty; the stop
+    /// string and what follows it are not returned).
+    pub stop: Vec<String>,
+    /// Stop at the tokenizer's end-of-sequence token (if it has one).
+    pub stop_at_eos: bool,
+}
+
+impl Default for GenerateOptions {
+    /// 256 tokens, default sampling (temperature 1, nothing cut), no stop string,
+    /// stopping at end of sequence.
+    fn default() -> Self {
+        GenerateOptions { max_tokens: 256, sampling: SamplingOptions::default(), stop: Vec::new(), stop_at_eos: true }
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    /// `max_tokens` were written.
+    Length,
+    /// The model chose the end-of-sequence token.
+    EndOfSequence,
+    /// A stop string was written.
+    Stop,
+    /// The text's reader said it wanted no more.
+    Cancelled,
+}
+
+/// What [`generate_text`] wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    /// The tokens written (and fed to the session), end-of-sequence excluded.
+    pub tokens: Vec<u32>,
+    /// The text, up to a stop string.
+    pub text: Vec<u8>,
+    /// Why it ended.
+    pub finish: Finish,
+}
+
+/// Continues `prompt` as text: tokens are drawn as [`generate`] does and turned
+/// into text incrementally ([`TextStream`]); `on_text` gets each piece of text as
+/// soon as it is final (text that could still become a stop string is held back
+/// until it cannot), and may cancel (the token whose text it was given stays
+/// fed). A loop over a [`TextGenerator`], for callers that want a callback.
+pub fn generate_text<K: Kernels>(
+    engine: &mut Engine<K>,
+    session: &mut Session<K>,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    on_text: &mut dyn FnMut(&[u8]) -> Result<ControlFlow<()>>,
+) -> Result<Generated>
+where
+    Error: From<K::Error>,
+{
+    let mut generator = TextGenerator::new(options)?;
+    generator.start(engine, session, prompt)?;
+    while let Some(piece) = generator.step(engine, session, tokenizer)? {
+        if !piece.is_empty() && on_text(&piece)?.is_break() {
+            generator.cancel();
+        }
+    }
+    Ok(generator.into_generated())
+}
+
+/// Generation one step at a time (for iterators, e.g. the Python package's):
+/// [`TextGenerator::start`] feeds the prompt, then each
+/// [`TextGenerator::step`] draws one token and returns the text that became
+/// final, until it returns `None`.
+#[derive(Debug)]
+pub struct TextGenerator {
+    sampler: Sampler,
+    text: TextStream,
+    max_tokens: usize,
+    stop_at_eos: bool,
+    tokens: Vec<u32>,
+    finish: Option<Finish>,
+}
+
+impl TextGenerator {
+    /// A generator; the options are checked.
+    pub fn new(options: &GenerateOptions) -> Result<TextGenerator> {
+        Ok(TextGenerator {
+            sampler: Sampler::new(options.sampling)?,
+            text: TextStream::new(&options.stop)?,
+            max_tokens: options.max_tokens,
+            stop_at_eos: options.stop_at_eos,
+            tokens: Vec::new(),
+            finish: None,
+        })
+    }
+
+    /// Feeds `prompt` to `session` (batch 1); the penalties see it.
+    pub fn start<K: Kernels>(&mut self, engine: &mut Engine<K>, session: &mut Session<K>, prompt: &[u32]) -> Result<()>
+    where
+        Error: From<K::Error>,
+    {
+        session.feed(engine, prompt)?;
+        self.sampler.observe(prompt);
+        Ok(())
+    }
+
+    /// Draws the next token and feeds it; returns the text that became final
+    /// (often empty: held back, or an unfinished character), or `None` once
+    /// generation has ended ([`TextGenerator::finish`] says why).
+    pub fn step<K: Kernels>(
+        &mut self,
+        engine: &mut Engine<K>,
+        session: &mut Session<K>,
+        tokenizer: &Tokenizer,
+    ) -> Result<Option<Vec<u8>>>
+    where
+        Error: From<K::Error>,
+    {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        let eos = if self.stop_at_eos { tokenizer.eos() } else { None };
+        let next = if self.tokens.len() >= self.max_tokens {
+            None
+        } else {
+            let logits = session.last_logits(0).ok_or_else(|| {
+                Error::Invalid("nothing to continue: give a prompt (or resume a session that has read text)".into())
+            })?;
+            Some(self.sampler.sample(logits)?).filter(|&token| Some(token) != eos)
+        };
+        let Some(token) = next else {
+            self.finish =
+                Some(if self.tokens.len() >= self.max_tokens { Finish::Length } else { Finish::EndOfSequence });
+            return Ok(Some(self.text.finish(tokenizer)?.to_vec()));
+        };
+        let piece = self.text.push(tokenizer, token)?.to_vec();
+        self.sampler.observe(&[token]);
+        self.tokens.push(token);
+        session.feed(engine, &[token])?;
+        if self.text.stopped() {
+            self.finish = Some(Finish::Stop);
+        }
+        Ok(Some(piece))
+    }
+
+    /// Ends generation now (the reader wants no more text).
+    pub fn cancel(&mut self) {
+        self.finish.get_or_insert(Finish::Cancelled);
+    }
+
+    /// Why generation ended, once it has.
+    pub fn finish(&self) -> Option<Finish> {
+        self.finish
+    }
+
+    /// The tokens written so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// What was written.
+    pub fn into_generated(self) -> Generated {
+        Generated { tokens: self.tokens, text: self.text.into_text(), finish: self.finish.unwrap_or(Finish::Cancelled) }
+    }
+}
+
+/// Tokens to text as they are written: incremental detokenization and stop
+/// strings.
+///
+/// Decoding the whole text again at every token costs time quadratic in its
+/// length with a subword tokenizer; decoding only the tokens since the last
+/// piece shown (with one piece before them as context, since a token's text can
+/// depend on its neighbour's) is constant per token. A piece that ends in an
+/// unfinished UTF-8 character (U+FFFD from a tokenizer) waits for the next token.
+/// (This is the method of Hugging Face's text-generation-inference; the
+/// `tokenizers` crate's own `DecodeStream` does the same but only for its own
+/// tokenizers, and this works for every [`Tokenizer`].)
+#[derive(Debug)]
+pub struct TextStream {
+    stops: Vec<Vec<u8>>,
+    /// Bytes held back: the longest a stop string could still grow from.
+    hold: usize,
+    tokens: Vec<u32>,
+    /// Tokens `prefix..read` were decoded already and give context.
+    prefix: usize,
+    read: usize,
+    /// Text decoded so far.
+    text: Vec<u8>,
+    /// Bytes of `text` given out.
+    shown: usize,
+    stopped: bool,
+}
+
+impl TextStream {
+    /// A stream stopping at any of `stops` (not empty). Every call must pass the
+    /// same tokenizer.
+    pub fn new(stops: &[String]) -> Result<TextStream> {
+        if stops.iter().any(String::is_empty) {
+            return Err(Error::Invalid("a stop string must not be empty".into()));
+        }
+        let stops: Vec<Vec<u8>> = stops.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let hold = stops.iter().map(|s| s.len() - 1).max().unwrap_or(0);
+        Ok(TextStream {
+            stops,
+            hold,
+            tokens: Vec::new(),
+            prefix: 0,
+            read: 0,
+            text: Vec::new(),
+            shown: 0,
+            stopped: false,
+        })
+    }
+
+    /// Adds the next token; returns the text that became final (often empty).
+    /// After a stop string nothing more is returned.
+    pub fn push(&mut self, tokenizer: &Tokenizer, token: u32) -> Result<&[u8]> {
+        if self.stopped {
+            return Ok(&[]);
+        }
+        self.tokens.push(token);
+        self.decode_new(tokenizer, false)?;
+        Ok(self.release(false))
+    }
+
+    /// Ends the stream: returns the text still held back (unless a stop string
+    /// came).
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<&[u8]> {
+        if self.stopped {
+            return Ok(&[]);
+        }
+        self.decode_new(tokenizer, true)?;
+        Ok(self.release(true))
+    }
+
+    /// Whether a stop string was written.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// All the text given out so far.
+    pub fn into_text(mut self) -> Vec<u8> {
+        self.text.truncate(self.shown);
+        self.text
+    }
+
+    fn decode_new(&mut self, tokenizer: &Tokenizer, last: bool) -> Result<()> {
+        if tokenizer.is_bytes() {
+            // One token is one byte (or nothing): no context needed.
+            let new = tokenizer.decode(&self.tokens[self.read..])?;
+            self.text.extend_from_slice(&new);
+            self.read = self.tokens.len();
+            return Ok(());
+        }
+        let before = tokenizer.decode(&self.tokens[self.prefix..self.read])?;
+        let now = tokenizer.decode(&self.tokens[self.prefix..])?;
+        let unfinished = now.ends_with("\u{FFFD}".as_bytes());
+        if now.len() > before.len() && (last || !unfinished) {
+            self.text.extend_from_slice(&now[before.len()..]);
+            self.prefix = self.read;
+            self.read = self.tokens.len();
+        }
+        Ok(())
+    }
+
+    /// Gives out what can no longer be the start of a stop string (everything,
+    /// at the end), or the text before a stop string.
+    fn release(&mut self, last: bool) -> &[u8] {
+        let from = self.shown;
+        let found = self.stops.iter().filter_map(|s| find(&self.text[from..], s).map(|i| from + i)).min();
+        let end = match found {
+            Some(at) => {
+                self.stopped = true;
+                at
+            }
+            None if last => self.text.len(),
+            None => self.text.len().saturating_sub(self.hold).max(from),
+        };
+        self.shown = end;
+        &self.text[from..end]
+    }
+}
+
+/// Where `needle` (not empty) first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::bytes::SPECIAL;
+
+    fn ids(text: &str) -> Vec<u32> {
+        text.bytes().map(|b| b as u32 + SPECIAL).collect()
+    }
+
+    /// Feeds `tokens` one at a time; returns the pieces given out, the finish's
+    /// piece last, and whether a stop string ended it.
+    fn pieces(tokenizer: &Tokenizer, stops: &[&str], tokens: &[u32]) -> (Vec<String>, bool) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut stream = TextStream::new(&stops).unwrap();
+        let mut out = Vec::new();
+        for &t in tokens {
+            out.push(String::from_utf8_lossy(stream.push(tokenizer, t).unwrap()).into_owned());
+        }
+        out.push(String::from_utf8_lossy(stream.finish(tokenizer).unwrap()).into_owned());
+        (out, stream.stopped())
+    }
+
+    #[test]
+    fn a_stop_string_cut_across_tokens_stops_before_it_and_nothing_of_it_is_shown() {
+        let (out, stopped) = pieces(&Tokenizer::Bytes, &["END", "xyz"], &ids("abENcEND tail"));
+        assert!(stopped);
+        assert_eq!(out.concat(), "abENc");
+        // The last two bytes (the longest stop string less one) wait.
+        assert_eq!(out[..5], ["", "", "a", "b", "E"], "held back while a stop could still grow");
+        assert!(out[8..].iter().all(String::is_empty), "nothing after the stop string");
+    }
+
+    #[test]
+    fn without_a_stop_string_the_held_back_text_comes_at_the_end() {
+        let (out, stopped) = pieces(&Tokenizer::Bytes, &["ZZZ"], &ids("hello Z"));
+        assert!(!stopped);
+        assert_eq!(out.concat(), "hello Z");
+        assert_eq!(out.last().unwrap(), " Z", "the last two bytes were held back");
+        let (out, _) = pieces(&Tokenizer::Bytes, &[], &ids("abc"));
+        assert_eq!(out, ["a", "b", "c", ""], "no stop string: every byte at once");
+    }
+
+    #[test]
+    fn incremental_decoding_gives_the_whole_decoding() {
+        // The ids tokenizer's text of a run of tokens is not the concatenation
+        // of single tokens' texts decoded apart ("1 2 " vs "1 " + "2 "): here
+        // it is, so what matters is that nothing is lost or repeated.
+        let tokens = [5, 17, 0, 123_456, 9];
+        let (out, _) = pieces(&Tokenizer::Ids, &["0 9"], &tokens);
+        assert_eq!(out.concat(), "5 17 0 123456 9 ");
+        let (out, stopped) = pieces(&Tokenizer::Ids, &["0 12"], &tokens);
+        assert!(stopped);
+        assert_eq!(out.concat(), "5 17 ");
+    }
+
+    #[test]
+    fn an_empty_stop_string_is_refused() {
+        let err = TextStream::new(&["".into()]).unwrap_err();
+        assert!(err.to_string().contains("stop string"), "{err}");
+    }
 }

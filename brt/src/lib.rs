@@ -6,7 +6,8 @@
 //! - [`model_file::load_model`] reads brt weights or an official Meliad checkpoint;
 //! - [`format`] writes and reads brt's own safetensors weights;
 //! - [`gguf`] maps brt's deployable model file (GGUF) and uses it in place;
-//! - [`backend`] picks a compute backend at run time;
+//! - [`runtime`] holds a model on a backend chosen at run time ([`runtime::EngineBuilder`]);
+//! - [`backend`] runs generic work on a backend chosen at run time;
 //! - [`logits`] computes the logits of whole documents.
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod model_file;
 mod msgpack;
 pub mod plot;
 pub mod recall;
+pub mod runtime;
 pub mod sample;
 pub mod tokenizer;
 pub mod train;

@@ -206,3 +206,39 @@ fn a_session_outlives_a_lost_gpu() {
     let (err, _) = max_abs_diff(moved.last_logits(0).unwrap(), &expected, 260);
     assert!(err < 1e-4, "continued on the CPU after the GPU was lost: differs from an unbroken stream by {err}");
 }
+
+/// On every backend (wgpu where there is an adapter), and whatever the calls'
+/// sizes (which decide where the KV window lies on its runway), a restored
+/// session gives bit for bit the logits the saved one goes on to give, at every
+/// position after the restore.
+#[test]
+fn a_restored_session_continues_bit_identically_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = brt_core::Config { states: 5, ..brt_core::Config::plain(260, 48, 2, 24, 64, 3, 16) };
+    let config = brt_core::Config { recurrent: brt_core::LayerSet::EMPTY.with(1), ..config };
+    let (_, weights) = small_model(dir.path(), "m", config);
+    let text: Vec<u32> = (0..150).map(|t| 3 + (t * 37 % 250)).collect();
+    #[allow(unused_mut)] // without wgpu compiled in
+    let mut backends = vec![BackendKind::Reference, BackendKind::Cpu];
+    #[cfg(feature = "wgpu")]
+    match brt_wgpu::Wgpu::new() {
+        Ok(_) => backends.push(BackendKind::Wgpu),
+        Err(e) if !brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref()) => {
+            eprintln!("SKIPPED for wgpu: no adapter here ({e}); set BRT_REQUIRE_GPU=1 to fail instead")
+        }
+        Err(e) => panic!("wgpu: {e}"),
+    }
+    for backend in backends {
+        for (chunk, split) in [(2, 23), (3, 50), (1, 37), (16, 70)] {
+            let mut engine = brt::runtime::EngineBuilder::new().backend(backend).threads(1).build(&weights).unwrap();
+            let mut session = engine.session(1, chunk).unwrap();
+            engine.feed(&mut session, &text[..split]).unwrap();
+            let saved = engine.session_bytes(&session).unwrap();
+            let want = engine.logits(&mut session, &[&text[split..]]).unwrap();
+            let mut restored = engine.session_from_bytes(&saved, chunk).unwrap();
+            let got = engine.logits(&mut restored, &[&text[split..]]).unwrap();
+            let first = got.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(first.map(|i| split + i / 260), None, "{backend}, chunk {chunk}: first position that differs");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use super::{open, parse_backend, ModelOptions};
 use brt::backend::{run_on_with, BackendOptions};
-use brt::generate::generate;
+use brt::generate::{generate_text, GenerateOptions};
 use brt::model_file::LoadedModel;
 use brt::sample::{Sampler, SamplingOptions};
 use brt::tokenizer::Tokenizer;
@@ -81,13 +81,13 @@ struct GenerateJob<'a> {
     weights: &'a LoadedModel,
     tokenizer: &'a Tokenizer,
     prompt: Vec<u32>,
-    sampler: Sampler,
+    options: GenerateOptions,
 }
 
 impl BackendJob for GenerateJob<'_> {
     type Output = ();
 
-    fn run<K: brt::backend::FileWeights>(mut self, k: K) -> Result<(), Error>
+    fn run<K: brt::backend::FileWeights>(self, k: K) -> Result<(), Error>
     where
         Error: From<K::Error>,
     {
@@ -98,13 +98,6 @@ impl BackendJob for GenerateJob<'_> {
             None => engine.session(1, args.chunk)?,
         };
         let mut stdout = std::io::stdout().lock();
-        let tokenizer = self.tokenizer;
-        let mut written: Vec<u32> = Vec::new();
-        let mut shown = 0usize;
-        let stops: Vec<&[u8]> = args.stop.iter().map(|s| s.as_bytes()).collect();
-        // Bytes held back: the longest a stop string could still grow from.
-        let hold = stops.iter().map(|s| s.len() - 1).max().unwrap_or(0);
-        let mut stopped = false;
         let mut print = |bytes: &[u8]| -> Result<ControlFlow<()>, Error> {
             match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
                 // The reader has gone (`brt generate ... | head -c 100`): nobody
@@ -114,40 +107,9 @@ impl BackendJob for GenerateJob<'_> {
                 Ok(()) => Ok(ControlFlow::Continue(())),
             }
         };
-        let mut on_token = |token: u32| -> Result<ControlFlow<()>, Error> {
-            // Decode everything so far and print what is new, so tokenizers whose
-            // pieces depend on context print correctly as they stream.
-            written.push(token);
-            let text = tokenizer.decode(&written)?;
-            // (A tokenizer may decode the longer text shorter: never past its end.)
-            let from = shown.saturating_sub(hold).min(text.len());
-            let stop_at = stops.iter().filter_map(|s| find(&text[from..], s).map(|i| from + i)).min();
-            let end = match stop_at {
-                Some(at) => at,
-                None => text.len().saturating_sub(hold),
-            };
-            let mut flow = ControlFlow::Continue(());
-            if end > shown {
-                flow = print(&text[shown..end])?;
-                shown = end;
-            }
-            if stop_at.is_some() {
-                stopped = true;
-                return Ok(ControlFlow::Break(()));
-            }
-            Ok(flow)
-        };
-        let stop = tokenizer.eos();
-        let tokens =
-            generate(&mut engine, &mut session, &self.prompt, args.max_tokens, &mut self.sampler, stop, &mut on_token)?;
-        // What the stop strings held back, when none came.
-        if !stopped && hold > 0 {
-            let text = tokenizer.decode(&written)?;
-            if text.len() > shown {
-                let _ = print(&text[shown..])?;
-            }
-        }
-        if !tokens.is_empty() {
+        let generated =
+            generate_text(&mut engine, &mut session, self.tokenizer, &self.prompt, &self.options, &mut print)?;
+        if !generated.tokens.is_empty() {
             let _ = writeln!(std::io::stdout());
         }
         if let Some(path) = &args.save_session {
@@ -165,7 +127,7 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
     if let (Some(out), Some(model)) = (&args.save_session, &args.model) {
         refuse_to_overwrite_inputs(out, &[model])?;
     }
-    let sampler = Sampler::new(SamplingOptions {
+    let sampling = SamplingOptions {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
@@ -173,10 +135,13 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
         repetition_penalty: args.repetition_penalty,
         presence_penalty: args.presence_penalty,
         seed: args.seed,
-    })?;
+    };
+    // Checked before the model is read.
+    Sampler::new(sampling)?;
     if args.stop.iter().any(String::is_empty) {
         return Err(Error::Invalid("--stop needs a non-empty string".into()));
     }
+    let options = GenerateOptions { max_tokens: args.max_tokens, sampling, stop: args.stop.clone(), stop_at_eos: true };
     let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
     let text = args.prompt.as_deref().or(args.text.as_deref()).unwrap_or("");
     if text.is_empty() && args.resume.is_none() {
@@ -193,11 +158,6 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
     run_on_with(
         args.backend,
         BackendOptions::for_config(weights.config(), args.threads),
-        GenerateJob { args: &args, weights: &weights, tokenizer: &tokenizer, prompt, sampler },
+        GenerateJob { args: &args, weights: &weights, tokenizer: &tokenizer, prompt, options },
     )
-}
-
-/// Where `needle` (not empty) first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
