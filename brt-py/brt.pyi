@@ -106,6 +106,25 @@ class Model:
         Stops after `max_tokens`, at a `stop` string (not returned) or at the
         tokenizer's end of sequence (unless `stop_at_eos=False`)."""
 
+    def generate_batch(
+        self,
+        prompts: Sequence[Text],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 0.95,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        seed: int = 0,
+        stop: Optional[Sequence[str]] = None,
+        stop_at_eos: bool = True,
+    ) -> List[str]:
+        """Continues several prompts at once, one per row of a batch: row i draws with
+        `seed + i` and writes what `generate` writes for its prompt alone with that
+        seed. Much faster per token than one prompt at a time on the CPU backend."""
+
     def stream(
         self,
         prompt: Text,
@@ -172,3 +191,8 @@ class TextIterator(Iterator[str]):
     @property
     def tokens(self) -> npt.NDArray[np.uint32]:
         """The token ids written so far."""
+
+    @property
+    def logprobs(self) -> npt.NDArray[np.float64]:
+        """The model's log-probability (natural log, before penalties and temperature)
+        of each token written so far."""

@@ -344,6 +344,56 @@ impl Model {
         Ok(text)
     }
 
+    /// Continues several prompts at once, one per row of a batch (row i draws
+    /// with `seed + i` and writes what `generate` writes for its prompt alone
+    /// with that seed); returns their texts. Much faster per token than one at
+    /// a time on the CPU backend.
+    #[pyo3(signature = (prompts, *, max_tokens=256, temperature=0.8, top_k=0, top_p=0.95, min_p=0.0,
+        repetition_penalty=1.0, presence_penalty=0.0, seed=0, stop=None, stop_at_eos=true))]
+    #[allow(clippy::too_many_arguments)] // keyword arguments of the Python call
+    fn generate_batch(
+        &self,
+        py: Python<'_>,
+        prompts: Vec<Bound<'_, PyAny>>,
+        max_tokens: usize,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        min_p: f32,
+        repetition_penalty: f32,
+        presence_penalty: f32,
+        seed: u64,
+        stop: Option<Vec<String>>,
+        stop_at_eos: bool,
+    ) -> PyResult<Vec<String>> {
+        let options = generate_options(
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repetition_penalty,
+            presence_penalty,
+            seed,
+            stop,
+            stop_at_eos,
+        );
+        let prompts = prompts
+            .iter()
+            .map(|p| self.tokenizer.encode(&text_bytes(p)?).map_err(to_py))
+            .collect::<PyResult<Vec<_>>>()?;
+        let tokenizer = self.tokenizer.clone();
+        let results = py
+            .detach(|| {
+                let mut engine = self.engine.lock().map_err(poisoned)?;
+                let mut session = engine.session(prompts.len().max(1), 512)?;
+                let mut quiet = |_: usize, _: &[u8]| Ok(std::ops::ControlFlow::Continue(()));
+                engine.generate_batch(&mut session, &tokenizer, &prompts, &options, &mut quiet)
+            })
+            .map_err(to_py)?;
+        Ok(results.iter().map(|g| String::from_utf8_lossy(&g.text).into_owned()).collect())
+    }
+
     /// Like `generate`, but returns an iterator of text pieces as they are
     /// written (`iterator.finish` then says why it ended: "length",
     /// "end_of_sequence", "stop").
@@ -629,6 +679,13 @@ impl TextIterator {
     #[getter]
     fn tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<u32>>> {
         Ok(PyArray1::from_vec(py, lock(&self.generator, "generator")?.tokens().to_vec()))
+    }
+
+    /// The model's log-probability (natural log, before penalties and
+    /// temperature) of each token written so far.
+    #[getter]
+    fn logprobs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(PyArray1::from_vec(py, lock(&self.generator, "generator")?.logprobs().to_vec()))
     }
 }
 

@@ -60,6 +60,23 @@ def test_stream_gives_the_text_of_generate_in_pieces(builtin):
     assert len(pieces.tokens) == 50
 
 
+def test_a_batch_writes_what_each_prompt_writes_alone(builtin):
+    prompts = ["ROMEO.", "KING HENRY. Once more", "O"]
+    got = builtin.generate_batch(prompts, max_tokens=25, seed=11, stop=["never"])
+    assert got == [builtin.generate(p, max_tokens=25, seed=11 + i, stop=["never"]) for i, p in enumerate(prompts)]
+
+
+def test_log_probabilities_are_the_models(builtin):
+    pieces = builtin.stream("MACBETH.", max_tokens=6, temperature=0.0)
+    "".join(pieces)
+    ids = np.concatenate([builtin.encode("MACBETH."), pieces.tokens])
+    logits = builtin.logits(ids).astype(np.float64)
+    rows = logits[len(ids) - 7 : len(ids) - 1]
+    log_softmax = rows - np.log(np.exp(rows - rows.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) - rows.max(axis=1, keepdims=True)
+    want = log_softmax[np.arange(6), pieces.tokens]
+    np.testing.assert_allclose(pieces.logprobs, want, rtol=0, atol=1e-5)
+
+
 def test_a_stop_string_ends_the_text_before_it(builtin):
     text = builtin.generate("HAMLET.", max_tokens=80, seed=1)
     stop = text[10:13]

@@ -93,6 +93,9 @@ pub enum Finish {
 pub struct Generated {
     /// The tokens written (and fed to the session), end-of-sequence excluded.
     pub tokens: Vec<u32>,
+    /// The model's log-probability (natural log, of the softmax of its logits,
+    /// before penalties and temperature) of each token written.
+    pub logprobs: Vec<f64>,
     /// The text, up to a stop string.
     pub text: Vec<u8>,
     /// Why it ended.
@@ -125,31 +128,104 @@ where
     Ok(generator.into_generated())
 }
 
+/// Receives a row's text as it becomes final: `(row, piece)`; says whether to
+/// go on writing that row.
+pub type RowText<'a> = dyn FnMut(usize, &[u8]) -> Result<ControlFlow<()>> + 'a;
+
+/// Continues several prompts at once, one per row of `session` (whose batch is
+/// their number): per token, one call feeds every row, which is much faster per
+/// token than one prompt at a time on backends that read the weights once per
+/// call. Rows read their prompts (of any lengths, none empty) in step and write
+/// as soon as their own prompt is read; row `i` draws with seed
+/// `options.sampling.seed + i`, so it writes what [`generate_text`] writes for
+/// its prompt alone with that seed (up to the last bits of rounding on backends
+/// whose products depend on the batch). `on_text(row, piece)` gets each row's
+/// text as it becomes final and may cancel that row. A row that has ended is fed
+/// its last token again until every row has ended (so its carried state is not
+/// that of its text alone).
+pub fn generate_batch<K: Kernels>(
+    engine: &mut Engine<K>,
+    session: &mut Session<K>,
+    tokenizer: &Tokenizer,
+    prompts: &[Vec<u32>],
+    options: &GenerateOptions,
+    on_text: &mut RowText<'_>,
+) -> Result<Vec<Generated>>
+where
+    Error: From<K::Error>,
+{
+    let batch = session.batch();
+    if prompts.len() != batch {
+        return Err(Error::Invalid(format!("{} prompts for a session of {batch} rows", prompts.len())));
+    }
+    if prompts.iter().any(Vec::is_empty) {
+        return Err(Error::Invalid("every prompt of a batch needs at least one token".into()));
+    }
+    let mut writers = Vec::with_capacity(batch);
+    for (row, prompt) in prompts.iter().enumerate() {
+        let seed = options.sampling.seed.wrapping_add(row as u64);
+        let mut writer = Writer::new(&GenerateOptions {
+            sampling: SamplingOptions { seed, ..options.sampling },
+            ..options.clone()
+        })?;
+        writer.sampler.observe(prompt);
+        writers.push(writer);
+    }
+    // What every prompt has: read in calls of the session's chunk.
+    let common = prompts.iter().map(Vec::len).min().unwrap_or(0);
+    let heads: Vec<&[u32]> = prompts.iter().map(|p| &p[..common]).collect();
+    session.feed_rows(engine, &heads, &[], None)?;
+    let mut read = vec![common; batch];
+    let mut last: Vec<u32> = prompts.iter().map(|p| p[common - 1]).collect();
+    loop {
+        let mut live = false;
+        for row in 0..batch {
+            let prompt = &prompts[row];
+            if read[row] < prompt.len() {
+                last[row] = prompt[read[row]];
+                read[row] += 1;
+                live = true;
+                continue;
+            }
+            let writer = &mut writers[row];
+            if writer.finish.is_some() {
+                continue;
+            }
+            let logits = match writer.at_limit() {
+                true => &[][..],
+                false => session.last_logits(row).ok_or_else(|| Error::Invalid("no logits to continue from".into()))?,
+            };
+            let (token, piece) = writer.choose(logits, tokenizer)?;
+            if !piece.is_empty() && on_text(row, &piece)?.is_break() {
+                writer.finish.get_or_insert(Finish::Cancelled);
+            }
+            if let Some(token) = token {
+                last[row] = token;
+                live |= writer.finish.is_none();
+            }
+        }
+        if !live {
+            break;
+        }
+        let rows: Vec<&[u32]> = last.iter().map(std::slice::from_ref).collect();
+        session.feed_rows(engine, &rows, &[], None)?;
+    }
+    Ok(writers.into_iter().map(Writer::into_generated).collect())
+}
+
 /// Generation one step at a time (for iterators, e.g. the Python package's):
 /// [`TextGenerator::start`] feeds the prompt, then each
 /// [`TextGenerator::step`] draws one token and returns the text that became
 /// final, until it returns `None`.
 #[derive(Debug)]
 pub struct TextGenerator {
-    sampler: Sampler,
-    text: TextStream,
-    max_tokens: usize,
-    stop_at_eos: bool,
-    tokens: Vec<u32>,
-    finish: Option<Finish>,
+    writer: Writer,
 }
 
 impl TextGenerator {
     /// A generator; the options are checked.
     pub fn new(options: &GenerateOptions) -> Result<TextGenerator> {
-        Ok(TextGenerator {
-            sampler: Sampler::new(options.sampling)?,
-            text: TextStream::new(&options.stop)?,
-            max_tokens: options.max_tokens,
-            stop_at_eos: options.stop_at_eos,
-            tokens: Vec::new(),
-            finish: None,
-        })
+        Ok(TextGenerator { writer: Writer::new(options)? })
     }
 
     /// Feeds `prompt` to `session` (batch 1); the penalties see it.
@@ -158,7 +234,7 @@ impl TextGenerator {
         Error: From<K::Error>,
     {
         session.feed(engine, prompt)?;
-        self.sampler.observe(prompt);
+        self.writer.sampler.observe(prompt);
         Ok(())
     }
 
@@ -174,51 +250,107 @@ impl TextGenerator {
     where
         Error: From<K::Error>,
     {
-        if self.finish.is_some() {
+        if self.writer.finish.is_some() {
             return Ok(None);
         }
-        let eos = if self.stop_at_eos { tokenizer.eos() } else { None };
-        let next = if self.tokens.len() >= self.max_tokens {
-            None
-        } else {
-            let logits = session.last_logits(0).ok_or_else(|| {
+        let logits = match self.writer.at_limit() {
+            true => &[][..],
+            false => session.last_logits(0).ok_or_else(|| {
                 Error::Invalid("nothing to continue: give a prompt (or resume a session that has read text)".into())
-            })?;
-            Some(self.sampler.sample(logits)?).filter(|&token| Some(token) != eos)
+            })?,
         };
-        let Some(token) = next else {
-            self.finish =
-                Some(if self.tokens.len() >= self.max_tokens { Finish::Length } else { Finish::EndOfSequence });
-            return Ok(Some(self.text.finish(tokenizer)?.to_vec()));
-        };
-        let piece = self.text.push(tokenizer, token)?.to_vec();
-        self.sampler.observe(&[token]);
-        self.tokens.push(token);
-        session.feed(engine, &[token])?;
-        if self.text.stopped() {
-            self.finish = Some(Finish::Stop);
+        let (token, piece) = self.writer.choose(logits, tokenizer)?;
+        if let Some(token) = token {
+            session.feed(engine, &[token])?;
         }
         Ok(Some(piece))
     }
 
     /// Ends generation now (the reader wants no more text).
     pub fn cancel(&mut self) {
-        self.finish.get_or_insert(Finish::Cancelled);
+        self.writer.finish.get_or_insert(Finish::Cancelled);
     }
 
     /// Why generation ended, once it has.
     pub fn finish(&self) -> Option<Finish> {
-        self.finish
+        self.writer.finish
     }
 
     /// The tokens written so far.
     pub fn tokens(&self) -> &[u32] {
-        &self.tokens
+        &self.writer.tokens
+    }
+
+    /// The log-probabilities of the tokens written so far (see [`Generated::logprobs`]).
+    pub fn logprobs(&self) -> &[f64] {
+        &self.writer.logprobs
     }
 
     /// What was written.
     pub fn into_generated(self) -> Generated {
-        Generated { tokens: self.tokens, text: self.text.into_text(), finish: self.finish.unwrap_or(Finish::Cancelled) }
+        self.writer.into_generated()
+    }
+}
+
+/// One document being written: its sampler, its text, what it wrote, and why it
+/// ended.
+#[derive(Debug)]
+struct Writer {
+    sampler: Sampler,
+    text: TextStream,
+    max_tokens: usize,
+    stop_at_eos: bool,
+    tokens: Vec<u32>,
+    logprobs: Vec<f64>,
+    finish: Option<Finish>,
+}
+
+impl Writer {
+    fn new(options: &GenerateOptions) -> Result<Writer> {
+        Ok(Writer {
+            sampler: Sampler::new(options.sampling)?,
+            text: TextStream::new(&options.stop)?,
+            max_tokens: options.max_tokens,
+            stop_at_eos: options.stop_at_eos,
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            finish: None,
+        })
+    }
+
+    /// Whether `max_tokens` were written (the next choice needs no logits).
+    fn at_limit(&self) -> bool {
+        self.tokens.len() >= self.max_tokens
+    }
+
+    /// Chooses the next token from `logits` (the prediction after the last
+    /// token fed): returns it if it is to be fed, and the text that became
+    /// final. At the end (length, end of sequence) returns no token and the
+    /// text held back.
+    fn choose(&mut self, logits: &[f32], tokenizer: &Tokenizer) -> Result<(Option<u32>, Vec<u8>)> {
+        let eos = if self.stop_at_eos { tokenizer.eos() } else { None };
+        let token = if self.at_limit() { None } else { Some(self.sampler.sample(logits)?) };
+        let Some(token) = token.filter(|&t| Some(t) != eos) else {
+            self.finish = Some(if self.at_limit() { Finish::Length } else { Finish::EndOfSequence });
+            return Ok((None, self.text.finish(tokenizer)?.to_vec()));
+        };
+        let piece = self.text.push(tokenizer, token)?.to_vec();
+        self.sampler.observe(&[token]);
+        self.tokens.push(token);
+        self.logprobs.push(-crate::eval::nll(logits, token));
+        if self.text.stopped() {
+            self.finish = Some(Finish::Stop);
+        }
+        Ok((Some(token), piece))
+    }
+
+    fn into_generated(self) -> Generated {
+        Generated {
+            tokens: self.tokens,
+            logprobs: self.logprobs,
+            text: self.text.into_text(),
+            finish: self.finish.unwrap_or(Finish::Cancelled),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use crate::backend::{BackendKind, BackendOptions};
 use crate::engine::{Engine, LogitsReader, Session, SessionState};
 use crate::error::{Error, Result};
 use crate::eval::{score_reader, Score};
-use crate::generate::{generate_text, GenerateOptions, Generated, TextGenerator};
+use crate::generate::{generate_batch, generate_text, GenerateOptions, Generated, RowText, TextGenerator};
 use crate::meliad::ImportOptions;
 use crate::model_file::{open_model, LoadedModel};
 use crate::tokenizer::Tokenizer;
@@ -329,6 +329,19 @@ impl AnyEngine {
         on_text: &mut dyn FnMut(&[u8]) -> Result<ControlFlow<()>>,
     ) -> Result<Generated> {
         on_pair!(self, session, e, s => generate_text(e, s, tokenizer, prompt, options, on_text))
+    }
+
+    /// Continues several prompts at once, one per row of `session`; see
+    /// [`crate::generate::generate_batch`].
+    pub fn generate_batch(
+        &mut self,
+        session: &mut AnySession,
+        tokenizer: &Tokenizer,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        on_text: &mut RowText<'_>,
+    ) -> Result<Vec<Generated>> {
+        on_pair!(self, session, e, s => generate_batch(e, s, tokenizer, prompts, options, on_text))
     }
 
     /// Feeds `prompt` to start `generator` (see [`TextGenerator::start`]).

@@ -473,3 +473,40 @@ fn generate_stops_at_a_stop_string() {
     let (code, _, err) = run_brt(&[os("generate"), os("x"), os("--stop"), os("")]);
     assert_eq!(code, 1, "{err}");
 }
+
+/// Several prompts are continued together, each as it would be alone with its
+/// row's seed; `--json` gives the text, the token ids (which decode to it), their
+/// log-probabilities and why each ended.
+#[test]
+fn generate_continues_several_prompts_and_reports_json() {
+    let run = |args: &[&str]| {
+        let mut all: Vec<&OsStr> = vec![os("generate"), os("--max-tokens"), os("20"), os("--threads"), os("1")];
+        all.extend(args.iter().map(|s| os(s)));
+        let (code, out, err) = run_brt(&all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        String::from_utf8(out).unwrap()
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["ROMEO.", "--prompt", "KING.", "--seed", "5", "--json"])).unwrap();
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    // --prompt comes first, then the positional prompts.
+    for (i, (prompt, seed)) in [("KING.", "5"), ("ROMEO.", "6")].into_iter().enumerate() {
+        let row = &results[i];
+        assert_eq!(row["prompt"], prompt);
+        let alone = run(&[prompt, "--seed", seed]);
+        assert_eq!(row["text"].as_str().unwrap(), alone.strip_suffix('\n').unwrap(), "row {i} as alone");
+        let tokens: Vec<u32> = row["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+        let decoded = brt::tokenizer::Tokenizer::Bytes.decode(&tokens).unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), row["text"].as_str().unwrap());
+        let logprobs = row["logprobs"].as_array().unwrap();
+        assert_eq!(logprobs.len(), tokens.len());
+        assert!(logprobs.iter().all(|p| p.as_f64().unwrap() <= 0.0), "log-probabilities are at most 0");
+        assert_eq!(row["finish"], "length");
+    }
+    let text = run(&["ROMEO.", "KING.", "--seed", "5"]);
+    assert!(text.starts_with("--- prompt 1 ---\n") && text.contains("\n--- prompt 2 ---\n"), "{text}");
+    let (code, _, err) = run_brt(&[os("generate"), os("a"), os("b"), os("--save-session"), os("x.session")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("give one prompt"), "{err}");
+}

@@ -2,7 +2,7 @@
 
 use super::{open, parse_backend, ModelOptions};
 use brt::backend::{run_on_with, BackendOptions};
-use brt::generate::{generate_text, GenerateOptions};
+use brt::generate::{generate_batch, generate_text, GenerateOptions, Generated};
 use brt::model_file::LoadedModel;
 use brt::sample::{Sampler, SamplingOptions};
 use brt::tokenizer::Tokenizer;
@@ -14,12 +14,18 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// The text to continue (or use --prompt).
+    /// The text to continue (or use --prompt). Several prompts are continued
+    /// together, one per row of a batch (row i with seed --seed + i), and
+    /// printed when all are done.
     #[arg(value_name = "PROMPT")]
-    text: Option<String>,
-    /// The text to continue.
-    #[arg(long, conflicts_with = "text")]
-    prompt: Option<String>,
+    texts: Vec<String>,
+    /// A text to continue (repeat for several, as with PROMPT).
+    #[arg(long = "prompt", value_name = "TEXT")]
+    prompts: Vec<String>,
+    /// Print JSON when done: for each prompt the text, the token ids, their
+    /// log-probabilities under the model and why generation ended.
+    #[arg(long)]
+    json: bool,
     /// The model (official Meliad checkpoint or brt weights; default: the built-in
     /// Shakespeare model).
     #[arg(long)]
@@ -80,25 +86,33 @@ struct GenerateJob<'a> {
     args: &'a GenerateArgs,
     weights: &'a LoadedModel,
     tokenizer: &'a Tokenizer,
-    prompt: Vec<u32>,
+    prompts: Vec<Vec<u32>>,
     options: GenerateOptions,
 }
 
 impl BackendJob for GenerateJob<'_> {
-    type Output = ();
+    type Output = Vec<Generated>;
 
-    fn run<K: brt::backend::FileWeights>(self, k: K) -> Result<(), Error>
+    fn run<K: brt::backend::FileWeights>(self, k: K) -> Result<Vec<Generated>, Error>
     where
         Error: From<K::Error>,
     {
         let args = self.args;
         let mut engine = Engine::load(k, self.weights)?;
+        if self.prompts.len() > 1 {
+            let mut session = engine.session(self.prompts.len(), args.chunk)?;
+            let mut quiet = |_: usize, _: &[u8]| Ok(ControlFlow::Continue(()));
+            return generate_batch(&mut engine, &mut session, self.tokenizer, &self.prompts, &self.options, &mut quiet);
+        }
         let mut session = match &args.resume {
             Some(path) => Session::load(&mut engine, path, args.chunk)?,
             None => engine.session(1, args.chunk)?,
         };
         let mut stdout = std::io::stdout().lock();
         let mut print = |bytes: &[u8]| -> Result<ControlFlow<()>, Error> {
+            if args.json {
+                return Ok(ControlFlow::Continue(())); // printed when done
+            }
             match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
                 // The reader has gone (`brt generate ... | head -c 100`): nobody
                 // wants more text; stop and succeed.
@@ -107,15 +121,15 @@ impl BackendJob for GenerateJob<'_> {
                 Ok(()) => Ok(ControlFlow::Continue(())),
             }
         };
-        let generated =
-            generate_text(&mut engine, &mut session, self.tokenizer, &self.prompt, &self.options, &mut print)?;
-        if !generated.tokens.is_empty() {
+        let prompt = self.prompts.first().map_or(&[][..], Vec::as_slice);
+        let generated = generate_text(&mut engine, &mut session, self.tokenizer, prompt, &self.options, &mut print)?;
+        if !generated.tokens.is_empty() && !args.json {
             let _ = writeln!(std::io::stdout());
         }
         if let Some(path) = &args.save_session {
             session.save(&mut engine, path)?;
         }
-        Ok(())
+        Ok(vec![generated])
     }
 }
 
@@ -143,21 +157,61 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
     }
     let options = GenerateOptions { max_tokens: args.max_tokens, sampling, stop: args.stop.clone(), stop_at_eos: true };
     let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
-    let text = args.prompt.as_deref().or(args.text.as_deref()).unwrap_or("");
-    if text.is_empty() && args.resume.is_none() {
+    let texts: Vec<&String> = args.prompts.iter().chain(&args.texts).collect();
+    if texts.len() > 1 && (args.resume.is_some() || args.save_session.is_some()) {
+        return Err(Error::Invalid(
+            "--resume and --save-session continue one document: give one prompt with them".into(),
+        ));
+    }
+    if texts.iter().all(|t| t.is_empty()) && args.resume.is_none() {
         return Err(Error::Invalid("give a prompt to continue (or --resume a saved session)".into()));
     }
-    let prompt = tokenizer.encode(text.as_bytes())?;
+    if texts.len() > 1 && texts.iter().any(|t| t.is_empty()) {
+        return Err(Error::Invalid("every prompt of several must have some text".into()));
+    }
+    let prompts = texts.iter().map(|t| tokenizer.encode(t.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let weights = open(args.model.as_deref(), args.options)?;
-    if let Some(&id) = prompt.iter().find(|&&id| id as usize >= weights.config().vocab) {
+    if let Some(&id) = prompts.iter().flatten().find(|&&id| id as usize >= weights.config().vocab) {
         return Err(Error::Invalid(format!(
             "the prompt has token id {id}, outside this model's vocabulary of {}; wrong tokenizer?",
             weights.config().vocab
         )));
     }
-    run_on_with(
+    let several = prompts.len() > 1;
+    let results = run_on_with(
         args.backend,
         BackendOptions::for_config(weights.config(), args.threads),
-        GenerateJob { args: &args, weights: &weights, tokenizer: &tokenizer, prompt, options },
-    )
+        GenerateJob { args: &args, weights: &weights, tokenizer: &tokenizer, prompts, options },
+    )?;
+    let text = if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .zip(texts.iter().map(|t| t.as_str()).chain(std::iter::repeat("")))
+            .enumerate()
+            .map(|(i, (g, prompt))| {
+                serde_json::json!({
+                    "prompt": prompt,
+                    "seed": args.seed.wrapping_add(i as u64),
+                    "text": String::from_utf8_lossy(&g.text),
+                    "tokens": g.tokens,
+                    "logprobs": g.logprobs,
+                    "finish": g.finish,
+                })
+            })
+            .collect();
+        format!("{:#}\n", serde_json::json!({ "backend": args.backend.name(), "results": rows }))
+    } else if several {
+        let mut out = String::new();
+        for (i, g) in results.iter().enumerate() {
+            out += &format!("--- prompt {} ---\n{}\n", i + 1, String::from_utf8_lossy(&g.text));
+        }
+        out
+    } else {
+        return Ok(()); // streamed as it was written
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("standard output", e)),
+        _ => Ok(()),
+    }
 }
