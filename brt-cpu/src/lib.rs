@@ -36,16 +36,14 @@ mod vector;
 mod weights;
 
 #[cfg(feature = "std")]
-mod heap;
-#[cfg(feature = "std")]
 mod pool;
 #[cfg(feature = "std")]
 mod sgemm;
 
 pub use backend::Cpu;
-pub use error::CpuError;
 #[cfg(feature = "std")]
-pub use heap::{Heap, SharedBytes};
+pub use brt_core::heap::{Heap, SharedBytes};
+pub use error::CpuError;
 pub use options::{Options, StreamMemory};
 #[cfg(feature = "std")]
 pub use sgemm::{measure_sgemm_gflops, sgemm_gflops};

@@ -52,6 +52,7 @@ impl Error {
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+#[cfg(feature = "cpu")]
 impl From<brt_cpu::CpuError> for Error {
     fn from(e: brt_cpu::CpuError) -> Error {
         Error::Backend { backend: "cpu", message: e.to_string() }

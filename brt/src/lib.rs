@@ -28,6 +28,7 @@ pub mod logits;
 pub mod meliad;
 pub mod model_file;
 mod msgpack;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod recall;
 pub mod runtime;

@@ -19,8 +19,10 @@ use serde::Serialize;
 
 /// Letters in a key.
 pub const KEY_LEN: usize = 3;
-/// Digits in a value.
+/// Digits in a value unless the options say otherwise.
 pub const VALUE_LEN: usize = 4;
+/// Most digits in a value.
+pub const MAX_VALUE_LEN: usize = 8;
 /// Accuracy of guessing a digit.
 pub const CHANCE: f64 = 0.1;
 /// The longest document (16 MiB), so that a length flag cannot ask for more
@@ -42,18 +44,34 @@ pub struct RecallOptions {
     /// Most keys waiting to be asked at once (1: every query asks for the last
     /// value given, and the key need not be matched).
     pub max_pending: usize,
+    /// Digits in a value (1 to [`MAX_VALUE_LEN`]). With one digit, recalling it
+    /// needs no order: a memory of which digit came is enough.
+    pub value_digits: usize,
 }
 
 impl Default for RecallOptions {
     fn default() -> Self {
-        RecallOptions { length: 2048, gap: 24, min_distance: 12, max_distance: 1024, max_pending: 64 }
+        RecallOptions {
+            length: 2048,
+            gap: 24,
+            min_distance: 12,
+            max_distance: 1024,
+            max_pending: 64,
+            value_digits: VALUE_LEN,
+        }
     }
 }
 
 impl RecallOptions {
     /// Checks the options make documents.
     pub fn validate(&self) -> Result<()> {
-        let record = KEY_LEN + VALUE_LEN + 3;
+        if !(1..=MAX_VALUE_LEN).contains(&self.value_digits) {
+            return Err(Error::Invalid(format!(
+                "recall values have 1 to {MAX_VALUE_LEN} digits (got {})",
+                self.value_digits
+            )));
+        }
+        let record = KEY_LEN + self.value_digits + 3;
         if self.min_distance < record || self.min_distance > self.max_distance {
             return Err(Error::Invalid(format!(
                 "recall distances: need {record} <= min distance ({}) <= max distance ({})",
@@ -136,7 +154,7 @@ struct Pending {
     /// Position at or after which it is written.
     due: usize,
     key: [u8; KEY_LEN],
-    value: [u8; VALUE_LEN],
+    value: [u8; MAX_VALUE_LEN],
     /// Where the definition's value starts.
     defined_at: usize,
 }
@@ -158,8 +176,9 @@ pub fn document(filler: &Filler, options: &RecallOptions, seed: u64, index: u64)
             out.extend_from_slice(&p.key);
             out.push(b'?');
             let at = out.len();
-            answers.extend((0..VALUE_LEN).map(|j| Answer { position: at + j, distance: at - p.defined_at }));
-            out.extend_from_slice(&p.value);
+            let digits = options.value_digits;
+            answers.extend((0..digits).map(|j| Answer { position: at + j, distance: at - p.defined_at }));
+            out.extend_from_slice(&p.value[..digits]);
             out.push(b'>');
             continue;
         }
@@ -184,13 +203,13 @@ pub fn document(filler: &Filler, options: &RecallOptions, seed: u64, index: u64)
                 break key;
             }
         };
-        let mut value = [0u8; VALUE_LEN];
-        value.iter_mut().for_each(|v| *v = b'0' + below(&mut rng, 10) as u8);
+        let mut value = [0u8; MAX_VALUE_LEN];
+        value[..options.value_digits].iter_mut().for_each(|v| *v = b'0' + below(&mut rng, 10) as u8);
         out.push(b'<');
         out.extend_from_slice(&key);
         out.push(b'=');
         let defined_at = out.len();
-        out.extend_from_slice(&value);
+        out.extend_from_slice(&value[..options.value_digits]);
         out.push(b'>');
         let distance = (log_min + rng.uniform() * (log_max - log_min)).exp() as usize;
         // The query's value comes KEY_LEN + 2 bytes after its start.

@@ -52,6 +52,9 @@ struct Documents {
     /// Most keys waiting to be asked at once (1: always the last value given).
     #[arg(long, default_value_t = RecallOptions::default().max_pending)]
     max_pending: usize,
+    /// Digits in a value (1 to 8; with 1, recall needs no order, only which digit came).
+    #[arg(long, default_value_t = RecallOptions::default().value_digits)]
+    value_digits: usize,
 }
 
 impl Documents {
@@ -63,6 +66,7 @@ impl Documents {
             min_distance: self.min_distance,
             max_distance: self.max_distance,
             max_pending: self.max_pending,
+            value_digits: self.value_digits,
         };
         options.validate()?;
         let mut texts = Vec::new();

@@ -1,6 +1,7 @@
-//! Heap memory for host backends (std only): each buffer is its own `Vec`.
+//! Heap memory for host backends (feature `std`): each buffer is its own `Vec`,
+//! and read-only bytes shared by reference counting (a mapped model file).
 
-use brt_core::{CoreError, CoreResult, HostMemory};
+use crate::{CoreError, CoreResult, HostMemory};
 use core::ops::{Deref, Range};
 use std::sync::Arc;
 use std::vec;
