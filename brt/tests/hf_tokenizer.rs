@@ -88,3 +88,51 @@ fn the_end_of_sequence_comes_from_the_special_tokens() {
     let eos = brt::tokenizer::Tokenizer::from_spec(with.to_str().unwrap()).unwrap().eos();
     assert_eq!(eos, Some(loaded.token_to_id("</s>").unwrap()), "</s> comes first in the order");
 }
+
+/// `brt generate` stops at the end-of-sequence token of a tokenizer.json: the
+/// tokenizer is made so that its special `</s>` is the token the model writes
+/// first (greedy, found with the `ids` tokenizer, which has no end of sequence).
+#[test]
+fn generation_stops_at_the_tokenizers_end_of_sequence() {
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+    use tokenizers::AddedToken;
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = small_model(dir.path(), "m", small_config());
+    let generate = |tokenizer: &OsStr, prompt: &str| {
+        let args: [&OsStr; 13] = [
+            "generate".as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            prompt.as_ref(),
+            "--tokenizer".as_ref(),
+            tokenizer,
+            "--temperature".as_ref(),
+            "0".as_ref(),
+            "--max-tokens".as_ref(),
+            "5".as_ref(),
+            "--json".as_ref(),
+            "--threads".as_ref(),
+            "1".as_ref(),
+        ];
+        let (code, out, err) = run_brt(&args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()["results"][0].clone()
+    };
+    let free = generate("ids".as_ref(), "1 2");
+    assert_eq!(free["finish"], "length");
+    let first = free["tokens"][0].as_u64().unwrap() as u32;
+
+    // Words w0.. for the ids below `first`; `</s>`, added last, gets id `first`.
+    let vocab = (0..first).map(|i| (format!("w{i}"), i)).collect();
+    let words = WordLevel::builder().vocab(vocab).unk_token("w0".into()).build().unwrap();
+    let mut t = tokenizers::Tokenizer::new(words);
+    t.with_pre_tokenizer(Some(Whitespace {}));
+    t.add_special_tokens([AddedToken::from("</s>", true)]).unwrap();
+    assert_eq!(t.token_to_id("</s>"), Some(first));
+    let path = dir.path().join("tokenizer.json");
+    t.save(&path, false).unwrap();
+    let stopped = generate(path.as_os_str(), "w1 w2");
+    assert_eq!(stopped["finish"], "end_of_sequence");
+    assert_eq!(stopped["tokens"].as_array().unwrap().len(), 0, "nothing is written before the end of sequence");
+}
