@@ -144,26 +144,59 @@ fn builder(backend: Option<&str>, threads: usize) -> PyResult<EngineBuilder> {
     Ok(builder)
 }
 
-/// Sampling and stopping options from keyword arguments.
-#[allow(clippy::too_many_arguments)] // one per keyword argument of the Python call
-fn generate_options(
-    max_tokens: usize,
-    temperature: f32,
-    top_k: usize,
-    top_p: f32,
-    min_p: f32,
-    repetition_penalty: f32,
-    presence_penalty: f32,
-    seed: u64,
-    stop: Option<Vec<String>>,
-    stop_at_eos: bool,
-) -> GenerateOptions {
-    GenerateOptions {
-        max_tokens,
-        sampling: SamplingOptions { temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, seed },
-        stop: stop.unwrap_or_default(),
-        stop_at_eos,
+/// The keyword arguments of `generate`, `stream` and `generate_batch` (their
+/// stubs in `brt.pyi` list them with their defaults, which are `brt generate`'s).
+const GENERATE_KEYWORDS: [&str; 11] = [
+    "max_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "seed",
+    "stop",
+    "stop_at_eos",
+    "session",
+];
+
+/// Generation options from keyword arguments (any left out take `brt
+/// generate`'s defaults), and the session to continue if one is given. An
+/// unknown keyword is an error, as Python's own would be.
+fn generate_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<(GenerateOptions, Option<Py<Session>>)> {
+    let mut out = GenerateOptions {
+        max_tokens: 256,
+        sampling: SamplingOptions { temperature: 0.8, top_p: 0.95, ..SamplingOptions::default() },
+        stop: Vec::new(),
+        stop_at_eos: true,
+    };
+    let mut session = None;
+    let Some(options) = options else { return Ok((out, session)) };
+    for (key, value) in options.iter() {
+        let key: String = key.extract()?;
+        let bad = |e: PyErr| invalid(format!("`{key}`: {e}"));
+        let s = &mut out.sampling;
+        match key.as_str() {
+            "max_tokens" => out.max_tokens = value.extract().map_err(bad)?,
+            "temperature" => s.temperature = value.extract().map_err(bad)?,
+            "top_k" => s.top_k = value.extract().map_err(bad)?,
+            "top_p" => s.top_p = value.extract().map_err(bad)?,
+            "min_p" => s.min_p = value.extract().map_err(bad)?,
+            "repetition_penalty" => s.repetition_penalty = value.extract().map_err(bad)?,
+            "presence_penalty" => s.presence_penalty = value.extract().map_err(bad)?,
+            "seed" => s.seed = value.extract().map_err(bad)?,
+            "stop" => out.stop = value.extract::<Option<Vec<String>>>().map_err(bad)?.unwrap_or_default(),
+            "stop_at_eos" => out.stop_at_eos = value.extract().map_err(bad)?,
+            "session" => session = value.extract::<Option<Py<Session>>>().map_err(|e| bad(e.into()))?,
+            _ => {
+                return Err(invalid(format!(
+                    "unknown generation option `{key}`; the options are {}",
+                    GENERATE_KEYWORDS.join(", ")
+                )))
+            }
+        }
     }
+    Ok((out, session))
 }
 
 #[pymethods]
@@ -305,37 +338,15 @@ impl Model {
     /// Continues `prompt` and returns the text written. `session` (batch 1), if
     /// given, is continued (and `prompt` may be empty); otherwise a fresh one is
     /// used. Stops after `max_tokens`, at a `stop` string (not returned) or at
-    /// the tokenizer's end of sequence (unless `stop_at_eos=False`).
-    #[pyo3(signature = (prompt, *, max_tokens=256, temperature=0.8, top_k=0, top_p=0.95, min_p=0.0,
-        repetition_penalty=1.0, presence_penalty=0.0, seed=0, stop=None, stop_at_eos=true, session=None))]
-    #[allow(clippy::too_many_arguments)] // keyword arguments of the Python call
+    /// the tokenizer's end of sequence (unless `stop_at_eos=False`). The options
+    /// and their defaults are `brt generate`'s (see `brt.pyi`).
+    #[pyo3(signature = (prompt, **options))]
     fn generate(
         slf: &Bound<'_, Self>,
         prompt: &Bound<'_, PyAny>,
-        max_tokens: usize,
-        temperature: f32,
-        top_k: usize,
-        top_p: f32,
-        min_p: f32,
-        repetition_penalty: f32,
-        presence_penalty: f32,
-        seed: u64,
-        stop: Option<Vec<String>>,
-        stop_at_eos: bool,
-        session: Option<Py<Session>>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<String> {
-        let options = generate_options(
-            max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repetition_penalty,
-            presence_penalty,
-            seed,
-            stop,
-            stop_at_eos,
-        );
+        let (options, session) = generate_options(options)?;
         let stream = TextIterator::start(slf, prompt, &options, session)?;
         let mut text = String::new();
         while let Some(piece) = stream.next_piece(slf.py())? {
@@ -346,38 +357,19 @@ impl Model {
 
     /// Continues several prompts at once, one per row of a batch (row i draws
     /// with `seed + i` and writes what `generate` writes for its prompt alone
-    /// with that seed); returns their texts. Much faster per token than one at
-    /// a time on the CPU backend.
-    #[pyo3(signature = (prompts, *, max_tokens=256, temperature=0.8, top_k=0, top_p=0.95, min_p=0.0,
-        repetition_penalty=1.0, presence_penalty=0.0, seed=0, stop=None, stop_at_eos=true))]
-    #[allow(clippy::too_many_arguments)] // keyword arguments of the Python call
+    /// with that seed); returns their texts. The options are `generate`'s but
+    /// `session`.
+    #[pyo3(signature = (prompts, **options))]
     fn generate_batch(
         &self,
         py: Python<'_>,
         prompts: Vec<Bound<'_, PyAny>>,
-        max_tokens: usize,
-        temperature: f32,
-        top_k: usize,
-        top_p: f32,
-        min_p: f32,
-        repetition_penalty: f32,
-        presence_penalty: f32,
-        seed: u64,
-        stop: Option<Vec<String>>,
-        stop_at_eos: bool,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<String>> {
-        let options = generate_options(
-            max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repetition_penalty,
-            presence_penalty,
-            seed,
-            stop,
-            stop_at_eos,
-        );
+        let (options, session) = generate_options(options)?;
+        if session.is_some() {
+            return Err(invalid("generate_batch starts fresh documents: it takes no `session`"));
+        }
         let prompts = prompts
             .iter()
             .map(|p| self.tokenizer.encode(&text_bytes(p)?).map_err(to_py))
@@ -397,36 +389,13 @@ impl Model {
     /// Like `generate`, but returns an iterator of text pieces as they are
     /// written (`iterator.finish` then says why it ended: "length",
     /// "end_of_sequence", "stop").
-    #[pyo3(signature = (prompt, *, max_tokens=256, temperature=0.8, top_k=0, top_p=0.95, min_p=0.0,
-        repetition_penalty=1.0, presence_penalty=0.0, seed=0, stop=None, stop_at_eos=true, session=None))]
-    #[allow(clippy::too_many_arguments)] // keyword arguments of the Python call
+    #[pyo3(signature = (prompt, **options))]
     fn stream(
         slf: &Bound<'_, Self>,
         prompt: &Bound<'_, PyAny>,
-        max_tokens: usize,
-        temperature: f32,
-        top_k: usize,
-        top_p: f32,
-        min_p: f32,
-        repetition_penalty: f32,
-        presence_penalty: f32,
-        seed: u64,
-        stop: Option<Vec<String>>,
-        stop_at_eos: bool,
-        session: Option<Py<Session>>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<TextIterator> {
-        let options = generate_options(
-            max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repetition_penalty,
-            presence_penalty,
-            seed,
-            stop,
-            stop_at_eos,
-        );
+        let (options, session) = generate_options(options)?;
         TextIterator::start(slf, prompt, &options, session)
     }
 }

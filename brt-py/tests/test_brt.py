@@ -164,6 +164,9 @@ def test_threads_share_a_model_and_get_the_same_numbers(builtin):
         (lambda m: brt.Model("/no/such/model"), "/no/such/model"),
         (lambda m: brt.Model.builtin(backend="abacus"), "unknown backend `abacus`"),
         (lambda m: m.score(12), "str or bytes"),
+        (lambda m: m.generate("x", temprature=0.5), "unknown generation option `temprature`"),
+        (lambda m: m.generate("x", max_tokens="many"), "`max_tokens`"),
+        (lambda m: m.generate_batch(["x"], session=m.session()), "takes no `session`"),
     ],
 )
 def test_bad_input_raises_brt_error_with_the_programs_message(builtin, call, message):
