@@ -47,6 +47,9 @@ pub struct RecallOptions {
     /// Digits in a value (1 to [`MAX_VALUE_LEN`]). With one digit, recalling it
     /// needs no order: a memory of which digit came is enough.
     pub value_digits: usize,
+    /// Filler of dots instead of the filler text (the records are then all a
+    /// block holds that varies: the easiest memory test).
+    pub blank_filler: bool,
 }
 
 impl Default for RecallOptions {
@@ -58,6 +61,7 @@ impl Default for RecallOptions {
             max_distance: 1024,
             max_pending: 64,
             value_digits: VALUE_LEN,
+            blank_filler: false,
         }
     }
 }
@@ -188,7 +192,7 @@ pub fn document(filler: &Filler, options: &RecallOptions, seed: u64, index: u64)
             n = n.min(due - out.len());
         }
         for _ in 0..n {
-            out.push(filler.text[cursor]);
+            out.push(if options.blank_filler { b'.' } else { filler.text[cursor] });
             cursor = (cursor + 1) % filler.text.len();
         }
         if pending.len() >= options.max_pending {

@@ -55,6 +55,9 @@ struct Documents {
     /// Digits in a value (1 to 8; with 1, recall needs no order, only which digit came).
     #[arg(long, default_value_t = RecallOptions::default().value_digits)]
     value_digits: usize,
+    /// Dots instead of the filler text between records.
+    #[arg(long)]
+    blank_filler: bool,
 }
 
 impl Documents {
@@ -67,6 +70,7 @@ impl Documents {
             max_distance: self.max_distance,
             max_pending: self.max_pending,
             value_digits: self.value_digits,
+            blank_filler: self.blank_filler,
         };
         options.validate()?;
         let mut texts = Vec::new();
