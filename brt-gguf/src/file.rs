@@ -26,6 +26,7 @@ pub struct ModelFile<'a> {
     data_offset: usize,
     crc32: u32,
     name: Option<&'a str>,
+    tokenizer: Option<&'a str>,
     metadata_start: usize,
     metadata_count: u64,
 }
@@ -49,9 +50,10 @@ struct Fields<'a> {
 }
 
 /// Every key brt reads, in the order of [`Fields::values`].
-const KNOWN: [&str; 19] = [
+const KNOWN: [&str; 20] = [
     keys::ARCHITECTURE,
     keys::NAME,
+    keys::TOKENIZER,
     keys::ALIGNMENT,
     keys::FORMAT_VERSION,
     keys::DATA_CRC32,
@@ -261,6 +263,10 @@ impl<'a> ModelFile<'a> {
             None => None,
             Some(_) => Some(fields.text(keys::NAME)?),
         };
+        let tokenizer = match fields.get(keys::TOKENIZER) {
+            None => None,
+            Some(_) => Some(fields.text(keys::TOKENIZER)?),
+        };
         let config = fields.config()?;
         let expected = WeightLayout::new(&config)?.params().count();
         if tensor_count != expected as u64 {
@@ -325,7 +331,8 @@ impl<'a> ModelFile<'a> {
         if computed != crc32 {
             return Err(GgufError::Checksum { stored: crc32, computed });
         }
-        let file = ModelFile { bytes, config, layout, data_offset, crc32, name, metadata_start, metadata_count };
+        let file =
+            ModelFile { bytes, config, layout, data_offset, crc32, name, tokenizer, metadata_start, metadata_count };
         for (index, tensor) in layout.tensors().enumerate() {
             if let Some(element) = file.first_non_finite(&tensor) {
                 return Err(GgufError::NonFinite { index, element });
@@ -410,6 +417,12 @@ impl<'a> ModelFile<'a> {
     /// The model's name, if the file has one.
     pub fn name(&self) -> Option<&'a str> {
         self.name
+    }
+
+    /// The tokenizer the model was trained with, if the file records it
+    /// ([`keys::TOKENIZER`]).
+    pub fn tokenizer(&self) -> Option<&'a str> {
+        self.tokenizer
     }
 
     /// Alignment of the tensor data in bytes.

@@ -7,6 +7,9 @@
 pub const ARCHITECTURE: &str = "general.architecture";
 /// The model's name (optional).
 pub const NAME: &str = "general.name";
+/// The tokenizer the model was trained with (optional; brt's tokenizer
+/// identity: `bytes`, or `tokenizer.json:` and a hash of its vocabulary).
+pub const TOKENIZER: &str = "brt.tokenizer";
 /// Alignment of the tensor data in bytes (GGUF's default is 32 when absent).
 pub const ALIGNMENT: &str = "general.alignment";
 /// The brt file format version.

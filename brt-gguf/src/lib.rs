@@ -54,7 +54,7 @@ pub use error::GgufError;
 pub use file::{weight_data, ModelFile};
 pub use reader::{value_type, Array, Value};
 #[cfg(feature = "alloc")]
-pub use writer::{write, write_as};
+pub use writer::{write, write_as, write_tagged};
 
 /// The bytes every GGUF file starts with.
 pub const MAGIC: [u8; 4] = *b"GGUF";

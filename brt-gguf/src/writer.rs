@@ -30,6 +30,18 @@ pub fn write_as(
     weights: WeightData<'_>,
     dtype: WeightDtype,
 ) -> Result<Vec<u8>, GgufError> {
+    write_tagged(config, name, None, weights, dtype)
+}
+
+/// [`write_as`], also recording the tokenizer the model was trained with
+/// ([`keys::TOKENIZER`]).
+pub fn write_tagged(
+    config: &Config,
+    name: Option<&str>,
+    tokenizer: Option<&str>,
+    weights: WeightData<'_>,
+    dtype: WeightDtype,
+) -> Result<Vec<u8>, GgufError> {
     config.validate()?;
     let alignment = DEFAULT_ALIGNMENT;
     let placed = ByteLayout::new(config, dtype, alignment)?;
@@ -40,6 +52,9 @@ pub fn write_as(
     kv.string(keys::ARCHITECTURE, "brt");
     if let Some(name) = name {
         kv.string(keys::NAME, name);
+    }
+    if let Some(tokenizer) = tokenizer {
+        kv.string(keys::TOKENIZER, tokenizer);
     }
     kv.u32(keys::ALIGNMENT, alignment as u32);
     kv.u32(keys::FORMAT_VERSION, FORMAT_VERSION);

@@ -18,6 +18,7 @@ use brt::engine::SessionState;
 use brt::eval::Score;
 use brt::generate::{Finish, GenerateOptions, TextGenerator};
 use brt::meliad::ImportOptions;
+use brt::model_file::open_model;
 use brt::runtime::{AnyEngine, AnySession, EngineBuilder};
 use brt::sample::SamplingOptions;
 use brt::tokenizer::Tokenizer;
@@ -129,11 +130,6 @@ impl Model {
     fn engine(&self) -> PyResult<MutexGuard<'_, AnyEngine>> {
         lock(&self.engine, "model")
     }
-
-    fn new_model(engine: AnyEngine, tokenizer: &str, source: String) -> PyResult<Model> {
-        let tokenizer = Tokenizer::from_spec(tokenizer).map_err(to_py)?;
-        Ok(Model { engine: Mutex::new(engine), tokenizer: Arc::new(tokenizer), source })
-    }
 }
 
 fn builder(backend: Option<&str>, threads: usize) -> PyResult<EngineBuilder> {
@@ -215,9 +211,17 @@ impl Model {
         abs_attention_scale: bool,
         window: Option<usize>,
     ) -> PyResult<Model> {
-        let builder = builder(backend, threads)?.import_options(ImportOptions { abs_attention_scale, window });
-        let engine = py.detach(|| builder.open(&path)).map_err(to_py)?;
-        Model::new_model(engine, tokenizer, path.display().to_string())
+        let builder = builder(backend, threads)?;
+        let import = ImportOptions { abs_attention_scale, window };
+        let tokenizer = Tokenizer::from_spec(tokenizer).map_err(to_py)?;
+        let engine = py
+            .detach(|| {
+                let model = open_model(&path, import)?;
+                tokenizer.check_model(model.tokenizer())?;
+                builder.load(&model)
+            })
+            .map_err(to_py)?;
+        Ok(Model { engine: Mutex::new(engine), tokenizer: Arc::new(tokenizer), source: path.display().to_string() })
     }
 
     /// The built-in model (a small byte-level Shakespeare model).
@@ -226,7 +230,11 @@ impl Model {
     fn builtin(py: Python<'_>, backend: Option<&str>, threads: usize) -> PyResult<Model> {
         let builder = builder(backend, threads)?;
         let engine = py.detach(|| builder.build(&brt::default_model()?)).map_err(to_py)?;
-        Model::new_model(engine, "bytes", "the built-in model".into())
+        Ok(Model {
+            engine: Mutex::new(engine),
+            tokenizer: Arc::new(Tokenizer::Bytes),
+            source: "the built-in model".into(),
+        })
     }
 
     fn __repr__(&self) -> PyResult<String> {

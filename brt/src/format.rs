@@ -22,6 +22,9 @@ pub const VERSION_KEY: &str = "format_version";
 pub const VERSION: &str = "1";
 /// Metadata key of the configuration JSON.
 pub const CONFIG_KEY: &str = "config";
+/// Metadata key of the tokenizer the model was trained with (optional; see
+/// [`crate::tokenizer::Tokenizer::identity`]).
+pub const TOKENIZER_KEY: &str = "tokenizer";
 
 /// Whether `bytes` look like a safetensors file: a plausible header length
 /// followed by a JSON object. A file cut short still looks like one, so that
@@ -55,12 +58,15 @@ pub fn to_bytes(weights: &ModelWeights) -> Result<Vec<u8>> {
         let view = TensorView::new(dtype, shape, data).map_err(|e| Error::Invalid(format!("weights: {e}")))?;
         views.push((param_name(spec.param), view));
     }
-    let metadata: HashMap<String, String> = [
+    let mut metadata: HashMap<String, String> = [
         (FORMAT_KEY.to_string(), FORMAT_NAME.to_string()),
         (VERSION_KEY.to_string(), VERSION.to_string()),
         (CONFIG_KEY.to_string(), ConfigFile::to_json(weights.config())),
     ]
     .into();
+    if let Some(tokenizer) = weights.tokenizer() {
+        metadata.insert(TOKENIZER_KEY.to_string(), tokenizer.to_string());
+    }
     safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Invalid(format!("weights: {e}")))
 }
 
@@ -195,7 +201,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
             }
         }
     }
-    ModelWeights::new(config, buffer).map_err(|e| e.to_string())
+    let mut weights = ModelWeights::new(config, buffer).map_err(|e| e.to_string())?;
+    weights.set_tokenizer(meta.get(TOKENIZER_KEY).cloned());
+    Ok(weights)
 }
 
 /// Reads a brt weight file.

@@ -25,6 +25,7 @@ pub struct MappedModel {
     fingerprint: u64,
     crc32: u32,
     name: Option<String>,
+    tokenizer: Option<String>,
 }
 
 /// The file's mapping: the bytes of the file as the system pages them in.
@@ -71,6 +72,7 @@ impl MappedModel {
             fingerprint: fingerprint.finish(),
             crc32: parsed.crc32(),
             name: parsed.name().map(str::to_owned),
+            tokenizer: parsed.tokenizer().map(str::to_owned),
             file: bytes.clone(),
         })
     }
@@ -133,6 +135,11 @@ impl MappedModel {
         self.crc32
     }
 
+    /// The tokenizer the model was trained with, if the file records it.
+    pub fn tokenizer(&self) -> Option<&str> {
+        self.tokenizer.as_deref()
+    }
+
     /// The name the file gives the model, if any.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
@@ -160,7 +167,9 @@ impl MappedModel {
             WeightDtype::F32 | WeightDtype::Q8_0 => WeightBuffer::F32(values),
             other => WeightBuffer::F32(values).convert(other),
         };
-        ModelWeights::new(self.config, buffer)
+        let mut weights = ModelWeights::new(self.config, buffer)?;
+        weights.set_tokenizer(self.tokenizer.clone());
+        Ok(weights)
     }
 }
 
@@ -172,7 +181,7 @@ pub fn looks_like_gguf(bytes: &[u8]) -> bool {
 /// The model file's bytes for `weights`, stored as `dtype` (rounded, or
 /// quantized for Q8_0).
 pub fn to_bytes(weights: &ModelWeights, name: Option<&str>, dtype: WeightDtype) -> Result<Vec<u8>> {
-    brt_gguf::write_as(weights.config(), name, weights.buffer().data(), dtype)
+    brt_gguf::write_tagged(weights.config(), name, weights.tokenizer(), weights.buffer().data(), dtype)
         .map_err(|e| Error::Invalid(format!("model file: {e}")))
 }
 

@@ -59,6 +59,14 @@ impl LoadedModel {
         }
     }
 
+    /// The tokenizer the model was trained with, if its file records it.
+    pub fn tokenizer(&self) -> Option<&str> {
+        match self {
+            LoadedModel::InMemory(w) => w.tokenizer(),
+            LoadedModel::Mapped(m) => m.tokenizer(),
+        }
+    }
+
     /// The parameters in memory (a copy for a mapped file).
     pub fn to_weights(&self) -> Result<ModelWeights> {
         match self {

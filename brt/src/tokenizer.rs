@@ -87,6 +87,57 @@ impl Tokenizer {
         matches!(self, Tokenizer::Bytes)
     }
 
+    /// What names this tokenizer in a model file, so that a model is run with the
+    /// tokenizer it was trained with: `bytes`, `ids`, or for a tokenizer.json
+    /// `tokenizer.json:` and 16 hex digits of a hash (FNV-1a, 64 bits) of its
+    /// vocabulary (every token and id, sorted by id), which does not change with
+    /// the file's formatting.
+    pub fn identity(&self) -> String {
+        match self {
+            Tokenizer::Bytes => "bytes".into(),
+            Tokenizer::Ids => "ids".into(),
+            #[cfg(feature = "hf")]
+            Tokenizer::HuggingFace(t) => {
+                let mut vocab: Vec<(u32, String)> = t.get_vocab(true).into_iter().map(|(s, i)| (i, s)).collect();
+                vocab.sort();
+                let mut hash = 0xcbf2_9ce4_8422_2325u64;
+                for (id, token) in &vocab {
+                    for &b in id.to_le_bytes().iter().chain(token.as_bytes()).chain(&[0xff]) {
+                        hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+                    }
+                }
+                format!("tokenizer.json:{hash:016x}")
+            }
+        }
+    }
+
+    /// Rows of the logits a model for this tokenizer needs: 260 for bytes (the
+    /// official byte models' size), the vocabulary with its added tokens for a
+    /// tokenizer.json, none for `ids` (any size).
+    pub fn vocab_size(&self) -> Option<usize> {
+        match self {
+            Tokenizer::Bytes => Some(260),
+            Tokenizer::Ids => None,
+            #[cfg(feature = "hf")]
+            Tokenizer::HuggingFace(t) => Some(t.get_vocab_size(true)),
+        }
+    }
+
+    /// Checks that a model recorded as trained with `recorded` (see
+    /// [`Tokenizer::identity`]) can be run with this tokenizer. Models that
+    /// record none (official checkpoints, older files) and raw `ids` pass.
+    pub fn check_model(&self, recorded: Option<&str>) -> Result<()> {
+        match recorded {
+            Some(want) if !matches!(self, Tokenizer::Ids) && want != self.identity() => Err(Error::Invalid(format!(
+                "this model was trained with the tokenizer `{want}`, not `{}`: pass --tokenizer with the \
+                     tokenizer it was trained with ({})",
+                self.identity(),
+                if want == "bytes" { "`bytes`, the default" } else { "its tokenizer.json" }
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The end-of-sequence id, if the vocabulary has one.
     pub fn eos(&self) -> Option<u32> {
         match self {

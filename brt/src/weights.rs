@@ -78,6 +78,9 @@ pub struct ModelWeights {
     config: Config,
     layout: WeightLayout,
     buffer: WeightBuffer,
+    /// The tokenizer the model was trained with ([`crate::tokenizer::Tokenizer::identity`]),
+    /// when its file records one.
+    tokenizer: Option<String>,
 }
 
 impl ModelWeights {
@@ -93,7 +96,7 @@ impl ModelWeights {
                 buffer.len()
             )));
         }
-        let weights = ModelWeights { config, layout, buffer };
+        let weights = ModelWeights { config, layout, buffer, tokenizer: None };
         weights.check_finite()?;
         Ok(weights)
     }
@@ -151,7 +154,18 @@ impl ModelWeights {
             }
             _ => self.buffer.convert(dtype),
         };
-        Ok(ModelWeights { config: self.config, layout: self.layout, buffer })
+        Ok(ModelWeights { config: self.config, layout: self.layout, buffer, tokenizer: self.tokenizer.clone() })
+    }
+
+    /// The tokenizer the model was trained with, if its file records it (see
+    /// [`crate::tokenizer::Tokenizer::identity`]).
+    pub fn tokenizer(&self) -> Option<&str> {
+        self.tokenizer.as_deref()
+    }
+
+    /// Records the tokenizer the model is meant for (saved with it).
+    pub fn set_tokenizer(&mut self, identity: Option<String>) {
+        self.tokenizer = identity;
     }
     /// Sets whether learned attention scales are used as `abs(a)`.
     pub fn set_abs_attention_scale(&mut self, abs: bool) {

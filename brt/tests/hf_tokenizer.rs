@@ -136,3 +136,68 @@ fn generation_stops_at_the_tokenizers_end_of_sequence() {
     assert_eq!(stopped["finish"], "end_of_sequence");
     assert_eq!(stopped["tokens"].as_array().unwrap().len(), 0, "nothing is written before the end of sequence");
 }
+
+/// `brt train --tokenizer tokenizer.json` trains a model whose vocabulary is the
+/// tokenizer's; the model (and a model file converted from it) records the
+/// tokenizer, and `eval` refuses to run it with another.
+#[test]
+fn training_with_a_tokenizer_json_records_it_and_eval_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = dir.path().join("tokenizer.json");
+    word_tokenizer(&tok);
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for i in 0..4 {
+        // "[UNK]" is id 0: a real token here, not padding.
+        std::fs::write(data.join(format!("d{i}.txt")), "hello world brt [UNK] hello brt world ".repeat(6 + i)).unwrap();
+    }
+    let out = dir.path().join("run");
+    let run = |args: &[&OsStr]| run_brt(args);
+    let (code, _, err) = run(&[
+        "train".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--tokenizer".as_ref(),
+        tok.as_os_str(),
+        "--steps".as_ref(),
+        "3".as_ref(),
+        "--batch".as_ref(),
+        "2".as_ref(),
+        "--segment".as_ref(),
+        "16".as_ref(),
+        "--threads".as_ref(),
+        "1".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let model = out.join("model.safetensors");
+    let (code, info, err) = run(&["info".as_ref(), model.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    let info = String::from_utf8(info).unwrap();
+    assert!(info.contains("vocabulary        4"), "{info}");
+    assert!(info.contains("trained with      tokenizer.json:"), "{info}");
+
+    let text = data.join("d0.txt");
+    let eval = |model: &std::path::Path, tokenizer: Option<&OsStr>| {
+        let mut args: Vec<&OsStr> = vec!["eval".as_ref(), "--model".as_ref(), model.as_os_str(), text.as_os_str()];
+        if let Some(t) = tokenizer {
+            args.extend(["--tokenizer".as_ref(), t]);
+        }
+        run(&args)
+    };
+    let (code, _, err) = eval(&model, Some(tok.as_os_str()));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = eval(&model, None);
+    assert_eq!(code, 1);
+    assert!(err.contains("trained with the tokenizer `tokenizer.json:"), "{err}");
+    // The record survives a conversion to a model file.
+    let file = dir.path().join("model.gguf");
+    let (code, _, err) = run(&["convert".as_ref(), model.as_os_str(), file.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = eval(&file, None);
+    assert_eq!(code, 1);
+    assert!(err.contains("pass --tokenizer"), "{err}");
+    let (code, _, err) = eval(&file, Some(tok.as_os_str()));
+    assert_eq!(code, 0, "{err}");
+}

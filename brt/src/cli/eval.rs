@@ -143,6 +143,7 @@ pub fn run(args: EvalArgs) -> Result<(), Error> {
     for path in paths {
         let model = path.map_or_else(|| PathBuf::from("(built-in model)"), std::path::Path::to_path_buf);
         let weights = open(path, args.options)?;
+        tokenizer.check_model(weights.tokenizer())?;
         let results = run_on_with(
             args.backend,
             BackendOptions::for_config(weights.config(), args.threads),

@@ -171,6 +171,7 @@ pub fn run(args: GenerateArgs) -> Result<(), Error> {
     }
     let prompts = texts.iter().map(|t| tokenizer.encode(t.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let weights = open(args.model.as_deref(), args.options)?;
+    tokenizer.check_model(weights.tokenizer())?;
     if let Some(&id) = prompts.iter().flatten().find(|&&id| id as usize >= weights.config().vocab) {
         return Err(Error::Invalid(format!(
             "the prompt has token id {id}, outside this model's vocabulary of {}; wrong tokenizer?",

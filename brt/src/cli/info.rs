@@ -50,6 +50,7 @@ pub fn run(args: InfoArgs) -> Result<(), Error> {
         let _ = writeln!(out, "  linear attention  layers {linear:?}");
     }
     let _ = writeln!(out, "  abs(scale)        {}", if c.abs_attention_scale { "yes" } else { "no" });
+    let _ = writeln!(out, "  trained with      {}", model.tokenizer().unwrap_or("(not recorded)"));
     let _ = writeln!(out, "parameters: {parameters} stored as {}", model.dtype().name());
     let weight_bytes = match &model {
         LoadedModel::Mapped(file) => file.byte_layout().len(),

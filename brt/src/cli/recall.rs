@@ -177,6 +177,7 @@ fn score(args: ScoreArgs) -> Result<(), Error> {
     }
     let source = args.documents.source()?;
     let weights = open(Some(args.model.as_path()), args.options)?;
+    brt::tokenizer::Tokenizer::Bytes.check_model(weights.tokenizer())?;
     let result = run_on_with(
         args.backend,
         BackendOptions::for_config(weights.config(), args.threads),

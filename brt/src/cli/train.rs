@@ -123,6 +123,11 @@ pub struct TrainArgs {
     /// Storage type of the final model.
     #[arg(long, value_enum, default_value = "f32")]
     save_dtype: DtypeArg,
+    /// `bytes` (the official byte vocabulary) or a tokenizer.json path (a subword
+    /// model: the vocabulary size comes from it). The model records it, and
+    /// `eval` and `generate` check they are given the same.
+    #[arg(long, default_value = "bytes")]
+    tokenizer: String,
     /// Compute backend (needs gradients: reference or cpu).
     #[arg(long, value_parser = parse_backend, default_value_t = BackendKind::default_kind())]
     backend: BackendKind,
@@ -144,9 +149,10 @@ fn parse_layers(text: &str, layers: usize) -> Result<LayerSet, Error> {
     Ok(LayerSet::from_indices(&indices, layers)?)
 }
 
-/// The configuration from the preset and the flags.
-fn config(args: &TrainArgs) -> Result<Config, Error> {
+/// The configuration from the preset, the flags and the tokenizer's vocabulary.
+fn config(args: &TrainArgs, tokenizer: &Tokenizer) -> Result<Config, Error> {
     let mut c = named_config(&args.preset)?;
+    c.vocab = tokenizer.vocab_size().unwrap_or(c.vocab);
     let recurrent: Vec<i64> = c.recurrent.iter().map(|l| l as i64).collect();
     c.d_model = args.d_model.unwrap_or(c.d_model);
     c.heads = args.heads.unwrap_or(c.heads);
@@ -179,6 +185,7 @@ struct TrainRun<'a> {
     corpus: Corpus,
     holdout: Vec<PathBuf>,
     start: Option<ModelWeights>,
+    tokenizer: Tokenizer,
 }
 
 impl TrainingJob for TrainRun<'_> {
@@ -220,7 +227,7 @@ impl TrainingJob for TrainRun<'_> {
             (None, None) => return Err(Error::Invalid("nothing to start from".into())),
         };
         std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
-        let tokenizer = Tokenizer::Bytes;
+        let tokenizer = &self.tokenizer;
         let total = trainer.options().steps;
         let tokens_per_step = (trainer.options().batch * trainer.options().segment) as f64;
         let bar = ProgressBar::new(total);
@@ -250,10 +257,10 @@ impl TrainingJob for TrainRun<'_> {
             bar.set_position(step);
             let last = step == total;
             if !self.holdout.is_empty() && (step % args.eval_every == 0 || last) {
-                let score = trainer.evaluate(&self.holdout, &tokenizer, args.eval_bytes)?;
+                let score = trainer.evaluate(&self.holdout, tokenizer, args.eval_bytes)?;
                 let line = format!(
                     "step {step}: held-out {:.4} bits/byte, training {:.4} bits/token",
-                    score.bits_per_byte(true),
+                    score.bits_per_byte(tokenizer.is_bytes()),
                     mean / std::f64::consts::LN_2
                 );
                 if bar.is_hidden() {
@@ -321,17 +328,42 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
                 .into(),
         ));
     }
+    let tokenizer = Tokenizer::from_spec(&args.tokenizer)?;
+    if tokenizer.vocab_size().is_none() {
+        return Err(Error::Invalid(format!(
+            "--tokenizer {}: training needs a vocabulary: `bytes` or a tokenizer.json",
+            args.tokenizer
+        )));
+    }
+    if let Some(resume) = &args.resume {
+        let recorded = brt::train::checkpoint_tokenizer(resume)?;
+        tokenizer.check_model(recorded.as_deref().or(Some("bytes")))?;
+    }
     let files = Corpus::list(&args.data)?;
-    let corpus = Corpus::read(&files, &Tokenizer::Bytes)?;
+    let corpus = Corpus::read(&files, &tokenizer)?;
     let holdout = Corpus::list(&args.holdout)?;
-    let start = match (&args.resume, &args.init) {
+    let mut start = match (&args.resume, &args.init) {
         (Some(_), _) => None,
-        (None, Some(path)) => Some(brt::load_model(path, Default::default())?),
+        (None, Some(path)) => {
+            let init = brt::load_model(path, Default::default())?;
+            tokenizer.check_model(init.tokenizer())?;
+            Some(init)
+        }
         (None, None) => {
-            let c = config(&args)?;
+            let c = config(&args, &tokenizer)?;
             Some(brt::bench::random_model(&c, brt_core::WeightDtype::F32, args.seed)?)
         }
     };
+    if let Some(s) = &mut start {
+        if (corpus.max_id() as usize) >= s.config().vocab {
+            return Err(Error::Invalid(format!(
+                "the training text has token id {}, outside the model's vocabulary of {}; wrong tokenizer?",
+                corpus.max_id(),
+                s.config().vocab
+            )));
+        }
+        s.set_tokenizer(Some(tokenizer.identity()));
+    }
     if let Some(s) = &start {
         if args.segment.unwrap_or(4 * s.config().window) % s.config().window != 0 {
             return Err(Error::Invalid(
@@ -346,7 +378,7 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
         (None, None) => 0,
     };
     let options = BackendOptions { threads: args.threads, max_head_dim: head_dim };
-    let run = TrainRun { args: &args, corpus, holdout, start };
+    let run = TrainRun { args: &args, corpus, holdout, start, tokenizer };
     run_training_on(args.backend, options, run)?;
     Ok(())
 }

@@ -158,7 +158,10 @@ impl LoaderState {
                 seg.inputs[t * batch + b] = doc[at];
                 if let Some(&next) = doc.get(at + 1) {
                     seg.targets[t * batch + b] = next;
-                    seg.weights[t * batch + b] = doc[at] != PAD && next != PAD;
+                    // Every position inside the document predicts its next token
+                    // (id 0 is padding only outside documents: a subword
+                    // vocabulary may give it to a real token).
+                    seg.weights[t * batch + b] = true;
                 }
             }
             cursor.offset += length;

@@ -75,6 +75,8 @@ pub struct Trainer<G: Gradients> {
     session: Session<Recorder<G>>,
     options: TrainOptions,
     config: Config,
+    /// The tokenizer the model is trained with (recorded in what it saves).
+    tokenizer: Option<String>,
     params: Vec<f32>,
     decays: Vec<bool>,
     optimizer: AdamW,
@@ -131,6 +133,7 @@ where
             engine,
             session,
             config: *master.config(),
+            tokenizer: initial.tokenizer().map(str::to_owned),
             optimizer: AdamW::new(n, options.weight_decay),
             loader: LoaderState::new(options.batch, options.seed),
             step: 0,
@@ -159,7 +162,15 @@ where
 
     /// The model as it is now.
     pub fn weights(&self) -> Result<ModelWeights> {
-        ModelWeights::new(self.config, WeightBuffer::F32(self.params.clone()))
+        let mut weights = ModelWeights::new(self.config, WeightBuffer::F32(self.params.clone()))?;
+        weights.set_tokenizer(self.tokenizer.clone());
+        Ok(weights)
+    }
+
+    /// The tokenizer the model is trained with, if recorded (see
+    /// [`crate::tokenizer::Tokenizer::identity`]).
+    pub fn tokenizer(&self) -> Option<&str> {
+        self.tokenizer.as_deref()
     }
 
     /// One step: the next segment of every row, forward, loss, backward, update.
@@ -252,7 +263,7 @@ where
     pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
         let state = self.session.export(&mut self.engine)?;
         let json = |v: &dyn erased::Json| v.to_json();
-        let metadata: HashMap<String, String> = [
+        let mut metadata: HashMap<String, String> = [
             ("format", file::FORMAT.to_string()),
             ("format_version", file::VERSION.to_string()),
             ("config", ConfigFile::to_json(&self.config)),
@@ -268,6 +279,9 @@ where
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        if let Some(tokenizer) = &self.tokenizer {
+            metadata.insert("tokenizer".into(), tokenizer.clone());
+        }
         let invalid = |e: safetensors::SafeTensorError| Error::Invalid(format!("checkpoint: {e}"));
         fn tensor(v: &[f32]) -> std::result::Result<TensorView<'_>, safetensors::SafeTensorError> {
             TensorView::new(Dtype::F32, vec![v.len()], bytemuck::cast_slice(v))
@@ -319,7 +333,8 @@ where
             Ok(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
         let params = read("params")?;
-        let weights = ModelWeights::new(config, WeightBuffer::F32(params)).map_err(|e| fail(e.to_string()))?;
+        let mut weights = ModelWeights::new(config, WeightBuffer::F32(params)).map_err(|e| fail(e.to_string()))?;
+        weights.set_tokenizer(meta.get("tokenizer").cloned());
         let mut trainer = Trainer::new(kernels, &weights, options)?;
         let (m, v) = (read("adam_m")?, read("adam_v")?);
         if m.len() != trainer.params.len()
@@ -349,12 +364,25 @@ where
 /// The model configuration stored in a training checkpoint (read from its header
 /// only).
 pub fn checkpoint_config(path: &Path) -> Result<Config> {
+    let meta = checkpoint_metadata(path)?;
+    let config = meta.get("config").ok_or_else(|| Error::format(path, "not a brt training checkpoint"))?;
+    ConfigFile::parse(config).map_err(|e| Error::format(path, e.to_string()))
+}
+
+/// The tokenizer a training checkpoint records, if any (runs from before brt
+/// recorded it trained byte-level models).
+pub fn checkpoint_tokenizer(path: &Path) -> Result<Option<String>> {
+    Ok(checkpoint_metadata(path)?.remove("tokenizer"))
+}
+
+/// The metadata of a training checkpoint, read from its header only.
+fn checkpoint_metadata(path: &Path) -> Result<HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::format(path, format!("not a brt training checkpoint: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
-    match (meta.get("format").map(String::as_str), meta.get("config")) {
-        (Some(file::FORMAT), Some(config)) => ConfigFile::parse(config).map_err(|e| Error::format(path, e.to_string())),
+    match meta.get("format").map(String::as_str) {
+        Some(file::FORMAT) => Ok(meta),
         _ => Err(Error::format(path, "not a brt training checkpoint")),
     }
 }
