@@ -53,6 +53,19 @@ where
 }
 
 /// What to write and when to stop, for [`generate_text`].
+///
+/// ```
+/// use brt::generate::GenerateOptions;
+/// use brt::sample::SamplingOptions;
+///
+/// let options = GenerateOptions {
+///     max_tokens: 100,
+///     sampling: SamplingOptions { temperature: 0.7, min_p: 0.05, seed: 3, ..Default::default() },
+///     stop: vec!["\n\n".into()],
+///     ..Default::default()
+/// };
+/// assert!(options.stop_at_eos);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerateOptions {
     /// Most tokens to write.
@@ -365,6 +378,22 @@ impl Writer {
 /// (This is the method of Hugging Face's text-generation-inference; the
 /// `tokenizers` crate's own `DecodeStream` does the same but only for its own
 /// tokenizers, and this works for every [`Tokenizer`].)
+///
+/// ```
+/// use brt::generate::TextStream;
+/// use brt::tokenizer::Tokenizer;
+///
+/// let tokenizer = Tokenizer::Bytes;
+/// let mut stream = TextStream::new(&["END".to_string()])?;
+/// let mut shown = Vec::new();
+/// for token in tokenizer.encode(b"to be ENDING")? {
+///     shown.extend_from_slice(stream.push(&tokenizer, token)?);
+/// }
+/// shown.extend_from_slice(stream.finish(&tokenizer)?);
+/// assert!(stream.stopped());
+/// assert_eq!(shown, b"to be "); // the stop string and what follows are not shown
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct TextStream {
     stops: Vec<Vec<u8>>,
