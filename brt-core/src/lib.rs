@@ -15,13 +15,9 @@
 //! - [`Stream`]: the cell algebra, streaming blocks of tokens through the stack
 //!   with per-row document resets;
 //! - [`Reference`]: the scalar reference kernels, the oracle of every backend;
-//! - [`Arena`]: caller-provided memory for host backends; with the `std` feature
-//!   also [`Heap`] (buffers on the heap) and [`SharedBytes`].
+//! - [`Arena`]: caller-provided memory for host backends.
 #![no_std]
 #![warn(missing_docs)]
-
-#[cfg(feature = "std")]
-extern crate std;
 
 pub mod cell;
 pub mod config;
@@ -29,8 +25,6 @@ pub mod desc;
 pub mod encoding;
 pub mod error;
 pub mod gradients;
-#[cfg(feature = "std")]
-pub mod heap;
 pub mod init;
 pub mod kernels;
 pub mod memory;
@@ -45,8 +39,6 @@ pub use config::{Config, GateKind, GateSite, LayerSet, StateLayout, TokenAttenti
 pub use encoding::{ByteLayout, StoredTensor, TensorType};
 pub use error::{CoreError, CoreResult};
 pub use gradients::Gradients;
-#[cfg(feature = "std")]
-pub use heap::{Heap, SharedBytes};
 pub use kernels::{KResult, Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
 pub use memory::{Arena, HostMemory, Real};
 pub use model::Model;

@@ -42,7 +42,7 @@ mod sgemm;
 
 pub use backend::Cpu;
 #[cfg(feature = "std")]
-pub use brt_core::heap::{Heap, SharedBytes};
+pub use brt_heap::{Heap, SharedBytes};
 pub use error::CpuError;
 pub use options::{Options, StreamMemory};
 #[cfg(feature = "std")]

@@ -1101,8 +1101,8 @@ impl<K: Gradients> Kernels for Recorder<K> {
 mod tests {
     use super::*;
     use brt_core::desc::Mask;
-    use brt_core::Heap;
     use brt_core::{Reference64, WeightDtype};
+    use brt_heap::Heap;
 
     /// The parameter gradient of `direction . y` for `x = relu(input W)`,
     /// `a = attention(x, x, x)`, `y = rms(a) s`, with the attention reading `x` as

@@ -7,8 +7,8 @@
 use crate::error::{Error, Result};
 use crate::gguf::MappedModel;
 use brt_core::encoding::Q8_0_CPU_ONLY;
-use brt_core::Heap;
 use brt_core::{CoreError, Gradients, Kernels};
+use brt_heap::Heap;
 use std::fmt;
 use std::str::FromStr;
 

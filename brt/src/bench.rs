@@ -190,7 +190,7 @@ pub fn random_loaded_model(config: &Config, dtype: WeightDtype, seed: u64) -> Re
         return Ok(LoadedModel::InMemory(random_model(config, dtype, seed)?));
     }
     let bytes = crate::gguf::to_bytes(&random_model(config, WeightDtype::F32, seed)?, None, dtype)?;
-    let file = brt_core::SharedBytes::copy_aligned(&bytes);
+    let file = brt_heap::SharedBytes::copy_aligned(&bytes);
     Ok(LoadedModel::Mapped(MappedModel::from_bytes(file).map_err(Error::Invalid)?))
 }
 

@@ -7,9 +7,9 @@ use crate::engine::Fingerprint;
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
 use crate::weights::{ModelWeights, WeightBuffer};
-use brt_core::SharedBytes;
 use brt_core::{ByteLayout, Config, WeightData, WeightDtype, WeightLayout};
 use brt_gguf::ModelFile;
+use brt_heap::SharedBytes;
 use std::ops::Range;
 use std::path::Path;
 

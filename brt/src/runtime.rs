@@ -31,8 +31,8 @@ use crate::meliad::ImportOptions;
 use crate::model_file::{open_model, LoadedModel};
 use crate::tokenizer::Tokenizer;
 use crate::weights::ModelWeights;
-use brt_core::Heap;
 use brt_core::{Config, Reference};
+use brt_heap::Heap;
 use std::ops::ControlFlow;
 use std::path::Path;
 

@@ -1,11 +1,14 @@
-//! Heap memory for host backends (feature `std`): each buffer is its own `Vec`,
-//! and read-only bytes shared by reference counting (a mapped model file).
+//! # brt-heap
+//!
+//! Heap memory for host backends: each buffer is its own `Vec` ([`Heap`]), and
+//! read-only bytes shared by reference counting ([`SharedBytes`], a mapped model
+//! file that weights are used from in place). Its own crate because `brt-core`
+//! stays `no_std` and allocation-free, and `brt` needs it without the CPU backend.
+#![warn(missing_docs)]
 
-use crate::{CoreError, CoreResult, HostMemory};
+use brt_core::{CoreError, CoreResult, HostMemory};
 use core::ops::{Deref, Range};
 use std::sync::Arc;
-use std::vec;
-use std::vec::Vec;
 
 /// Read-only bytes shared by reference counting, which parameters can be used
 /// from in place: a memory-mapped model file (any `AsRef<[u8]>` owner), or a
