@@ -442,14 +442,24 @@ impl Session {
     where
         T: Send,
     {
-        let model = self.model.get();
-        py.detach(|| {
-            let mut engine = model.engine.lock().map_err(poisoned)?;
-            let mut session = self.session.lock().map_err(poisoned)?;
-            work(&mut engine, &mut session)
-        })
-        .map_err(to_py)
+        on_session(py, self.model.get(), &self.session, work)
     }
+}
+
+/// Runs `work` on `model`'s engine and `session` with the GIL released, each
+/// locked for the call.
+fn on_session<T: Send>(
+    py: Python<'_>,
+    model: &Model,
+    session: &Mutex<AnySession>,
+    work: impl FnOnce(&mut AnyEngine, &mut AnySession) -> brt::Result<T> + Send,
+) -> PyResult<T> {
+    py.detach(|| {
+        let mut engine = model.engine.lock().map_err(poisoned)?;
+        let mut session = session.lock().map_err(poisoned)?;
+        work(&mut engine, &mut session)
+    })
+    .map_err(to_py)
 }
 
 #[pymethods]
@@ -572,15 +582,7 @@ impl TextIterator {
     ) -> PyResult<T> {
         match &self.session {
             Ok(session) => session.get().with(py, work),
-            Err(own) => {
-                let model = self.model.get();
-                py.detach(|| {
-                    let mut engine = model.engine.lock().map_err(poisoned)?;
-                    let mut session = own.lock().map_err(poisoned)?;
-                    work(&mut engine, &mut session)
-                })
-                .map_err(to_py)
-            }
+            Err(own) => on_session(py, self.model.get(), own, work),
         }
     }
 
