@@ -4,7 +4,7 @@ brt did not write) and prints what it found as JSON: every metadata key and
 value, every tensor's name, shape, type and values (dequantized to float), and
 the CRC-32 of the tensor data computed here with zlib.
 
-brt/tests/gguf_python.rs compares this with what brt wrote.
+brt/tests/gguf.rs compares this with what brt wrote.
 
 Usage: scripts/gguf_read.py MODEL.gguf
 """

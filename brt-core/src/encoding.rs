@@ -7,9 +7,17 @@
 //! in blocks of 32 signed bytes with one f16 scale each (34 bytes for 32 values,
 //! 8.5 bits a value), and its vectors (norm scales, attention scales, gate biases)
 //! in f32: they are a tiny part of the model and set the scale of everything
-//! downstream. A matrix whose rows are not whole blocks stays f32 too, so every
-//! configuration can be stored; the blocks run along a matrix's rows (its
-//! innermost, contiguous dimension), as GGML lays them out.
+//! downstream.
+//!
+//! The blocks run along a tensor's innermost, contiguous dimension, as GGML lays
+//! them out, and that dimension is the one a product sums over: a kernel (the
+//! `(input, output)` weight of `x @ w`) is stored transposed, one row of blocks
+//! per output, so that a product multiplies a block of weights with a block of
+//! inputs in 8-bit integers ([`quantize_activations`] states the product's
+//! arithmetic). The embedding is stored as it is (its rows are what the logits
+//! sum over, and what an embedding lookup reads), and so are the tables read by
+//! rows (initial state, state ids, position biases). A tensor that is not whole
+//! blocks along that dimension stays f32, so every configuration can be stored.
 
 use crate::error::{CoreError, CoreResult};
 use crate::kernels::{WeightData, WeightDtype};
@@ -73,16 +81,33 @@ impl TensorType {
 }
 
 impl WeightDtype {
-    /// How a parameter with rows of `cols` values is stored in a model of this
-    /// type (see the module's documentation).
-    pub const fn tensor_type(self, param: Param, cols: usize) -> TensorType {
+    /// How a parameter of shape `(rows, cols)` is stored in a model of this type,
+    /// in a configuration whose heads are `heads_width` (`H*dh`) wide (see the
+    /// module's documentation).
+    pub const fn tensor_type(self, param: Param, rows: usize, cols: usize, heads_width: usize) -> TensorType {
         match self {
             WeightDtype::F32 => TensorType::F32,
             WeightDtype::F16 => TensorType::F16,
             WeightDtype::Bf16 => TensorType::Bf16,
-            WeightDtype::Q8_0 if !param.is_vector() && cols % Q8_0_BLOCK == 0 => TensorType::Q8_0,
+            WeightDtype::Q8_0 if in_whole_blocks(param, rows, cols, heads_width) => TensorType::Q8_0,
             WeightDtype::Q8_0 => TensorType::F32,
         }
+    }
+}
+
+/// Whether a parameter is a matrix whose summed dimension is whole Q8_0
+/// blocks: a kernel's rows (its input), and, for a kernel that products read
+/// `H*dh` rows at a time, each part too (so every part starts at a block); any
+/// other matrix's columns.
+const fn in_whole_blocks(param: Param, rows: usize, cols: usize, heads_width: usize) -> bool {
+    match param {
+        Param::FinalNorm => false,
+        Param::Embedding => cols % Q8_0_BLOCK == 0,
+        Param::Layer(_, p) if p.is_vector() => false,
+        Param::Layer(_, p) if p.is_kernel() => {
+            rows % Q8_0_BLOCK == 0 && (!p.is_read_by_heads() || heads_width % Q8_0_BLOCK == 0)
+        }
+        Param::Layer(..) => cols % Q8_0_BLOCK == 0,
     }
 }
 
@@ -97,6 +122,37 @@ pub struct StoredTensor {
     pub offset: usize,
     /// Its bytes.
     pub bytes: usize,
+}
+
+impl StoredTensor {
+    /// Whether the values are stored transposed: a Q8_0 kernel, `(cols, rows)`
+    /// row-major, with its blocks along the parameter's rows (the dimension a
+    /// product sums over).
+    pub const fn is_transposed(&self) -> bool {
+        matches!(self.ty, TensorType::Q8_0) && self.spec.param.is_kernel()
+    }
+
+    /// Where value `e` of the parameter (row-major `(rows, cols)`, as
+    /// [`ByteLayout::layout`] addresses it) lies among the stored values.
+    pub const fn stored_index(&self, e: usize) -> usize {
+        if self.is_transposed() {
+            let (rows, cols) = (self.spec.span.rows, self.spec.span.cols);
+            e % cols * rows + e / cols
+        } else {
+            e
+        }
+    }
+
+    /// The parameter's value for stored value `s` (the inverse of
+    /// [`StoredTensor::stored_index`]).
+    pub const fn param_index(&self, s: usize) -> usize {
+        if self.is_transposed() {
+            let (rows, cols) = (self.spec.span.rows, self.spec.span.cols);
+            s % rows * cols + s / rows
+        } else {
+            s
+        }
+    }
 }
 
 /// Where every tensor of a model lies in its tensor data (a model file's data
@@ -195,7 +251,7 @@ impl ByteLayout {
         let mut block = [0f32; Q8_0_BLOCK];
         for (tensor, from) in self.tensors().zip(canonical.params()) {
             let dst = &mut out[tensor.offset..tensor.offset + tensor.bytes];
-            let value = |i: usize| weights.get(from.offset + i).unwrap_or(0.0);
+            let value = |i: usize| weights.get(from.offset + tensor.param_index(i)).unwrap_or(0.0);
             match tensor.ty {
                 TensorType::F32 => put(dst, value, |v| v.to_le_bytes()),
                 TensorType::F16 => put(dst, value, |v| f16::from_f32(v).to_bits().to_le_bytes()),
@@ -236,9 +292,11 @@ impl ByteLayout {
                 TensorType::F16 => get(src, dst, |b| f16::from_bits(u16::from_le_bytes(b)).to_f32()),
                 TensorType::Bf16 => get(src, dst, |b| half::bf16::from_bits(u16::from_le_bytes(b)).to_f32()),
                 TensorType::Q8_0 => {
-                    for (block, dst) in src.chunks_exact(Q8_0_BLOCK_BYTES).zip(dst.chunks_exact_mut(Q8_0_BLOCK)) {
-                        for (i, v) in dst.iter_mut().enumerate() {
-                            *v = q8_0_value(block, i);
+                    for (b, block) in src.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
+                        for i in 0..Q8_0_BLOCK {
+                            // `param_index` maps the tensor's stored values onto its
+                            // own elements: below `dst.len()`.
+                            dst[tensor.param_index(b * Q8_0_BLOCK + i)] = q8_0_value(block, i);
                         }
                     }
                 }
@@ -251,8 +309,9 @@ impl ByteLayout {
     fn walk(&self) -> impl Iterator<Item = CoreResult<StoredTensor>> + '_ {
         let mut next = 0usize;
         let overflow = CoreError::SizeOverflow { what: "tensor data bytes" };
+        let heads_width = self.layout.config().qkv_width();
         self.layout.params().map(move |spec| {
-            let ty = self.dtype.tensor_type(spec.param, spec.span.cols);
+            let ty = self.dtype.tensor_type(spec.param, spec.span.rows, spec.span.cols, heads_width);
             let bytes = ty.bytes(spec.span.len()).ok_or(overflow)?;
             let offset = next.checked_next_multiple_of(self.align).ok_or(overflow)?;
             let tensor = StoredTensor { spec, ty, offset, bytes };
@@ -307,6 +366,53 @@ pub fn quantize_q8_0(values: &[f32], out: &mut [u8]) -> CoreResult<()> {
     Ok(())
 }
 
+/// Quantizes one block of a product's input (at most [`Q8_0_BLOCK`] values, the
+/// last block of a row may be shorter) as the weights are, but with the scale
+/// kept in f32: `d = max|x| / 127`, `q = round(x * (1/d))` (half away from zero),
+/// and `d = 0`, `q = 0` for a block of zeros. A block holding a value that is not
+/// finite gets `d = NaN` (and `q = 0`), so that the product is NaN, as the f32
+/// product would be. Returns `d`; writes `q[..x.len()]`.
+///
+/// This is the arithmetic of every product with Q8_0 weights, on every backend:
+/// each row of the input is cut into blocks of 32 along the summed dimension
+/// (aligned with the weights' blocks), each block quantized by this function,
+/// and the product is `sum over blocks of d_w * d_x * sum(q_w * q_x)`, the inner
+/// sums in exact integers. Backends may order the f32 additions of the blocks'
+/// terms differently: results agree to f32 rounding. (GGML computes its Q8_0
+/// products the same way, with `d_x` rounded to f16.)
+#[inline]
+pub fn quantize_activations(x: &[f32], q: &mut [i8]) -> f32 {
+    let mut amax = 0f32;
+    let mut finite = true;
+    for v in x {
+        finite &= v.is_finite();
+        amax = amax.max(v.abs());
+    }
+    if !finite {
+        q.iter_mut().for_each(|q| *q = 0);
+        return f32::NAN;
+    }
+    let d = amax / 127.0;
+    let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
+    for (q, &v) in q.iter_mut().zip(x) {
+        // |v * inverse| <= 127 up to one rounding; the clamp also keeps -128
+        // out, which the integer kernels rely on.
+        *q = round_half_away(v * inverse).clamp(-127, 127) as i8;
+    }
+    d
+}
+
+/// `y` rounded to the nearest integer, halves away from zero, for finite `|y|`
+/// below 2^23: exactly `libm::roundf`, without its software rounding (this runs
+/// for every input of every product with Q8_0 weights). `y as i32` truncates,
+/// and `y - trunc(y)`, the fraction, is exact in f32.
+#[inline(always)]
+fn round_half_away(y: f32) -> i32 {
+    let truncated = y as i32;
+    let fraction = y - truncated as f32;
+    truncated + i32::from(fraction >= 0.5) - i32::from(fraction <= -0.5)
+}
+
 /// Value `i` (below 32) of a Q8_0 block: `d * q[i]`, exact in f32 (an 11-bit
 /// significand times an 8-bit integer).
 #[inline(always)]
@@ -326,8 +432,9 @@ mod tests {
     use crate::params::LayerParam;
 
     fn config() -> Config {
-        // d = 64 and F = 96: the projections' rows are whole blocks; the heads'
-        // 2 x 8 = 16 columns are not, so those matrices stay f32.
+        // d = 64 and F = 96: the kernels with d or F rows are whole blocks along
+        // their input; the heads' 2 x 8 = 16 are not, so the attention output
+        // kernel (16 rows) stays f32.
         Config::plain(40, 64, 2, 8, 96, 2, 4)
     }
 
@@ -338,8 +445,12 @@ mod tests {
         assert_eq!(ty(Param::Embedding), TensorType::Q8_0);
         assert_eq!(ty(Param::FinalNorm), TensorType::F32);
         assert_eq!(ty(Param::Layer(0, LayerParam::AttnNorm)), TensorType::F32);
-        assert_eq!(ty(Param::Layer(1, LayerParam::Query)), TensorType::F32, "16 columns");
-        assert_eq!(ty(Param::Layer(1, LayerParam::MlpIn)), TensorType::Q8_0, "96 columns");
+        assert_eq!(ty(Param::Layer(1, LayerParam::Query)), TensorType::Q8_0, "64 rows");
+        assert_eq!(ty(Param::Layer(1, LayerParam::Out)), TensorType::F32, "16 rows");
+        assert_eq!(ty(Param::Layer(1, LayerParam::MlpIn)), TensorType::Q8_0, "64 rows");
+        assert_eq!(ty(Param::Layer(1, LayerParam::MlpOut)), TensorType::Q8_0, "96 rows");
+        let transposed = |p| layout.tensors().any(|t| t.spec.param == p && t.is_transposed());
+        assert!(transposed(Param::Layer(0, LayerParam::MlpOut)) && !transposed(Param::Embedding));
         let mut end = 0;
         for t in layout.tensors() {
             assert_eq!(t.offset % 32, 0);
@@ -378,15 +489,18 @@ mod tests {
         layout.decode(bytes, back).unwrap();
         let canonical = WeightLayout::new(&config).unwrap();
         for (tensor, spec) in layout.tensors().zip(canonical.params()) {
-            let range = spec.offset..spec.offset + spec.span.len();
-            for (block, (want, got)) in values.get()[range.clone()].chunks(32).zip(back[range].chunks(32)).enumerate() {
+            let (want, got) = (&values.get()[spec.offset..], &back[spec.offset..]);
+            for block in 0..spec.span.len() / 32 {
+                // A stored block's values, wherever the parameter has them.
+                let at = |i: usize| tensor.param_index(block * 32 + i);
                 if tensor.ty == TensorType::F32 {
-                    assert_eq!(want, got);
+                    (0..32).for_each(|i| assert_eq!(want[at(i)], got[at(i)]));
                     continue;
                 }
-                let amax = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let amax = (0..32).fold(0f32, |m, i| m.max(want[at(i)].abs()));
                 let step = f16::from_f32(amax / 127.0).to_f32();
-                for (w, g) in want.iter().zip(got) {
+                for i in 0..32 {
+                    let (w, g) = (want[at(i)], got[at(i)]);
                     // Half a step, plus d's f16 rounding (2^-11 relative) times 127.
                     assert!((w - g).abs() <= step * 0.5 + amax * 1e-3, "{:?} block {block}: {w} vs {g}", tensor.spec);
                 }
@@ -410,6 +524,64 @@ mod tests {
         assert_eq!(out, [0u8; 34], "a zero block has scale 0");
         assert!(ByteLayout::new(&config(), WeightDtype::Q8_0, 6).is_err());
         assert_eq!(TensorType::Q8_0.bytes(33), None);
+    }
+
+    #[test]
+    fn a_transposed_kernel_stores_each_output_s_inputs_together() {
+        let layout = ByteLayout::new(&config(), WeightDtype::Q8_0, 32).unwrap();
+        let mlp_out = layout.tensors().find(|t| t.spec.param == Param::Layer(0, LayerParam::MlpOut)).unwrap();
+        let (rows, cols) = (mlp_out.spec.span.rows, mlp_out.spec.span.cols);
+        assert!(mlp_out.is_transposed() && (rows, cols) == (96, 64));
+        // Element (r, c) of the (96, 64) kernel is stored at c * 96 + r.
+        assert_eq!(mlp_out.stored_index(5 * cols + 7), 7 * rows + 5);
+        for e in 0..rows * cols {
+            assert_eq!(mlp_out.param_index(mlp_out.stored_index(e)), e);
+        }
+        let embed = layout.tensors().next().unwrap();
+        assert!(!embed.is_transposed() && embed.stored_index(100) == 100);
+    }
+
+    #[test]
+    fn activations_quantize_to_127_steps_of_their_largest_magnitude() {
+        let x: [f32; 5] = [0.5, -1.27, 0.004, 0.0, 1.0];
+        let mut q = [0i8; 5];
+        let d = quantize_activations(&x, &mut q);
+        assert_eq!(d, 1.27 / 127.0);
+        assert_eq!(q, [50, -127, 0, 0, 100]);
+        assert_eq!(quantize_activations(&[0.0; 3], &mut q[..3]), 0.0);
+        assert_eq!(q[..3], [0, 0, 0]);
+        let d = quantize_activations(&[1.0, f32::INFINITY], &mut q[..2]);
+        assert!(d.is_nan() && q[..2] == [0, 0], "a block that is not finite makes the product NaN");
+    }
+
+    #[test]
+    fn rounding_halves_away_from_zero_is_libm_s_roundf() {
+        // Every value within 64 ulps of each integer and each half from -130 to
+        // 130 (where rounding can go wrong), then a spread of others.
+        let mut checked = 0;
+        for twice in -260i32..=260 {
+            let centre = twice as f32 / 2.0;
+            let mut y = centre;
+            let mut z = centre;
+            for _ in 0..64 {
+                for v in [y, z, -y, -z] {
+                    assert_eq!(round_half_away(v), libm::roundf(v) as i32, "{v:e}");
+                    checked += 1;
+                }
+                y = libm::nextafterf(y, f32::INFINITY);
+                z = libm::nextafterf(z, f32::NEG_INFINITY);
+            }
+        }
+        let mut bits = 0x1234_5678u32;
+        for _ in 0..100_000 {
+            bits = bits.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let v = f32::from_bits(bits);
+            if v.is_finite() && v.abs() < 8_388_608.0 {
+                assert_eq!(round_half_away(v), libm::roundf(v) as i32, "{v:e}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 100_000);
     }
 
     /// Deterministic test values without an allocator.

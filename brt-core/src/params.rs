@@ -181,6 +181,39 @@ impl LayerParam {
         )
     }
 
+    /// Whether the parameter is a kernel: the `(input, output)` weight of a
+    /// product (`x @ w`), as opposed to a vector or a table read by rows (the
+    /// initial state, the state ids, the position bias table).
+    pub const fn is_kernel(self) -> bool {
+        use LayerParam::*;
+        matches!(
+            self,
+            Query
+                | Key
+                | Value
+                | Query2
+                | Out
+                | MlpIn
+                | MlpOut
+                | StateQuery
+                | StateKey
+                | StateValue
+                | StateQuery2
+                | StateOut
+                | StateMlpIn
+                | StateMlpOut
+                | InputGateKernel(_)
+                | ForgetGateKernel(_)
+        )
+    }
+
+    /// Whether products read the kernel in parts of `H*dh` rows (the
+    /// concatenated self- and cross-attention heads, SPEC 1 "Heads").
+    pub const fn is_read_by_heads(self) -> bool {
+        use LayerParam::*;
+        matches!(self, Out | StateOut | StateMlpIn | InputGateKernel(_) | ForgetGateKernel(_))
+    }
+
     /// The parameter of this name, if any.
     pub fn from_name(name: &str) -> Option<LayerParam> {
         LayerParam::ALL.into_iter().find(|p| p.name() == name)
@@ -266,6 +299,14 @@ impl Param {
             Param::Embedding => false,
             Param::FinalNorm => true,
             Param::Layer(_, p) => p.is_vector(),
+        }
+    }
+
+    /// Whether the parameter is a layer's kernel ([`LayerParam::is_kernel`]).
+    pub const fn is_kernel(self) -> bool {
+        match self {
+            Param::Embedding | Param::FinalNorm => false,
+            Param::Layer(_, p) => p.is_kernel(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The CPU backend: [`Storage`] and [`Kernels`] over a source of host memory.
 
 use crate::attention::{AttnCall, AttnTask};
-use crate::gemm::{BSource, Gemm, GemmTask};
+use crate::gemm::{Gemm, GemmTask};
 use crate::gemv::{GemvTask, GEMV_MAX_ROWS};
 use crate::linear::{LinearCall, LinearTask};
 use crate::parallel::{part, SendPtr, Workers};
@@ -9,7 +9,7 @@ use crate::rows::{AddPositions, L2Normalize, RmsNorm};
 use crate::tiles::Tiles;
 use crate::weights::{CpuWeights, WSlice};
 use crate::{CpuError, Options, SimdLevel};
-use brt_core::desc::{Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided, WeightOrder};
+use brt_core::desc::{Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided};
 use brt_core::params::T5_BUCKETS;
 use brt_core::primitives::sigmoid;
 use brt_core::{
@@ -422,15 +422,11 @@ impl<M: HostMemory> Kernels for Cpu<M> {
     ) -> KResult<Self> {
         let (m, k, n) = (desc.m(), desc.k(), desc.n());
         let x = view("matmul input", x, m * k)?;
-        let w = weights("matmul weight", w, k * n)?;
+        let b = w.weights.product_source("matmul weight", w.offset, (k, n), desc.order())?;
         let out = view_mut("matmul output", out, m * n)?;
         if m == 0 {
             return Ok(());
         }
-        let b = match desc.order() {
-            WeightOrder::InOut => BSource::InOut(w, n),
-            WeightOrder::OutIn => BSource::OutIn(w, k),
-        };
         let g =
             Gemm::new((m, n, k), (x, k), b, (out, n), desc.alpha_value(), desc.accumulates(), desc.activation_kind())?;
         self.product(&g)

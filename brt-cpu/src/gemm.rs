@@ -15,6 +15,7 @@ use crate::simd::{Epilogue, Simd, WithSimd};
 use crate::tiles::Tiles;
 use crate::weights::WSlice;
 use brt_core::desc::Activation;
+use brt_core::encoding::{q8_0_scale, quantize_activations, Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use brt_core::kernels::check_extent;
 use brt_core::{CoreError, CoreResult};
 use core::ops::Range;
@@ -32,6 +33,14 @@ pub(crate) enum BSource<'a> {
     InOut(WSlice<'a>, usize),
     /// `B(p, j) = w[j*ld + p]`.
     OutIn(WSlice<'a>, usize),
+}
+
+impl BSource<'_> {
+    /// Whether the weights are Q8_0 blocks, whose products quantize their
+    /// input (`brt_core::encoding::quantize_activations`).
+    pub(crate) fn is_q8_0(&self) -> bool {
+        matches!(self, BSource::InOut(WSlice::Q8 { .. }, _) | BSource::OutIn(WSlice::Q8 { .. }, _))
+    }
 }
 
 /// One checked product. The raw destination pointer is shared by the tasks, each
@@ -97,6 +106,12 @@ impl<'a> Gemm<'a> {
             return Err(CoreError::InvalidShape { what: "matrix row stride shorter than the row" });
         }
         check_extent("matmul input", 0, extent(a_rows, a_cols, lda)?, a.len())?;
+        if let BSource::InOut(WSlice::Q8 { .. }, _) = b {
+            return Err(CoreError::InvalidShape { what: "a product with Q8_0 weights must sum along their blocks" });
+        }
+        if a_transposed && b.is_q8_0() {
+            return Err(CoreError::InvalidShape { what: "a product with Q8_0 weights takes its input by rows" });
+        }
         match b {
             BSource::InOut(w, ld) => {
                 if ld < n {
@@ -221,6 +236,8 @@ fn gemm_block<S: Simd, const DEFAULT: bool>(
                 let mc = mc_max.min(rows.end - ic);
                 if g.a_transposed {
                     pack_a_transposed::<S>(g.a, g.lda, ic, mc, pc, kc, apack);
+                } else if g.b.is_q8_0() {
+                    pack_a_quantized::<S>(g, ic, mc, pc, kc, apack);
                 } else {
                     pack_a::<S>(g.a, g.lda, ic, mc, pc, kc, apack);
                 }
@@ -319,6 +336,37 @@ pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: u
     }
 }
 
+/// As [`pack_a`], with each value replaced by the one the product with Q8_0
+/// weights uses: its block of 32 along `k` (of the whole row, which may reach
+/// past this step's columns) quantized by `quantize_activations`, `d * q`. The
+/// packed product then sums `(d_x q_x) (d_w q_w)` in f32, which agrees with the
+/// integer products to f32 rounding.
+#[inline(always)]
+pub(crate) fn pack_a_quantized<S: Simd>(g: &Gemm<'_>, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    let mut q = [0i8; Q8_0_BLOCK];
+    for (panel, out) in dst.chunks_exact_mut(kc * S::MR).take(mc.div_ceil(S::MR)).enumerate() {
+        for ii in 0..S::MR {
+            let r = panel * S::MR + ii;
+            if r >= mc {
+                (0..kc).for_each(|p| out[p * S::MR + ii] = 0.0);
+                continue;
+            }
+            let row = &g.a[(i0 + r) * g.lda..][..g.k];
+            let mut p = p0;
+            while p < p0 + kc {
+                let block = p / Q8_0_BLOCK * Q8_0_BLOCK;
+                let x = &row[block..g.k.min(block + Q8_0_BLOCK)];
+                let d = quantize_activations(x, &mut q[..x.len()]);
+                let end = (p0 + kc).min(block + x.len());
+                for p in p..end {
+                    out[(p - p0) * S::MR + ii] = d * q[p - block] as f32;
+                }
+                p = end;
+            }
+        }
+    }
+}
+
 /// As [`pack_a`] for `A` stored transposed (`A(i, p) = a[p*lda + i]`): each step
 /// `p` of a panel is `MR` contiguous values.
 #[inline(always)]
@@ -379,6 +427,22 @@ pub(crate) fn pack_b<S: Simd>(b: BSource<'_>, p0: usize, kc: usize, j0: usize, n
                                     out[p * nr + jj] = x;
                                 }
                             }
+                            WSlice::Q8 { blocks, start, .. } => {
+                                // Block by block: one scale each (`Gemm::new` checked
+                                // that the values exist).
+                                let mut p = 0;
+                                while p < kc {
+                                    let e = start + at + p;
+                                    let block = &blocks[e / Q8_0_BLOCK * Q8_0_BLOCK_BYTES..][..Q8_0_BLOCK_BYTES];
+                                    let d = q8_0_scale(block);
+                                    let lane = e % Q8_0_BLOCK;
+                                    let run = (Q8_0_BLOCK - lane).min(kc - p);
+                                    for (t, &q) in block[2 + lane..][..run].iter().enumerate() {
+                                        out[(p + t) * nr + jj] = d * (q as i8) as f32;
+                                    }
+                                    p += run;
+                                }
+                            }
                             _ => {
                                 for p in 0..kc {
                                     out[p * nr + jj] = w.get(at + p);
@@ -422,10 +486,8 @@ fn widen_full<S: Simd>(w: WSlice<'_>, at: usize, row: &mut [f32]) {
                     S::store(out.add(l), S::load_bf16(src.add(l)));
                 }
             }
-            WSlice::Q8 { blocks, start, .. } => {
-                let out = row.as_mut_ptr();
-                crate::q8::for_each_vector::<S>(blocks, start + at, n, |l, v| S::store(out.add(l), v));
-            }
+            // Refused by `Gemm::new`: Q8_0 weights are read along their blocks.
+            WSlice::Q8 { .. } => w.widen(at, row),
         }
     }
 }

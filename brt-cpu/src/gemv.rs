@@ -13,7 +13,7 @@ use crate::simd::{Simd, WithSimd};
 use crate::tiles::Tiles;
 use crate::weights::WSlice;
 use brt_core::desc::Activation;
-use brt_core::encoding::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+use brt_core::encoding::{quantize_activations, Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use brt_core::half::{bf16, f16};
 use core::ops::Range;
 
@@ -116,8 +116,9 @@ impl WithSimd for GemvTask<'_, '_> {
             BSource::OutIn(WSlice::F32(w), ld) => out_in::<S, f32>(g, w, ld, self.cols),
             BSource::OutIn(WSlice::F16(w), ld) => out_in::<S, F16>(g, as_f16(w), ld, self.cols),
             BSource::OutIn(WSlice::Bf16(w), ld) => out_in::<S, Bf16>(g, as_bf16(w), ld, self.cols),
-            BSource::InOut(w @ WSlice::Q8 { .. }, ld) => in_out_q8::<S>(g, w, ld, self.cols, self.scratch, chunk),
-            BSource::OutIn(w @ WSlice::Q8 { .. }, ld) => out_in_q8::<S>(g, w, ld, self.cols),
+            // Refused by `Gemm::new`: Q8_0 weights are summed along their blocks.
+            BSource::InOut(WSlice::Q8 { .. }, _) => {}
+            BSource::OutIn(w @ WSlice::Q8 { .. }, ld) => out_in_q8::<S>(g, w, ld, self.cols, self.scratch, chunk),
         }
     }
 }
@@ -289,141 +290,120 @@ unsafe fn dots<S: Simd>(g: &Gemm<'_>, full: usize, mut weights: impl FnMut(usize
     }
 }
 
-/// [`in_out`] for Q8_0 weights: the same operations in the same order on the
-/// values the blocks stand for (see [`crate::q8`]). A tensor's rows are whole
-/// blocks, so the four rows streamed together cross block boundaries at the
-/// same columns and share the loop over blocks (one scale per row and block).
+/// Inputs quantized at a time by [`out_in_q8`], all rows together (on the
+/// stack, 4.5 KiB with their scales): a whole row of up to 4096 inputs for one
+/// row, so that each output's blocks are read in one run.
+const Q8_CHUNK: usize = 4096;
+
+/// The sum of one row of weight blocks times one row of quantized inputs
+/// (`quants`, `scales`: as many blocks as `row`), in two independent chains.
+///
+/// # Safety
+/// `row` holds whole 34-byte blocks, `quants` 32 values and `scales` one for
+/// each of them; the CPU must support `S`.
 #[inline(always)]
-fn in_out_q8<S: Simd>(g: &Gemm<'_>, w: WSlice<'_>, ld: usize, cols: Range<usize>, scratch: &mut [f32], chunk: usize) {
-    let WSlice::Q8 { blocks, start, .. } = w else { return };
-    let (m, k) = (g.m, g.k);
-    by_chunks(g, cols, scratch, chunk, |c0, width, acc| {
-        let full = width / S::LANES * S::LANES;
-        let mut kk = 0;
-        while kk < k {
-            let first = start + kk * ld + c0;
-            let together = kk + ROWS <= k && ld.is_multiple_of(Q8_0_BLOCK) && first.is_multiple_of(S::LANES);
-            let rows = if together { ROWS } else { 1 };
-            let x = |i: usize, r: usize| g.a[i * g.lda + kk + r];
-            if together {
-                // SAFETY: `Gemm::new` checked that the weights hold rows `kk ..
-                // kk + 4` up to column `cols.end`, so every block read exists;
-                // vectors start at multiples of LANES inside one block (`first`
-                // and `ld` are aligned, 32 is a multiple of LANES); `o + LANES <=
-                // end <= full <= width` for the accumulators; dispatch
-                // guarantees the level.
-                unsafe {
-                    let mut xvs = [[S::zero(); ROWS]; GEMV_MAX_ROWS];
-                    for (i, xv) in xvs.iter_mut().enumerate().take(m) {
-                        *xv = [S::splat(x(i, 0)), S::splat(x(i, 1)), S::splat(x(i, 2)), S::splat(x(i, 3))];
-                    }
-                    let mut j = 0;
-                    while j < full {
-                        let lane = (first + j) % Q8_0_BLOCK;
-                        let end = full.min(j + Q8_0_BLOCK - lane);
-                        let mut scale = [S::zero(); ROWS];
-                        let mut quants = [core::ptr::null::<i8>(); ROWS];
-                        for r in 0..ROWS {
-                            let block = blocks.as_ptr().add((first + r * ld + j) / Q8_0_BLOCK * Q8_0_BLOCK_BYTES);
-                            scale[r] = S::splat_f16(u16::from_le_bytes([*block, *block.add(1)]));
-                            quants[r] = block.add(2 + lane) as *const i8;
-                        }
-                        for (i, xv) in xvs.iter().enumerate().take(m) {
-                            let mut o = j;
-                            while o < end {
-                                let p = acc.as_mut_ptr().add(i * width + o);
-                                let mut v = S::load(p);
-                                for r in 0..ROWS {
-                                    let wv = S::mul(scale[r], S::load_i8(quants[r].add(o - j)));
-                                    v = S::fma(xv[r], wv, v);
-                                }
-                                S::store(p, v);
-                                o += S::LANES;
-                            }
-                        }
-                        j = end;
-                    }
-                }
-            } else {
-                // SAFETY: as above for one row; `for_each_vector` handles any start.
-                unsafe {
-                    crate::q8::for_each_vector::<S>(blocks, first, full, |j, wv| {
-                        for i in 0..m {
-                            let p = acc.as_mut_ptr().add(i * width + j);
-                            S::store(p, S::fma(S::splat(x(i, 0)), wv, S::load(p)));
-                        }
-                    });
-                }
-            }
-            for j in full..width {
-                for i in 0..m {
-                    for r in 0..rows {
-                        acc[i * width + j] += x(i, r) * w.get((kk + r) * ld + c0 + j);
-                    }
-                }
-            }
-            kk += rows;
+unsafe fn one_row_q8<S: Simd>(row: &[u8], quants: &[i8], scales: &[f32]) -> S::V {
+    // SAFETY: the caller's contract; `chunks_exact` keeps every block whole.
+    unsafe {
+        let (mut even, mut odd) = (S::zero(), S::zero());
+        let mut pairs = row.chunks_exact(2 * Q8_0_BLOCK_BYTES);
+        for (p, pair) in pairs.by_ref().enumerate() {
+            even = block_term::<S>(&pair[..Q8_0_BLOCK_BYTES], quants, scales, 2 * p, even);
+            odd = block_term::<S>(&pair[Q8_0_BLOCK_BYTES..], quants, scales, 2 * p + 1, odd);
         }
-    });
+        if !pairs.remainder().is_empty() {
+            even = block_term::<S>(pairs.remainder(), quants, scales, row.len() / Q8_0_BLOCK_BYTES - 1, even);
+        }
+        S::add(even, odd)
+    }
 }
 
-/// [`out_in`] for Q8_0 weights, in the same order on the same values: when a
-/// row starts at a block (as every row of a tensor does), vector pairs never
-/// straddle blocks (a block is an even number of vectors) and each block's scale
-/// is read once.
+/// `sum + d_w d_x (q_w . q_x)` for weight block `block` and input block `b`.
+///
+/// # Safety
+/// As [`one_row_q8`], with input block `b` present.
 #[inline(always)]
-fn out_in_q8<S: Simd>(g: &Gemm<'_>, w: WSlice<'_>, ld: usize, cols: Range<usize>) {
+unsafe fn block_term<S: Simd>(block: &[u8], quants: &[i8], scales: &[f32], b: usize, sum: S::V) -> S::V {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let d = S::mul(S::splat_f16(u16::from_le_bytes([block[0], block[1]])), S::splat(scales[b]));
+        S::fma(d, S::dot_q8(block.as_ptr().add(2) as *const i8, quants.as_ptr().add(b * Q8_0_BLOCK)), sum)
+    }
+}
+
+/// [`out_in`] for Q8_0 weights, in 8-bit integers (the arithmetic of
+/// `brt_core::encoding::quantize_activations`): the inputs are quantized a
+/// chunk at a time, each output's row of weight blocks is multiplied with them
+/// block by block ([`Simd::dot_q8`], exact), and each block's integer sum is
+/// scaled by `d_w * d_x` into an f32 accumulator. The source starts, strides and
+/// sums over whole blocks (`CpuWeights::product_source` checks it).
+#[inline(always)]
+fn out_in_q8<S: Simd>(g: &Gemm<'_>, w: WSlice<'_>, ld: usize, cols: Range<usize>, scratch: &mut [f32], chunk: usize) {
     let WSlice::Q8 { blocks, start, .. } = w else { return };
     let (m, k) = (g.m, g.k);
-    let full = k / S::LANES * S::LANES;
-    let pair = 2 * S::LANES;
-    for j in cols {
-        let first = start + j * ld;
-        // SAFETY: `Gemm::new` checked that row `j` holds `k` values from `j * ld`
-        // and that every x row holds k values at stride lda; every vector read
-        // is below `full`; dispatch guarantees the level.
-        let mut acc = unsafe {
-            if !first.is_multiple_of(Q8_0_BLOCK) || !Q8_0_BLOCK.is_multiple_of(pair) {
-                dots::<S>(g, full, |p| crate::q8::vector::<S>(blocks, first + p))
-            } else {
-                let mut even = [S::zero(); GEMV_MAX_ROWS];
-                let mut odd = [S::zero(); GEMV_MAX_ROWS];
-                let mut p = 0;
-                while p < full {
-                    let block = blocks.as_ptr().add((first + p) / Q8_0_BLOCK * Q8_0_BLOCK_BYTES);
-                    let scale = S::splat_f16(u16::from_le_bytes([*block, *block.add(1)]));
-                    let quants = block.add(2) as *const i8;
-                    let end = full.min(p + Q8_0_BLOCK);
-                    let mut o = 0;
-                    while p + o + pair <= end {
-                        let w0 = S::mul(scale, S::load_i8(quants.add(o)));
-                        let w1 = S::mul(scale, S::load_i8(quants.add(o + S::LANES)));
-                        for (i, (e, d)) in even.iter_mut().zip(&mut odd).enumerate().take(m) {
-                            let x = g.a.as_ptr().add(i * g.lda + p + o);
-                            *e = S::fma(S::load(x), w0, *e);
-                            *d = S::fma(S::load(x.add(S::LANES)), w1, *d);
-                        }
-                        o += pair;
-                    }
-                    // Only the row's last block can end on an odd vector.
-                    if p + o < end {
-                        let w0 = S::mul(scale, S::load_i8(quants.add(o)));
-                        for (i, e) in even.iter_mut().enumerate().take(m) {
-                            *e = S::fma(S::load(g.a.as_ptr().add(i * g.lda + p + o)), w0, *e);
-                        }
-                    }
-                    p = end;
+    if !start.is_multiple_of(Q8_0_BLOCK) || !ld.is_multiple_of(Q8_0_BLOCK) || !k.is_multiple_of(Q8_0_BLOCK) {
+        return; // refused by `product_source`; never reached
+    }
+    let mut quants = [0i8; Q8_CHUNK];
+    let mut scales = [0f32; Q8_CHUNK / Q8_0_BLOCK];
+    // Inputs of each row per pass: whole blocks, all rows in the buffers.
+    let step = Q8_CHUNK / m / Q8_0_BLOCK * Q8_0_BLOCK;
+    // The loop of `by_chunks` written out: a closure this large is not inlined
+    // into the level's entry, and outside it the SIMD intrinsics are calls.
+    let mut c0 = cols.start;
+    while c0 < cols.end {
+        let width = chunk.min(cols.end - c0);
+        let acc = &mut scratch[..m * width];
+        acc.fill(0.0);
+        let mut p0 = 0;
+        while p0 < k {
+            let len = step.min(k - p0);
+            let blocks_per_row = len / Q8_0_BLOCK;
+            for i in 0..m {
+                let x = &g.a[i * g.lda + p0..][..len];
+                for (b, x) in x.chunks_exact(Q8_0_BLOCK).enumerate() {
+                    let at = i * blocks_per_row + b;
+                    scales[at] = quantize_activations(x, &mut quants[at * Q8_0_BLOCK..][..Q8_0_BLOCK]);
                 }
-                chains_sum::<S>(&even, &odd)
             }
-        };
-        for (i, a) in acc.iter_mut().enumerate().take(m) {
-            for (p, &x) in g.a[i * g.lda..][..k].iter().enumerate().skip(full) {
-                *a += x * w.get(j * ld + p);
+            let (quants, scales) = (&quants[..m * len], &scales[..m * blocks_per_row]);
+            for j in 0..width {
+                // `Gemm::new` checked that the weights hold `k` values of row
+                // `c0 + j` from `(c0 + j) * ld`: these blocks exist.
+                let first = (start + (c0 + j) * ld + p0) / Q8_0_BLOCK;
+                let row = &blocks[first * Q8_0_BLOCK_BYTES..][..blocks_per_row * Q8_0_BLOCK_BYTES];
+                if m == 1 {
+                    // SAFETY: as below, for one row.
+                    acc[j] += unsafe { S::hsum(one_row_q8::<S>(row, quants, scales)) };
+                    continue;
+                }
+                // SAFETY: each block is 34 bytes, its quants 32 from byte 2; the
+                // quants hold `len` values a row; dispatch guarantees the level.
+                let sums = unsafe {
+                    let mut sums = [S::zero(); GEMV_MAX_ROWS];
+                    for (b, block) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
+                        let d_w = S::splat_f16(u16::from_le_bytes([block[0], block[1]]));
+                        let q_w = block.as_ptr().add(2) as *const i8;
+                        for (i, sum) in sums.iter_mut().enumerate().take(m) {
+                            let at = i * blocks_per_row + b;
+                            let d = S::mul(d_w, S::splat(scales[at]));
+                            *sum = S::fma(d, S::dot_q8(q_w, quants.as_ptr().add(at * Q8_0_BLOCK)), *sum);
+                        }
+                    }
+                    sums
+                };
+                for (i, &sum) in sums.iter().enumerate().take(m) {
+                    // SAFETY: dispatch guarantees the level.
+                    acc[i * width + j] += unsafe { S::hsum(sum) };
+                }
+            }
+            p0 += len;
+        }
+        for i in 0..m {
+            for (j, &v) in acc[i * width..][..width].iter().enumerate() {
+                store(g, i, c0 + j, v);
             }
         }
-        for (i, &a) in acc.iter().enumerate().take(m) {
-            store(g, i, j, a);
-        }
+        c0 += width;
     }
 }

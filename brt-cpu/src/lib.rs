@@ -28,7 +28,6 @@ mod gemv;
 mod linear;
 mod options;
 mod parallel;
-mod q8;
 mod rows;
 mod simd;
 mod tiles;

@@ -1,9 +1,12 @@
 //! Parameter storage: f32, or 16-bit values (f16, bf16) that are widened to f32
 //! as the kernels read them, so a 16-bit model takes half the memory; owned, or
 //! used in place from read-only bytes (flash, ROM, a mapped file), where a model
-//! can also be 8-bit (Q8_0 blocks, widened to f32 as they are read).
+//! can also be 8-bit (Q8_0 blocks, multiplied in 8-bit integers by products,
+//! see [`crate::gemv`], and widened to f32 where they are read otherwise).
 
+use crate::gemm::BSource;
 use crate::CpuError;
+use brt_core::desc::WeightOrder;
 use brt_core::encoding::{q8_0_value, Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use brt_core::half::{bf16, f16};
 use brt_core::kernels::check_extent;
@@ -97,6 +100,9 @@ impl<M: HostMemory> CpuWeights<M> {
         let tensor = layout
             .locate(offset, len)
             .ok_or(CoreError::InvalidShape { what: "a view of Q8_0 weights must lie inside one tensor" })?;
+        if tensor.is_transposed() {
+            return Err(CoreError::InvalidShape { what: "a Q8_0 kernel is read by products only" });
+        }
         let data = &bytes[tensor.offset..tensor.offset + tensor.bytes];
         let start = offset - tensor.spec.offset;
         Ok(match tensor.ty {
@@ -111,6 +117,60 @@ impl<M: HostMemory> CpuWeights<M> {
                     .ok_or(CoreError::InvalidShape { what: "a Q8_0 model's f32 tensor is not 4-byte aligned" })?,
             ),
         })
+    }
+
+    /// The right-hand side of a product `x @ w`, `w` the `(k, n)` values from
+    /// `offset` read in `order`. A Q8_0 kernel is stored transposed (its blocks
+    /// along the summed dimension, see `brt_core::encoding`), so its view, rows
+    /// `r0 .. r0 + k` of the whole kernel, is read as `OutIn` rows of the stored
+    /// tensor from column `r0`. Every Q8_0 source starts and strides at whole
+    /// blocks and sums over whole blocks, which the integer products rely on.
+    pub(crate) fn product_source(
+        &self,
+        what: &'static str,
+        offset: usize,
+        (k, n): (usize, usize),
+        order: WeightOrder,
+    ) -> CoreResult<BSource<'_>> {
+        let len = k.checked_mul(n).ok_or(CoreError::SizeOverflow { what })?;
+        let plain = |w| match order {
+            WeightOrder::InOut => BSource::InOut(w, n),
+            WeightOrder::OutIn => BSource::OutIn(w, k),
+        };
+        let CpuWeights::Quantized(bytes, layout) = self else {
+            return Ok(plain(self.range(what, offset, len)?));
+        };
+        check_extent(what, offset, len, self.len())?;
+        let tensor = layout
+            .locate(offset, len)
+            .ok_or(CoreError::InvalidShape { what: "a view of Q8_0 weights must lie inside one tensor" })?;
+        let source = if tensor.is_transposed() {
+            let (rows, cols) = (tensor.spec.span.rows, tensor.spec.span.cols);
+            let start = offset - tensor.spec.offset;
+            if order != WeightOrder::InOut || n != cols || !start.is_multiple_of(cols) {
+                return Err(CoreError::InvalidShape {
+                    what: "a Q8_0 kernel is read by products of whole rows, as (input, output)",
+                });
+            }
+            let data = &bytes[tensor.offset..tensor.offset + tensor.bytes];
+            // Element (r, j) of the view is stored at j * rows + start / cols + r.
+            BSource::OutIn(WSlice::Q8 { blocks: data, start: start / cols, len: (n - 1) * rows + k }, rows)
+        } else {
+            plain(self.range(what, offset, len)?)
+        };
+        match source {
+            BSource::OutIn(WSlice::Q8 { start, .. }, ld)
+                if !start.is_multiple_of(Q8_0_BLOCK)
+                    || !ld.is_multiple_of(Q8_0_BLOCK)
+                    || !k.is_multiple_of(Q8_0_BLOCK) =>
+            {
+                Err(CoreError::InvalidShape { what: "a product with Q8_0 weights must sum over whole blocks" })
+            }
+            BSource::InOut(WSlice::Q8 { .. }, _) => {
+                Err(CoreError::InvalidShape { what: "a product with Q8_0 weights must sum along their blocks" })
+            }
+            source => Ok(source),
+        }
     }
 
     /// A borrowed view of every value of a uniformly stored buffer (empty for a

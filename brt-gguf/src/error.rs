@@ -43,6 +43,9 @@ pub enum GgufError {
         /// The version in the file.
         found: u32,
     },
+    /// A Q8_0 model file of format version 1, whose 8-bit kernels are laid out
+    /// (and were computed) the way brt no longer does.
+    OldQ8_0,
     /// The configuration in the metadata is invalid.
     Config(CoreError),
     /// A tensor does not match what the configuration needs at its place.
@@ -113,8 +116,13 @@ impl fmt::Display for GgufError {
             ),
             GgufError::UnsupportedFormatVersion { found } => write!(
                 f,
-                "brt model file version {found}; this brt reads version {} (use a matching brt, or convert again)",
+                "brt model file version {found}; this brt reads versions {} to {} (use a matching brt, or convert again)",
+                crate::OLDEST_FORMAT_VERSION,
                 crate::FORMAT_VERSION
+            ),
+            GgufError::OldQ8_0 => f.write_str(
+                "a q8_0 model file of brt format version 1, whose 8-bit kernels are stored the other way round: \
+                 convert the model again from its original file (`brt convert IN OUT.gguf --dtype q8_0`)",
             ),
             GgufError::Config(e) => write!(f, "the configuration in the file is invalid: {e}"),
             GgufError::Tensor { index, problem } => write!(f, "tensor {index}: {problem}"),

@@ -4,7 +4,7 @@
 use crate::error::GgufError;
 use crate::keys::{self, tensor_type};
 use crate::reader::{Cursor, Value};
-use crate::{DEFAULT_ALIGNMENT, FORMAT_VERSION, GGUF_VERSION, MAGIC, MAX_ALIGNMENT};
+use crate::{DEFAULT_ALIGNMENT, FORMAT_VERSION, GGUF_VERSION, MAGIC, MAX_ALIGNMENT, OLDEST_FORMAT_VERSION};
 use brt_core::encoding::{q8_0_scale, Q8_0_BLOCK_BYTES};
 use brt_core::half::{bf16, f16};
 use brt_core::{
@@ -25,6 +25,7 @@ pub struct ModelFile<'a> {
     layout: ByteLayout,
     data_offset: usize,
     crc32: u32,
+    format_version: u32,
     name: Option<&'a str>,
     tokenizer: Option<&'a str>,
     metadata_start: usize,
@@ -192,12 +193,16 @@ fn dtype_of(tensor_type: u32) -> Option<WeightDtype> {
 }
 
 /// A tensor's GGUF dimensions (innermost first) for a parameter of shape
-/// `(rows, cols)`: vectors are 1-D, matrices 2-D.
-pub(crate) fn dims_of(param: Param, rows: usize, cols: usize) -> ([u64; 2], usize) {
-    if param.is_vector() {
-        ([cols as u64, 0], 1)
+/// `(rows, cols)`: vectors are 1-D, matrices 2-D, and a Q8_0 kernel, stored
+/// transposed, `(cols, rows)` (GGML's `(output, input)` weight).
+pub(crate) fn dims_of(tensor: &StoredTensor) -> ([u64; 2], usize) {
+    let (rows, cols) = (tensor.spec.span.rows as u64, tensor.spec.span.cols as u64);
+    if tensor.spec.param.is_vector() {
+        ([cols, 0], 1)
+    } else if tensor.is_transposed() {
+        ([rows, cols], 2)
     } else {
-        ([cols as u64, rows as u64], 2)
+        ([cols, rows], 2)
     }
 }
 
@@ -245,7 +250,7 @@ impl<'a> ModelFile<'a> {
             _ => return Err(GgufError::OtherArchitecture),
         }
         let format_version = fields.u32(keys::FORMAT_VERSION)?;
-        if format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&format_version) {
             return Err(GgufError::UnsupportedFormatVersion { found: format_version });
         }
         let alignment = match fields.get(keys::ALIGNMENT) {
@@ -287,6 +292,9 @@ impl<'a> ModelFile<'a> {
             }
         }
         let dtype = dtype.unwrap_or(WeightDtype::F32);
+        if dtype == WeightDtype::Q8_0 && format_version < 2 {
+            return Err(GgufError::OldQ8_0);
+        }
         let layout = ByteLayout::new(&config, dtype, alignment)?;
         for (index, tensor) in layout.tensors().enumerate() {
             let info = TensorInfo::read(&mut c)?;
@@ -295,7 +303,7 @@ impl<'a> ModelFile<'a> {
             if Param::from_name(info.name) != Some(spec.param) {
                 return Err(bad("not the parameter the configuration has at this place (name)"));
             }
-            let (dims, n_dims) = dims_of(spec.param, spec.span.rows, spec.span.cols);
+            let (dims, n_dims) = dims_of(&tensor);
             if info.dims[..info.n_dims] != dims[..n_dims] {
                 return Err(bad("its shape is not the one the configuration gives this parameter"));
             }
@@ -331,8 +339,18 @@ impl<'a> ModelFile<'a> {
         if computed != crc32 {
             return Err(GgufError::Checksum { stored: crc32, computed });
         }
-        let file =
-            ModelFile { bytes, config, layout, data_offset, crc32, name, tokenizer, metadata_start, metadata_count };
+        let file = ModelFile {
+            bytes,
+            config,
+            layout,
+            data_offset,
+            crc32,
+            format_version,
+            name,
+            tokenizer,
+            metadata_start,
+            metadata_count,
+        };
         for (index, tensor) in layout.tensors().enumerate() {
             if let Some(element) = file.first_non_finite(&tensor) {
                 return Err(GgufError::NonFinite { index, element });
@@ -347,7 +365,7 @@ impl<'a> ModelFile<'a> {
         let data = self.tensor_bytes(tensor);
         if tensor.ty == TensorType::Q8_0 {
             let bad = data.chunks_exact(Q8_0_BLOCK_BYTES).position(|block| !q8_0_scale(block).is_finite());
-            return bad.map(|block| block * brt_core::encoding::Q8_0_BLOCK);
+            return bad.map(|block| tensor.param_index(block * brt_core::encoding::Q8_0_BLOCK));
         }
         match tensor_values(tensor.ty, data)? {
             WeightData::F32(v) => v.iter().position(|x| !x.is_finite()),
@@ -438,6 +456,12 @@ impl<'a> ModelFile<'a> {
     /// The CRC-32 of the tensor data (checked).
     pub fn crc32(&self) -> u32 {
         self.crc32
+    }
+
+    /// The brt format version the file was written in
+    /// ([`crate::OLDEST_FORMAT_VERSION`] to [`crate::FORMAT_VERSION`]).
+    pub fn format_version(&self) -> u32 {
+        self.format_version
     }
 
     /// The file's bytes.

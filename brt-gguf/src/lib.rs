@@ -60,8 +60,15 @@ pub use writer::{write, write_as, write_tagged};
 pub const MAGIC: [u8; 4] = *b"GGUF";
 /// The GGUF version brt writes and reads.
 pub const GGUF_VERSION: u32 = 3;
-/// The version of brt's use of GGUF (keys, tensor names and order).
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of brt's use of GGUF (keys, tensor names and order) that brt
+/// writes. Version 2 stores a Q8_0 kernel transposed, one row of blocks per
+/// output, for products that quantize their inputs (`brt_core::encoding`);
+/// version 1 stored Q8_0 kernels by inputs and computed with their decoded
+/// values. Files of either version are read, except version 1 files with Q8_0
+/// tensors ([`GgufError::OldQ8_0`]).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version read.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Alignment of tensor data when the file does not say (GGUF's default).
 pub const DEFAULT_ALIGNMENT: usize = 32;
 /// The largest alignment the reader accepts.

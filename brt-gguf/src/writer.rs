@@ -91,7 +91,7 @@ pub fn write_tagged(
         // Writing into a String cannot fail.
         let _ = core::fmt::write(&mut name, format_args!("{}", spec.param));
         string(&mut out, &name);
-        let (dims, n_dims) = dims_of(spec.param, spec.span.rows, spec.span.cols);
+        let (dims, n_dims) = dims_of(&tensor);
         out.extend_from_slice(&(n_dims as u32).to_le_bytes());
         for d in &dims[..n_dims] {
             out.extend_from_slice(&d.to_le_bytes());

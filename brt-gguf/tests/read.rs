@@ -132,12 +132,24 @@ fn q8_0_files_hold_matrices_in_blocks_and_vectors_in_f32_in_place() {
         match tensor.ty {
             TensorType::Q8_0 => {
                 blocks += 1;
-                assert!(!spec.param.is_vector() && spec.span.cols % 32 == 0);
+                // Blocks run along the dimension a product sums over: a
+                // kernel's rows (stored transposed), a table's columns.
+                let summed = if spec.param.is_kernel() { spec.span.rows } else { spec.span.cols };
+                assert!(
+                    !spec.param.is_vector() && summed % 32 == 0 && tensor.is_transposed() == spec.param.is_kernel()
+                );
                 assert_eq!(data.len(), spec.span.len() / 32 * 34);
                 assert!(f.param(spec.param).is_none());
-                // Within half a step (the block's largest magnitude / 127), plus
-                // the f16 rounding of the step (2^-11 relative) times up to 127.
-                for (w, d) in want[range.clone()].chunks(32).zip(decoded[range].chunks(32)) {
+                // In stored order, each block within half a step (the block's
+                // largest magnitude / 127), plus the f16 rounding of the step
+                // (2^-11 relative) times up to 127.
+                let stored = |values: &[f32]| {
+                    let mut out = vec![0f32; values.len()];
+                    values.iter().enumerate().for_each(|(e, &v)| out[tensor.stored_index(e)] = v);
+                    out
+                };
+                let (want, decoded) = (stored(&want[range.clone()]), stored(&decoded[range]));
+                for (w, d) in want.chunks(32).zip(decoded.chunks(32)) {
                     let amax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
                     let bound = amax / 127.0 * 0.5 + amax / 2048.0;
                     assert!(w.iter().zip(d).all(|(a, b)| (a - b).abs() <= bound), "{}", spec.param);
@@ -153,6 +165,9 @@ fn q8_0_files_hold_matrices_in_blocks_and_vectors_in_f32_in_place() {
         }
     }
     assert!(blocks > 5 && f32s > 5, "{blocks} block tensors, {f32s} f32 ones");
+    // Written by a brt of format version 1 (kernels stored by inputs): refused,
+    // with what to do.
+    assert_eq!(parse(&with_u32(&bytes, keys::FORMAT_VERSION, 1)), Err(GgufError::OldQ8_0));
     // Misaligned for the f32 tensors: refused.
     let shifted = Placed::new(&bytes, 2);
     assert_eq!(ModelFile::parse(shifted.bytes()).unwrap_err(), GgufError::Misaligned { needed: 4 });
@@ -292,10 +307,14 @@ fn lying_headers_and_metadata_are_named() {
     let key_len_at = 24;
     assert!(matches!(parse(&with_u64(&bytes, key_len_at, 1 << 50)), Err(GgufError::Truncated { .. })));
 
-    assert_eq!(
-        parse(&with_u32(&bytes, keys::FORMAT_VERSION, 2)),
-        Err(GgufError::UnsupportedFormatVersion { found: 2 })
-    );
+    // Version 1 differs from 2 only in Q8_0 files.
+    assert_eq!(parse(&with_u32(&bytes, keys::FORMAT_VERSION, 1)), parse(&bytes));
+    for version in [0, 3] {
+        assert_eq!(
+            parse(&with_u32(&bytes, keys::FORMAT_VERSION, version)),
+            Err(GgufError::UnsupportedFormatVersion { found: version })
+        );
+    }
     assert!(matches!(parse(&with_u32(&bytes, keys::DATA_CRC32, 7)), Err(GgufError::Checksum { stored: 7, .. })));
     assert_eq!(
         parse(&with_u32(&bytes, keys::ALIGNMENT, 24)),

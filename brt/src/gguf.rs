@@ -24,6 +24,7 @@ pub struct MappedModel {
     data: Range<usize>,
     fingerprint: u64,
     crc32: u32,
+    format_version: u32,
     name: Option<String>,
     tokenizer: Option<String>,
 }
@@ -71,6 +72,7 @@ impl MappedModel {
             data,
             fingerprint: fingerprint.finish(),
             crc32: parsed.crc32(),
+            format_version: parsed.format_version(),
             name: parsed.name().map(str::to_owned),
             tokenizer: parsed.tokenizer().map(str::to_owned),
             file: bytes.clone(),
@@ -133,6 +135,11 @@ impl MappedModel {
     /// The CRC-32 of the tensor data (checked when opened).
     pub fn crc32(&self) -> u32 {
         self.crc32
+    }
+
+    /// The brt format version the file was written in.
+    pub fn format_version(&self) -> u32 {
+        self.format_version
     }
 
     /// The tokenizer the model was trained with, if the file records it.

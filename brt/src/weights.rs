@@ -141,7 +141,8 @@ impl ModelWeights {
     }
     /// The same model stored as `dtype`. For Q8_0, which only model files hold,
     /// the f32 values its blocks would stand for: every quantized tensor rounded
-    /// as storing it would, so any backend computes what a Q8_0 file gives.
+    /// as storing it would. (A Q8_0 file's products also quantize their inputs,
+    /// see `brt_core::encoding`; these f32 values do not.)
     pub fn with_dtype(&self, dtype: WeightDtype) -> Result<ModelWeights> {
         let buffer = match dtype {
             WeightDtype::Q8_0 => {

@@ -83,6 +83,7 @@ macro_rules! __each_check {
             models::model_feedback,
             models::model_two_recurrent,
             models::model_linear,
+            quantized::q8_0_matmul,
             quantized::q8_0_models,
             properties::streaming_invariance,
             properties::kv_runway,

@@ -4,6 +4,7 @@ use super::{at, dot, view, view_mut, weights, Params, RefWeights, Reference};
 use crate::desc::{
     Activation, Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided, WeightOrder,
 };
+use crate::encoding::{quantize_activations, Q8_0_BLOCK};
 use crate::error::CoreError;
 use crate::kernels::{check_extent, KResult, Kernels, View, ViewMut, WeightView};
 use crate::memory::{HostMemory, Real};
@@ -214,11 +215,31 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         let x = view("matmul input", x, m * k)?;
         let w = weights("matmul weight", w, k * n)?;
         let out = view_mut("matmul output", out, m * n)?;
+        let mut quantized = [0f64; Q8_0_BLOCK];
+        let mut q = [0i8; Q8_0_BLOCK];
         for (xr, yr) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+            // With Q8_0 weights the input is quantized in blocks along k first
+            // (the product's arithmetic, `quantize_activations`): each value
+            // becomes d * q, exactly, in f64.
+            let mut input = |i: usize, quantized: &mut [f64; Q8_0_BLOCK]| -> f64 {
+                if !w.is_q8_0() {
+                    return at(xr, i);
+                }
+                if i % Q8_0_BLOCK == 0 {
+                    let block: [f32; Q8_0_BLOCK] =
+                        core::array::from_fn(|t| xr.get(i + t).map_or(0.0, |v| v.to_f64() as f32));
+                    let len = Q8_0_BLOCK.min(k - i);
+                    let d = quantize_activations(&block[..len], &mut q[..len]);
+                    for (v, &q) in quantized.iter_mut().zip(&q[..len]) {
+                        *v = d as f64 * q as f64;
+                    }
+                }
+                quantized[i % Q8_0_BLOCK]
+            };
             for (j, y) in yr.iter_mut().enumerate() {
                 let sum: f64 = match desc.order() {
-                    WeightOrder::InOut => (0..k).map(|i| at(xr, i) * w.at(i * n + j)).sum(),
-                    WeightOrder::OutIn => (0..k).map(|i| at(xr, i) * w.at(j * k + i)).sum(),
+                    WeightOrder::InOut => (0..k).map(|i| input(i, &mut quantized) * w.at(i * n + j)).sum(),
+                    WeightOrder::OutIn => (0..k).map(|i| input(i, &mut quantized) * w.at(j * k + i)).sum(),
                 };
                 let base = if desc.accumulates() { y.to_f64() } else { 0.0 };
                 *y = R::from_f64(activate(base + desc.alpha_value() as f64 * sum, desc.activation_kind()));

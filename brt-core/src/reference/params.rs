@@ -3,7 +3,7 @@
 //! a kernel reads it. The oracle is slow by design; used in place it needs no
 //! memory for the weights and reads exactly the values the file stands for.
 
-use crate::encoding::{q8_0_value, ByteLayout, TensorType, Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+use crate::encoding::{q8_0_value, ByteLayout, StoredTensor, TensorType, Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use crate::error::{CoreError, CoreResult};
 use crate::half::{bf16, f16};
 use crate::kernels::check_extent;
@@ -56,7 +56,7 @@ impl<R: Real, B: Deref<Target = [R]>, Bytes: Deref<Target = [u8]>> RefWeights<B,
                 let data = bytes
                     .get(tensor.offset..tensor.offset + tensor.bytes)
                     .ok_or(CoreError::InvalidShape { what: "tensor data shorter than its layout" })?;
-                Ok(Params::Bytes { data, ty: tensor.ty, start: offset - tensor.spec.offset })
+                Ok(Params::Bytes { data, tensor, start: offset - tensor.spec.offset })
             }
         }
     }
@@ -67,8 +67,9 @@ impl<R: Real, B: Deref<Target = [R]>, Bytes: Deref<Target = [u8]>> RefWeights<B,
 pub(crate) enum Params<'a, R> {
     /// Values held by the backend.
     Values(&'a [R]),
-    /// One tensor's encoded data, the view starting at its value `start`.
-    Bytes { data: &'a [u8], ty: TensorType, start: usize },
+    /// One tensor's encoded data, the view starting at its value `start` (counted
+    /// in the parameter's own row-major order, whatever the stored order).
+    Bytes { data: &'a [u8], tensor: StoredTensor, start: usize },
 }
 
 impl<R: Real> Params<'_, R> {
@@ -81,11 +82,17 @@ impl<R: Real> Params<'_, R> {
         }
     }
 
+    /// Whether the values are Q8_0 blocks: a product with them quantizes its
+    /// input ([`crate::encoding::quantize_activations`]).
+    pub fn is_q8_0(&self) -> bool {
+        matches!(self, Params::Bytes { tensor, .. } if tensor.ty == TensorType::Q8_0)
+    }
+
     /// Value `i` of the view in f64 (exact).
     pub fn at(&self, i: usize) -> f64 {
         let (data, ty, e) = match *self {
             Params::Values(values) => return values[i].to_f64(),
-            Params::Bytes { data, ty, start } => (data, ty, start + i),
+            Params::Bytes { data, tensor, start } => (data, tensor.ty, tensor.stored_index(start + i)),
         };
         let half = |at: usize| u16::from_le_bytes([data[at], data[at + 1]]);
         match ty {

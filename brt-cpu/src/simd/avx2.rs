@@ -57,10 +57,9 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
-    unsafe fn load_i8(p: *const i8) -> __m256 {
-        // SAFETY: the caller makes `p` valid for 8 reads (one 64-bit load, no
-        // alignment needed); dispatch guarantees AVX2.
-        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
+    unsafe fn dot_q8(w: *const i8, x: *const i8) -> __m256 {
+        // SAFETY: forwarded contract.
+        unsafe { dot_q8(w, x) }
     }
     #[inline(always)]
     unsafe fn splat_f16(bits: u16) -> __m256 {
@@ -142,5 +141,26 @@ impl Simd for Avx2 {
     unsafe fn micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: Epilogue) {
         // SAFETY: forwarded contract.
         unsafe { micro_generic::<Avx2, 6, 2>(kc, a, b, c, ldc, ep) }
+    }
+}
+
+/// [`Simd::dot_q8`] in 8 lanes (shared with the AVX-512 level): the unsigned
+/// by signed byte product (`vpmaddubsw`) takes `|w|` and `x` with `w`'s sign,
+/// so each 16-bit pair sum is at most 2 * 128 * 127 = 32,512 and never
+/// saturates; the pairs are then summed to 32 bits (`vpmaddwd` by ones), four
+/// products a lane.
+///
+/// # Safety
+/// `w` and `x` must be valid for 32 reads; the CPU must support AVX2.
+#[inline(always)]
+pub(crate) unsafe fn dot_q8(w: *const i8, x: *const i8) -> __m256 {
+    // SAFETY: the caller's contract (two unaligned 256-bit loads).
+    unsafe {
+        let w = _mm256_loadu_si256(w as *const __m256i);
+        let x = _mm256_loadu_si256(x as *const __m256i);
+        let magnitude = _mm256_sign_epi8(w, w);
+        let signed_x = _mm256_sign_epi8(x, w);
+        let pairs = _mm256_maddubs_epi16(magnitude, signed_x);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
 }

@@ -58,10 +58,10 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
-    unsafe fn load_i8(p: *const i8) -> __m512 {
-        // SAFETY: the caller makes `p` valid for 16 reads (one unaligned 128-bit
-        // load); dispatch guarantees AVX-512F.
-        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))) }
+    unsafe fn dot_q8(w: *const i8, x: *const i8) -> __m512 {
+        // SAFETY: forwarded contract; the entry enables AVX2 too. The block's 32
+        // bytes make 8 partial sums (the upper 8 lanes are zero).
+        unsafe { _mm512_zextps256_ps512(super::avx2::dot_q8(w, x)) }
     }
     #[inline(always)]
     unsafe fn splat_f16(bits: u16) -> __m512 {

@@ -225,8 +225,6 @@ pub(crate) trait Simd: Copy {
     unsafe fn load_f16(p: *const u16) -> Self::V;
     /// Loads `LANES` bf16 values widened to f32.
     unsafe fn load_bf16(p: *const u16) -> Self::V;
-    /// Loads `LANES` signed bytes (Q8_0 quants) widened to f32 (exactly).
-    unsafe fn load_i8(p: *const i8) -> Self::V;
     /// One f16 (given as its bits) widened to f32 in every lane (a Q8_0 block's
     /// scale). Software conversion unless the level has an instruction for it.
     #[inline(always)]
@@ -234,6 +232,11 @@ pub(crate) trait Simd: Copy {
         // SAFETY: forwarded contract (`splat` has no requirement beyond the level).
         unsafe { Self::splat(half::f16::from_bits(bits).to_f32()) }
     }
+    /// The dot product of one Q8_0 block's 32 quants `w` with 32 quantized
+    /// inputs `x` (each in -127..=127), in exact integer arithmetic, returned as
+    /// partial sums in the lanes (their total is the dot product; every partial
+    /// sum is below 2^24, so exact in f32).
+    unsafe fn dot_q8(w: *const i8, x: *const i8) -> Self::V;
     /// `a + b`.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// `a - b`.

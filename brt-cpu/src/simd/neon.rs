@@ -65,14 +65,18 @@ impl Simd for Neon {
         unsafe { vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p))) }
     }
     #[inline(always)]
-    unsafe fn load_i8(p: *const i8) -> float32x4_t {
-        // SAFETY: the caller makes `p` valid for 4 reads, read as one unaligned
-        // 32-bit word (a 64-bit `vld1_s8` could read past a block's end); the
-        // bytes are then sign-extended twice and converted exactly.
+    unsafe fn dot_q8(w: *const i8, x: *const i8) -> float32x4_t {
+        // SAFETY: the caller makes `w` and `x` valid for 32 reads (two 128-bit
+        // loads each). Byte products widen to 16 bits (at most 128 * 127), pairs
+        // of them to 32 bits: exact.
         unsafe {
-            let word = (p as *const u32).read_unaligned();
-            let bytes = vreinterpret_s8_u32(vdup_n_u32(word));
-            vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(bytes))))
+            let mut sum = vdupq_n_s32(0);
+            for half in [0, 16] {
+                let (w, x) = (vld1q_s8(w.add(half)), vld1q_s8(x.add(half)));
+                sum = vpadalq_s16(sum, vmull_s8(vget_low_s8(w), vget_low_s8(x)));
+                sum = vpadalq_s16(sum, vmull_high_s8(w, x));
+            }
+            vcvtq_f32_s32(sum)
         }
     }
     #[inline(always)]

@@ -42,9 +42,10 @@ impl Simd for Scalar {
         half::bf16::from_bits(unsafe { p.read_unaligned() }).to_f32()
     }
     #[inline(always)]
-    unsafe fn load_i8(p: *const i8) -> f32 {
-        // SAFETY: the caller makes `p` valid for one read.
-        unsafe { p.read() as f32 }
+    unsafe fn dot_q8(w: *const i8, x: *const i8) -> f32 {
+        // SAFETY: the caller makes `w` and `x` valid for 32 reads.
+        let (w, x) = unsafe { (core::slice::from_raw_parts(w, 32), core::slice::from_raw_parts(x, 32)) };
+        w.iter().zip(x).map(|(&w, &x)| w as i32 * x as i32).sum::<i32>() as f32
     }
     #[inline(always)]
     unsafe fn add(a: f32, b: f32) -> f32 {

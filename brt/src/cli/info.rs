@@ -58,7 +58,7 @@ pub fn run(args: InfoArgs) -> Result<(), Error> {
     };
     let _ = writeln!(out, "  weights           {}", mib(weight_bytes, 1));
     if let LoadedModel::Mapped(file) = &model {
-        let _ = writeln!(out, "model file (GGUF {}, brt format {}):", brt_gguf::GGUF_VERSION, brt_gguf::FORMAT_VERSION);
+        let _ = writeln!(out, "model file (GGUF {}, brt format {}):", brt_gguf::GGUF_VERSION, file.format_version());
         if let Some(name) = file.name() {
             let _ = writeln!(out, "  name              {name}");
         }
