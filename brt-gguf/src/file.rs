@@ -309,8 +309,8 @@ impl<'a> ModelFile<'a> {
             }
             if info.ty != tensor_type_of(tensor.ty) {
                 return Err(bad(if dtype == WeightDtype::Q8_0 {
-                    "its storage type is not the one a q8_0 model has for it (q8_0 for matrices whose rows are \
-                     whole blocks of 32, f32 for the rest)"
+                    "its storage type is not the one a q8_0 model has for it (q8_0 for matrices whose summed \
+                     dimension is whole blocks of 32, f32 for the rest)"
                 } else {
                     "its storage type differs from the first tensor's"
                 }));

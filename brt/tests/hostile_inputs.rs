@@ -239,6 +239,11 @@ fn build_table(root: &Path) -> Table {
         &patched(&q8, embed_type, &0u32.to_le_bytes()),
         "not the one a q8_0 model has",
     );
+    t.info(
+        "q8_0 model file of brt format 1 (kernels stored by inputs)",
+        &patched(&q8, gguf_value_at(&q8, brt_gguf::keys::FORMAT_VERSION), &1u32.to_le_bytes()),
+        "convert the model again",
+    );
     let missing = t.root.join("no-such-model");
     t.add("missing model file", &[os("info"), missing.as_os_str()], 1, "No such file");
     t.add("folder as a model", &[os("info"), t.shared.clone().as_os_str()], 1, "is a folder, not a file");
