@@ -224,6 +224,27 @@ pub enum Alpha {
     Any,
 }
 
+impl Alpha {
+    /// The scale itself (`Any` draws it from `rng`).
+    pub(crate) fn value(self, rng: &mut Rng) -> f32 {
+        match self {
+            Alpha::One => 1.0,
+            Alpha::InverseSqrt(v) => 1.0 / (v as f32).sqrt(),
+            Alpha::Any => rng.uniform(-2.0, 2.0),
+        }
+    }
+
+    /// Mostly 1, else `1/sqrt(V)` for V up to 300 or any value.
+    pub(crate) fn strategy() -> impl Strategy<Value = Alpha> {
+        prop_oneof![2 => Just(Alpha::One), 1 => (1usize..=300).prop_map(Alpha::InverseSqrt), 1 => Just(Alpha::Any)]
+    }
+}
+
+/// Mostly the identity, else ReLU or tanh.
+pub(crate) fn activation() -> impl Strategy<Value = Activation> {
+    prop_oneof![2 => Just(Activation::Identity), 1 => Just(Activation::Relu), 1 => Just(Activation::Tanh)]
+}
+
 /// `matmul` with every option of the descriptor.
 #[derive(Clone, Debug)]
 pub struct MatmulCase {
@@ -247,11 +268,7 @@ impl KernelCase for MatmulCase {
         let x = rng.placed(p.before[0], m * kk, p.after[0], |r| r.normal() * f);
         let w = param_values(&mut rng, p.before[1], kk * n, p.after[1], 1.0 / (kk as f32).sqrt(), dtype);
         let out = rng.placed(p.before[2], m * n, p.after[2], |r| r.normal());
-        let alpha = match self.alpha {
-            Alpha::One => 1.0,
-            Alpha::InverseSqrt(v) => 1.0 / (v as f32).sqrt(),
-            Alpha::Any => rng.uniform(-2.0, 2.0),
-        };
+        let alpha = self.alpha.value(&mut rng);
         let mut desc = Matmul::new(m, kk, n)?.alpha(alpha).activation(self.activation);
         if self.transposed {
             desc = desc.transposed_weight();
@@ -271,10 +288,7 @@ impl KernelCase for MatmulCase {
 }
 
 fn matmul_case() -> impl Strategy<Value = MatmulCase> {
-    let alpha =
-        prop_oneof![2 => Just(Alpha::One), 1 => (1usize..=300).prop_map(Alpha::InverseSqrt), 1 => Just(Alpha::Any)];
-    let activation =
-        prop_oneof![2 => Just(Activation::Identity), 1 => Just(Activation::Relu), 1 => Just(Activation::Tanh)];
+    let (alpha, activation) = (Alpha::strategy(), activation());
     let inner = prop_oneof![3 => 1usize..=17, 1 => 18usize..=70];
     // Sometimes more rows and columns than a micro-tile (up to 12 x 32): the
     // CPU backend's smallest tiles pack that many per block.

@@ -15,7 +15,7 @@
 //! its own way ([`Backend::q8_0_weights`]: in place on the CPU).
 
 use crate::backend::{Backend, TensorData};
-use crate::checks::kernels::{pads, Alpha, Pads};
+use crate::checks::kernels::{activation, pads, Alpha, Pads};
 use crate::checks::models::{model_case, stream_document, upload_model, ModelCase, Variant};
 use crate::failure::Failure;
 use crate::gen::{seed, Rng};
@@ -68,6 +68,26 @@ fn refuses_q8_0<B: Backend>(k: &mut B::Kernels) -> Result<Option<Result<(), Fail
     }))
 }
 
+/// A parameter buffer of kernels `K` and one of the reference.
+type BothWeights<K> = (<K as Storage>::Weights, <Reference<Heap> as Storage>::Weights);
+
+/// The buffers of the Q8_0 tensor data `data` on the backend (read its way)
+/// and on the reference (in place).
+fn q8_0_buffers<B: Backend>(
+    k: &mut B::Kernels,
+    reference: &mut Reference<Heap>,
+    layout: &ByteLayout,
+    data: &TensorData,
+) -> Result<BothWeights<B::Kernels>, Failure> {
+    let weights = match call("q8_0_weights", B::q8_0_weights(k, layout, data).transpose())? {
+        Some(w) => w,
+        None => return Err(Failure::Property("q8_0_weights answered once and not again".into())),
+    };
+    let oracle =
+        call("reference weights in place", reference.weights_in_place(SharedBytes::new(data.clone()), layout))?;
+    Ok((weights, oracle))
+}
+
 /// One product with Q8_0 weights: `m` rows of `k` inputs times the MLP input
 /// kernel of a one-layer model with `d = k` (whole blocks, so it is quantized)
 /// and `F = n`, with the descriptor's options.
@@ -99,11 +119,7 @@ impl Q8MatmulCase {
             x.values[x.offset..x.offset + 32].fill(0.0);
         }
         let out = rng.placed(p.before[2], m * n, p.after[2], |r| r.normal());
-        let alpha = match self.alpha {
-            Alpha::One => 1.0,
-            Alpha::InverseSqrt(v) => 1.0 / (v as f32).sqrt(),
-            Alpha::Any => rng.uniform(-2.0, 2.0),
-        };
+        let alpha = self.alpha.value(&mut rng);
         let mut desc = Matmul::new(m, kk, n)?.alpha(alpha).activation(self.activation);
         if self.accumulate {
             desc = desc.accumulate();
@@ -138,10 +154,7 @@ fn mlp_in(layout: &ByteLayout) -> Result<usize, Failure> {
 }
 
 fn q8_matmul_case() -> impl Strategy<Value = Q8MatmulCase> {
-    let alpha =
-        prop_oneof![2 => Just(Alpha::One), 1 => (1usize..=300).prop_map(Alpha::InverseSqrt), 1 => Just(Alpha::Any)];
-    let activation =
-        prop_oneof![2 => Just(Activation::Identity), 1 => Just(Activation::Relu), 1 => Just(Activation::Tanh)];
+    let (alpha, activation) = (Alpha::strategy(), activation());
     let inner = prop_oneof![Just(32usize), Just(64), Just(96), Just(128), Just(288)];
     // Rows for the one-row and few-row paths and across a micro-tile, a few
     // past the CPU backend's blocking (144 rows of `A`, 256-step `B` panels),
@@ -185,13 +198,9 @@ pub fn q8_0_matmul<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<
         brt_core::init::initialize(&config, case.seed, &mut values)?;
         let data = TensorData::encode(&layout, WeightData::F32(&values))?;
         let k = &mut **k.borrow_mut();
-        let weights = match call("q8_0_weights", B::q8_0_weights(k, &layout, &data).transpose())? {
-            Some(w) => w,
-            None => return Err(Failure::Property("q8_0_weights answered once and not again".into())),
-        };
-        let got = case.run(k, &weights, &layout)?;
         let mut reference = Reference::new(Heap);
-        let oracle = call("reference weights in place", reference.weights_in_place(SharedBytes::new(data), &layout))?;
+        let (weights, oracle) = q8_0_buffers::<B>(k, &mut reference, &layout, &data)?;
+        let got = case.run(k, &weights, &layout)?;
         let want = case.run(&mut reference, &oracle, &layout)?;
         compare("matmul output", &got, &want, tol)
     })
@@ -227,15 +236,10 @@ pub fn q8_0_models<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<
             stream_document(k, model, case.batch, case.max_call(), &case.tokens(), &case.resets)
         };
         let k = &mut **k.borrow_mut();
-        let weights = call("q8_0_weights", B::q8_0_weights(k, &layout, &data).transpose())?;
-        let quantized = match weights {
-            Some(w) => call("Model::with_layout", Model::with_layout(*layout.layout(), WeightDtype::Q8_0, w))?,
-            None => return Err(Failure::Property("q8_0_weights answered once and not again".into())),
-        };
-        let got = run(k, &quantized)?;
         let mut reference = Reference::new(Heap);
-        let oracle =
-            call("reference weights in place", reference.weights_in_place(SharedBytes::new(data.clone()), &layout))?;
+        let (weights, oracle) = q8_0_buffers::<B>(k, &mut reference, &layout, &data)?;
+        let got =
+            run(k, &call("Model::with_layout", Model::with_layout(*layout.layout(), WeightDtype::Q8_0, weights))?)?;
         let oracle = call("Model::with_layout", Model::with_layout(*layout.layout(), WeightDtype::Q8_0, oracle))?;
         let want = stream_document(&mut reference, &oracle, case.batch, case.max_call(), &case.tokens(), &case.resets)?;
         // The same weight values with unquantized inputs: how far quantizing the

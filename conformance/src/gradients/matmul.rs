@@ -5,7 +5,7 @@
 use super::kernels::{normals, param};
 use super::{against_reference, Grad, GradCase, Written};
 use crate::backend::Backend;
-use crate::checks::kernels::Alpha;
+use crate::checks::kernels::{activation, Alpha};
 use crate::failure::Failure;
 use crate::gen::{seed, Rng};
 use crate::io::{call, read, tensor, weights};
@@ -50,11 +50,7 @@ impl GradCase for MatmulGradCase {
         let x = normals(&mut rng, m * kk, if self.tiny { 1e-4 } else { 1.0 });
         let w = param(&mut rng, kk * n, 1.0 / (kk as f32).sqrt(), dtype);
         let mut out = normals(&mut rng, m * n, 1.0);
-        let alpha = match self.alpha {
-            Alpha::One => 1.0,
-            Alpha::InverseSqrt(v) => 1.0 / (v as f32).sqrt(),
-            Alpha::Any => rng.uniform(-2.0, 2.0),
-        };
+        let alpha = self.alpha.value(&mut rng);
         let mut desc = Matmul::new(m, kk, n)?.alpha(alpha).activation(self.activation);
         if self.transposed {
             desc = desc.transposed_weight();
@@ -109,10 +105,7 @@ impl GradCase for MatmulGradCase {
 }
 
 fn matmul_case() -> impl Strategy<Value = MatmulGradCase> {
-    let alpha =
-        prop_oneof![2 => Just(Alpha::One), 1 => (1usize..=300).prop_map(Alpha::InverseSqrt), 1 => Just(Alpha::Any)];
-    let activation =
-        prop_oneof![2 => Just(Activation::Identity), 1 => Just(Activation::Relu), 1 => Just(Activation::Tanh)];
+    let (alpha, activation) = (Alpha::strategy(), activation());
     let wants = prop_oneof![4 => Just(Wants::Both), 1 => Just(Wants::Input), 1 => Just(Wants::Weight)];
     let rows = prop_oneof![3 => 0usize..=7, 1 => 8usize..=40];
     let inner = prop_oneof![3 => 1usize..=17, 1 => 18usize..=70];
