@@ -382,17 +382,26 @@ pub fn quantize_q8_0(values: &[f32], out: &mut [u8]) -> CoreResult<()> {
 /// products the same way, with `d_x` rounded to f16.)
 #[inline]
 pub fn quantize_activations(x: &[f32], q: &mut [i8]) -> f32 {
-    let mut amax = 0f32;
-    let mut finite = true;
-    for v in x {
-        finite &= v.is_finite();
-        amax = amax.max(v.abs());
+    // Whole blocks (nearly all of them) with their length known, so that the
+    // loops below compile to vector code where this is inlined.
+    match (<&[f32; Q8_0_BLOCK]>::try_from(x), q.first_chunk_mut::<Q8_0_BLOCK>()) {
+        (Ok(x), Some(q)) => quantize_slice(x, q),
+        _ => quantize_slice(x, q),
     }
-    if !finite {
+}
+
+#[inline(always)]
+fn quantize_slice(x: &[f32], q: &mut [i8]) -> f32 {
+    // The largest magnitude as the largest bit pattern without the sign: for
+    // magnitudes, the order of the patterns is that of the values, with the
+    // infinities and NaNs above every finite value (and integer maxima are
+    // vector code, `f32::max` with its NaN rules is not).
+    let amax_bits = x.iter().map(|v| v.to_bits() & 0x7fff_ffff).max().unwrap_or(0);
+    if amax_bits >= f32::INFINITY.to_bits() {
         q.iter_mut().for_each(|q| *q = 0);
         return f32::NAN;
     }
-    let d = amax / 127.0;
+    let d = f32::from_bits(amax_bits) / 127.0;
     let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
     for (q, &v) in q.iter_mut().zip(x) {
         // |v * inverse| <= 127 up to one rounding; the clamp also keeps -128
@@ -550,8 +559,18 @@ mod tests {
         assert_eq!(q, [50, -127, 0, 0, 100]);
         assert_eq!(quantize_activations(&[0.0; 3], &mut q[..3]), 0.0);
         assert_eq!(q[..3], [0, 0, 0]);
-        let d = quantize_activations(&[1.0, f32::INFINITY], &mut q[..2]);
-        assert!(d.is_nan() && q[..2] == [0, 0], "a block that is not finite makes the product NaN");
+        for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN] {
+            q[..2].fill(9);
+            let d = quantize_activations(&[1.0, bad], &mut q[..2]);
+            assert!(d.is_nan() && q[..2] == [0, 0], "a block holding {bad} makes the product NaN");
+        }
+        // A whole block (the path for blocks of 32) and the largest magnitude
+        // negative.
+        let mut x = [0.25f32; 32];
+        x[17] = -2.54;
+        let mut q = [0i8; 32];
+        assert_eq!(quantize_activations(&x, &mut q), 2.54 / 127.0);
+        assert_eq!((q[0], q[17]), (13, -127));
     }
 
     #[test]
