@@ -294,6 +294,8 @@ unsafe fn dots<S: Simd>(g: &Gemm<'_>, full: usize, mut weights: impl FnMut(usize
 /// stack, 4.5 KiB with their scales): a whole row of up to 4096 inputs for one
 /// row, so that each output's blocks are read in one run.
 const Q8_CHUNK: usize = 4096;
+// Every row gets at least one block a pass.
+const _: () = assert!(Q8_CHUNK / GEMV_MAX_ROWS >= Q8_0_BLOCK);
 
 /// The sum of one row of weight blocks times one row of quantized inputs
 /// (`quants`, `scales`: as many blocks as `row`), in two independent chains.
