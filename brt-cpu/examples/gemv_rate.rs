@@ -4,9 +4,11 @@
 //! `cargo run --release -p brt-cpu --example gemv_rate [d] [f]`.
 //!
 //! The weights are a `d x f` MLP input matrix (rows of `f` values, `InOut`) and
-//! the tied `f x d` output matrix (`OutIn`) of a one-layer model, 64 MiB or
-//! more in f32, so they come from memory, not cache: the products are bound by
-//! bandwidth when the kernel keeps up with it.
+//! the tied `f x d` output matrix (`OutIn`) of a one-layer model, 64 MiB each
+//! in f32 by default, 32 MiB in f16 and 17 MiB in q8_0: a large last-level cache
+//! may serve the smaller ones (each product runs 12 times), so this measures the
+//! kernels more than the memory; `brt bench --decode` measures a whole model's
+//! weights streaming from memory.
 
 use brt_core::desc::Matmul;
 use brt_core::init::initialize;
