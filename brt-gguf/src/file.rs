@@ -214,6 +214,16 @@ pub(crate) fn align_up(x: usize, align: usize) -> Option<usize> {
 impl<'a> ModelFile<'a> {
     /// Reads and checks a whole model file. Never panics; every problem is an
     /// error that says what is wrong.
+    ///
+    /// ```
+    /// // A model file in the program (a mapped file or flash works the same).
+    /// let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.config().d_model, 8);
+    /// // Cut short, or anything else wrong: an error, never a panic.
+    /// let bytes = file.bytes();
+    /// assert!(brt_gguf::ModelFile::parse(&bytes[..bytes.len() - 1]).is_err());
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn parse(bytes: &'a [u8]) -> Result<ModelFile<'a>, GgufError> {
         if cfg!(target_endian = "big") {
             // The file is little-endian and its weights are used where they lie.
@@ -381,11 +391,23 @@ impl<'a> ModelFile<'a> {
     }
 
     /// The configuration.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.config(), &brt_core::Config::plain(19, 8, 2, 3, 12, 2, 4));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn config(&self) -> &Config {
         &self.config
     }
 
     /// How the weights are stored.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.dtype(), brt_core::WeightDtype::F32);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn dtype(&self) -> WeightDtype {
         self.layout.dtype()
     }
@@ -394,12 +416,25 @@ impl<'a> ModelFile<'a> {
     /// and bf16 the aligned layout (every parameter starts at a multiple of the
     /// file's alignment); for Q8_0 the canonical one, whose elements
     /// [`ModelFile::byte_layout`] maps to bytes.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// // f32 values: every parameter starts at a multiple of 32 bytes.
+    /// assert!(file.layout().params().all(|p| p.offset * 4 % file.alignment() == 0));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn layout(&self) -> &WeightLayout {
         self.layout.layout()
     }
 
     /// Where each tensor lies in [`ModelFile::weight_bytes`] and how it is
     /// encoded.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.byte_layout().len(), file.weight_bytes().len());
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn byte_layout(&self) -> &ByteLayout {
         &self.layout
     }
@@ -409,67 +444,144 @@ impl<'a> ModelFile<'a> {
     /// [`ModelFile::layout`] says. No copy. `None` for a Q8_0 model, whose
     /// tensors have different types: read them with [`ModelFile::tensor`] or use
     /// [`ModelFile::weight_bytes`] where they lie.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// let Some(brt_core::WeightData::F32(values)) = file.weights() else { unreachable!() };
+    /// assert_eq!(values.len(), file.layout().len());
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn weights(&self) -> Option<WeightData<'a>> {
         weight_data(self.weight_bytes(), self.layout.dtype())
     }
 
     /// The raw bytes of the tensor data: every tensor where
     /// [`ModelFile::byte_layout`] places it.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// // In place: a view of the file, not a copy.
+    /// assert_eq!(file.weight_bytes().as_ptr(), file.bytes()[file.data_offset()..].as_ptr());
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn weight_bytes(&self) -> &'a [u8] {
         &self.bytes[self.data_offset..self.data_offset + self.layout.len()]
     }
 
     /// One parameter's values in place, when they are stored as f32, f16 or bf16
     /// (`None` for a Q8_0 tensor: see [`ModelFile::tensor`]).
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// let Some(brt_core::WeightData::F32(norm)) = file.param(brt_core::Param::FinalNorm) else { unreachable!() };
+    /// assert_eq!(norm.len(), file.config().d_model);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn param(&self, param: Param) -> Option<WeightData<'a>> {
         let (tensor, bytes) = self.tensor(param)?;
         tensor_values(tensor.ty, bytes)
     }
 
     /// One parameter's tensor: its place, type and bytes.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// let (tensor, bytes) = file.tensor(brt_core::Param::Embedding).unwrap();
+    /// assert_eq!((tensor.ty, bytes.len()), (brt_core::TensorType::F32, 19 * 8 * 4));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn tensor(&self, param: Param) -> Option<(StoredTensor, &'a [u8])> {
         let tensor = self.layout.tensors().find(|t| t.spec.param == param)?;
         Some((tensor, self.tensor_bytes(&tensor)))
     }
 
     /// The model's name, if the file has one.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.name(), Some("plain"));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn name(&self) -> Option<&'a str> {
         self.name
     }
 
     /// The tokenizer the model was trained with, if the file records it
     /// ([`keys::TOKENIZER`]).
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.tokenizer(), None);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn tokenizer(&self) -> Option<&'a str> {
         self.tokenizer
     }
 
     /// Alignment of the tensor data in bytes.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.alignment(), 32);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn alignment(&self) -> usize {
         self.layout.align()
     }
 
     /// Byte offset of the tensor data section in the file.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.data_offset() % file.alignment(), 0);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn data_offset(&self) -> usize {
         self.data_offset
     }
 
     /// The CRC-32 of the tensor data (checked).
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.crc32(), crc32fast::hash(file.weight_bytes()));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn crc32(&self) -> u32 {
         self.crc32
     }
 
     /// The brt format version the file was written in
     /// ([`crate::OLDEST_FORMAT_VERSION`] to [`crate::FORMAT_VERSION`]).
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(file.format_version(), brt_gguf::FORMAT_VERSION);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn format_version(&self) -> u32 {
         self.format_version
     }
 
     /// The file's bytes.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// assert_eq!(&file.bytes()[..4], b"GGUF");
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
 
     /// Every metadata key and value in file order, brt's and any other.
+    ///
+    /// ```
+    /// # let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+    /// let (key, value) = file.metadata().next().unwrap();
+    /// assert_eq!((key, value), ("general.architecture", brt_gguf::Value::Str("brt")));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn metadata(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
         let mut c = Cursor::new(&self.bytes[self.metadata_start..], self.metadata_start);
         // The table was read once by `parse`; it reads again.

@@ -11,8 +11,9 @@
 //!   tensor data;
 //! - one tensor per parameter, named as brt names them (`embed`, `final_norm`,
 //!   `layers.3.query`, ...), in the canonical order, all of one storage type
-//!   (f32, f16 or bf16), each starting at the next multiple of the alignment
-//!   (32 bytes).
+//!   (f32, f16 or bf16) or, in an 8-bit model, Q8_0 for the matrices (kernels
+//!   stored one row of blocks per output) and f32 for the rest, each starting at
+//!   the next multiple of the alignment (32 bytes).
 //!
 //! Because the tensors follow one another in canonical order, the data section
 //! *is* a weight buffer in the aligned layout ([`brt_core::WeightLayout::aligned`]):
@@ -77,12 +78,14 @@ pub const MAX_ALIGNMENT: usize = 1 << 16;
 /// Includes a model file in the program, aligned for in-place use (a plain
 /// `include_bytes!` is only byte-aligned). Evaluates to `&'static [u8]`.
 ///
-/// ```text
-/// static MODEL: &[u8] = brt_gguf::include_model!("tiny.gguf");
-/// let file = brt_gguf::ModelFile::parse(MODEL)?;
 /// ```
-///
-/// (`tests/include.rs` runs this on a file in the repository.)
+/// // The path is relative to the file that includes it.
+/// static MODEL: &[u8] = brt_gguf::include_model!("../tests/data/plain.gguf");
+/// assert_eq!(MODEL.as_ptr() as usize % 32, 0);
+/// let file = brt_gguf::ModelFile::parse(MODEL)?;
+/// assert_eq!(file.weight_bytes().as_ptr(), MODEL[file.data_offset()..].as_ptr());
+/// # Ok::<(), brt_gguf::GgufError>(())
+/// ```
 #[macro_export]
 macro_rules! include_model {
     ($path:expr) => {{
