@@ -635,6 +635,15 @@ impl<'a> TensorInfo<'a> {
 /// Little-endian `bytes` viewed in place as values of `dtype`, or `None` when
 /// they are not a whole number of values at an address aligned for the type, or
 /// `dtype` is Q8_0 (whose tensors differ in type).
+///
+/// ```
+/// use brt_core::{WeightData, WeightDtype};
+/// let words = [1.5f32.to_bits(), (-2.0f32).to_bits()];
+/// let bytes: &[u8] = bytemuck::cast_slice(&words);
+/// assert!(matches!(brt_gguf::weight_data(bytes, WeightDtype::F32), Some(WeightData::F32([1.5, -2.0]))));
+/// // Not a whole number of values.
+/// assert!(brt_gguf::weight_data(&bytes[..6], WeightDtype::F32).is_none());
+/// ```
 pub fn weight_data(bytes: &[u8], dtype: WeightDtype) -> Option<WeightData<'_>> {
     Some(match dtype {
         WeightDtype::F32 => WeightData::F32(bytemuck::try_cast_slice(bytes).ok()?),

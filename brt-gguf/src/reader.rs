@@ -55,6 +55,14 @@ pub enum Value<'a> {
 
 impl Value<'_> {
     /// The value as an unsigned integer, if it is a non-negative integer.
+    ///
+    /// ```
+    /// use brt_gguf::Value;
+    /// assert_eq!(Value::Uint(7).as_u64(), Some(7));
+    /// assert_eq!(Value::Int(7).as_u64(), Some(7));
+    /// assert_eq!(Value::Int(-1).as_u64(), None);
+    /// assert_eq!(Value::Str("7").as_u64(), None);
+    /// ```
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
             Value::Uint(v) => Some(v),
@@ -78,21 +86,81 @@ pub struct Array<'a> {
 
 impl<'a> Array<'a> {
     /// The GGUF type of the elements (see [`value_type`]).
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, WeightData, WeightLayout};
+    /// # let config = Config { states: 2, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(16, 8, 2, 4, 16, 2, 4) };
+    /// # let values = vec![0.5f32; WeightLayout::new(&config)?.len()];
+    /// # let bytes = brt_gguf::write(&config, None, WeightData::F32(&values))?;
+    /// # let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+    /// # bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
+    /// # let file = brt_gguf::ModelFile::parse(&bytemuck::cast_slice(&aligned)[..bytes.len()])?;
+    /// // The recurrent layers of a model with one, layer 1.
+    /// let recurrent = file.metadata().find(|(key, _)| *key == brt_gguf::keys::RECURRENT);
+    /// let Some((_, brt_gguf::Value::Array(layers))) = recurrent else { unreachable!() };
+    /// assert_eq!(layers.element_type(), brt_gguf::value_type::UINT32);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn element_type(&self) -> u32 {
         self.element_type
     }
 
     /// Number of elements.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, WeightData, WeightLayout};
+    /// # let config = Config { states: 2, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(16, 8, 2, 4, 16, 2, 4) };
+    /// # let values = vec![0.5f32; WeightLayout::new(&config)?.len()];
+    /// # let bytes = brt_gguf::write(&config, None, WeightData::F32(&values))?;
+    /// # let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+    /// # bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
+    /// # let file = brt_gguf::ModelFile::parse(&bytemuck::cast_slice(&aligned)[..bytes.len()])?;
+    /// // The recurrent layers of a model with one, layer 1.
+    /// let recurrent = file.metadata().find(|(key, _)| *key == brt_gguf::keys::RECURRENT);
+    /// let Some((_, brt_gguf::Value::Array(layers))) = recurrent else { unreachable!() };
+    /// assert_eq!(layers.len(), 1);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn len(&self) -> u64 {
         self.len
     }
 
     /// Whether the array has no elements.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, WeightData, WeightLayout};
+    /// # let config = Config { states: 2, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(16, 8, 2, 4, 16, 2, 4) };
+    /// # let values = vec![0.5f32; WeightLayout::new(&config)?.len()];
+    /// # let bytes = brt_gguf::write(&config, None, WeightData::F32(&values))?;
+    /// # let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+    /// # bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
+    /// # let file = brt_gguf::ModelFile::parse(&bytemuck::cast_slice(&aligned)[..bytes.len()])?;
+    /// // The recurrent layers of a model with one, layer 1.
+    /// let recurrent = file.metadata().find(|(key, _)| *key == brt_gguf::keys::RECURRENT);
+    /// let Some((_, brt_gguf::Value::Array(layers))) = recurrent else { unreachable!() };
+    /// assert!(!layers.is_empty());
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The elements in order.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, WeightData, WeightLayout};
+    /// # let config = Config { states: 2, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(16, 8, 2, 4, 16, 2, 4) };
+    /// # let values = vec![0.5f32; WeightLayout::new(&config)?.len()];
+    /// # let bytes = brt_gguf::write(&config, None, WeightData::F32(&values))?;
+    /// # let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+    /// # bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
+    /// # let file = brt_gguf::ModelFile::parse(&bytemuck::cast_slice(&aligned)[..bytes.len()])?;
+    /// // The recurrent layers of a model with one, layer 1.
+    /// let recurrent = file.metadata().find(|(key, _)| *key == brt_gguf::keys::RECURRENT);
+    /// let Some((_, brt_gguf::Value::Array(layers))) = recurrent else { unreachable!() };
+    /// assert_eq!(layers.iter().map(|v| v.as_u64()).collect::<Vec<_>>(), [Some(1)]);
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = Value<'a>> + 'a {
         let mut cursor = Cursor { bytes: self.encoded, pos: 0, base: self.offset };
         let (ty, depth) = (self.element_type, self.depth);

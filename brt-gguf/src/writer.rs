@@ -13,6 +13,15 @@ use brt_core::{ByteLayout, Config, GateKind, LayerSet, StateLayout, WeightData, 
 ///
 /// Tensors follow in canonical order, each at the next multiple of 32 bytes, so
 /// the reader can use the data where it lies.
+///
+/// ```
+/// use brt_core::{Config, WeightData, WeightDtype, WeightLayout};
+/// let config = Config::plain(16, 32, 1, 32, 32, 1, 4);
+/// let values = vec![0.5f32; WeightLayout::new(&config)?.len()];
+/// let bytes = brt_gguf::write(&config, Some("demo"), WeightData::F32(&values))?;
+/// assert_eq!(&bytes[..4], b"GGUF");
+/// # Ok::<(), brt_gguf::GgufError>(())
+/// ```
 pub fn write(config: &Config, name: Option<&str>, weights: WeightData<'_>) -> Result<Vec<u8>, GgufError> {
     let dtype = match weights {
         WeightData::F32(_) => WeightDtype::F32,
@@ -24,6 +33,17 @@ pub fn write(config: &Config, name: Option<&str>, weights: WeightData<'_>) -> Re
 
 /// [`write`], storing the parameters as `dtype`: rounded to nearest for f16 and
 /// bf16, quantized into blocks for Q8_0 (see [`brt_core::encoding`]).
+///
+/// ```
+/// use brt_core::{Config, WeightData, WeightDtype, WeightLayout};
+/// let config = Config::plain(16, 32, 1, 32, 32, 1, 4);
+/// let values = vec![0.5f32; WeightLayout::new(&config)?.len()];
+/// let f32s = brt_gguf::write(&config, None, WeightData::F32(&values))?;
+/// let q8 = brt_gguf::write_as(&config, None, WeightData::F32(&values), WeightDtype::Q8_0)?;
+/// // Every matrix here is whole blocks of 32: about 34/32 bytes a value, not 4.
+/// assert!(q8.len() * 3 < f32s.len());
+/// # Ok::<(), brt_gguf::GgufError>(())
+/// ```
 pub fn write_as(
     config: &Config,
     name: Option<&str>,
@@ -35,6 +55,18 @@ pub fn write_as(
 
 /// [`write_as`], also recording the tokenizer the model was trained with
 /// ([`keys::TOKENIZER`]).
+///
+/// ```
+/// use brt_core::{Config, WeightData, WeightDtype, WeightLayout};
+/// let config = Config::plain(16, 32, 1, 32, 32, 1, 4);
+/// let values = vec![0.5f32; WeightLayout::new(&config)?.len()];
+/// let bytes = brt_gguf::write_tagged(&config, None, Some("bytes"), WeightData::F32(&values), WeightDtype::F16)?;
+/// let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+/// bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
+/// let file = brt_gguf::ModelFile::parse(&bytemuck::cast_slice(&aligned)[..bytes.len()])?;
+/// assert_eq!((file.tokenizer(), file.dtype()), (Some("bytes"), WeightDtype::F16));
+/// # Ok::<(), brt_gguf::GgufError>(())
+/// ```
 pub fn write_tagged(
     config: &Config,
     name: Option<&str>,
