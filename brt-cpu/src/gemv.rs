@@ -307,28 +307,42 @@ const _: () = assert!(Q8_CHUNK / GEMV_MAX_ROWS >= Q8_0_BLOCK);
 unsafe fn one_row_q8<S: Simd>(row: &[u8], quants: &[i8], scales: &[f32]) -> S::V {
     // SAFETY: the caller's contract; `chunks_exact` keeps every block whole.
     unsafe {
+        let term =
+            |block: &[u8], b: usize, sum| block_term::<S>(block_scale::<S>(block), block, quants, scales, b, sum);
         let (mut even, mut odd) = (S::zero(), S::zero());
         let mut pairs = row.chunks_exact(2 * Q8_0_BLOCK_BYTES);
         for (p, pair) in pairs.by_ref().enumerate() {
-            even = block_term::<S>(&pair[..Q8_0_BLOCK_BYTES], quants, scales, 2 * p, even);
-            odd = block_term::<S>(&pair[Q8_0_BLOCK_BYTES..], quants, scales, 2 * p + 1, odd);
+            even = term(&pair[..Q8_0_BLOCK_BYTES], 2 * p, even);
+            odd = term(&pair[Q8_0_BLOCK_BYTES..], 2 * p + 1, odd);
         }
         if !pairs.remainder().is_empty() {
-            even = block_term::<S>(pairs.remainder(), quants, scales, row.len() / Q8_0_BLOCK_BYTES - 1, even);
+            even = term(pairs.remainder(), row.len() / Q8_0_BLOCK_BYTES - 1, even);
         }
         S::add(even, odd)
     }
 }
 
-/// `sum + d_w d_x (q_w . q_x)` for weight block `block` and input block `b`.
+/// A weight block's scale `d_w` in every lane.
 ///
 /// # Safety
-/// As [`one_row_q8`], with input block `b` present.
+/// `block` holds at least its 2 scale bytes; the CPU must support `S`.
 #[inline(always)]
-unsafe fn block_term<S: Simd>(block: &[u8], quants: &[i8], scales: &[f32], b: usize, sum: S::V) -> S::V {
+unsafe fn block_scale<S: Simd>(block: &[u8]) -> S::V {
+    // SAFETY: the caller's contract.
+    unsafe { S::splat_f16(u16::from_le_bytes([block[0], block[1]])) }
+}
+
+/// `sum + d_w d_x (q_w . q_x)` for weight block `block` (scale `d_w`, from
+/// [`block_scale`]) and input block `b`.
+///
+/// # Safety
+/// `block` is a whole 34-byte block, `quants` holds input block `b`'s 32
+/// values and `scales` its scale; the CPU must support `S`.
+#[inline(always)]
+unsafe fn block_term<S: Simd>(d_w: S::V, block: &[u8], quants: &[i8], scales: &[f32], b: usize, sum: S::V) -> S::V {
     // SAFETY: the caller's contract.
     unsafe {
-        let d = S::mul(S::splat_f16(u16::from_le_bytes([block[0], block[1]])), S::splat(scales[b]));
+        let d = S::mul(d_w, S::splat(scales[b]));
         S::fma(d, S::dot_q8(block.as_ptr().add(2) as *const i8, quants.as_ptr().add(b * Q8_0_BLOCK)), sum)
     }
 }
@@ -384,12 +398,9 @@ fn out_in_q8<S: Simd>(g: &Gemm<'_>, w: WSlice<'_>, ld: usize, cols: Range<usize>
                 let sums = unsafe {
                     let mut sums = [S::zero(); GEMV_MAX_ROWS];
                     for (b, block) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
-                        let d_w = S::splat_f16(u16::from_le_bytes([block[0], block[1]]));
-                        let q_w = block.as_ptr().add(2) as *const i8;
+                        let d_w = block_scale::<S>(block);
                         for (i, sum) in sums.iter_mut().enumerate().take(m) {
-                            let at = i * blocks_per_row + b;
-                            let d = S::mul(d_w, S::splat(scales[at]));
-                            *sum = S::fma(d, S::dot_q8(q_w, quants.as_ptr().add(at * Q8_0_BLOCK)), *sum);
+                            *sum = block_term::<S>(d_w, block, quants, scales, i * blocks_per_row + b, *sum);
                         }
                     }
                     sums

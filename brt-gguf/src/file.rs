@@ -302,7 +302,7 @@ impl<'a> ModelFile<'a> {
             }
         }
         let dtype = dtype.unwrap_or(WeightDtype::F32);
-        if dtype == WeightDtype::Q8_0 && format_version < 2 {
+        if dtype == WeightDtype::Q8_0 && format_version < TRANSPOSED_Q8_0_KERNELS {
             return Err(GgufError::OldQ8_0);
         }
         let layout = ByteLayout::new(&config, dtype, alignment)?;
@@ -592,6 +592,10 @@ impl<'a> ModelFile<'a> {
         })
     }
 }
+
+/// The first format version that stores Q8_0 kernels one row of blocks per
+/// output (and computes them in 8-bit integers).
+const TRANSPOSED_Q8_0_KERNELS: u32 = 2;
 
 const UNKNOWN_TYPE: &str = "a storage type other than f32 (0), f16 (1), bf16 (30) or q8_0 (8)";
 

@@ -220,7 +220,8 @@ impl<M: HostMemory, R: Real> Kernels for Reference<M, R> {
         for (xr, yr) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
             // With Q8_0 weights the input is quantized in blocks along k first
             // (the product's arithmetic, `quantize_activations`): each value
-            // becomes d * q, exactly, in f64.
+            // becomes d * q, exactly, in f64. Each block is quantized again for
+            // every output: the oracle holds no buffer as long as a row.
             let mut input = |i: usize, quantized: &mut [f64; Q8_0_BLOCK]| -> f64 {
                 if !w.is_q8_0() {
                     return at(xr, i);

@@ -232,8 +232,9 @@ pub(crate) trait Simd: Copy {
         // SAFETY: forwarded contract (`splat` has no requirement beyond the level).
         unsafe { Self::splat(half::f16::from_bits(bits).to_f32()) }
     }
-    /// The dot product of one Q8_0 block's 32 quants `w` with 32 quantized
-    /// inputs `x` (each in -127..=127), in exact integer arithmetic, returned as
+    /// The dot product of one Q8_0 block's 32 quants `w` (any byte, as a file
+    /// may hold -128) with 32 quantized inputs `x` (each in -127..=127,
+    /// `quantize_activations` clamps them), in exact integer arithmetic, returned as
     /// partial sums in the lanes (their total is the dot product; every partial
     /// sum is below 2^24, so exact in f32).
     unsafe fn dot_q8(w: *const i8, x: *const i8) -> Self::V;
