@@ -74,6 +74,14 @@ pub fn forward_flops_per_token(c: &Config) -> f64 {
     per_token + per_block / w
 }
 
+/// Floating-point operations of training per token: the forward's, and twice
+/// that for the backward (every product has two in the backward, the gradients
+/// of its input and of its weights; attention's two products have four). The
+/// optimizer (about ten operations per parameter per step) is left out.
+pub fn training_flops_per_token(c: &Config) -> f64 {
+    3.0 * forward_flops_per_token(c)
+}
+
 /// What to run.
 #[derive(Clone, Copy, Debug)]
 pub struct BenchSpec {
@@ -265,6 +273,117 @@ impl BackendJob for BenchJob<'_> {
             bandwidth_gbs,
             weight_bytes,
             bandwidth_ratios,
+        })
+    }
+}
+
+/// What a training benchmark runs: `steps` training steps of `batch` rows x
+/// `segment` tokens per repetition.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainBenchSpec {
+    /// Rows side by side.
+    pub batch: usize,
+    /// Tokens per row per step.
+    pub segment: usize,
+    /// Steps per repetition.
+    pub steps: u64,
+    /// Timed repetitions (the median is reported).
+    pub repetitions: usize,
+    /// Side of the square product timed for the backend's own GEMM rate (0: skip).
+    pub gemm_size: usize,
+}
+
+/// Measured training figures: the stream's figures (tokens/s and GFLOP/s of the
+/// training arithmetic, [`training_flops_per_token`]) and the share of the time
+/// each phase of a step took.
+#[derive(Clone, Debug)]
+pub struct TrainBenchResult {
+    /// Tokens/s, GFLOP/s and the same-run GEMM ratios.
+    pub rate: BenchResult,
+    /// Seconds of the timed steps in the forward, backward and update phases.
+    pub phases: crate::train::PhaseSeconds,
+}
+
+/// Trains a model on random tokens (full AdamW steps: forward, loss, backward,
+/// clipping, update) and times it, with the backend's GEMM timed before every
+/// repetition.
+pub struct TrainBenchJob<'a> {
+    /// The starting model (f32; training keeps f32 master weights).
+    pub weights: &'a ModelWeights,
+    /// What to run.
+    pub spec: TrainBenchSpec,
+}
+
+impl crate::backend::TrainingJob for TrainBenchJob<'_> {
+    type Output = TrainBenchResult;
+
+    fn run<G: brt_core::Gradients>(self, g: G) -> Result<TrainBenchResult>
+    where
+        Error: From<G::Error>,
+    {
+        use crate::train::data::Corpus;
+        use crate::train::optim::{Decay, Schedule};
+        use crate::train::{TrainOptions, Trainer};
+        let spec = self.spec;
+        if spec.batch == 0 || spec.segment == 0 || spec.steps == 0 {
+            return Err(Error::Invalid("batch, segment and steps must be positive".into()));
+        }
+        let config = *self.weights.config();
+        // Documents long enough that no row restarts one during the run, so every
+        // step does the same work (random ids: the loss stays near ln V).
+        let steps_in_all = spec.steps * spec.repetitions.max(1) as u64 + 1;
+        let length = (steps_in_all as usize * spec.segment + 1).min(1 << 22);
+        let mut rng = brt_core::init::SplitMix64::new(1);
+        let documents = (0..spec.batch)
+            .map(|_| (0..length).map(|_| (rng.next_u64() % config.vocab as u64) as u32).collect())
+            .collect();
+        let corpus = Corpus { documents, names: vec![std::path::PathBuf::from("random"); spec.batch] };
+        let options = TrainOptions {
+            batch: spec.batch,
+            segment: spec.segment,
+            steps: steps_in_all,
+            schedule: Schedule { peak: 1e-4, floor: 1e-4, warmup: 0, total: steps_in_all, decay: Decay::Cosine },
+            clip: 1.0,
+            weight_decay: 0.1,
+            seed: 1,
+        };
+        let mut trainer = Trainer::new(g, self.weights, options)?;
+        trainer.step(&corpus)?; // warm-up: the tape's buffers are allocated once
+        let warm = trainer.phase_seconds();
+        let tokens = (spec.steps as usize * spec.batch * spec.segment) as f64;
+        let flops = training_flops_per_token(&config);
+        let (mut seconds, mut gemm_gflops, mut gemm_ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..spec.repetitions.max(1) {
+            let gemm = if spec.gemm_size > 0 { Some(backend_gemm_rate(trainer.backend(), spec.gemm_size)?) } else { None };
+            let start = Instant::now();
+            for _ in 0..spec.steps {
+                trainer.step(&corpus)?;
+            }
+            let t = start.elapsed().as_secs_f64();
+            seconds.push(t);
+            if let Some(g) = gemm {
+                gemm_gflops.push(g);
+                gemm_ratios.push(tokens * flops / t / 1e9 / g);
+            }
+        }
+        let all = trainer.phase_seconds();
+        let t = median(&seconds);
+        Ok(TrainBenchResult {
+            rate: BenchResult {
+                tokens_per_second: tokens / t,
+                gflops: tokens * flops / t / 1e9,
+                seconds,
+                gemm_gflops,
+                gemm_ratios,
+                bandwidth_gbs: Vec::new(),
+                weight_bytes: 0,
+                bandwidth_ratios: Vec::new(),
+            },
+            phases: crate::train::PhaseSeconds {
+                forward: all.forward - warm.forward,
+                backward: all.backward - warm.backward,
+                update: all.update - warm.update,
+            },
         })
     }
 }

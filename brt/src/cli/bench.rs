@@ -1,7 +1,11 @@
-//! `brt bench --config small|paper`: tokens/s and achieved GFLOP/s of a stream.
+//! `brt bench --config small|paper`: tokens/s and achieved GFLOP/s of a stream,
+//! of generation (`--decode`) or of training (`--train`).
 
 use super::parse_backend;
-use brt::bench::{forward_flops_per_token, named_config, random_loaded_model, spread, BenchJob, BenchSpec};
+use brt::bench::{
+    forward_flops_per_token, named_config, random_loaded_model, spread, training_flops_per_token, BenchJob, BenchResult,
+    BenchSpec, TrainBenchJob, TrainBenchSpec,
+};
 use brt::{BackendKind, Error};
 use clap::Args;
 
@@ -26,17 +30,27 @@ pub struct BenchArgs {
     /// Tokens streamed per document per repetition (default 8192; 64 with --decode).
     #[arg(long)]
     tokens: Option<usize>,
-    /// Documents side by side.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
-    /// Tokens per document per call.
-    #[arg(long, default_value_t = 2048)]
-    chunk: usize,
+    /// Documents side by side (default 1; 8 with --train).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Tokens per document per call (default 2048); with --train, tokens per
+    /// row per training step (default 256).
+    #[arg(long)]
+    chunk: Option<usize>,
     /// Generation: one token per call (overrides --chunk), with the bytes of
     /// weights read per second against the memory bandwidth measured in the
     /// same run (each repetition reads 512 MiB first, on --threads threads).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "train")]
     decode: bool,
+    /// Training: full steps (forward, loss, backward, clipping, AdamW update) on
+    /// random tokens, reported as tokens/s, GFLOP/s of the training arithmetic
+    /// (three times the forward's) and the ratio to the same-run GEMM, with the
+    /// share of each phase. Weights are f32 (training keeps f32 master weights).
+    #[arg(long, conflicts_with_all = ["dtype", "tokens"])]
+    train: bool,
+    /// Training steps per repetition (with --train).
+    #[arg(long, default_value_t = 8, requires = "train")]
+    steps: u64,
     /// Timed repetitions (the median is reported).
     #[arg(long, default_value_t = 3)]
     repetitions: usize,
@@ -51,16 +65,45 @@ pub struct BenchArgs {
     json: bool,
 }
 
-pub fn run(args: BenchArgs) -> Result<(), Error> {
-    let tokens = args.tokens.unwrap_or(if args.decode { 64 } else { 8192 });
-    let chunk = if args.decode { 1 } else { args.chunk };
-    if tokens == 0 || args.batch == 0 || chunk == 0 {
-        return Err(Error::Invalid("--tokens, --batch and --chunk must be positive".into()));
+/// The measured figures' smallest, median and largest value and each of them, as
+/// JSON (nothing when not measured).
+fn measured(values: &[f64]) -> Option<serde_json::Value> {
+    let (min, median, max) = spread(values);
+    (!values.is_empty()).then(|| serde_json::json!({"min": min, "median": median, "max": max, "each": values}))
+}
+
+/// The line that compares the model's rate with the GEMM's of the same run.
+fn gemm_line(result: &BenchResult, size: usize) -> String {
+    if result.gemm_ratios.is_empty() {
+        return String::new();
     }
+    let (gemm, ratio) = (spread(&result.gemm_gflops), spread(&result.gemm_ratios));
+    format!(
+        "  {:.1} GFLOP/s single-precision GEMM ({size}x{size}x{size}, before each repetition; {:.1} to {:.1}); \
+         ratio {:.0}% ({:.0}% to {:.0}%)\n",
+        gemm.1,
+        gemm.0,
+        gemm.2,
+        100.0 * ratio.1,
+        100.0 * ratio.0,
+        100.0 * ratio.2,
+    )
+}
+
+pub fn run(args: BenchArgs) -> Result<(), Error> {
     let (weights, name) = match &args.model {
         Some(path) => (super::open(Some(path), super::ModelOptions::default())?, path.display().to_string()),
         None => (random_loaded_model(&named_config(&args.config)?, args.dtype.into(), 0)?, args.config.clone()),
     };
+    if args.train {
+        return run_training(&args, &weights.to_weights()?, &name);
+    }
+    let tokens = args.tokens.unwrap_or(if args.decode { 64 } else { 8192 });
+    let chunk = if args.decode { 1 } else { args.chunk.unwrap_or(2048) };
+    let batch = args.batch.unwrap_or(1);
+    if tokens == 0 || batch == 0 || chunk == 0 {
+        return Err(Error::Invalid("--tokens, --batch and --chunk must be positive".into()));
+    }
     let config = *weights.config();
     let dtype = weights.dtype();
     // The bandwidth is read on as many threads as the model runs on, but never
@@ -68,7 +111,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if args.threads == 0 { cores } else { args.threads.min(cores) };
     let spec = BenchSpec {
-        batch: args.batch,
+        batch,
         tokens,
         chunk,
         repetitions: args.repetitions,
@@ -78,11 +121,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
     let options = brt::backend::BackendOptions::for_config(&config, args.threads);
     let result = brt::backend::run_on_with(args.backend, options, BenchJob { weights: &weights, spec })?;
     let flops = forward_flops_per_token(&config);
-    let (gemm, gemm_ratio) = (spread(&result.gemm_gflops), spread(&result.gemm_ratios));
     let (bandwidth, bandwidth_ratio) = (spread(&result.bandwidth_gbs), spread(&result.bandwidth_ratios));
-    let measured = |v: &[f64], s: (f64, f64, f64)| {
-        (!v.is_empty()).then(|| serde_json::json!({"min": s.0, "median": s.1, "max": s.2, "each": v}))
-    };
     let text = if args.json {
         format!(
             "{:#}\n",
@@ -90,7 +129,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
                 "config": name,
                 "backend": args.backend.name(),
                 "threads": args.threads,
-                "batch": args.batch,
+                "batch": batch,
                 "tokens": tokens,
                 "chunk": chunk,
                 "dtype": dtype.name(),
@@ -98,11 +137,11 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
                 "seconds": result.seconds,
                 "tokens_per_second": result.tokens_per_second,
                 "gflops": result.gflops,
-                "backend_gemm_gflops": measured(&result.gemm_gflops, gemm),
-                "ratio_to_gemm": measured(&result.gemm_ratios, gemm_ratio),
+                "backend_gemm_gflops": measured(&result.gemm_gflops),
+                "ratio_to_gemm": measured(&result.gemm_ratios),
                 "weight_bytes": result.weight_bytes,
-                "memory_gbs": measured(&result.bandwidth_gbs, bandwidth),
-                "ratio_to_bandwidth": measured(&result.bandwidth_ratios, bandwidth_ratio),
+                "memory_gbs": measured(&result.bandwidth_gbs),
+                "ratio_to_bandwidth": measured(&result.bandwidth_ratios),
             })
         )
     } else {
@@ -111,7 +150,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
             name,
             args.backend,
             args.threads,
-            args.batch,
+            batch,
             tokens,
             chunk,
             dtype.name()
@@ -119,19 +158,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         text += &format!("  {:.0} tokens/s (median of {})\n", result.tokens_per_second, result.seconds.len());
         text +=
             &format!("  {:.1} GFLOP/s of the model's arithmetic ({:.1} MFLOP per token)\n", result.gflops, flops / 1e6);
-        if !result.gemm_ratios.is_empty() {
-            text += &format!(
-                "  {:.1} GFLOP/s single-precision GEMM ({n}x{n}x{n}, before each repetition; {:.1} to {:.1}); \
-                 ratio {:.0}% ({:.0}% to {:.0}%)\n",
-                gemm.1,
-                gemm.0,
-                gemm.2,
-                100.0 * gemm_ratio.1,
-                100.0 * gemm_ratio.0,
-                100.0 * gemm_ratio.2,
-                n = args.gemm_size
-            );
-        }
+        text += &gemm_line(&result, args.gemm_size);
         if !result.bandwidth_ratios.is_empty() {
             text += &format!(
                 "  {:.1} MB of weights read per call; memory reads {:.1} GB/s ({:.1} to {:.1}, before each \
@@ -145,6 +172,68 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
                 100.0 * bandwidth_ratio.2
             );
         }
+        text
+    };
+    super::print(&text);
+    Ok(())
+}
+
+/// `brt bench --train`: training steps on random tokens.
+fn run_training(args: &BenchArgs, weights: &brt::weights::ModelWeights, name: &str) -> Result<(), Error> {
+    let config = *weights.config();
+    let spec = TrainBenchSpec {
+        batch: args.batch.unwrap_or(8),
+        segment: args.chunk.unwrap_or(256),
+        steps: args.steps,
+        repetitions: args.repetitions,
+        gemm_size: args.gemm_size,
+    };
+    if spec.batch == 0 || spec.segment == 0 || spec.steps == 0 {
+        return Err(Error::Invalid("--batch, --chunk and --steps must be positive".into()));
+    }
+    let options = brt::backend::BackendOptions::for_config(&config, args.threads);
+    let result = brt::backend::run_training_on(args.backend, options, TrainBenchJob { weights, spec })?;
+    let flops = training_flops_per_token(&config);
+    let phases = result.phases;
+    let total = (phases.forward + phases.backward + phases.update).max(f64::MIN_POSITIVE);
+    let rate = &result.rate;
+    let text = if args.json {
+        format!(
+            "{:#}\n",
+            serde_json::json!({
+                "config": name,
+                "backend": args.backend.name(),
+                "threads": args.threads,
+                "batch": spec.batch,
+                "segment": spec.segment,
+                "steps": spec.steps,
+                "training_flops_per_token": flops,
+                "seconds": rate.seconds,
+                "tokens_per_second": rate.tokens_per_second,
+                "gflops": rate.gflops,
+                "backend_gemm_gflops": measured(&rate.gemm_gflops),
+                "ratio_to_gemm": measured(&rate.gemm_ratios),
+                "phase_seconds": {"forward": phases.forward, "backward": phases.backward, "update": phases.update},
+            })
+        )
+    } else {
+        let mut text = format!(
+            "training {name} on {} (threads {}, batch {}, segment {}, {} steps per repetition, f32)\n",
+            args.backend, args.threads, spec.batch, spec.segment, spec.steps
+        );
+        text += &format!("  {:.0} tokens/s (median of {})\n", rate.tokens_per_second, rate.seconds.len());
+        text += &format!(
+            "  {:.1} GFLOP/s of the training arithmetic ({:.1} MFLOP per token: forward + backward)\n",
+            rate.gflops,
+            flops / 1e6
+        );
+        text += &gemm_line(rate, args.gemm_size);
+        text += &format!(
+            "  time: forward {:.0}%, backward {:.0}%, update {:.0}%\n",
+            100.0 * phases.forward / total,
+            100.0 * phases.backward / total,
+            100.0 * phases.update / total
+        );
         text
     };
     super::print(&text);

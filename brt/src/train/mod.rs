@@ -88,6 +88,21 @@ pub struct Trainer<G: Gradients> {
     pub history: Vec<StepReport>,
     /// Every held-out evaluation.
     pub evaluations: Vec<EvalReport>,
+    /// Where this trainer's steps spent their time (not saved in checkpoints).
+    phases: PhaseSeconds,
+}
+
+/// Seconds spent in each phase of the steps taken so far: the recorded forward
+/// (with the loss), the backward (with the weight gradient) and the update
+/// (clipping, AdamW, writing the weights to the backend).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseSeconds {
+    /// Forward and loss.
+    pub forward: f64,
+    /// Backward through the tape and the weight gradient.
+    pub backward: f64,
+    /// Clipping, the optimizer and handing the new weights to the backend.
+    pub update: f64,
 }
 
 impl<G: Gradients> std::fmt::Debug for Trainer<G> {
@@ -144,6 +159,7 @@ where
             options,
             history: Vec::new(),
             evaluations: Vec::new(),
+            phases: PhaseSeconds::default(),
         })
     }
 
@@ -158,6 +174,17 @@ where
     /// Continues to `steps` in all (e.g. to extend a finished run).
     pub fn set_total_steps(&mut self, steps: u64) {
         self.options.steps = steps;
+    }
+
+    /// Where the steps taken so far spent their time.
+    pub fn phase_seconds(&self) -> PhaseSeconds {
+        self.phases
+    }
+
+    /// The backend the trainer computes on (e.g. to time its own products
+    /// between steps; work done on it directly is not recorded).
+    pub fn backend(&mut self) -> &mut G {
+        self.engine.kernels().inner()
     }
 
     /// The model as it is now.
@@ -211,16 +238,22 @@ where
             }
             Ok(())
         };
+        let started = std::time::Instant::now();
         self.engine.kernels().start();
         let forward = self.session.feed_rows(&mut self.engine, &rows, &segment.resets, Some(&mut reader));
         self.engine.kernels().stop();
         forward?;
+        self.engine.kernels().inner().sync()?;
+        let forward_done = std::time::Instant::now();
+        self.phases.forward += (forward_done - started).as_secs_f64();
         self.step += 1;
         let lr = self.options.schedule.rate(self.step);
         let mut grad_norm = 0.0;
         if predicted > 0 {
             self.engine.backward(&self.session, &self.seed)?;
             self.engine.weight_gradient(&mut self.grad)?;
+            let backward_done = std::time::Instant::now();
+            self.phases.backward += (backward_done - forward_done).as_secs_f64();
             grad_norm = clip_by_global_norm(&mut self.grad, self.options.clip);
             if !grad_norm.is_finite() {
                 return Err(Error::Invalid(format!(
@@ -230,6 +263,8 @@ where
             }
             self.optimizer.update(&mut self.params, &self.grad, &self.decays, lr);
             self.engine.set_weights(WeightData::F32(&self.params))?;
+            self.engine.kernels().inner().sync()?;
+            self.phases.update += backward_done.elapsed().as_secs_f64();
         }
         let report = StepReport { step: self.step, loss: loss / predicted.max(1) as f64, predicted, lr, grad_norm };
         self.history.push(report);
