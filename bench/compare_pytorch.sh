@@ -12,10 +12,10 @@
 # (8 x 256 by default, brt's defaults for `small`) from the Shakespeare corpus
 # (data/plays/train, fetched by scripts/fetch-corpora.sh when missing), carrying
 # the recurrent state and caches from step to step, with gradient clipping at 1
-# and AdamW; tokens/s = steps * batch * segment / seconds of the training loop.
-# brt is `brt train --preset small --backend cpu`; its loop time includes its
-# first step and the final checkpoint write (evaluation and intermediate
-# checkpoints are off). The peer is bench/peer_train.py.
+# and AdamW; tokens/s = steps * batch * segment / seconds of the training steps.
+# brt is `brt train --preset small --backend cpu`, timed in its steps alone (its
+# first step included; its final checkpoint and model writes are not, as the
+# peer writes none). The peer is bench/peer_train.py.
 #
 # The peer runs in its own virtual environment, bench/.venv (git-ignored),
 # created on first use. PyPI's torch wheel for Linux is the CUDA build (several
@@ -114,8 +114,9 @@ for threads in $THREADS; do
             --eval-every 1000000 --checkpoint-every 1000000 --out "$out/brt" >"$out/stdout" 2>/dev/null; } 2>&1 )
         brt_cpu=$(awk '{printf "%.3f", $1 + $2}' <<<"$brt_cpu")
         ours=$(tail -n 1 "$out/stdout")
-        # "trained N steps in S s (R tokens/s); ..." -> "... = R tokens/s"
-        ours_rate=$(sed -E 's/.*\(([0-9.]+) tokens\/s\).*/\1/' <<<"$ours")
+        # "trained N steps in S s (R tokens/s; Q tokens/s in the steps alone, ...)" -> Q: the
+        # steps alone, as the peer times its loop (no checkpoint or model written).
+        ours_rate=$(sed -E 's/.*; ([0-9.]+) tokens\/s in the steps alone.*/\1/' <<<"$ours")
         echo "  round $round: brt ${ours%%;*} = $ours_rate tokens/s (process CPU time $brt_cpu s, whole run)"
         peer_rates+=("$(rate "$peer")")
         ours_rates+=("$ours_rate")

@@ -239,8 +239,12 @@ impl TrainingJob for TrainRun<'_> {
         let started = Instant::now();
         let first_step = trainer.step_count();
         let mut recent = Vec::new();
+        // Time in the training steps alone (not in evaluations or checkpoints).
+        let mut stepping = 0f64;
         while trainer.step_count() < total {
+            let step_started = Instant::now();
             let report = trainer.step(&self.corpus)?;
+            stepping += step_started.elapsed().as_secs_f64();
             recent.push(report.loss);
             if recent.len() > 50 {
                 recent.remove(0);
@@ -278,8 +282,10 @@ impl TrainingJob for TrainRun<'_> {
         let seconds = started.elapsed().as_secs_f64();
         let steps = trainer.step_count() - first_step;
         super::print(&format!(
-            "trained {steps} steps in {seconds:.0} s ({:.0} tokens/s); model, checkpoint and loss curve in {}\n",
+            "trained {steps} steps in {seconds:.0} s ({:.0} tokens/s; {:.0} tokens/s in the steps alone, without \
+             evaluations and checkpoints); model, checkpoint and loss curve in {}\n",
             steps as f64 * tokens_per_step / seconds.max(1e-9),
+            steps as f64 * tokens_per_step / stepping.max(1e-9),
             args.out.display()
         ));
         Ok(())
