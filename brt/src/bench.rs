@@ -354,7 +354,8 @@ impl crate::backend::TrainingJob for TrainBenchJob<'_> {
         let flops = training_flops_per_token(&config);
         let (mut seconds, mut gemm_gflops, mut gemm_ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..spec.repetitions.max(1) {
-            let gemm = if spec.gemm_size > 0 { Some(backend_gemm_rate(trainer.backend(), spec.gemm_size)?) } else { None };
+            let gemm =
+                if spec.gemm_size > 0 { Some(backend_gemm_rate(trainer.backend(), spec.gemm_size)?) } else { None };
             let start = Instant::now();
             for _ in 0..spec.steps {
                 trainer.step(&corpus)?;

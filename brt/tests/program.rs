@@ -420,6 +420,47 @@ fn bench_decode_reports_ratios_measured_in_the_same_run() {
     assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
 }
 
+/// `brt bench --train`: full training steps of `--batch` rows x `--chunk` tokens;
+/// tokens/s over the median repetition, GFLOP/s of three times the forward's
+/// arithmetic, a GEMM ratio per repetition, and phase times that fit inside the
+/// timed repetitions.
+#[test]
+fn bench_train_reports_training_rates_and_phases() {
+    let args = ["bench", "--config", "tiny", "--train", "--batch", "2", "--chunk", "32", "--steps", "3"];
+    let mut args: Vec<&OsStr> = args.iter().map(|s| os(s)).collect();
+    args.extend(["--repetitions", "3", "--gemm-size", "64", "--threads", "1", "--json"].map(os));
+    let (code, out, err) = run_brt(&args);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        (json["batch"].as_u64(), json["segment"].as_u64(), json["steps"].as_u64()),
+        (Some(2), Some(32), Some(3))
+    );
+    let config = brt::bench::named_config("tiny").unwrap();
+    let flops = 3.0 * brt::bench::forward_flops_per_token(&config);
+    assert_eq!(json["training_flops_per_token"].as_f64(), Some(flops));
+    let mut seconds: Vec<f64> = json["seconds"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect();
+    assert_eq!(seconds.len(), 3);
+    let tokens = (3 * 2 * 32) as f64;
+    let each = |field: &str, i: usize| json[field]["each"][i].as_f64().unwrap();
+    for (i, &t) in seconds.iter().enumerate() {
+        let want = tokens * flops / t / 1e9 / each("backend_gemm_gflops", i);
+        assert!((each("ratio_to_gemm", i) - want).abs() <= 1e-9 * want, "repetition {i}: {json}");
+    }
+    seconds.sort_by(f64::total_cmp);
+    let rate = json["tokens_per_second"].as_f64().unwrap();
+    assert!((rate - tokens / seconds[1]).abs() <= 1e-9 * rate, "{json}");
+    let gflops = json["gflops"].as_f64().unwrap();
+    assert!((gflops - rate * flops / 1e9).abs() <= 1e-9 * gflops, "{json}");
+    let phase = |name: &str| json["phase_seconds"][name].as_f64().unwrap();
+    let (forward, backward, update) = (phase("forward"), phase("backward"), phase("update"));
+    assert!(forward > 0.0 && backward > 0.0 && update > 0.0, "{json}");
+    assert!(forward + backward + update <= seconds.iter().sum::<f64>(), "{json}");
+    // Generation and training are different measurements.
+    let (code, _, err) = run_brt(&[os("bench"), os("--train"), os("--decode")]);
+    assert_eq!(code, 2, "{err}");
+}
+
 /// `brt bench --model M` measures the user's own model, in its own storage type.
 #[test]
 fn bench_measures_a_given_model() {

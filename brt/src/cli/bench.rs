@@ -3,8 +3,8 @@
 
 use super::parse_backend;
 use brt::bench::{
-    forward_flops_per_token, named_config, random_loaded_model, spread, training_flops_per_token, BenchJob, BenchResult,
-    BenchSpec, TrainBenchJob, TrainBenchSpec,
+    forward_flops_per_token, named_config, random_loaded_model, spread, training_flops_per_token, BenchJob,
+    BenchResult, BenchSpec, TrainBenchJob, TrainBenchSpec,
 };
 use brt::{BackendKind, Error};
 use clap::Args;
