@@ -39,7 +39,15 @@ pub(crate) const fn round_up(x: usize, unit: usize) -> usize {
 pub(crate) const fn scratch_len(t: &Tiles, (mr, nr): (usize, usize), max_dh: usize) -> u64 {
     let (qt, kt, mr, dh) = (t.attention_queries as u64, t.attention_keys as u64, mr as u64, max_dh as u64);
     let dh_pad = round_up(max_dh, nr) as u64;
-    qt * dh + kt * dh + dh_pad * kt + qt * kt + mr * kt + qt * dh_pad + 2 * qt + BIAS_TABLE as u64
+    let tiled = qt * dh + kt * dh + dh_pad * kt + qt * kt + mr * kt + qt * dh_pad + 2 * qt + BIAS_TABLE as u64;
+    // The one-query path: per head of a group, a row of scores, the output
+    // accumulator, the running maximum and sum, and the bias table.
+    let one_query = GROUP_HEADS as u64 * (kt + dh_pad + 2 + BIAS_TABLE as u64);
+    if tiled > one_query {
+        tiled
+    } else {
+        one_query
+    }
 }
 
 /// One checked attention call, with the backend's (checked) tiles.
@@ -52,6 +60,8 @@ pub(crate) struct AttnCall<'a> {
     pub bias: Option<WSlice<'a>>,
     pub out: SendPtr,
     pub desc: Attention,
+    /// Threads the backend runs the tasks on.
+    pub workers: usize,
 }
 
 impl AttnCall<'_> {
@@ -59,9 +69,31 @@ impl AttnCall<'_> {
     pub fn tiles(&self) -> usize {
         self.desc.queries().div_ceil(self.tiles.attention_queries)
     }
+    /// Whether the call takes the one-query path (a few queries per row).
+    fn one_query(&self) -> bool {
+        self.desc.queries() <= FEW_QUERIES
+    }
+    /// Groups of heads per row on the one-query path: at most `GROUP_HEADS`
+    /// heads each, and two groups per thread where there are heads enough (the
+    /// calls are short: more tasks than threads balance the threads' finishing
+    /// times). One thread takes a row's heads in one group.
+    fn head_groups(&self) -> usize {
+        let heads = self.desc.heads();
+        let threads_per_row = self.workers.div_ceil(self.desc.batch().max(1));
+        let fewest = heads.div_ceil(GROUP_HEADS);
+        if threads_per_row <= 1 {
+            fewest
+        } else {
+            fewest.max(heads.min(2 * threads_per_row))
+        }
+    }
     /// Tasks of the call.
     pub fn tasks(&self) -> usize {
-        self.desc.batch() * self.desc.heads() * self.tiles()
+        if self.one_query() {
+            self.desc.batch() * self.head_groups()
+        } else {
+            self.desc.batch() * self.desc.heads() * self.tiles()
+        }
     }
 }
 
@@ -87,11 +119,17 @@ impl WithSimd for AttnTask<'_, '_> {
     }
 }
 
-/// Query tiles of at most this many queries (one token per call) take the
+/// Calls of at most this many queries per row (one token per call) take the
 /// one-query path: it streams the keys and values straight from the cache, where
 /// the tiled path would pack them for micro-kernels whose rows would mostly be
 /// padding.
 const FEW_QUERIES: usize = 4;
+
+/// Heads one task of the one-query path takes together. A cached position's keys
+/// (and values) of all heads are one contiguous row, and the positions follow each
+/// other: reading a group of heads position by position streams the cache in
+/// memory order, where one head at a time reads a short run of every row.
+const GROUP_HEADS: usize = 8;
 
 /// The scale and bias logits of one query's keys `vl..vh` of a tile (`row`), then
 /// the online softmax: the running maximum and sum move on, and `acc` (the
@@ -137,13 +175,17 @@ fn softmax_step<S: Simd>(
     *row_max = new_max;
 }
 
-/// One query's attention over keys `lo..hi`, read in place (rows of stride `ld`
-/// from `col0`), into `acc` (its first `dh` values, normalised): per tile of
-/// keys, the scores are dot products, then [`softmax_step`], then `acc += p v`
-/// key by key. The same algebra as the tiled path, summed in another order.
+/// One query's attention for a group of heads over keys `lo..hi`, read in place
+/// (rows of stride `ld`; head `g` of the group at column `col0 + g dh`), into
+/// `acc` (`dh_pad` values per head, normalised): per tile of keys, the scores are
+/// dot products key by key (all the group's heads of one key, then the next key:
+/// the cache is read in memory order), then [`softmax_step`] per head, then `acc
+/// += p v`, again key by key. The same algebra as the tiled path, summed in
+/// another order; each head's sums are those of the head alone.
 ///
-/// `bias`: the table and the distance of key 0 from the query (its position in
-/// the keys, which start `offset` positions before the queries).
+/// `scales[g]`: head `g`'s scale; `bias`: the heads' tables (`BIAS_TABLE` each)
+/// and the distance of key 0 from the query (its position in the keys, which
+/// start `offset` positions before the queries).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attend_query<S: Simd>(
@@ -151,32 +193,104 @@ fn attend_query<S: Simd>(
     q_at: usize,
     col0: usize,
     (lo, hi): (usize, usize),
-    a: f32,
+    scales: &[f32],
     bias: Option<(&[f32], usize)>,
-    row: &mut [f32],
-    acc: &mut [f32],
+    (rows, k_tile): (&mut [f32], usize),
+    stats: (&mut [f32], &mut [f32]),
+    (acc, dh_pad): (&mut [f32], usize),
 ) {
     let d = c.desc;
-    let (dh, ld) = (d.head_dim(), d.batch() * d.width());
-    let q = &c.q[q_at..][..dh];
-    let (mut max, mut sum) = (SAFE_SOFTMAX_FLOOR, 0.0);
-    acc.fill(0.0);
+    let (dh, ld, group) = (d.head_dim(), d.batch() * d.width(), scales.len());
+    let (max, sum) = stats;
+    max[..group].fill(SAFE_SOFTMAX_FLOOR);
+    sum[..group].fill(0.0);
+    acc[..group * dh_pad].fill(0.0);
     let mut jt = lo;
     while jt < hi {
-        let kt = row.len().min(hi - jt);
-        for (j, s) in row[..kt].iter_mut().enumerate() {
-            *s = dot::<S>(q, &c.k[(jt + j) * ld + col0..][..dh]);
+        let kt = k_tile.min(hi - jt);
+        for j in 0..kt {
+            let keys = &c.k[(jt + j) * ld + col0..][..group * dh];
+            for (g, key) in keys.chunks_exact(dh).enumerate() {
+                rows[g * k_tile + j] = dot::<S>(&c.q[q_at + g * dh..][..dh], key);
+            }
         }
-        let bias = bias.map(|(table, distance)| (table, distance - jt));
-        softmax_step::<S>(&mut row[..kt], 0, kt, a, bias, &mut max, &mut sum, acc);
-        for (j, &p) in row[..kt].iter().enumerate() {
-            axpy::<S>(&mut acc[..dh], p, &c.v[(jt + j) * ld + col0..][..dh]);
+        for (g, &a) in scales.iter().enumerate() {
+            let bias = bias.map(|(tables, distance)| (&tables[g * BIAS_TABLE..][..BIAS_TABLE], distance - jt));
+            let row = &mut rows[g * k_tile..][..kt];
+            softmax_step::<S>(row, 0, kt, a, bias, &mut max[g], &mut sum[g], &mut acc[g * dh_pad..][..dh]);
+        }
+        for j in 0..kt {
+            let values = &c.v[(jt + j) * ld + col0..][..group * dh];
+            for (g, value) in values.chunks_exact(dh).enumerate() {
+                axpy::<S>(&mut acc[g * dh_pad..][..dh], rows[g * k_tile + j], value);
+            }
         }
         jt += kt;
     }
-    let inv = 1.0 / (sum + libm::expf(SAFE_SOFTMAX_FLOOR - max));
-    for o in &mut acc[..dh] {
-        *o *= inv;
+    for g in 0..group {
+        let inv = 1.0 / (sum[g] + libm::expf(SAFE_SOFTMAX_FLOOR - max[g]));
+        for o in &mut acc[g * dh_pad..][..dh] {
+            *o *= inv;
+        }
+    }
+}
+
+/// The one-query path's task: batch row `b`, one group of heads, every query of
+/// the call (at most `FEW_QUERIES`).
+#[inline(always)]
+fn attend_heads<S: Simd>(c: &AttnCall<'_>, task: usize, k_tile: usize, scratch: &mut [f32]) {
+    let d = c.desc;
+    let (heads, dh, width) = (d.heads(), d.head_dim(), d.width());
+    let groups = c.head_groups();
+    let (b, group) = (task / groups, task % groups);
+    let (h0, h1) = (group * heads / groups, (group + 1) * heads / groups);
+    let n = h1 - h0;
+    let dh_pad = round_up(dh, S::NR);
+    if n > GROUP_HEADS || (scratch.len() as u64) < scratch_len(&c.tiles, (S::MR, S::NR), dh) {
+        return; // sized by the backend; never reached
+    }
+    let (rows, rest) = scratch.split_at_mut(GROUP_HEADS * k_tile);
+    let (acc, rest) = rest.split_at_mut(GROUP_HEADS * dh_pad);
+    let (max, rest) = rest.split_at_mut(GROUP_HEADS);
+    let (sum, rest) = rest.split_at_mut(GROUP_HEADS);
+    let tables = &mut rest[..GROUP_HEADS * BIAS_TABLE];
+    let mut scales = [0f32; GROUP_HEADS];
+    for (g, a) in scales[..n].iter_mut().enumerate() {
+        let raw = c.scale.get(h0 + g);
+        *a = if d.abs_scale() { raw.abs() } else { raw };
+    }
+    let window = match d.mask() {
+        Mask::Window { offset, window } => Some((offset, window)),
+        Mask::None => None,
+    };
+    if let Some(table) = c.bias {
+        // Entry t holds distance BIAS_TABLE - 1 - t; the first one stands for
+        // every distance at or beyond it (they share the last bucket).
+        for t in 0..BIAS_TABLE {
+            let bucket = t5_bucket(BIAS_TABLE - 1 - t);
+            for (g, &a) in scales[..n].iter().enumerate() {
+                tables[g * BIAS_TABLE + t] = a * table.get((h0 + g) * T5_BUCKETS + bucket);
+            }
+        }
+    }
+    // Rows of q/k/v are positions (stride B*width); the group's columns start here.
+    let ld = d.batch() * width;
+    let col0 = b * width + h0 * dh;
+    for i in 0..d.queries() {
+        let (lo, hi) = match window {
+            Some((offset, w)) => (i + offset - w, i + offset),
+            None => (0, d.keys()),
+        };
+        let bias = c.bias.and(window).map(|(offset, _)| (&tables[..n * BIAS_TABLE], i + offset));
+        let stats = (&mut max[..], &mut sum[..]);
+        attend_query::<S>(c, i * ld + col0, col0, (lo, hi), &scales[..n], bias, (rows, k_tile), stats, (acc, dh_pad));
+        // SAFETY: query i of row b, heads h0..h1: `i*ld + col0 + n*dh` is within the
+        // output (checked by the backend against `query_len`), and this task is the
+        // only one writing these (query, row, heads).
+        let dst = unsafe { core::slice::from_raw_parts_mut(c.out.0.add(i * ld + col0), n * dh) };
+        for (g, out) in dst.chunks_exact_mut(dh).enumerate() {
+            out.copy_from_slice(&acc[g * dh_pad..][..dh]);
+        }
     }
 }
 
@@ -195,6 +309,9 @@ fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: 
     } else {
         (c.tiles.attention_queries, c.tiles.attention_keys)
     };
+    if c.one_query() {
+        return attend_heads::<S>(c, task, k_tile, scratch);
+    }
     let i0 = tile * q_tile;
     let qt = q_tile.min(d.queries() - i0);
     let dh_pad = round_up(dh, S::NR);
@@ -234,15 +351,15 @@ fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: 
     let ld = d.batch() * width;
     let col0 = b * width + h * dh;
     if qt <= FEW_QUERIES {
-        let row = &mut scores[..k_tile];
-        let acc = &mut acc[..dh_pad];
+        // The last few queries of a longer call: one query at a time, this head.
         for i in i0..i0 + qt {
             let (lo, hi) = match window {
                 Some((offset, w)) => (i + offset - w, i + offset),
                 None => (0, d.keys()),
             };
             let bias = biased.then_some(&*bias_table).zip(window.map(|(offset, _)| i + offset));
-            attend_query::<S>(c, i * ld + col0, col0, (lo, hi), a, bias, row, acc);
+            let stats = (&mut row_max[..], &mut row_sum[..]);
+            attend_query::<S>(c, i * ld + col0, col0, (lo, hi), &[a], bias, (scores, k_tile), stats, (acc, dh_pad));
             // SAFETY: as for the tiled path's output below.
             let dst = unsafe { core::slice::from_raw_parts_mut(c.out.0.add(i * ld + col0), dh) };
             dst.copy_from_slice(&acc[..dh]);

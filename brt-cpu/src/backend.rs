@@ -458,7 +458,8 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         if desc.queries() == 0 {
             return Ok(());
         }
-        let call = AttnCall { tiles: self.tiles, q, k, v, scale, bias, out: SendPtr(out.as_mut_ptr()), desc };
+        let workers = self.workers.count();
+        let call = AttnCall { tiles: self.tiles, q, k, v, scale, bias, out: SendPtr(out.as_mut_ptr()), desc, workers };
         let level = self.level;
         self.parallel(call.tasks(), &|task, scratch| {
             level.dispatch(AttnTask { call: &call, task, scratch });
