@@ -5,6 +5,22 @@ use brt_core::CoreError;
 use core::fmt;
 
 /// Everything the reader can refuse.
+///
+/// Each problem says what and where, and its message what to do; the writer
+/// reports an invalid configuration as [`GgufError::Config`]:
+///
+/// ```
+/// use brt_core::{Config, WeightData};
+/// use brt_gguf::{GgufError, ModelFile};
+/// let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+/// // Cut short after the magic bytes and the version (4 bytes each).
+/// let error = ModelFile::parse(&plain[..10]).unwrap_err();
+/// assert!(matches!(error, GgufError::Truncated { offset: 8, .. }));
+/// assert!(error.to_string().contains("cut short"));
+/// let no_layers = Config::plain(16, 8, 2, 4, 16, 0, 4);
+/// let error = brt_gguf::write(&no_layers, None, WeightData::F32(&[])).unwrap_err();
+/// assert!(matches!(error, GgufError::Config(_)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GgufError {
     /// The file does not start with the GGUF magic bytes.

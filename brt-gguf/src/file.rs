@@ -18,6 +18,23 @@ use brt_core::{
 /// against the bytes present, the configuration, every tensor's name, shape, type
 /// and place, the checksum, that every value is finite and that the weights are
 /// aligned in memory for their type.
+///
+/// A file whose tensor data changed after it was written is refused:
+///
+/// ```
+/// use brt_gguf::{GgufError, ModelFile};
+/// let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+/// let file = ModelFile::parse(plain)?;
+/// // A copy at an 8-byte aligned address, for the weights to be used in place.
+/// let mut words = vec![0u64; plain.len().div_ceil(8)];
+/// let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..plain.len()];
+/// bytes.copy_from_slice(plain);
+/// assert!(ModelFile::parse(bytes).is_ok());
+/// bytes[file.data_offset()] ^= 1;
+/// let error = ModelFile::parse(bytes).unwrap_err();
+/// assert!(matches!(error, GgufError::Checksum { stored, .. } if stored == file.crc32()));
+/// # Ok::<(), GgufError>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct ModelFile<'a> {
     bytes: &'a [u8],

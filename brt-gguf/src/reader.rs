@@ -4,32 +4,327 @@
 use crate::error::GgufError;
 
 /// GGUF metadata value types (the `gguf_metadata_value_type` enumeration).
+///
+/// A metadata value of any other type makes a file unreadable:
+///
+/// ```
+/// let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+/// // The first entry: the key (a u64 length, the bytes), the value's type, the value.
+/// let key = brt_gguf::keys::ARCHITECTURE.as_bytes();
+/// let at = plain.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+/// assert_eq!(plain[at..at + 4], brt_gguf::value_type::STRING.to_le_bytes());
+/// let mut bytes = plain.to_vec();
+/// bytes[at..at + 4].copy_from_slice(&13u32.to_le_bytes());
+/// let error = brt_gguf::ModelFile::parse(&bytes).unwrap_err();
+/// assert!(matches!(error, brt_gguf::GgufError::Malformed { offset, .. } if offset == at + 4));
+/// ```
 pub mod value_type {
     /// `u8`.
+    ///
+    /// brt writes no `u8`, but reads one that another tool put in a file (here
+    /// `plain.gguf` with its name entry replaced by one, `demo.value…`):
+    ///
+    /// ```
+    /// use brt_gguf::{value_type, Value};
+    /// assert_eq!(value_type::UINT8, 0); // GGUF_METADATA_VALUE_TYPE_UINT8 in the GGUF specification
+    /// # /// plain.gguf with its `general.name` entry replaced, in as many bytes, by a
+    /// # /// key `demo.value…` of type `ty` holding `value`, at an aligned address.
+    /// # fn plain_with(ty: u32, value: &[u8]) -> &'static [u8] {
+    /// #     let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// #     let at = plain.windows(12).position(|w| w == b"general.name").unwrap() - 8;
+    /// #     let key = format!("{:_<1$}", "demo.value", 25 - value.len());
+    /// #     let entry = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes(), &ty.to_le_bytes(), value].concat();
+    /// #     let bytes = [&plain[..at], &entry[..], &plain[at + entry.len()..]].concat();
+    /// #     let words = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+    /// #     bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes.len()].copy_from_slice(&bytes);
+    /// #     let words: &'static [u64] = words;
+    /// #     &bytemuck::cast_slice(words)[..bytes.len()]
+    /// # }
+    /// let file = brt_gguf::ModelFile::parse(plain_with(value_type::UINT8, &u8::to_le_bytes(200)))?;
+    /// let value = file.metadata().find(|(key, _)| key.starts_with("demo.")).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Uint(200)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const UINT8: u32 = 0;
     /// `i8`.
+    ///
+    /// brt writes no `i8`, but reads one that another tool put in a file (here
+    /// `plain.gguf` with its name entry replaced by one, `demo.value…`):
+    ///
+    /// ```
+    /// use brt_gguf::{value_type, Value};
+    /// assert_eq!(value_type::INT8, 1); // GGUF_METADATA_VALUE_TYPE_INT8 in the GGUF specification
+    /// # /// plain.gguf with its `general.name` entry replaced, in as many bytes, by a
+    /// # /// key `demo.value…` of type `ty` holding `value`, at an aligned address.
+    /// # fn plain_with(ty: u32, value: &[u8]) -> &'static [u8] {
+    /// #     let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// #     let at = plain.windows(12).position(|w| w == b"general.name").unwrap() - 8;
+    /// #     let key = format!("{:_<1$}", "demo.value", 25 - value.len());
+    /// #     let entry = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes(), &ty.to_le_bytes(), value].concat();
+    /// #     let bytes = [&plain[..at], &entry[..], &plain[at + entry.len()..]].concat();
+    /// #     let words = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+    /// #     bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes.len()].copy_from_slice(&bytes);
+    /// #     let words: &'static [u64] = words;
+    /// #     &bytemuck::cast_slice(words)[..bytes.len()]
+    /// # }
+    /// let file = brt_gguf::ModelFile::parse(plain_with(value_type::INT8, &i8::to_le_bytes(-100)))?;
+    /// let value = file.metadata().find(|(key, _)| key.starts_with("demo.")).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Int(-100)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const INT8: u32 = 1;
     /// `u16`.
+    ///
+    /// brt writes no `u16`, but reads one that another tool put in a file (here
+    /// `plain.gguf` with its name entry replaced by one, `demo.value…`):
+    ///
+    /// ```
+    /// use brt_gguf::{value_type, Value};
+    /// assert_eq!(value_type::UINT16, 2); // GGUF_METADATA_VALUE_TYPE_UINT16 in the GGUF specification
+    /// # /// plain.gguf with its `general.name` entry replaced, in as many bytes, by a
+    /// # /// key `demo.value…` of type `ty` holding `value`, at an aligned address.
+    /// # fn plain_with(ty: u32, value: &[u8]) -> &'static [u8] {
+    /// #     let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// #     let at = plain.windows(12).position(|w| w == b"general.name").unwrap() - 8;
+    /// #     let key = format!("{:_<1$}", "demo.value", 25 - value.len());
+    /// #     let entry = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes(), &ty.to_le_bytes(), value].concat();
+    /// #     let bytes = [&plain[..at], &entry[..], &plain[at + entry.len()..]].concat();
+    /// #     let words = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+    /// #     bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes.len()].copy_from_slice(&bytes);
+    /// #     let words: &'static [u64] = words;
+    /// #     &bytemuck::cast_slice(words)[..bytes.len()]
+    /// # }
+    /// let file = brt_gguf::ModelFile::parse(plain_with(value_type::UINT16, &u16::to_le_bytes(60_000)))?;
+    /// let value = file.metadata().find(|(key, _)| key.starts_with("demo.")).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Uint(60_000)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const UINT16: u32 = 2;
     /// `i16`.
+    ///
+    /// brt writes no `i16`, but reads one that another tool put in a file (here
+    /// `plain.gguf` with its name entry replaced by one, `demo.value…`):
+    ///
+    /// ```
+    /// use brt_gguf::{value_type, Value};
+    /// assert_eq!(value_type::INT16, 3); // GGUF_METADATA_VALUE_TYPE_INT16 in the GGUF specification
+    /// # /// plain.gguf with its `general.name` entry replaced, in as many bytes, by a
+    /// # /// key `demo.value…` of type `ty` holding `value`, at an aligned address.
+    /// # fn plain_with(ty: u32, value: &[u8]) -> &'static [u8] {
+    /// #     let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// #     let at = plain.windows(12).position(|w| w == b"general.name").unwrap() - 8;
+    /// #     let key = format!("{:_<1$}", "demo.value", 25 - value.len());
+    /// #     let entry = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes(), &ty.to_le_bytes(), value].concat();
+    /// #     let bytes = [&plain[..at], &entry[..], &plain[at + entry.len()..]].concat();
+    /// #     let words = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+    /// #     bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes.len()].copy_from_slice(&bytes);
+    /// #     let words: &'static [u64] = words;
+    /// #     &bytemuck::cast_slice(words)[..bytes.len()]
+    /// # }
+    /// let file = brt_gguf::ModelFile::parse(plain_with(value_type::INT16, &i16::to_le_bytes(-30_000)))?;
+    /// let value = file.metadata().find(|(key, _)| key.starts_with("demo.")).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Int(-30_000)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const INT16: u32 = 3;
     /// `u32`.
+    ///
+    /// brt writes the alignment as a `u32`, read as [`crate::Value::Uint`]:
+    ///
+    /// ```
+    /// use brt_gguf::{keys, value_type, Value};
+    /// assert_eq!(value_type::UINT32, 4); // GGUF_METADATA_VALUE_TYPE_UINT32 in the GGUF specification
+    /// let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// // An entry: the key (a u64 length, the bytes), the value's type, the value.
+    /// let key = keys::ALIGNMENT.as_bytes();
+    /// let at = plain.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    /// assert_eq!(plain[at..at + 4], value_type::UINT32.to_le_bytes());
+    /// let file = brt_gguf::ModelFile::parse(plain)?;
+    /// let value = file.metadata().find(|&(k, _)| k == keys::ALIGNMENT).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Uint(file.alignment() as u64)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const UINT32: u32 = 4;
     /// `i32`.
+    ///
+    /// brt writes no `i32`, but reads one that another tool put in a file (here
+    /// `plain.gguf` with its name entry replaced by one, `demo.value…`):
+    ///
+    /// ```
+    /// use brt_gguf::{value_type, Value};
+    /// assert_eq!(value_type::INT32, 5); // GGUF_METADATA_VALUE_TYPE_INT32 in the GGUF specification
+    /// # /// plain.gguf with its `general.name` entry replaced, in as many bytes, by a
+    /// # /// key `demo.value…` of type `ty` holding `value`, at an aligned address.
+    /// # fn plain_with(ty: u32, value: &[u8]) -> &'static [u8] {
+    /// #     let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// #     let at = plain.windows(12).position(|w| w == b"general.name").unwrap() - 8;
+    /// #     let key = format!("{:_<1$}", "demo.value", 25 - value.len());
+    /// #     let entry = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes(), &ty.to_le_bytes(), value].concat();
+    /// #     let bytes = [&plain[..at], &entry[..], &plain[at + entry.len()..]].concat();
+    /// #     let words = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+    /// #     bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes.len()].copy_from_slice(&bytes);
+    /// #     let words: &'static [u64] = words;
+    /// #     &bytemuck::cast_slice(words)[..bytes.len()]
+    /// # }
+    /// let file = brt_gguf::ModelFile::parse(plain_with(value_type::INT32, &i32::to_le_bytes(-2_000_000_000)))?;
+    /// let value = file.metadata().find(|(key, _)| key.starts_with("demo.")).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Int(-2_000_000_000)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const INT32: u32 = 5;
     /// `f32`.
+    ///
+    /// brt writes no `f32`, but reads one that another tool put in a file (here
+    /// `plain.gguf` with its name entry replaced by one, `demo.value…`):
+    ///
+    /// ```
+    /// use brt_gguf::{value_type, Value};
+    /// assert_eq!(value_type::FLOAT32, 6); // GGUF_METADATA_VALUE_TYPE_FLOAT32 in the GGUF specification
+    /// # /// plain.gguf with its `general.name` entry replaced, in as many bytes, by a
+    /// # /// key `demo.value…` of type `ty` holding `value`, at an aligned address.
+    /// # fn plain_with(ty: u32, value: &[u8]) -> &'static [u8] {
+    /// #     let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// #     let at = plain.windows(12).position(|w| w == b"general.name").unwrap() - 8;
+    /// #     let key = format!("{:_<1$}", "demo.value", 25 - value.len());
+    /// #     let entry = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes(), &ty.to_le_bytes(), value].concat();
+    /// #     let bytes = [&plain[..at], &entry[..], &plain[at + entry.len()..]].concat();
+    /// #     let words = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+    /// #     bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes.len()].copy_from_slice(&bytes);
+    /// #     let words: &'static [u64] = words;
+    /// #     &bytemuck::cast_slice(words)[..bytes.len()]
+    /// # }
+    /// let file = brt_gguf::ModelFile::parse(plain_with(value_type::FLOAT32, &f32::to_le_bytes(0.25)))?;
+    /// let value = file.metadata().find(|(key, _)| key.starts_with("demo.")).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Float(0.25)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const FLOAT32: u32 = 6;
     /// A byte, 0 or 1.
+    ///
+    /// brt writes the feedback flag as a boolean:
+    ///
+    /// ```
+    /// use brt_gguf::{keys, value_type, Value};
+    /// assert_eq!(value_type::BOOL, 7); // GGUF_METADATA_VALUE_TYPE_BOOL in the GGUF specification
+    /// let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// // An entry: the key (a u64 length, the bytes), the value's type, the value.
+    /// let key = keys::FEEDBACK.as_bytes();
+    /// let at = plain.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    /// assert_eq!(plain[at..at + 4], value_type::BOOL.to_le_bytes());
+    /// let file = brt_gguf::ModelFile::parse(plain)?;
+    /// let value = file.metadata().find(|&(k, _)| k == keys::FEEDBACK).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Bool(file.config().feedback)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const BOOL: u32 = 7;
     /// A `u64` length and UTF-8 bytes.
+    ///
+    /// brt writes the architecture as a string:
+    ///
+    /// ```
+    /// use brt_gguf::{keys, value_type, Value};
+    /// assert_eq!(value_type::STRING, 8); // GGUF_METADATA_VALUE_TYPE_STRING in the GGUF specification
+    /// let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// // An entry: the key (a u64 length, the bytes), the value's type, the value.
+    /// let key = keys::ARCHITECTURE.as_bytes();
+    /// let at = plain.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    /// assert_eq!(plain[at..at + 4], value_type::STRING.to_le_bytes());
+    /// let file = brt_gguf::ModelFile::parse(plain)?;
+    /// let value = file.metadata().find(|&(k, _)| k == keys::ARCHITECTURE).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Str("brt")));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const STRING: u32 = 8;
     /// An element type, a `u64` count and the elements.
+    ///
+    /// brt writes the recurrent layers as an array of `u32` (an element type, a count, the elements):
+    ///
+    /// ```
+    /// use brt_gguf::{keys, value_type, Value};
+    /// assert_eq!(value_type::ARRAY, 9); // GGUF_METADATA_VALUE_TYPE_ARRAY in the GGUF specification
+    /// let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// // An entry: the key (a u64 length, the bytes), the value's type, the value.
+    /// let key = keys::RECURRENT.as_bytes();
+    /// let at = plain.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    /// assert_eq!(plain[at..at + 4], value_type::ARRAY.to_le_bytes());
+    /// assert_eq!(plain[at + 4..at + 8], value_type::UINT32.to_le_bytes());
+    /// let file = brt_gguf::ModelFile::parse(plain)?;
+    /// let value = file.metadata().find(|&(k, _)| k == keys::RECURRENT).map(|(_, v)| v);
+    /// assert!(matches!(value, Some(Value::Array(a)) if a.element_type() == value_type::UINT32));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const ARRAY: u32 = 9;
     /// `u64`.
+    ///
+    /// brt writes the sizes in the configuration as `u64`:
+    ///
+    /// ```
+    /// use brt_gguf::{keys, value_type, Value};
+    /// assert_eq!(value_type::UINT64, 10); // GGUF_METADATA_VALUE_TYPE_UINT64 in the GGUF specification
+    /// let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// // An entry: the key (a u64 length, the bytes), the value's type, the value.
+    /// let key = keys::VOCAB.as_bytes();
+    /// let at = plain.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    /// assert_eq!(plain[at..at + 4], value_type::UINT64.to_le_bytes());
+    /// let file = brt_gguf::ModelFile::parse(plain)?;
+    /// let value = file.metadata().find(|&(k, _)| k == keys::VOCAB).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Uint(file.config().vocab as u64)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const UINT64: u32 = 10;
     /// `i64`.
+    ///
+    /// brt writes no `i64`, but reads one that another tool put in a file (here
+    /// `plain.gguf` with its name entry replaced by one, `demo.value…`):
+    ///
+    /// ```
+    /// use brt_gguf::{value_type, Value};
+    /// assert_eq!(value_type::INT64, 11); // GGUF_METADATA_VALUE_TYPE_INT64 in the GGUF specification
+    /// # /// plain.gguf with its `general.name` entry replaced, in as many bytes, by a
+    /// # /// key `demo.value…` of type `ty` holding `value`, at an aligned address.
+    /// # fn plain_with(ty: u32, value: &[u8]) -> &'static [u8] {
+    /// #     let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// #     let at = plain.windows(12).position(|w| w == b"general.name").unwrap() - 8;
+    /// #     let key = format!("{:_<1$}", "demo.value", 25 - value.len());
+    /// #     let entry = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes(), &ty.to_le_bytes(), value].concat();
+    /// #     let bytes = [&plain[..at], &entry[..], &plain[at + entry.len()..]].concat();
+    /// #     let words = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+    /// #     bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes.len()].copy_from_slice(&bytes);
+    /// #     let words: &'static [u64] = words;
+    /// #     &bytemuck::cast_slice(words)[..bytes.len()]
+    /// # }
+    /// let file = brt_gguf::ModelFile::parse(plain_with(value_type::INT64, &i64::to_le_bytes(i64::MIN)))?;
+    /// let value = file.metadata().find(|(key, _)| key.starts_with("demo.")).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Int(i64::MIN)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const INT64: u32 = 11;
     /// `f64`.
+    ///
+    /// brt writes no `f64`, but reads one that another tool put in a file (here
+    /// `plain.gguf` with its name entry replaced by one, `demo.value…`):
+    ///
+    /// ```
+    /// use brt_gguf::{value_type, Value};
+    /// assert_eq!(value_type::FLOAT64, 12); // GGUF_METADATA_VALUE_TYPE_FLOAT64 in the GGUF specification
+    /// # /// plain.gguf with its `general.name` entry replaced, in as many bytes, by a
+    /// # /// key `demo.value…` of type `ty` holding `value`, at an aligned address.
+    /// # fn plain_with(ty: u32, value: &[u8]) -> &'static [u8] {
+    /// #     let plain = brt_gguf::include_model!("../tests/data/plain.gguf");
+    /// #     let at = plain.windows(12).position(|w| w == b"general.name").unwrap() - 8;
+    /// #     let key = format!("{:_<1$}", "demo.value", 25 - value.len());
+    /// #     let entry = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes(), &ty.to_le_bytes(), value].concat();
+    /// #     let bytes = [&plain[..at], &entry[..], &plain[at + entry.len()..]].concat();
+    /// #     let words = Vec::leak(vec![0u64; bytes.len().div_ceil(8)]);
+    /// #     bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes.len()].copy_from_slice(&bytes);
+    /// #     let words: &'static [u64] = words;
+    /// #     &bytemuck::cast_slice(words)[..bytes.len()]
+    /// # }
+    /// let file = brt_gguf::ModelFile::parse(plain_with(value_type::FLOAT64, &f64::to_le_bytes(0.1)))?;
+    /// let value = file.metadata().find(|(key, _)| key.starts_with("demo.")).map(|(_, v)| v);
+    /// assert_eq!(value, Some(Value::Float(0.1)));
+    /// # Ok::<(), brt_gguf::GgufError>(())
+    /// ```
     pub const FLOAT64: u32 = 12;
 }
 
@@ -37,6 +332,19 @@ pub mod value_type {
 const MAX_DEPTH: u32 = 4;
 
 /// A metadata value, borrowed from the file.
+///
+/// A brt model file holds strings, integers, booleans and arrays:
+///
+/// ```
+/// use brt_gguf::{keys, Value};
+/// let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+/// let value = |wanted: &str| file.metadata().find(|&(key, _)| key == wanted).map(|(_, v)| v);
+/// assert_eq!(value(keys::ARCHITECTURE), Some(Value::Str("brt")));
+/// assert_eq!(value(keys::D_MODEL), Some(Value::Uint(file.config().d_model as u64)));
+/// assert_eq!(value(keys::FEEDBACK), Some(Value::Bool(file.config().feedback)));
+/// assert!(matches!(value(keys::RECURRENT), Some(Value::Array(_))));
+/// # Ok::<(), brt_gguf::GgufError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value<'a> {
     /// Any unsigned integer type.
@@ -73,6 +381,19 @@ impl Value<'_> {
 }
 
 /// An array value: its element type, count and encoded elements.
+///
+/// A model without recurrent layers lists none of them, in an empty array of `u32`:
+///
+/// ```
+/// use brt_gguf::{keys, value_type, Value};
+/// let file = brt_gguf::ModelFile::parse(brt_gguf::include_model!("../tests/data/plain.gguf"))?;
+/// assert!(file.config().recurrent.is_empty());
+/// let recurrent = file.metadata().find(|&(key, _)| key == keys::RECURRENT);
+/// let Some((_, Value::Array(layers))) = recurrent else { unreachable!() };
+/// assert_eq!((layers.element_type(), layers.len()), (value_type::UINT32, 0));
+/// assert_eq!(layers.iter().count(), 0);
+/// # Ok::<(), brt_gguf::GgufError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Array<'a> {
     element_type: u32,
