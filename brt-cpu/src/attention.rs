@@ -39,14 +39,22 @@ pub(crate) const fn round_up(x: usize, unit: usize) -> usize {
 pub(crate) const fn scratch_len(t: &Tiles, (mr, nr): (usize, usize), max_dh: usize) -> u64 {
     let (qt, kt, mr, dh) = (t.attention_queries as u64, t.attention_keys as u64, mr as u64, max_dh as u64);
     let dh_pad = round_up(max_dh, nr) as u64;
-    let tiled = qt * dh + kt * dh + dh_pad * kt + qt * kt + mr * kt + qt * dh_pad + 2 * qt + BIAS_TABLE as u64;
-    // The one-query path: per head of a group, a row of scores, the output
-    // accumulator, the running maximum and sum, and the bias table.
-    let one_query = GROUP_HEADS as u64 * (kt + dh_pad + 2 + BIAS_TABLE as u64);
-    if tiled > one_query {
-        tiled
+    qt * dh + kt * dh + dh_pad * kt + qt * kt + mr * kt + qt * dh_pad + 2 * qt + BIAS_TABLE as u64
+}
+
+/// Heads the one-query path takes together in that scratch (at most
+/// `GROUP_HEADS`, at least one): per head, a row of scores, the output
+/// accumulator, the running maximum and sum, and the bias table. The scratch is
+/// not made larger for it, so the smallest tiles keep their memory.
+pub(crate) const fn group_capacity(t: &Tiles, (mr, nr): (usize, usize), max_dh: usize) -> usize {
+    let per_head = t.attention_keys + round_up(max_dh, nr) + 2 + BIAS_TABLE;
+    let fit = scratch_len(t, (mr, nr), max_dh) as usize / per_head;
+    if fit < 1 {
+        1
+    } else if fit > GROUP_HEADS {
+        GROUP_HEADS
     } else {
-        one_query
+        fit
     }
 }
 
@@ -62,6 +70,8 @@ pub(crate) struct AttnCall<'a> {
     pub desc: Attention,
     /// Threads the backend runs the tasks on.
     pub workers: usize,
+    /// Heads one task of the one-query path can take ([`group_capacity`]).
+    pub group_heads: usize,
 }
 
 impl AttnCall<'_> {
@@ -73,14 +83,14 @@ impl AttnCall<'_> {
     fn one_query(&self) -> bool {
         self.desc.queries() <= FEW_QUERIES
     }
-    /// Groups of heads per row on the one-query path: at most `GROUP_HEADS`
+    /// Groups of heads per row on the one-query path: at most `group_heads`
     /// heads each, and two groups per thread where there are heads enough (the
     /// calls are short: more tasks than threads balance the threads' finishing
     /// times). One thread takes a row's heads in one group.
     fn head_groups(&self) -> usize {
         let heads = self.desc.heads();
         let threads_per_row = self.workers.div_ceil(self.desc.batch().max(1));
-        let fewest = heads.div_ceil(GROUP_HEADS);
+        let fewest = heads.div_ceil(self.group_heads.max(1));
         if threads_per_row <= 1 {
             fewest
         } else {
@@ -244,16 +254,16 @@ fn attend_heads<S: Simd>(c: &AttnCall<'_>, task: usize, k_tile: usize, scratch: 
     let groups = c.head_groups();
     let (b, group) = (task / groups, task % groups);
     let (h0, h1) = (group * heads / groups, (group + 1) * heads / groups);
-    let n = h1 - h0;
+    let (n, cap) = (h1 - h0, c.group_heads);
     let dh_pad = round_up(dh, S::NR);
-    if n > GROUP_HEADS || (scratch.len() as u64) < scratch_len(&c.tiles, (S::MR, S::NR), dh) {
-        return; // sized by the backend; never reached
+    if n > cap || cap > GROUP_HEADS || scratch.len() < cap * (k_tile + dh_pad + 2 + BIAS_TABLE) {
+        return; // sized by the backend (`group_capacity`); never reached
     }
-    let (rows, rest) = scratch.split_at_mut(GROUP_HEADS * k_tile);
-    let (acc, rest) = rest.split_at_mut(GROUP_HEADS * dh_pad);
-    let (max, rest) = rest.split_at_mut(GROUP_HEADS);
-    let (sum, rest) = rest.split_at_mut(GROUP_HEADS);
-    let tables = &mut rest[..GROUP_HEADS * BIAS_TABLE];
+    let (rows, rest) = scratch.split_at_mut(cap * k_tile);
+    let (acc, rest) = rest.split_at_mut(cap * dh_pad);
+    let (max, rest) = rest.split_at_mut(cap);
+    let (sum, rest) = rest.split_at_mut(cap);
+    let tables = &mut rest[..cap * BIAS_TABLE];
     let mut scales = [0f32; GROUP_HEADS];
     for (g, a) in scales[..n].iter_mut().enumerate() {
         let raw = c.scale.get(h0 + g);

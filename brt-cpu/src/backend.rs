@@ -27,6 +27,30 @@ pub(crate) type ReduceBody<'a> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 
 /// half the memory); every kernel computes in f32. All scratch is taken from `M`
 /// once, at construction (its size is [`Options::scratch_len`]): no kernel
 /// allocates.
+///
+/// A 2x3 by 3x2 product, checked against the one computed by hand:
+///
+/// ```
+/// use brt_core::desc::Matmul;
+/// use brt_core::{Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+/// use brt_cpu::{Cpu, CpuError, Heap, Options};
+///
+/// let mut k = Cpu::with_options(Heap, Options::threads(1))?;
+/// // x (2, 3) and w (3, 2), row-major.
+/// let (x, w) = ([1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [7.0f32, 8.0, 9.0, 10.0, 11.0, 12.0]);
+/// let mut xt = k.alloc_tensor(6)?;
+/// k.write_tensor(&mut xt, 0, &x)?;
+/// let mut wt = k.alloc_weights(6, WeightDtype::F32)?;
+/// k.write_weights(&mut wt, 0, WeightData::F32(&w))?;
+/// let mut out = k.alloc_tensor(4)?;
+/// let desc = Matmul::new(2, 3, 2)?;
+/// k.matmul(View::new(&xt, 0), WeightView::new(&wt, 0), ViewMut::new(&mut out, 0), desc)?;
+/// let mut y = [0f32; 4];
+/// k.read_tensor(&out, 0, &mut y)?;
+/// // [1*7 + 2*9 + 3*11, 1*8 + 2*10 + 3*12, 4*7 + 5*9 + 6*11, 4*8 + 5*10 + 6*12]
+/// assert_eq!(y, [58.0, 64.0, 139.0, 154.0]);
+/// # Ok::<(), CpuError>(())
+/// ```
 pub struct Cpu<M: HostMemory> {
     memory: M,
     level: SimdLevel,
@@ -51,16 +75,52 @@ impl<M: HostMemory> core::fmt::Debug for Cpu<M> {
 
 impl<M: HostMemory> Cpu<M> {
     /// The fastest supported level, one thread.
+    ///
+    /// The level is [`SimdLevel::detect`]'s, with the default tiles:
+    ///
+    /// ```
+    /// use brt_cpu::{Cpu, Heap, SimdLevel, Tiles};
+    ///
+    /// let k = Cpu::new(Heap).unwrap();
+    /// assert_eq!((k.level(), k.threads()), (SimdLevel::detect(), 1));
+    /// assert_eq!(k.tiles(), Tiles::default_for(SimdLevel::detect()));
+    /// ```
     pub fn new(memory: M) -> Result<Self, CpuError> {
         Cpu::with_options(memory, Options::default())
     }
 
     /// A forced SIMD level, one thread; an error if the CPU cannot run it.
+    ///
+    /// Every supported level builds; a level this CPU lacks (there is always
+    /// one: x86-64 and aarch64 levels are never both supported) is refused:
+    ///
+    /// ```
+    /// use brt_cpu::{Cpu, CpuError, Heap, SimdLevel};
+    ///
+    /// for level in SimdLevel::available() {
+    ///     assert_eq!(Cpu::with_level(Heap, level).unwrap().level(), level);
+    /// }
+    /// let missing = SimdLevel::ALL.into_iter().find(|l| !l.is_supported()).unwrap();
+    /// let err = Cpu::with_level(Heap, missing).unwrap_err();
+    /// assert_eq!(err, CpuError::UnsupportedLevel { level: missing });
+    /// ```
     pub fn with_level(memory: M, level: SimdLevel) -> Result<Self, CpuError> {
         Cpu::with_options(memory, Options { level: Some(level), ..Options::default() })
     }
 
     /// Everything chosen by `options`.
+    ///
+    /// The backend reports the level, threads and tiles asked for:
+    ///
+    /// ```
+    /// use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel, Tiles};
+    ///
+    /// let tiles = Tiles::smallest(SimdLevel::Scalar);
+    /// let options = Options { level: Some(SimdLevel::Scalar), tiles: Some(tiles), ..Options::threads(1) };
+    /// let k = Cpu::with_options(Heap, options)?;
+    /// assert_eq!((k.level(), k.threads(), k.tiles()), (SimdLevel::Scalar, 1, tiles));
+    /// # Ok::<(), CpuError>(())
+    /// ```
     pub fn with_options(mut memory: M, options: Options) -> Result<Self, CpuError> {
         let level = options.resolve_level()?;
         let tiles = options.resolve_tiles()?;
@@ -88,6 +148,37 @@ impl<M: HostMemory> Cpu<M> {
     ///
     /// Fails when `bytes` are not exactly the layout's length, or not aligned for
     /// the values (4 bytes for f32 and Q8_0 models, 2 for f16 and bf16).
+    ///
+    /// Aligned bytes of the layout's length are used as they are, read-only;
+    /// the same bytes one byte further on are refused:
+    ///
+    /// ```
+    /// use brt_core::{Arena, ByteLayout, Config, Storage, WeightData, WeightDtype};
+    /// use brt_cpu::{Cpu, CpuError, CpuWeights, Options};
+    ///
+    /// let config = Config::plain(40, 16, 2, 8, 32, 1, 4);
+    /// let layout = ByteLayout::new(&config, WeightDtype::F32, 32).unwrap();
+    /// let len = layout.len();
+    /// // u32 words give a 4-byte aligned start.
+    /// let words = vec![0u32; len / 4 + 2];
+    /// let bytes: &[u8] = bytemuck::cast_slice(&words);
+    ///
+    /// let mut scratch = vec![0f32; Options::default().scratch_len().unwrap()];
+    /// let mut k = Cpu::with_options(Arena::new(&mut scratch, &mut [], &mut []), Options::default()).unwrap();
+    /// let mut weights = k.weights_in_place(&bytes[..len], &layout).unwrap();
+    /// assert!(weights.is_in_place());
+    /// let write = k.write_weights(&mut weights, 0, WeightData::F32(&[1.0]));
+    /// assert_eq!(write.unwrap_err(), CpuError::ReadOnlyWeights);
+    /// assert_eq!((weights.dtype(), weights.bytes()), (WeightDtype::F32, len));
+    /// assert_eq!(k.weights_in_place(&bytes[1..len + 1], &layout).unwrap_err(), CpuError::MisalignedWeights { size: 4 });
+    /// assert!(matches!(k.weights_in_place(&bytes[..len - 4], &layout), Err(CpuError::Core(_))));
+    ///
+    /// // A Q8_0 model's data is used as it is too, one block type per tensor.
+    /// let q8 = ByteLayout::new(&config, WeightDtype::Q8_0, 32).unwrap();
+    /// let weights = k.weights_in_place(&bytes[..q8.len()], &q8).unwrap();
+    /// assert!(matches!(weights, CpuWeights::Quantized(..)) && weights.is_in_place());
+    /// assert_eq!(weights.dtype(), WeightDtype::Q8_0);
+    /// ```
     pub fn weights_in_place(&self, bytes: M::Bytes, layout: &ByteLayout) -> Result<CpuWeights<M>, CpuError> {
         let size = layout.dtype().size().unwrap_or(4);
         if cfg!(target_endian = "big") {
@@ -101,21 +192,63 @@ impl<M: HostMemory> Cpu<M> {
     }
 
     /// The SIMD level in use.
+    ///
+    /// The forced level, when one was:
+    ///
+    /// ```
+    /// use brt_cpu::{Cpu, Heap, SimdLevel};
+    ///
+    /// assert_eq!(Cpu::with_level(Heap, SimdLevel::Scalar).unwrap().level(), SimdLevel::Scalar);
+    /// ```
     pub fn level(&self) -> SimdLevel {
         self.level
     }
 
     /// Threads in use, the caller's included.
+    ///
+    /// As many as [`Options::threads`] asked for:
+    ///
+    /// ```
+    /// use brt_cpu::{Cpu, Heap, Options};
+    ///
+    /// assert_eq!(Cpu::with_options(Heap, Options::threads(1)).unwrap().threads(), 1);
+    /// assert_eq!(Cpu::with_options(Heap, Options::threads(2)).unwrap().threads(), 2);
+    /// ```
     pub fn threads(&self) -> usize {
         self.workers.count()
     }
 
     /// The kernels' blocking sizes in use.
+    ///
+    /// The level's defaults unless [`Options::tiles`] says otherwise:
+    ///
+    /// ```
+    /// use brt_cpu::{Cpu, Heap, SimdLevel, Tiles};
+    ///
+    /// let k = Cpu::with_level(Heap, SimdLevel::Scalar).unwrap();
+    /// assert_eq!(k.tiles(), Tiles::default_for(SimdLevel::Scalar));
+    /// ```
     pub fn tiles(&self) -> Tiles {
         self.tiles
     }
 
     /// The memory source (e.g. to see how much of an arena is left).
+    ///
+    /// The backend took its scratch from the arena at construction, and a
+    /// tensor takes the rest:
+    ///
+    /// ```
+    /// use brt_core::{Arena, Storage};
+    /// use brt_cpu::{Cpu, Options};
+    ///
+    /// let options = Options::default();
+    /// let mut f32s = vec![0f32; options.scratch_len().unwrap() + 10];
+    /// let mut u32s = [0u32; 3];
+    /// let mut k = Cpu::with_options(Arena::new(&mut f32s, &mut [], &mut u32s), options).unwrap();
+    /// assert_eq!(k.memory().remaining(), (10, 0, 3));
+    /// let _tensor = k.alloc_tensor(10).unwrap();
+    /// assert_eq!(k.memory().remaining(), (0, 0, 3));
+    /// ```
     pub fn memory(&self) -> &M {
         &self.memory
     }
@@ -458,8 +591,10 @@ impl<M: HostMemory> Kernels for Cpu<M> {
         if desc.queries() == 0 {
             return Ok(());
         }
-        let workers = self.workers.count();
-        let call = AttnCall { tiles: self.tiles, q, k, v, scale, bias, out: SendPtr(out.as_mut_ptr()), desc, workers };
+        let (workers, tiles) = (self.workers.count(), self.tiles);
+        let group_heads = crate::attention::group_capacity(&tiles, self.level.micro_tile(), desc.head_dim());
+        let out = SendPtr(out.as_mut_ptr());
+        let call = AttnCall { tiles, q, k, v, scale, bias, out, desc, workers, group_heads };
         let level = self.level;
         self.parallel(call.tasks(), &|task, scratch| {
             level.dispatch(AttnTask { call: &call, task, scratch });

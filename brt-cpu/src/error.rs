@@ -5,6 +5,29 @@ use brt_core::CoreError;
 use core::fmt;
 
 /// Everything that can go wrong in the CPU backend.
+///
+/// The core's errors convert into [`CpuError::Core`], a backend cannot run on
+/// no thread, Q8_0 parameters cannot be allocated, and every error says what
+/// went wrong when printed:
+///
+/// ```
+/// use brt_core::{CoreError, Storage, WeightDtype};
+/// use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel, Tiles};
+///
+/// let core = CoreError::SizeOverflow { what: "test" };
+/// assert_eq!(CpuError::from(core), CpuError::Core(core));
+///
+/// let tiles = Tiles { gemm_kc: 0, ..Tiles::smallest(SimdLevel::Scalar) };
+/// let options = Options { level: Some(SimdLevel::Scalar), tiles: Some(tiles), ..Options::default() };
+/// let err = options.scratch_len().unwrap_err();
+/// assert!(matches!(err, CpuError::Tile { what: "gemm_kc", value: 0, level: SimdLevel::Scalar, .. }));
+/// assert!(err.to_string().contains("gemm_kc"));
+///
+/// let none = Cpu::with_options(Heap, Options::threads(0)).unwrap_err();
+/// assert!(matches!(none, CpuError::Threads { requested: 0, .. }));
+/// let mut k = Cpu::with_level(Heap, SimdLevel::Scalar).unwrap();
+/// assert_eq!(k.alloc_weights(32, WeightDtype::Q8_0).unwrap_err(), CpuError::QuantizedNeedsFile);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuError {
     /// An error of the core (bad shape, buffer too small, out of memory, ...).

@@ -24,6 +24,15 @@ use std::vec::Vec;
 /// GFLOP/s (2 n^3 per product) of `n x n x n` f32 products on `threads` threads
 /// at `level` (`None`: the best this CPU supports); best of `repeats` timed runs
 /// after one warm-up.
+///
+/// A small product on one thread runs at a positive, finite rate:
+///
+/// ```
+/// use brt_cpu::{sgemm_gflops, SimdLevel};
+///
+/// let rate = sgemm_gflops(Some(SimdLevel::Scalar), 1, 16, 1).unwrap();
+/// assert!(rate.is_finite() && rate > 0.0);
+/// ```
 pub fn sgemm_gflops(level: Option<SimdLevel>, threads: usize, n: usize, repeats: usize) -> Result<f64, CpuError> {
     let mut k = Cpu::with_options(Heap, Options { level, threads, ..Options::default() })?;
     let values: Vec<f32> = (0..n * n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
@@ -47,6 +56,13 @@ pub fn sgemm_gflops(level: Option<SimdLevel>, threads: usize, n: usize, repeats:
 
 /// This machine's single-precision GEMM rate on `threads` threads, in GFLOP/s:
 /// [`sgemm_gflops`] at the best level on 1536-square matrices, best of 5.
+///
+/// The rate is a positive, finite number (this takes a few seconds):
+///
+/// ```
+/// let rate = brt_cpu::measure_sgemm_gflops(1).unwrap();
+/// assert!(rate.is_finite() && rate > 0.0);
+/// ```
 pub fn measure_sgemm_gflops(threads: usize) -> Result<f64, CpuError> {
     sgemm_gflops(None, threads, 1536, 5)
 }

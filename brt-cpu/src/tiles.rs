@@ -18,6 +18,28 @@ use crate::{CpuError, SimdLevel};
 /// inner-dimension blocks, the online softmax's key tiles, the linear
 /// attention's chunks), so results differ across tiles by rounding only; for
 /// given tiles they are the same from run to run and across thread counts.
+///
+/// Smaller tiles take less scratch; a size that is not a multiple of its unit
+/// is refused:
+///
+/// ```
+/// use brt_cpu::{Cpu, CpuError, Heap, Options, SimdLevel, Tiles};
+///
+/// let level = SimdLevel::Scalar;
+/// let small = Tiles { gemm_kc: 64, ..Tiles::smallest(level) };
+/// assert_eq!(small.check(level), Ok(()));
+/// let options = |tiles| Options { level: Some(level), tiles: Some(tiles), ..Options::default() };
+/// let default_len = options(Tiles::default_for(level)).scratch_len()?;
+/// assert!(options(small).scratch_len()? < default_len);
+///
+/// let k = Cpu::with_options(Heap, options(small))?;
+/// assert_eq!(k.tiles(), small);
+///
+/// let (mr, _) = level.micro_tile();
+/// let odd = Tiles { gemm_mc: mr + 1, ..small };
+/// assert!(matches!(odd.check(level), Err(CpuError::Tile { what: "gemm_mc", .. })));
+/// # Ok::<(), CpuError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tiles {
     /// Products: steps of the inner dimension per packed block (`kc`); any value
@@ -56,6 +78,18 @@ const PANEL_BYTES: usize = 16 * 1024;
 impl Tiles {
     /// The largest value of any size (it keeps every scratch formula far from
     /// overflowing).
+    ///
+    /// A size above it is refused even when it is a multiple of its unit:
+    ///
+    /// ```
+    /// use brt_cpu::{CpuError, SimdLevel, Tiles};
+    ///
+    /// let level = SimdLevel::Scalar;
+    /// let tiles = Tiles { gemm_kc: Tiles::MAX, ..Tiles::smallest(level) };
+    /// assert_eq!(tiles.check(level), Ok(()));
+    /// let tiles = Tiles { gemm_kc: Tiles::MAX + 1, ..tiles };
+    /// assert!(matches!(tiles.check(level), Err(CpuError::Tile { what: "gemm_kc", max: Tiles::MAX, .. })));
+    /// ```
     pub const MAX: usize = 1 << 16;
 
     /// The fastest tiles at `level`, the backend's defaults.
@@ -68,6 +102,23 @@ impl Tiles {
     /// Attention: 96 queries per task, keys in tiles of 192; its backward 48 and
     /// 96, keeping up to 8 key tiles between its sweeps. Linear attention: chunks
     /// of 64 tokens. About 4.4 MiB per thread with AVX2.
+    ///
+    /// They are what a backend uses when [`crate::Options::tiles`] is `None`, and
+    /// suit their level:
+    ///
+    /// ```
+    /// use brt_cpu::{Cpu, Heap, SimdLevel, Tiles};
+    ///
+    /// let tiles = Tiles::default_for(SimdLevel::Scalar);
+    /// assert_eq!(tiles.check(SimdLevel::Scalar), Ok(()));
+    /// assert_eq!((tiles.attention_queries, tiles.attention_keys, tiles.linear_chunk), (96, 192, 64));
+    /// // A packed `B` panel (`kc x NR` f32 values) takes at most 16 KiB.
+    /// let (_, nr) = SimdLevel::Avx2.micro_tile();
+    /// assert!(Tiles::default_for(SimdLevel::Avx2).gemm_kc * nr * 4 <= 16 * 1024);
+    ///
+    /// let k = Cpu::with_level(Heap, SimdLevel::Scalar).unwrap();
+    /// assert_eq!(k.tiles(), tiles);
+    /// ```
     pub const fn default_for(level: SimdLevel) -> Tiles {
         let (kc, mc, nc) = Tiles::default_gemm(level.micro_tile());
         Tiles {
@@ -97,6 +148,21 @@ impl Tiles {
     /// tile), so a larger `gemm_kc` costs nothing until `(gemm_mc + gemm_nc) *
     /// gemm_kc` reaches it, and makes products with many rows much faster: one
     /// step per block is the slowest possible product.
+    ///
+    /// Each size is one unit of its rule, so the tiles suit their level:
+    ///
+    /// ```
+    /// use brt_cpu::{SimdLevel, Tiles};
+    ///
+    /// for level in SimdLevel::ALL {
+    ///     let tiles = Tiles::smallest(level);
+    ///     assert_eq!(tiles.check(level), Ok(()));
+    ///     assert_eq!((tiles.gemm_kc, tiles.linear_chunk, tiles.backward_cached_tiles), (1, 1, 1));
+    ///     assert_eq!(tiles.gemv_columns, level.lanes());
+    ///     assert_eq!((tiles.attention_queries, tiles.attention_keys), level.micro_tile());
+    ///     assert_eq!((tiles.backward_queries, tiles.backward_keys), level.micro_tile());
+    /// }
+    /// ```
     pub const fn smallest(level: SimdLevel) -> Tiles {
         let (mr, nr) = level.micro_tile();
         Tiles {
@@ -133,6 +199,22 @@ impl Tiles {
     /// Whether these tiles suit `level`: each size a positive multiple of its
     /// unit (see the fields) and at most [`Tiles::MAX`]. The error names the
     /// first size that is not.
+    ///
+    /// Zero is never a positive multiple, and the error names the field:
+    ///
+    /// ```
+    /// use brt_cpu::{CpuError, SimdLevel, Tiles};
+    ///
+    /// let level = SimdLevel::Scalar;
+    /// assert_eq!(Tiles::default_for(level).check(level), Ok(()));
+    /// let tiles = Tiles { linear_chunk: 0, ..Tiles::default_for(level) };
+    /// match tiles.check(level) {
+    ///     Err(CpuError::Tile { what, value, multiple_of, .. }) => {
+    ///         assert_eq!((what, value, multiple_of), ("linear_chunk", 0, 1));
+    ///     }
+    ///     other => panic!("expected a tile error, got {other:?}"),
+    /// }
+    /// ```
     pub fn check(&self, level: SimdLevel) -> Result<(), CpuError> {
         for (what, value, multiple_of) in self.rules(level) {
             if value == 0 || value % multiple_of != 0 || value > Tiles::MAX {

@@ -13,6 +13,29 @@ use brt_core::kernels::check_extent;
 use brt_core::{ByteLayout, CoreError, CoreResult, HostMemory, TensorType, WeightData, WeightDtype};
 
 /// The parameter buffer of the CPU backend.
+///
+/// Weights written as f32 are stored in the buffer's own type: bf16 keeps 7
+/// bits of an f32's mantissa, so 1.5 is exact and 1 + 2^-10 rounds to 1:
+///
+/// ```
+/// use brt_core::desc::Matmul;
+/// use brt_core::{Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+/// use brt_cpu::{Cpu, CpuError, CpuWeights, Heap, SimdLevel};
+///
+/// let mut k = Cpu::with_level(Heap, SimdLevel::Scalar)?;
+/// let mut w = k.alloc_weights(2, WeightDtype::Bf16)?;
+/// assert!(matches!(w, CpuWeights::Bf16(_)));
+/// k.write_weights(&mut w, 0, WeightData::F32(&[1.5, 1.0 + 1.0 / 1024.0]))?;
+/// // Read them back through a (1, 1) x (1, 2) product with x = 1.
+/// let mut x = k.alloc_tensor(1)?;
+/// k.write_tensor(&mut x, 0, &[1.0])?;
+/// let mut out = k.alloc_tensor(2)?;
+/// k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut out, 0), Matmul::new(1, 1, 2)?)?;
+/// let mut y = [0f32; 2];
+/// k.read_tensor(&out, 0, &mut y)?;
+/// assert_eq!(y, [1.5, 1.0]);
+/// # Ok::<(), CpuError>(())
+/// ```
 pub enum CpuWeights<M: HostMemory> {
     /// Single precision.
     F32(M::F32),
@@ -37,6 +60,18 @@ impl<M: HostMemory> core::fmt::Debug for CpuWeights<M> {
 
 impl<M: HostMemory> CpuWeights<M> {
     /// How the values are stored.
+    ///
+    /// The type the buffer was allocated with:
+    ///
+    /// ```
+    /// use brt_core::{Storage, WeightDtype};
+    /// use brt_cpu::{Cpu, Heap};
+    ///
+    /// let mut k = Cpu::new(Heap).unwrap();
+    /// for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
+    ///     assert_eq!(k.alloc_weights(4, dtype).unwrap().dtype(), dtype);
+    /// }
+    /// ```
     pub fn dtype(&self) -> WeightDtype {
         match self {
             CpuWeights::F32(_) => WeightDtype::F32,
@@ -65,11 +100,33 @@ impl<M: HostMemory> CpuWeights<M> {
     }
 
     /// Whether the values are used in place (and so cannot be written).
+    ///
+    /// Buffers the backend allocated, or built from owned values, are not:
+    ///
+    /// ```
+    /// use brt_core::{Storage, WeightDtype};
+    /// use brt_cpu::{Cpu, CpuWeights, Heap};
+    ///
+    /// let mut k = Cpu::new(Heap).unwrap();
+    /// assert!(!k.alloc_weights(4, WeightDtype::F16).unwrap().is_in_place());
+    /// assert!(!CpuWeights::<Heap>::F32(vec![1.0, 2.0]).is_in_place());
+    /// ```
     pub fn is_in_place(&self) -> bool {
         matches!(self, CpuWeights::InPlace(..) | CpuWeights::Quantized(..))
     }
 
     /// Number of values (the elements the model's layout addresses).
+    ///
+    /// Values, not bytes:
+    ///
+    /// ```
+    /// use brt_core::{Storage, WeightDtype};
+    /// use brt_cpu::{Cpu, CpuWeights, Heap};
+    ///
+    /// let mut k = Cpu::new(Heap).unwrap();
+    /// assert_eq!(k.alloc_weights(6, WeightDtype::F16).unwrap().len(), 6);
+    /// assert_eq!(CpuWeights::<Heap>::F32(vec![1.0, 2.0, 3.0]).len(), 3);
+    /// ```
     pub fn len(&self) -> usize {
         match self {
             CpuWeights::Quantized(_, layout) => layout.layout().len(),
@@ -78,11 +135,32 @@ impl<M: HostMemory> CpuWeights<M> {
     }
 
     /// Whether there are no values.
+    ///
+    /// Only an empty buffer is:
+    ///
+    /// ```
+    /// use brt_cpu::{CpuWeights, Heap};
+    ///
+    /// assert!(CpuWeights::<Heap>::F32(Vec::new()).is_empty());
+    /// assert!(!CpuWeights::<Heap>::Bf16(vec![0u16]).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Bytes of storage the values take.
+    ///
+    /// Four bytes per f32 value, two per f16 or bf16 value:
+    ///
+    /// ```
+    /// use brt_core::{Storage, WeightDtype};
+    /// use brt_cpu::{Cpu, Heap};
+    ///
+    /// let mut k = Cpu::new(Heap).unwrap();
+    /// assert_eq!(k.alloc_weights(10, WeightDtype::F32).unwrap().bytes(), 40);
+    /// assert_eq!(k.alloc_weights(10, WeightDtype::F16).unwrap().bytes(), 20);
+    /// assert_eq!(k.alloc_weights(10, WeightDtype::Bf16).unwrap().bytes(), 20);
+    /// ```
     pub fn bytes(&self) -> usize {
         match self {
             CpuWeights::Quantized(bytes, _) => bytes.len(),

@@ -19,6 +19,18 @@ mod cpuid;
 mod neon;
 
 /// An instruction-set level of the CPU backend.
+///
+/// Scalar code runs everywhere, and the level picked for this CPU is one it
+/// supports:
+///
+/// ```
+/// use brt_cpu::SimdLevel;
+///
+/// assert!(SimdLevel::Scalar.is_supported());
+/// let level = SimdLevel::detect();
+/// assert!(level.is_supported());
+/// assert!(SimdLevel::available().any(|l| l == level));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SimdLevel {
     /// Portable Rust with no explicit vector instructions (any CPU).
@@ -33,9 +45,30 @@ pub enum SimdLevel {
 
 impl SimdLevel {
     /// Every level, in the order of [`SimdLevel::available`].
+    ///
+    /// Each level appears once, scalar first:
+    ///
+    /// ```
+    /// use brt_cpu::SimdLevel;
+    ///
+    /// assert_eq!(SimdLevel::ALL[0], SimdLevel::Scalar);
+    /// for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512, SimdLevel::Neon] {
+    ///     assert_eq!(SimdLevel::ALL.iter().filter(|&&l| l == level).count(), 1);
+    /// }
+    /// ```
     pub const ALL: [SimdLevel; 4] = [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512, SimdLevel::Neon];
 
     /// The level's name as used on command lines (`scalar`, `avx2`, `avx512`, `neon`).
+    ///
+    /// The names are the documented ones, and `Display` prints the same:
+    ///
+    /// ```
+    /// use brt_cpu::SimdLevel;
+    ///
+    /// assert_eq!(SimdLevel::Scalar.name(), "scalar");
+    /// assert_eq!(SimdLevel::Avx512.name(), "avx512");
+    /// assert_eq!(SimdLevel::Neon.to_string(), "neon");
+    /// ```
     pub const fn name(self) -> &'static str {
         match self {
             SimdLevel::Scalar => "scalar",
@@ -46,6 +79,18 @@ impl SimdLevel {
     }
 
     /// Parses a name of [`SimdLevel::name`] (ASCII case-insensitive).
+    ///
+    /// Every level's name parses back to it, in any case; other names do not:
+    ///
+    /// ```
+    /// use brt_cpu::SimdLevel;
+    ///
+    /// for level in SimdLevel::ALL {
+    ///     assert_eq!(SimdLevel::from_name(level.name()), Some(level));
+    /// }
+    /// assert_eq!(SimdLevel::from_name("AVX2"), Some(SimdLevel::Avx2));
+    /// assert_eq!(SimdLevel::from_name("sse2"), None);
+    /// ```
     pub fn from_name(name: &str) -> Option<SimdLevel> {
         SimdLevel::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(name))
     }
@@ -56,6 +101,17 @@ impl SimdLevel {
     /// library. Without it they are read with `cpuid`/`xgetbv` directly (the same
     /// check, including the operating system's support for the wide registers).
     /// NEON is part of the compilation target on aarch64.
+    ///
+    /// Scalar is always supported, and x86-64 and aarch64 levels never both are:
+    ///
+    /// ```
+    /// use brt_cpu::SimdLevel;
+    ///
+    /// assert!(SimdLevel::Scalar.is_supported());
+    /// assert!(!(SimdLevel::Neon.is_supported() && SimdLevel::Avx2.is_supported()));
+    /// // AVX-512 comes with the AVX2 set.
+    /// assert!(!SimdLevel::Avx512.is_supported() || SimdLevel::Avx2.is_supported());
+    /// ```
     pub fn is_supported(self) -> bool {
         match self {
             SimdLevel::Scalar => true,
@@ -70,6 +126,18 @@ impl SimdLevel {
     /// 512-bit instructions as two 256-bit halves; there the AVX-512 products
     /// measured about 10% slower than the AVX2 ones (`examples/gemm_shapes.rs`).
     /// Force [`SimdLevel::Avx512`] to use it anyway.
+    ///
+    /// The detected level is supported, and no supported level is wider except
+    /// AVX-512 where AVX2 is preferred:
+    ///
+    /// ```
+    /// use brt_cpu::SimdLevel;
+    ///
+    /// let level = SimdLevel::detect();
+    /// assert!(level.is_supported());
+    /// let widest = SimdLevel::available().max_by_key(|l| l.lanes()).unwrap();
+    /// assert!(level == widest || (level, widest) == (SimdLevel::Avx2, SimdLevel::Avx512));
+    /// ```
     pub fn detect() -> SimdLevel {
         let widest = SimdLevel::ALL.into_iter().rev().find(|l| l.is_supported()).unwrap_or(SimdLevel::Scalar);
         if widest == SimdLevel::Avx512 && half_width_avx512() {
@@ -80,11 +148,35 @@ impl SimdLevel {
     }
 
     /// The levels this CPU supports, scalar first.
+    ///
+    /// They are exactly the levels of [`SimdLevel::ALL`] that pass
+    /// [`SimdLevel::is_supported`]:
+    ///
+    /// ```
+    /// use brt_cpu::SimdLevel;
+    ///
+    /// let available: Vec<SimdLevel> = SimdLevel::available().collect();
+    /// assert_eq!(available[0], SimdLevel::Scalar);
+    /// for level in SimdLevel::ALL {
+    ///     assert_eq!(available.contains(&level), level.is_supported());
+    /// }
+    /// ```
     pub fn available() -> impl Iterator<Item = SimdLevel> {
         SimdLevel::ALL.into_iter().filter(|l| l.is_supported())
     }
 
     /// Lanes of one vector register at this level.
+    ///
+    /// The vector levels have the widths their descriptions give:
+    ///
+    /// ```
+    /// use brt_cpu::SimdLevel;
+    ///
+    /// assert_eq!(SimdLevel::Avx2.lanes(), 8);
+    /// assert_eq!(SimdLevel::Avx512.lanes(), 16);
+    /// assert_eq!(SimdLevel::Neon.lanes(), 4);
+    /// assert!(SimdLevel::Scalar.lanes() >= 1);
+    /// ```
     pub const fn lanes(self) -> usize {
         match self {
             SimdLevel::Scalar => scalar::Scalar::LANES,
@@ -96,6 +188,20 @@ impl SimdLevel {
 
     /// The micro-kernel tile `(rows, columns)` of the matrix product at this
     /// level (`MR x NR`): the unit of most blocking sizes in [`crate::Tiles`].
+    ///
+    /// AVX2 multiplies 6 rows by 16 columns (two 8-lane vectors) at a time, and
+    /// the smallest tiles of a level are one micro-tile ([`crate::Tiles::smallest`]):
+    ///
+    /// ```
+    /// use brt_cpu::{SimdLevel, Tiles};
+    ///
+    /// assert_eq!(SimdLevel::Avx2.micro_tile(), (6, 16));
+    /// for level in SimdLevel::ALL {
+    ///     let (mr, nr) = level.micro_tile();
+    ///     let tiles = Tiles::smallest(level);
+    ///     assert_eq!((tiles.gemm_mc, tiles.gemm_nc), (mr, nr));
+    /// }
+    /// ```
     pub const fn micro_tile(self) -> (usize, usize) {
         match self {
             SimdLevel::Scalar => (scalar::Scalar::MR, scalar::Scalar::NR),
