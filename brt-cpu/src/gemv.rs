@@ -162,8 +162,8 @@ unsafe fn chains_sum<S: Simd>(even: &[S::V; GEMV_MAX_ROWS], odd: &[S::V; GEMV_MA
 /// terms in row order, one fused multiply-add each, so the results are the
 /// same as one row at a time.
 ///
-/// Except for one input row reading whole rows of `W` (one thread, a chunk as
-/// wide as the matrix): there the weights are one contiguous run, and reading it
+/// Except, at the vector levels, for one input row reading whole rows of `W` (one
+/// thread, a chunk as wide as the matrix): there the weights are one contiguous run, and reading it
 /// in order, a row at a time, lets the hardware prefetchers stream it. Four short
 /// rows side by side are four interleaved streams that restart every row, and
 /// generation reads its weights from memory: on `paper` (f16, one thread) the
@@ -202,7 +202,10 @@ fn in_out<S: Simd, L: Load>(g: &Gemm<'_>, w: &[L], ld: usize, cols: Range<usize>
     let (m, k) = (g.m, g.k);
     by_chunks(g, cols, scratch, chunk, |c0, width, acc| {
         let full = width / S::LANES * S::LANES;
-        let in_order = m == 1 && width == ld;
+        // Not at the scalar level: it serves microcontrollers, which have no
+        // prefetcher to stream for, and where the grouping's fewer accumulator
+        // loads and stores are what counts.
+        let in_order = m == 1 && width == ld && S::LANES > 1;
         let mut kk = 0;
         while kk < k {
             let rows = if kk + ROWS <= k && !in_order { ROWS } else { 1 };
