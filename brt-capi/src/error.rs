@@ -10,6 +10,15 @@ use core::fmt;
 /// Everything the runner can refuse. Each variant has a stable number
 /// ([`Error::code`], the `BRT_ERROR_*` constants of the C header) and a static
 /// message; the fields and [`fmt::Display`] give the details in Rust.
+///
+/// The display is the static message, then the details:
+///
+/// ```
+/// use brt_capi::Error;
+/// let err = Error::MemoryTooSmall { what: "f32 pool", needed: 200, available: 199 };
+/// assert_eq!(err.code(), brt_capi::c::BRT_ERROR_MEMORY_TOO_SMALL);
+/// assert_eq!(err.to_string(), format!("{} (f32 pool: 200 needed, 199 given)", err.message()));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// A pointer argument of a C function was null.
@@ -111,6 +120,16 @@ const UNKNOWN: &CStr = c"unknown brt error code";
 
 impl Error {
     /// The stable number of this error (never 0, which is success).
+    ///
+    /// The numbers of the C header's constants:
+    ///
+    /// ```
+    /// use brt_capi::{c, Error};
+    /// assert_eq!(Error::NullPointer.code(), c::BRT_ERROR_NULL_POINTER);
+    /// assert_eq!(Error::NoLogits.code(), c::BRT_ERROR_NO_LOGITS);
+    /// assert_eq!(Error::MisalignedMemory { needed: 8 }.code(), c::BRT_ERROR_MISALIGNED_MEMORY);
+    /// assert_ne!(Error::NoLogits.code(), c::BRT_OK);
+    /// ```
     pub const fn code(&self) -> i32 {
         match self {
             Error::NullPointer => c::BRT_ERROR_NULL_POINTER,
@@ -126,11 +145,30 @@ impl Error {
     }
 
     /// The static message of this error's code.
+    ///
+    /// The same for every error of a variant, whatever its fields:
+    ///
+    /// ```
+    /// use brt_capi::Error;
+    /// let (a, b) = (Error::MisalignedMemory { needed: 4 }, Error::MisalignedMemory { needed: 64 });
+    /// assert_eq!(a.message(), b.message());
+    /// assert_eq!(a.message(), brt_capi::message(a.code()));
+    /// assert_ne!(a.to_string(), b.to_string());
+    /// ```
     pub fn message(&self) -> &'static str {
         message(self.code())
     }
 
     /// The largest code in use.
+    ///
+    /// Every code from `BRT_OK` (0) to it has a name, the next one none:
+    ///
+    /// ```
+    /// use brt_capi::{code_name, Error};
+    /// assert!((0..=Error::MAX_CODE).all(|code| code_name(code).is_some()));
+    /// assert_eq!(code_name(Error::MAX_CODE + 1), None);
+    /// assert_eq!(Error::MAX_CODE, brt_capi::c::BRT_ERROR_BACKEND);
+    /// ```
     pub const MAX_CODE: i32 = CODES.len() as i32 - 1;
 }
 
@@ -141,12 +179,31 @@ pub fn c_message(code: i32) -> &'static CStr {
 }
 
 /// The message of `code` (0 is success; an unknown code has a message too).
+///
+/// Every known code has its own; unknown ones share one:
+///
+/// ```
+/// use brt_capi::{message, Error};
+/// assert_eq!(message(0), "success");
+/// assert_eq!(message(Error::NoLogits.code()), Error::NoLogits.message());
+/// assert_eq!(message(-1), message(Error::MAX_CODE + 1));
+/// assert!((0..=Error::MAX_CODE).all(|code| message(code) != message(-1)));
+/// ```
 pub fn message(code: i32) -> &'static str {
     // The messages are ASCII, so the conversion cannot fail.
     c_message(code).to_str().unwrap_or("")
 }
 
 /// The C name of `code` (`BRT_OK`, `BRT_ERROR_...`), if it is one.
+///
+/// The name of the constant of that number:
+///
+/// ```
+/// use brt_capi::{c, code_name};
+/// assert_eq!(code_name(c::BRT_OK), Some("BRT_OK"));
+/// assert_eq!(code_name(c::BRT_ERROR_TOKEN_OUT_OF_RANGE), Some("BRT_ERROR_TOKEN_OUT_OF_RANGE"));
+/// assert_eq!(code_name(-1), None);
+/// ```
 pub fn code_name(code: i32) -> Option<&'static str> {
     CODES.iter().find(|c| c.code == code).map(|c| c.name)
 }
