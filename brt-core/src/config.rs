@@ -3,9 +3,25 @@
 use crate::error::{product, CoreError, CoreResult};
 
 /// The largest number of layers a [`LayerSet`] can name.
+///
+/// A 128-layer set holds its top layer; 129 layers are rejected.
+///
+/// ```
+/// use brt_core::{LayerSet, MAX_LAYERS};
+/// assert!(LayerSet::from_indices(&[-1], MAX_LAYERS).unwrap().contains(MAX_LAYERS - 1));
+/// assert!(LayerSet::from_indices(&[0], MAX_LAYERS + 1).is_err());
+/// ```
 pub const MAX_LAYERS: usize = 128;
 
 /// How a recurrent state update is gated (SPEC section 4, "Gates").
+///
+/// A plain configuration uses the fixed (bias) gate, which differs from the LSTM gate.
+///
+/// ```
+/// use brt_core::{Config, GateKind};
+/// assert_eq!(Config::plain(10, 8, 2, 4, 16, 2, 4).gate, GateKind::Fixed);
+/// assert_ne!(GateKind::Fixed, GateKind::Lstm);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GateKind {
     /// `g = sigmoid(b)`, `s' = s*g + z*(1-g)`; the official name is `bias`.
@@ -15,6 +31,17 @@ pub enum GateKind {
 }
 
 /// Where the gates sit in the horizontal (state) direction (SPEC section 4).
+///
+/// The dual layout has two gate sites, the skip layout one.
+///
+/// ```
+/// use brt_core::{Config, StateLayout};
+/// let mut c = Config::plain(10, 8, 2, 4, 16, 2, 4);
+/// c.layout = StateLayout::Dual;
+/// assert_eq!(c.gate_sites().len(), 2);
+/// c.layout = StateLayout::Skip;
+/// assert_eq!(c.gate_sites().len(), 1);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StateLayout {
     /// One gate after the attention projection; no state MLP.
@@ -26,6 +53,16 @@ pub enum StateLayout {
 }
 
 /// The token self-attention of a layer.
+///
+/// A layer is a window layer unless it is listed as linear.
+///
+/// ```
+/// use brt_core::{Config, LayerSet, TokenAttention};
+/// let mut c = Config::plain(10, 8, 2, 4, 16, 2, 4);
+/// c.linear = LayerSet::EMPTY.with(1);
+/// assert_eq!(c.token_attention(0), TokenAttention::Window);
+/// assert_eq!(c.token_attention(1), TokenAttention::Linear);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenAttention {
     /// Softmax over the W previous tokens with a T5 bias (SPEC section 2).
@@ -35,14 +72,42 @@ pub enum TokenAttention {
 }
 
 /// A set of layer indices, stored as a bit mask.
+///
+/// A set built from indices contains exactly those layers.
+///
+/// ```
+/// use brt_core::LayerSet;
+/// let set = LayerSet::EMPTY.with(2).with(5);
+/// assert_eq!(set.iter().collect::<Vec<_>>(), [2, 5]);
+/// assert!(!set.contains(3));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LayerSet(u128);
 
 impl LayerSet {
     /// The empty set.
+    ///
+    /// The empty set has no layers and equals the default set.
+    ///
+    /// ```
+    /// use brt_core::LayerSet;
+    /// assert!(LayerSet::EMPTY.is_empty());
+    /// assert_eq!(LayerSet::EMPTY, LayerSet::default());
+    /// assert_eq!(LayerSet::EMPTY.last(), None);
+    /// ```
     pub const EMPTY: LayerSet = LayerSet(0);
 
     /// Resolves possibly negative indices (`-1` is the top layer) against `layers`.
+    ///
+    /// `-1` names the top of a 4-layer stack (layer 3); an index of 4 is out of range.
+    ///
+    /// ```
+    /// use brt_core::LayerSet;
+    /// let set = LayerSet::from_indices(&[0, -1], 4).unwrap();
+    /// assert_eq!(set, LayerSet::EMPTY.with(0).with(3));
+    /// assert!(LayerSet::from_indices(&[4], 4).is_err());
+    /// assert!(LayerSet::from_indices(&[-5], 4).is_err());
+    /// ```
     pub fn from_indices(indices: &[i64], layers: usize) -> CoreResult<LayerSet> {
         if layers > MAX_LAYERS {
             return Err(CoreError::InvalidConfig { what: "at most 128 layers are supported", value: layers as i64 });
@@ -64,6 +129,14 @@ impl LayerSet {
 
     /// This set with `layer` added. Indices at or above [`MAX_LAYERS`] are ignored
     /// here and rejected by [`Config::validate`] through the layer count.
+    ///
+    /// Adding a layer sets it; an index at or above `MAX_LAYERS` leaves the set unchanged.
+    ///
+    /// ```
+    /// use brt_core::{LayerSet, MAX_LAYERS};
+    /// assert!(LayerSet::EMPTY.with(7).contains(7));
+    /// assert_eq!(LayerSet::EMPTY.with(MAX_LAYERS), LayerSet::EMPTY);
+    /// ```
     pub const fn with(self, layer: usize) -> LayerSet {
         if layer < MAX_LAYERS {
             LayerSet(self.0 | (1u128 << layer))
@@ -73,21 +146,55 @@ impl LayerSet {
     }
 
     /// Whether `layer` is in the set.
+    ///
+    /// Only added layers are contained, and indices past `MAX_LAYERS` never are.
+    ///
+    /// ```
+    /// use brt_core::{LayerSet, MAX_LAYERS};
+    /// let set = LayerSet::EMPTY.with(1);
+    /// assert!(set.contains(1) && !set.contains(0));
+    /// assert!(!LayerSet::from_bits(u128::MAX).contains(MAX_LAYERS));
+    /// ```
     pub const fn contains(self, layer: usize) -> bool {
         layer < MAX_LAYERS && self.0 & (1u128 << layer) != 0
     }
 
     /// Number of layers in the set.
+    ///
+    /// Adding the same layer twice counts it once.
+    ///
+    /// ```
+    /// use brt_core::LayerSet;
+    /// assert_eq!(LayerSet::EMPTY.with(4).with(4).with(9).len(), 2);
+    /// assert_eq!(LayerSet::EMPTY.len(), 0);
+    /// ```
     pub const fn len(self) -> usize {
         self.0.count_ones() as usize
     }
 
     /// Whether the set is empty.
+    ///
+    /// A set is empty until a layer is added.
+    ///
+    /// ```
+    /// use brt_core::LayerSet;
+    /// assert!(LayerSet::EMPTY.is_empty());
+    /// assert!(!LayerSet::EMPTY.with(0).is_empty());
+    /// ```
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
 
     /// The highest layer in the set.
+    ///
+    /// The highest layer is returned, whatever the insertion order.
+    ///
+    /// ```
+    /// use brt_core::LayerSet;
+    /// assert_eq!(LayerSet::EMPTY.with(9).with(3).last(), Some(9));
+    /// assert_eq!(LayerSet::EMPTY.with(127).last(), Some(127));
+    /// assert_eq!(LayerSet::EMPTY.last(), None);
+    /// ```
     pub const fn last(self) -> Option<usize> {
         if self.0 == 0 {
             None
@@ -97,16 +204,40 @@ impl LayerSet {
     }
 
     /// The layers in increasing order.
+    ///
+    /// Layers come out in increasing order.
+    ///
+    /// ```
+    /// use brt_core::LayerSet;
+    /// let set = LayerSet::EMPTY.with(6).with(0).with(3);
+    /// assert_eq!(set.iter().collect::<Vec<_>>(), [0, 3, 6]);
+    /// ```
     pub fn iter(self) -> impl Iterator<Item = usize> {
         (0..MAX_LAYERS).filter(move |&l| self.contains(l))
     }
 
     /// The raw bit mask (bit `l` set for layer `l`).
+    ///
+    /// Layer `l` is bit `l` of the mask.
+    ///
+    /// ```
+    /// use brt_core::LayerSet;
+    /// assert_eq!(LayerSet::EMPTY.with(0).with(3).bits(), 0b1001);
+    /// ```
     pub const fn bits(self) -> u128 {
         self.0
     }
 
     /// A set from a raw bit mask.
+    ///
+    /// `from_bits` is the inverse of `bits`: mask `0b110` is layers 1 and 2.
+    ///
+    /// ```
+    /// use brt_core::LayerSet;
+    /// let set = LayerSet::from_bits(0b110);
+    /// assert_eq!(set.iter().collect::<Vec<_>>(), [1, 2]);
+    /// assert_eq!(set.bits(), 0b110);
+    /// ```
     pub const fn from_bits(bits: u128) -> LayerSet {
         LayerSet(bits)
     }
@@ -116,6 +247,15 @@ impl LayerSet {
 ///
 /// Fields are public so that a configuration can be written as a literal; every
 /// consumer calls [`Config::validate`] before trusting it.
+///
+/// A configuration written as a literal with a recurrent layer validates.
+///
+/// ```
+/// use brt_core::{Config, LayerSet};
+/// let c = Config { states: 4, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+/// assert!(c.validate().is_ok());
+/// assert!(c.is_recurrent(1));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     /// Vocabulary size `V`.
@@ -152,6 +292,16 @@ pub struct Config {
 
 impl Config {
     /// A Transformer with sliding-window attention and no recurrent layer ("Slide").
+    ///
+    /// A plain configuration has no recurrent layer, no state and validates.
+    ///
+    /// ```
+    /// use brt_core::Config;
+    /// let c = Config::plain(10, 8, 2, 4, 16, 3, 4);
+    /// assert!(c.recurrent.is_empty() && c.states == 0 && !c.feedback);
+    /// assert_eq!((c.vocab, c.layers, c.window), (10, 3, 4));
+    /// assert!(c.validate().is_ok());
+    /// ```
     pub fn plain(
         vocab: usize,
         d_model: usize,
@@ -180,6 +330,18 @@ impl Config {
     }
 
     /// Checks every rule; returns the first one broken.
+    ///
+    /// A zero window, or a recurrent layer without state vectors, is rejected.
+    ///
+    /// ```
+    /// use brt_core::{Config, CoreError, LayerSet};
+    /// let good = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// assert!(good.validate().is_ok());
+    /// let c = Config { window: 0, ..good };
+    /// assert!(matches!(c.validate(), Err(CoreError::InvalidConfig { .. })));
+    /// let c = Config { recurrent: LayerSet::EMPTY.with(0), ..good };
+    /// assert!(matches!(c.validate(), Err(CoreError::InvalidConfig { .. })));
+    /// ```
     pub fn validate(&self) -> CoreResult<()> {
         let positive: [(&'static str, usize); 7] = [
             ("vocabulary size must be positive", self.vocab),
@@ -245,16 +407,41 @@ impl Config {
     }
 
     /// `H * dh`: the width of one query, key or value set.
+    ///
+    /// The width is heads times head width and need not equal `d_model`.
+    ///
+    /// ```
+    /// use brt_core::Config;
+    /// let c = Config::plain(10, 8, 3, 5, 16, 2, 4);
+    /// assert_eq!(c.qkv_width(), 3 * 5);
+    /// ```
     pub const fn qkv_width(&self) -> usize {
         self.heads * self.head_dim
     }
 
     /// Whether layer `layer` is recurrent.
+    ///
+    /// Only layers in `recurrent` are recurrent.
+    ///
+    /// ```
+    /// use brt_core::{Config, LayerSet};
+    /// let c = Config { states: 2, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// assert!(c.is_recurrent(1) && !c.is_recurrent(0));
+    /// ```
     pub const fn is_recurrent(&self, layer: usize) -> bool {
         self.recurrent.contains(layer)
     }
 
     /// The token self-attention of `layer`.
+    ///
+    /// A layer listed in `linear` uses linear attention; the others use the window.
+    ///
+    /// ```
+    /// use brt_core::{Config, LayerSet, TokenAttention};
+    /// let c = Config { linear: LayerSet::EMPTY.with(0), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// assert_eq!(c.token_attention(0), TokenAttention::Linear);
+    /// assert_eq!(c.token_attention(1), TokenAttention::Window);
+    /// ```
     pub const fn token_attention(&self, layer: usize) -> TokenAttention {
         if self.linear.contains(layer) {
             TokenAttention::Linear
@@ -265,11 +452,30 @@ impl Config {
 
     /// Whether `layer` cross-attends to a state: recurrent layers always, the others
     /// in feedback mode.
+    ///
+    /// Without feedback only the recurrent layer cross-attends; with feedback every layer does.
+    ///
+    /// ```
+    /// use brt_core::{Config, LayerSet};
+    /// let c = Config { states: 2, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 3, 4) };
+    /// assert!(c.has_cross_attention(1) && !c.has_cross_attention(0));
+    /// let fb = Config { feedback: true, ..c };
+    /// assert!(fb.has_cross_attention(0) && fb.has_cross_attention(2));
+    /// ```
     pub const fn has_cross_attention(&self, layer: usize) -> bool {
         self.is_recurrent(layer) || self.feedback
     }
 
     /// The recurrent layer whose state feeds back (the last one).
+    ///
+    /// In feedback mode the last recurrent layer feeds back; otherwise none does.
+    ///
+    /// ```
+    /// use brt_core::{Config, LayerSet};
+    /// let c = Config { states: 2, recurrent: LayerSet::EMPTY.with(0).with(2), ..Config::plain(10, 8, 2, 4, 16, 4, 4) };
+    /// assert_eq!(c.feedback_source(), None);
+    /// assert_eq!(Config { feedback: true, ..c }.feedback_source(), Some(2));
+    /// ```
     pub const fn feedback_source(&self) -> Option<usize> {
         if self.feedback {
             self.recurrent.last()
@@ -282,6 +488,22 @@ impl Config {
     /// window layer, `2W` for a recurrent layer (its state update reads the
     /// previous and the current block, which may have been fed in several calls),
     /// none for a plain linear-attention layer.
+    ///
+    /// A window layer keeps `W` keys, a recurrent layer `2W`, a linear layer none.
+    ///
+    /// ```
+    /// use brt_core::{Config, LayerSet};
+    /// let w = 4;
+    /// let c = Config {
+    ///     states: 2,
+    ///     recurrent: LayerSet::EMPTY.with(1),
+    ///     linear: LayerSet::EMPTY.with(2),
+    ///     ..Config::plain(10, 8, 2, 4, 16, 3, w)
+    /// };
+    /// assert_eq!(c.kv_cache_positions(0), w);
+    /// assert_eq!(c.kv_cache_positions(1), 2 * w);
+    /// assert_eq!(c.kv_cache_positions(2), 0);
+    /// ```
     pub const fn kv_cache_positions(&self, layer: usize) -> usize {
         if self.is_recurrent(layer) {
             2 * self.window
@@ -294,6 +516,16 @@ impl Config {
     }
 
     /// The gate sites of the state update in this layout.
+    ///
+    /// The single layout gates only after the MLP; the dual layout after attention then MLP.
+    ///
+    /// ```
+    /// use brt_core::{Config, GateSite, StateLayout};
+    /// let c = Config { layout: StateLayout::Single, ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// assert_eq!(c.gate_sites(), [GateSite::Mlp]);
+    /// let d = Config { layout: StateLayout::Dual, ..c };
+    /// assert_eq!(d.gate_sites(), [GateSite::Attention, GateSite::Mlp]);
+    /// ```
     pub const fn gate_sites(&self) -> &'static [GateSite] {
         match self.layout {
             StateLayout::Skip => &[GateSite::Attention],
@@ -304,6 +536,16 @@ impl Config {
 
     /// Width of the input of the gate at `site`: `2*H*dh` after the attention,
     /// `F` after the MLP hidden layer.
+    ///
+    /// The attention gate reads `2*H*dh` inputs, the MLP gate `F`.
+    ///
+    /// ```
+    /// use brt_core::{Config, GateSite};
+    /// let (heads, head_dim, mlp_hidden) = (2, 4, 16);
+    /// let c = Config::plain(10, 8, heads, head_dim, mlp_hidden, 2, 4);
+    /// assert_eq!(c.gate_input_width(GateSite::Attention), 2 * heads * head_dim);
+    /// assert_eq!(c.gate_input_width(GateSite::Mlp), mlp_hidden);
+    /// ```
     pub const fn gate_input_width(&self, site: GateSite) -> usize {
         match site {
             GateSite::Attention => 2 * self.qkv_width(),
@@ -313,6 +555,13 @@ impl Config {
 }
 
 /// Where a gate sits in the state update.
+///
+/// The skip layout's only gate sits after the attention.
+///
+/// ```
+/// use brt_core::{Config, GateSite};
+/// assert_eq!(Config::plain(10, 8, 2, 4, 16, 2, 4).gate_sites(), [GateSite::Attention]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GateSite {
     /// After the attention output projection (official `post_attn_mlp`).
