@@ -321,7 +321,6 @@ impl crate::backend::TrainingJob for TrainBenchJob<'_> {
     where
         Error: From<G::Error>,
     {
-        use crate::train::data::Corpus;
         use crate::train::optim::{Decay, Schedule};
         use crate::train::{TrainOptions, Trainer};
         let spec = self.spec;
@@ -329,15 +328,7 @@ impl crate::backend::TrainingJob for TrainBenchJob<'_> {
             return Err(Error::Invalid("batch, segment and steps must be positive".into()));
         }
         let config = *self.weights.config();
-        // Documents long enough that no row restarts one during the run, so every
-        // step does the same work (random ids: the loss stays near ln V).
-        let steps_in_all = spec.steps * spec.repetitions.max(1) as u64 + 1;
-        let length = (steps_in_all as usize * spec.segment + 1).min(1 << 22);
-        let mut rng = brt_core::init::SplitMix64::new(1);
-        let documents = (0..spec.batch)
-            .map(|_| (0..length).map(|_| (rng.next_u64() % config.vocab as u64) as u32).collect())
-            .collect();
-        let corpus = Corpus { documents, names: vec![std::path::PathBuf::from("random"); spec.batch] };
+        let steps_in_all = spec.steps.saturating_mul(spec.repetitions.max(1) as u64).saturating_add(1);
         let options = TrainOptions {
             batch: spec.batch,
             segment: spec.segment,
@@ -347,10 +338,13 @@ impl crate::backend::TrainingJob for TrainBenchJob<'_> {
             weight_decay: 0.1,
             seed: 1,
         };
+        // The trainer first: it refuses a batch and segment its backend cannot
+        // hold with a clear error, before the corpus is made.
         let mut trainer = Trainer::new(g, self.weights, options)?;
+        let corpus = random_corpus(spec.batch, config.vocab)?;
         trainer.step(&corpus)?; // warm-up: the tape's buffers are allocated once
         let warm = trainer.phase_seconds();
-        let tokens = (spec.steps as usize * spec.batch * spec.segment) as f64;
+        let tokens = spec.steps as f64 * spec.batch as f64 * spec.segment as f64;
         let flops = training_flops_per_token(&config);
         let (mut seconds, mut gemm_gflops, mut gemm_ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..spec.repetitions.max(1) {
@@ -387,6 +381,24 @@ impl crate::backend::TrainingJob for TrainBenchJob<'_> {
             },
         })
     }
+}
+
+/// Random ids (the loss stays near ln V), one document of `RANDOM_DOCUMENT`
+/// tokens per row. A row that reaches its document's end starts another (a reset
+/// of its state): every step still does the same work.
+fn random_corpus(batch: usize, vocab: usize) -> Result<crate::train::data::Corpus> {
+    const RANDOM_DOCUMENT: usize = 1 << 16;
+    let too_many = || Error::Invalid(format!("not enough memory for {batch} rows of random tokens; lower --batch"));
+    let mut rng = brt_core::init::SplitMix64::new(1);
+    let mut documents = Vec::new();
+    documents.try_reserve_exact(batch).map_err(|_| too_many())?;
+    for _ in 0..batch {
+        let mut document = Vec::new();
+        document.try_reserve_exact(RANDOM_DOCUMENT).map_err(|_| too_many())?;
+        document.extend((0..RANDOM_DOCUMENT).map(|_| (rng.next_u64() % vocab as u64) as u32));
+        documents.push(document);
+    }
+    Ok(crate::train::data::Corpus { documents, names: vec![std::path::PathBuf::from("random"); batch] })
 }
 
 /// GFLOP/s of `k`'s matmul on an `n x n x n` f32 product (median of 5).

@@ -243,7 +243,7 @@ where
         let forward = self.session.feed_rows(&mut self.engine, &rows, &segment.resets, Some(&mut reader));
         self.engine.kernels().stop();
         forward?;
-        self.engine.kernels().inner().sync()?;
+        // (The loss read the logits back: the forward is done.)
         let forward_done = std::time::Instant::now();
         self.phases.forward += (forward_done - started).as_secs_f64();
         self.step += 1;
