@@ -72,6 +72,24 @@ fn measured(values: &[f64]) -> Option<serde_json::Value> {
     (!values.is_empty()).then(|| serde_json::json!({"min": min, "median": median, "max": max, "each": values}))
 }
 
+/// `fields` with what every measurement reports: what ran, and its rates.
+fn with_rates(name: &str, args: &BenchArgs, result: &BenchResult, mut fields: serde_json::Value) -> serde_json::Value {
+    let common = serde_json::json!({
+        "config": name,
+        "backend": args.backend.name(),
+        "threads": args.threads,
+        "seconds": result.seconds,
+        "tokens_per_second": result.tokens_per_second,
+        "gflops": result.gflops,
+        "backend_gemm_gflops": measured(&result.gemm_gflops),
+        "ratio_to_gemm": measured(&result.gemm_ratios),
+    });
+    if let (Some(fields), serde_json::Value::Object(common)) = (fields.as_object_mut(), common) {
+        fields.extend(common);
+    }
+    fields
+}
+
 /// The line that compares the model's rate with the GEMM's of the same run.
 fn gemm_line(result: &BenchResult, size: usize) -> String {
     if result.gemm_ratios.is_empty() {
@@ -125,24 +143,21 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
     let text = if args.json {
         format!(
             "{:#}\n",
-            serde_json::json!({
-                "config": name,
-                "backend": args.backend.name(),
-                "threads": args.threads,
-                "batch": batch,
-                "tokens": tokens,
-                "chunk": chunk,
-                "dtype": dtype.name(),
-                "flops_per_token": flops,
-                "seconds": result.seconds,
-                "tokens_per_second": result.tokens_per_second,
-                "gflops": result.gflops,
-                "backend_gemm_gflops": measured(&result.gemm_gflops),
-                "ratio_to_gemm": measured(&result.gemm_ratios),
-                "weight_bytes": result.weight_bytes,
-                "memory_gbs": measured(&result.bandwidth_gbs),
-                "ratio_to_bandwidth": measured(&result.bandwidth_ratios),
-            })
+            with_rates(
+                &name,
+                &args,
+                &result,
+                serde_json::json!({
+                    "batch": batch,
+                    "tokens": tokens,
+                    "chunk": chunk,
+                    "dtype": dtype.name(),
+                    "flops_per_token": flops,
+                    "weight_bytes": result.weight_bytes,
+                    "memory_gbs": measured(&result.bandwidth_gbs),
+                    "ratio_to_bandwidth": measured(&result.bandwidth_ratios),
+                })
+            )
         )
     } else {
         let mut text = format!(
@@ -200,21 +215,18 @@ fn run_training(args: &BenchArgs, weights: &brt::weights::ModelWeights, name: &s
     let text = if args.json {
         format!(
             "{:#}\n",
-            serde_json::json!({
-                "config": name,
-                "backend": args.backend.name(),
-                "threads": args.threads,
-                "batch": spec.batch,
-                "segment": spec.segment,
-                "steps": spec.steps,
-                "training_flops_per_token": flops,
-                "seconds": rate.seconds,
-                "tokens_per_second": rate.tokens_per_second,
-                "gflops": rate.gflops,
-                "backend_gemm_gflops": measured(&rate.gemm_gflops),
-                "ratio_to_gemm": measured(&rate.gemm_ratios),
-                "phase_seconds": {"forward": phases.forward, "backward": phases.backward, "update": phases.update},
-            })
+            with_rates(
+                name,
+                args,
+                rate,
+                serde_json::json!({
+                    "batch": spec.batch,
+                    "segment": spec.segment,
+                    "steps": spec.steps,
+                    "training_flops_per_token": flops,
+                    "phase_seconds": {"forward": phases.forward, "backward": phases.backward, "update": phases.update},
+                })
+            )
         )
     } else {
         let mut text = format!(
