@@ -49,233 +49,39 @@ use brt_gguf::ModelFile;
 use core::ffi::{c_char, c_void};
 use core::mem::{align_of, size_of};
 
+// Each item's Rust example lives in `c/examples/<item>.md`, brought in with
+// `#[doc = include_str!(..)]`: cbindgen copies only literal doc comments into
+// the C header, so the header keeps the C-facing text and not Rust code.
+
 /// Success.
-///
-/// What every call that succeeds returns:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// let mut sizes = brt_sizes::default();
-/// // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// assert!(sizes.bytes > 0);
-/// assert_eq!(brt_capi::message(BRT_OK), "success");
-/// ```
+#[doc = include_str!("c/examples/BRT_OK.md")]
 pub const BRT_OK: i32 = 0;
 /// A pointer argument is null.
-///
-/// A null runner, or a null pointer among the arguments:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// // SAFETY: every function checks its pointers for null first.
-/// unsafe {
-///     assert_eq!(brt_reset(null_mut()), BRT_ERROR_NULL_POINTER);
-///     assert_eq!(brt_feed(null_mut(), [1u32].as_ptr(), 1), BRT_ERROR_NULL_POINTER);
-///     assert_eq!(brt_memory_sizes(null(), 0, 4, &mut brt_sizes::default()), BRT_ERROR_NULL_POINTER);
-/// }
-/// assert_eq!(brt_capi::Error::NullPointer.code(), BRT_ERROR_NULL_POINTER);
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_NULL_POINTER.md")]
 pub const BRT_ERROR_NULL_POINTER: i32 = 1;
 /// Not a valid brt model file (or not aligned to 4 bytes).
-///
-/// Bytes that are not a model file, or a file cut short:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// let mut sizes = brt_sizes::default();
-/// let junk = b"not a model";
-/// // SAFETY: both byte strings are readable for the lengths given; `sizes` is a live local.
-/// unsafe {
-///     assert_eq!(brt_memory_sizes(junk.as_ptr(), junk.len(), 4, &mut sizes), BRT_ERROR_MODEL);
-///     assert_eq!(brt_memory_sizes(MODEL.as_ptr(), MODEL.len() - 1, 4, &mut sizes), BRT_ERROR_MODEL);
-/// }
-/// assert_eq!(sizes, brt_sizes::default(), "nothing is written on an error");
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_MODEL.md")]
 pub const BRT_ERROR_MODEL: i32 = 2;
 /// Tokens per call is zero, or so large that sizes overflow.
-///
-/// Zero tokens per call, or too many:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// let mut sizes = brt_sizes::default();
-/// // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// unsafe {
-///     assert_eq!(brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 0, &mut sizes), BRT_ERROR_TOKENS_PER_CALL);
-///     assert_eq!(brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), usize::MAX, &mut sizes), BRT_ERROR_TOKENS_PER_CALL);
-/// }
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_TOKENS_PER_CALL.md")]
 pub const BRT_ERROR_TOKENS_PER_CALL: i32 = 3;
 /// The memory is smaller than `brt_memory_sizes` says.
-///
-/// One byte less than `brt_memory_sizes` says is refused:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// // SAFETY: the layout's size is not zero.
-/// let memory = unsafe { std::alloc::alloc(layout) };
-/// assert!(!memory.is_null());
-/// let mut runner = null_mut();
-/// // SAFETY: MODEL is static; `memory` is writable for more than the length
-/// // given; `runner` is a live local. Nothing is opened, so `memory` is freed at once.
-/// unsafe {
-///     let refused = brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes - 1, &mut runner);
-///     assert_eq!(refused, BRT_ERROR_MEMORY_TOO_SMALL);
-///     std::alloc::dealloc(memory, layout);
-/// }
-/// assert!(runner.is_null(), "no handle is written on an error");
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_MEMORY_TOO_SMALL.md")]
 pub const BRT_ERROR_MEMORY_TOO_SMALL: i32 = 4;
 /// The memory does not start at a multiple of `brt_sizes.align`.
-///
-/// A region one byte past an aligned address (`align` is at least 4):
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// let layout = std::alloc::Layout::from_size_align(sizes.bytes + sizes.align, sizes.align).unwrap();
-/// // SAFETY: the layout's size is not zero.
-/// let memory = unsafe { std::alloc::alloc(layout) };
-/// assert!(!memory.is_null());
-/// let mut runner = null_mut();
-/// // SAFETY: MODEL is static; `memory + 1` is writable for `sizes.bytes` bytes
-/// // (one alignment more was allocated); `runner` is a live local. Nothing is
-/// // opened, so `memory` is freed at once.
-/// unsafe {
-///     let refused = brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.add(1).cast(), sizes.bytes, &mut runner);
-///     assert_eq!(refused, BRT_ERROR_MISALIGNED_MEMORY);
-///     std::alloc::dealloc(memory, layout);
-/// }
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_MISALIGNED_MEMORY.md")]
 pub const BRT_ERROR_MISALIGNED_MEMORY: i32 = 5;
 /// A token id is not below the vocabulary size; nothing was fed.
-///
-/// The vocabulary size itself is out of range, and the tokens before it are not fed:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// // SAFETY: `runner` is live (opened above); the array holds 2 ids.
-/// unsafe {
-///     let vocab = brt_vocab(runner) as u32;
-///     assert_eq!(brt_feed(runner, [0, vocab].as_ptr(), 2), BRT_ERROR_TOKEN_OUT_OF_RANGE);
-///     assert_eq!(brt_position(runner), 0);
-/// }
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_TOKEN_OUT_OF_RANGE.md")]
 pub const BRT_ERROR_TOKEN_OUT_OF_RANGE: i32 = 6;
 /// The logits output does not hold exactly `brt_vocab` values.
-///
-/// One value more than the vocabulary is refused too:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// // SAFETY: `runner` is live (opened above); `logits` holds `vocab + 1` floats.
-/// unsafe {
-///     let vocab = brt_vocab(runner);
-///     let mut logits = vec![0f32; vocab + 1];
-///     assert_eq!(brt_feed(runner, [1u32].as_ptr(), 1), BRT_OK);
-///     assert_eq!(brt_logits(runner, logits.as_mut_ptr(), vocab + 1), BRT_ERROR_LOGITS_LENGTH);
-///     assert_eq!(brt_logits(runner, logits.as_mut_ptr(), vocab), BRT_OK);
-/// }
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_LOGITS_LENGTH.md")]
 pub const BRT_ERROR_LOGITS_LENGTH: i32 = 7;
 /// No token has been fed since opening or the last reset.
-///
-/// Right after opening, and after a reset:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// // SAFETY: `runner` is live (opened above); `logits` holds `vocab` floats.
-/// unsafe {
-///     let vocab = brt_vocab(runner);
-///     let mut logits = vec![0f32; vocab];
-///     assert_eq!(brt_logits(runner, logits.as_mut_ptr(), vocab), BRT_ERROR_NO_LOGITS);
-///     assert_eq!(brt_feed(runner, [1u32].as_ptr(), 1), BRT_OK);
-///     assert_eq!(brt_reset(runner), BRT_OK);
-///     assert_eq!(brt_logits(runner, logits.as_mut_ptr(), vocab), BRT_ERROR_NO_LOGITS);
-/// }
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_NO_LOGITS.md")]
 pub const BRT_ERROR_NO_LOGITS: i32 = 8;
 /// The CPU backend failed.
-///
-/// The code of every backend error, the largest in use (a little-endian CPU's backend does not fail on a valid model, so it is shown here through the Rust error):
-///
-/// ```
-/// # use brt_capi::c::*;
-/// use brt_capi::Error;
-/// assert_eq!(Error::Backend(brt_cpu::CpuError::WorkerPanicked).code(), BRT_ERROR_BACKEND);
-/// assert_eq!(BRT_ERROR_BACKEND, Error::MAX_CODE);
-/// assert_eq!(brt_capi::code_name(BRT_ERROR_BACKEND), Some("BRT_ERROR_BACKEND"));
-/// ```
+#[doc = include_str!("c/examples/BRT_ERROR_BACKEND.md")]
 pub const BRT_ERROR_BACKEND: i32 = 9;
 
 /// What a runner needs, from `brt_memory_sizes`. Give `brt_open` one region of
@@ -283,22 +89,7 @@ pub const BRT_ERROR_BACKEND: i32 = 9;
 /// `aligned_alloc(align, bytes)`, or a static `_Alignas` array); it holds the
 /// runner (`runner_bytes`), then `f32s` floats, then `u32s` 32-bit token ids:
 /// `bytes = runner_bytes + 4 * (f32s + u32s)` rounded up to a multiple of `align`.
-///
-/// The parts add up to `bytes`, and the pools are the Rust API's [`Sizes`]:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// let mut sizes = brt_sizes::default();
-/// // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// let rust = brt_capi::Sizes::for_model(MODEL, 4)?;
-/// assert_eq!((sizes.f32s, sizes.u32s), (rust.f32s, rust.u32s));
-/// assert_eq!(sizes.bytes, (sizes.runner_bytes + 4 * (sizes.f32s + sizes.u32s)).next_multiple_of(sizes.align));
-/// assert!(sizes.align.is_power_of_two() && sizes.align >= 4);
-/// # Ok::<(), brt_capi::Error>(())
-/// ```
+#[doc = include_str!("c/examples/brt_sizes.md")]
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct brt_sizes {
@@ -315,32 +106,7 @@ pub struct brt_sizes {
 }
 
 /// A runner: opaque to C, it lies at the start of the caller's memory region.
-///
-/// The handle is the start of the region, and the runner takes `runner_bytes` there:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// assert_eq!(runner.cast::<u8>(), memory);
-/// assert_eq!(std::mem::size_of::<brt_runner>(), sizes.runner_bytes);
-/// assert_eq!(std::mem::align_of::<brt_runner>(), sizes.align);
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// ```
+#[doc = include_str!("c/examples/brt_runner.md")]
 pub struct brt_runner(Runner<'static>);
 
 /// Bytes of a runner at the start of the region.
@@ -377,26 +143,7 @@ fn status(result: Result<(), Error>) -> i32 {
 /// # Safety
 /// `model` must be readable for `model_len` bytes and `out` writable, or null
 /// (an error).
-///
-/// The sizes of the Rust API for the same tokens per call; nothing is written on an error:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// let mut sizes = brt_sizes::default();
-/// // SAFETY: MODEL is readable for its length; `sizes` is a live local, and a
-/// // null `out` is refused before any write.
-/// unsafe {
-///     assert_eq!(brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 0, &mut sizes), BRT_ERROR_TOKENS_PER_CALL);
-///     assert_eq!(sizes, brt_sizes::default());
-///     assert_eq!(brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 8, null_mut()), BRT_ERROR_NULL_POINTER);
-///     assert_eq!(brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 8, &mut sizes), BRT_OK);
-/// }
-/// let rust = brt_capi::Sizes::for_model(MODEL, 8)?;
-/// assert_eq!((sizes.f32s, sizes.u32s, sizes.u32s), (rust.f32s, rust.u32s, 8));
-/// # Ok::<(), brt_capi::Error>(())
-/// ```
+#[doc = include_str!("c/examples/brt_memory_sizes.md")]
 #[no_mangle]
 pub unsafe extern "C" fn brt_memory_sizes(
     model: *const u8,
@@ -431,34 +178,7 @@ pub unsafe extern "C" fn brt_memory_sizes(
 /// `memory_len` bytes, `out` writable, or any of them null (an error). `model`
 /// and `memory` must not overlap; both must stay valid, and `memory` be used
 /// only through the runner, until `brt_close` or the runner's last use.
-///
-/// A handle into the region, written only when the region is large enough:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// let mut sizes = brt_sizes::default();
-/// // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// // SAFETY: the layout's size is not zero (the region holds the runner).
-/// let memory = unsafe { std::alloc::alloc(layout) };
-/// assert!(!memory.is_null());
-/// let mut runner = null_mut();
-/// // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// // `runner` is a live local.
-/// unsafe {
-///     let short = brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes - 1, &mut runner);
-///     assert_eq!((short, runner), (BRT_ERROR_MEMORY_TOO_SMALL, null_mut()));
-///     assert_eq!(brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner), BRT_OK);
-///     assert_eq!(runner.cast::<u8>(), memory);
-///     assert_eq!(brt_position(runner), 0);
-/// }
-/// // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// ```
+#[doc = include_str!("c/examples/brt_open.md")]
 #[no_mangle]
 pub unsafe extern "C" fn brt_open(
     model: *const u8,
@@ -515,36 +235,7 @@ pub unsafe extern "C" fn brt_open(
 /// # Safety
 /// `runner` must come from `brt_open` and not be closed, or be null (an error);
 /// `tokens` must be readable for `n` values, or null (an error).
-///
-/// Ten tokens with 4 per call go in three calls; zero tokens feed nothing:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// let tokens: Vec<u32> = (1..=10).collect();
-/// // SAFETY: `runner` is live (opened above); `tokens` holds 10 ids.
-/// unsafe {
-///     assert_eq!(brt_feed(runner, tokens.as_ptr(), 10), BRT_OK);
-///     assert_eq!(brt_feed(runner, tokens.as_ptr(), 0), BRT_OK);
-///     assert_eq!(brt_position(runner), 10);
-/// }
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// ```
+#[doc = include_str!("c/examples/brt_feed.md")]
 #[no_mangle]
 pub unsafe extern "C" fn brt_feed(runner: *mut brt_runner, tokens: *const u32, n: usize) -> i32 {
     if runner.is_null() || tokens.is_null() {
@@ -566,46 +257,7 @@ pub unsafe extern "C" fn brt_feed(runner: *mut brt_runner, tokens: *const u32, n
 /// # Safety
 /// `runner` as for `brt_feed`; `out` must be writable for `out_len` floats, or
 /// null (an error).
-///
-/// The logits of the Rust API's [`Runner`](crate::Runner) fed the same tokens:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// let tokens = [3u32, 1, 4, 1, 5, 9];
-/// let mut logits = vec![0f32; 0];
-/// // SAFETY: `runner` is live (opened above); `tokens` holds 6 ids and
-/// // `logits` `brt_vocab` floats.
-/// unsafe {
-///     logits.resize(brt_vocab(runner), 0.0);
-///     assert_eq!(brt_feed(runner, tokens.as_ptr(), tokens.len()), BRT_OK);
-///     assert_eq!(brt_logits(runner, logits.as_mut_ptr(), logits.len()), BRT_OK);
-/// }
-/// let rust = brt_capi::Sizes::for_model(MODEL, 4)?;
-/// let (mut f32s, mut u32s) = (vec![0f32; rust.f32s], vec![0u32; rust.u32s]);
-/// let mut expected = brt_capi::Runner::open(MODEL, &mut f32s, &mut u32s, 4)?;
-/// expected.feed(&tokens)?;
-/// let mut want = vec![0f32; expected.vocab()];
-/// expected.logits(&mut want)?;
-/// assert_eq!(logits, want);
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// # Ok::<(), brt_capi::Error>(())
-/// ```
+#[doc = include_str!("c/examples/brt_logits.md")]
 #[no_mangle]
 pub unsafe extern "C" fn brt_logits(runner: *const brt_runner, out: *mut f32, out_len: usize) -> i32 {
     if runner.is_null() || out.is_null() {
@@ -623,43 +275,7 @@ pub unsafe extern "C" fn brt_logits(runner: *const brt_runner, out: *mut f32, ou
 ///
 /// # Safety
 /// `runner` as for `brt_feed`.
-///
-/// The same tokens after a reset give the same logits as the first time:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// let tokens = [2u32, 7, 1, 8];
-/// // SAFETY: `runner` is live (opened above); `tokens` holds 4 ids and each
-/// // logits vector `brt_vocab` floats.
-/// unsafe {
-///     let vocab = brt_vocab(runner);
-///     let (mut first, mut again) = (vec![0f32; vocab], vec![0f32; vocab]);
-///     assert_eq!(brt_feed(runner, tokens.as_ptr(), 4), BRT_OK);
-///     assert_eq!(brt_logits(runner, first.as_mut_ptr(), vocab), BRT_OK);
-///     assert_eq!(brt_reset(runner), BRT_OK);
-///     assert_eq!(brt_position(runner), 0);
-///     assert_eq!(brt_feed(runner, tokens.as_ptr(), 4), BRT_OK);
-///     assert_eq!(brt_logits(runner, again.as_mut_ptr(), vocab), BRT_OK);
-///     assert_eq!(first, again);
-/// }
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// ```
+#[doc = include_str!("c/examples/brt_reset.md")]
 #[no_mangle]
 pub unsafe extern "C" fn brt_reset(runner: *mut brt_runner) -> i32 {
     if runner.is_null() {
@@ -675,36 +291,7 @@ pub unsafe extern "C" fn brt_reset(runner: *mut brt_runner) -> i32 {
 ///
 /// # Safety
 /// `runner` as for `brt_feed`.
-///
-/// The model file's vocabulary, and 0 for null:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// let config = *brt_gguf::ModelFile::parse(MODEL)?.config();
-/// // SAFETY: `runner` is live (opened above); null is allowed.
-/// unsafe {
-///     assert_eq!(brt_vocab(runner), config.vocab);
-///     assert_eq!(brt_vocab(null()), 0);
-/// }
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// # Ok::<(), brt_capi::Error>(())
-/// ```
+#[doc = include_str!("c/examples/brt_vocab.md")]
 #[no_mangle]
 pub unsafe extern "C" fn brt_vocab(runner: *const brt_runner) -> usize {
     if runner.is_null() {
@@ -718,38 +305,7 @@ pub unsafe extern "C" fn brt_vocab(runner: *const brt_runner) -> usize {
 ///
 /// # Safety
 /// `runner` as for `brt_feed`.
-///
-/// Every token fed counts until a reset; a null runner is at 0:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// // SAFETY: `runner` is live (opened above); the arrays hold the ids passed.
-/// unsafe {
-///     assert_eq!(brt_feed(runner, [1u32, 2, 3].as_ptr(), 3), BRT_OK);
-///     assert_eq!(brt_feed(runner, [4u32, 5].as_ptr(), 2), BRT_OK);
-///     assert_eq!(brt_position(runner), 5);
-///     assert_eq!(brt_reset(runner), BRT_OK);
-///     assert_eq!(brt_position(runner), 0);
-///     assert_eq!(brt_position(null()), 0);
-/// }
-/// # // SAFETY: `runner` is live and closed once; `memory` came from `alloc` with `layout`.
-/// # unsafe { brt_close(runner); std::alloc::dealloc(memory, layout) };
-/// ```
+#[doc = include_str!("c/examples/brt_position.md")]
 #[no_mangle]
 pub unsafe extern "C" fn brt_position(runner: *const brt_runner) -> u64 {
     if runner.is_null() {
@@ -764,39 +320,7 @@ pub unsafe extern "C" fn brt_position(runner: *const brt_runner) -> u64 {
 ///
 /// # Safety
 /// `runner` as for `brt_feed`.
-///
-/// After closing, the same region opens a new runner; closing null does nothing:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// # use std::ptr::{null, null_mut};
-/// # static MODEL: &[u8] = brt_gguf::include_model!("../../brt-gguf/tests/data/plain.gguf");
-/// # let mut sizes = brt_sizes::default();
-/// # // SAFETY: MODEL is readable for its length; `sizes` is a live local.
-/// # assert_eq!(unsafe { brt_memory_sizes(MODEL.as_ptr(), MODEL.len(), 4, &mut sizes) }, BRT_OK);
-/// # let layout = std::alloc::Layout::from_size_align(sizes.bytes, sizes.align).unwrap();
-/// # // SAFETY: the layout's size is not zero (the region holds the runner).
-/// # let memory = unsafe { std::alloc::alloc(layout) };
-/// # assert!(!memory.is_null());
-/// # let mut runner = null_mut();
-/// # // SAFETY: MODEL is static; `memory` is `sizes.bytes` bytes aligned to
-/// # // `sizes.align`, used only through the runner until freed after `brt_close`;
-/// # // `runner` is a live local.
-/// # let opened = unsafe { brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut runner) };
-/// # assert_eq!(opened, BRT_OK);
-/// // SAFETY: `runner` is live (opened above) and closed once; after that the
-/// // region is reused for a second runner, closed once too; null is allowed.
-/// unsafe {
-///     assert_eq!(brt_feed(runner, [1u32].as_ptr(), 1), BRT_OK);
-///     brt_close(runner);
-///     brt_close(null_mut());
-///     let mut second = null_mut();
-///     assert_eq!(brt_open(MODEL.as_ptr(), MODEL.len(), 4, memory.cast(), sizes.bytes, &mut second), BRT_OK);
-///     assert_eq!(brt_position(second), 0);
-///     brt_close(second);
-///     std::alloc::dealloc(memory, layout);
-/// }
-/// ```
+#[doc = include_str!("c/examples/brt_close.md")]
 #[no_mangle]
 pub unsafe extern "C" fn brt_close(runner: *mut brt_runner) {
     if !runner.is_null() {
@@ -808,18 +332,7 @@ pub unsafe extern "C" fn brt_close(runner: *mut brt_runner) {
 
 /// The message of a code (`BRT_OK` or `BRT_ERROR_*`), a static NUL-terminated
 /// string; never null, also for an unknown code.
-///
-/// The Rust API's message of each code, as a C string:
-///
-/// ```
-/// # use brt_capi::c::*;
-/// use std::ffi::CStr;
-/// for code in [BRT_OK, BRT_ERROR_NO_LOGITS, -1, 1000] {
-///     // SAFETY: the pointer is to a static NUL-terminated string, never null.
-///     let message = unsafe { CStr::from_ptr(brt_error_message(code)) };
-///     assert_eq!(message.to_str().unwrap(), brt_capi::message(code));
-/// }
-/// ```
+#[doc = include_str!("c/examples/brt_error_message.md")]
 #[no_mangle]
 pub extern "C" fn brt_error_message(code: i32) -> *const c_char {
     crate::error::c_message(code).as_ptr()
