@@ -17,6 +17,23 @@ use crate::params::WeightLayout;
 /// Where one layer's carried state lives inside the stream-state buffer.
 ///
 /// Sequences are position-major, batch-minor (`(p, b)` is row `p*B + b`).
+///
+/// A window layer keeps `W` positions of keys then as many of values; each
+/// layer's state follows the previous layer's.
+///
+/// ```
+/// use brt_core::{plan::LayerState, Config, Plan};
+/// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+/// let (w, batch, width) = (4, 2, 2 * 4);
+/// let plan = Plan::new(&config, batch, 3)?;
+/// let first: LayerState = plan.layer_state(0);
+/// assert_eq!((first.keys, first.kv_positions, first.kv_capacity), (0, w, w));
+/// assert_eq!(first.values, w * batch * width);
+/// assert_eq!(first.end, 2 * w * batch * width);
+/// assert!(first.linear.is_none() && first.recurrent.is_none());
+/// assert_eq!(plan.layer_state(1).keys, first.end);
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerState {
     /// Cached keys: a region of `kv_capacity x B x (H*dh)` holding a window of
@@ -50,6 +67,22 @@ pub(crate) struct SavedRun {
 }
 
 /// Where a recurrent layer's state and its projections live.
+///
+/// The state (`S x B x d`) comes after the layer's KV cache, then its keys and
+/// values (`S x B x H*dh` each), which end the layer.
+///
+/// ```
+/// use brt_core::{Config, LayerSet, Plan};
+/// let config = Config { states: 3, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+/// let plan = Plan::new(&config, 2, 4)?;
+/// let layer = plan.layer_state(1);
+/// let r = layer.recurrent.unwrap();
+/// assert_eq!(r.state, layer.values + layer.kv_capacity * 2 * 8);
+/// assert_eq!((r.keys - r.state, r.values - r.keys), (3 * 2 * 8, 3 * 2 * 8));
+/// assert_eq!(layer.end, r.values + 3 * 2 * 8);
+/// assert!(plan.layer_state(0).recurrent.is_none());
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecurrentState {
     /// The state, `S x B x d`.
@@ -61,6 +94,21 @@ pub struct RecurrentState {
 }
 
 /// Element counts of every scratch buffer of a stream.
+///
+/// Token buffers have a row per token of every batch row; the key scratch also
+/// holds the longest cache. A model without recurrent layers needs no state
+/// scratch.
+///
+/// ```
+/// use brt_core::{Config, Plan};
+/// let plan = Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 2, 3)?;
+/// let s = plan.scratch();
+/// assert_eq!(s.x, 3 * 2 * 8);
+/// assert_eq!(s.logits, 3 * 2 * 10);
+/// assert_eq!(s.keys, (4 + 3) * 2 * 8);
+/// assert_eq!((s.q2, s.state_norm, s.state_hidden), (0, 0, 0));
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ScratchSizes {
     /// Residual stream, `T x B x d`.
@@ -105,7 +153,23 @@ pub struct ScratchSizes {
 
 impl ScratchSizes {
     /// Total elements.
+    ///
+    /// The total is the sum of the fields, and zero for the default sizes.
+    ///
+    /// ```
+    /// use brt_core::plan::ScratchSizes;
+    /// assert_eq!(ScratchSizes::default().total(), 0);
+    /// let sizes = ScratchSizes { x: 10, logits: 5, state_input: 1, ..ScratchSizes::default() };
+    /// assert_eq!(sizes.total(), 16);
+    /// ```
     pub fn total(&self) -> usize {
+        // Saturating, so that it never panics; a plan's sizes never saturate
+        // (`Plan::new` refuses sizes whose total overflows).
+        self.checked_total().unwrap_or(usize::MAX)
+    }
+
+    /// The total, or `None` where it overflows.
+    fn checked_total(&self) -> Option<usize> {
         [
             self.x,
             self.xn,
@@ -128,11 +192,28 @@ impl ScratchSizes {
             self.state_input,
         ]
         .iter()
-        .sum()
+        .try_fold(0usize, |total, &n| total.checked_add(n))
+    }
+
+    /// The total, or [`CoreError::SizeOverflow`].
+    fn checked(&self) -> CoreResult<usize> {
+        self.checked_total().ok_or(CoreError::SizeOverflow { what: "scratch memory" })
     }
 }
 
 /// The memory plan of a stream.
+///
+/// A host backend needs [`Plan::activations_len`] f32 values for state and
+/// scratch, [`Plan::weights_len`] for the parameters and [`Plan::tokens_len`] ids.
+///
+/// ```
+/// use brt_core::{Config, Plan};
+/// let plan = Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 2, 3)?;
+/// assert_eq!(plan.activations_len(), plan.state_len() + plan.scratch().total());
+/// assert_eq!(plan.state_len(), plan.kv_cache_len());
+/// assert_eq!((plan.weights_len(), plan.tokens_len()), (1276, 6));
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     weights: WeightLayout,
@@ -147,6 +228,22 @@ pub struct Plan {
 impl Plan {
     /// Plans for `batch` rows and at most `max_tokens` tokens per row in one call,
     /// without KV runway.
+    ///
+    /// The configuration is validated, and a batch or a call of no tokens is
+    /// refused.
+    ///
+    /// ```
+    /// use brt_core::{Config, CoreError, Plan};
+    /// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// assert_eq!(Plan::new(&config, 2, 16)?.kv_runway(), 0);
+    /// assert!(matches!(Plan::new(&config, 0, 16), Err(CoreError::InvalidConfig { .. })));
+    /// assert!(Plan::new(&config, 2, 0).is_err());
+    /// assert!(Plan::new(&Config { window: 0, ..config }, 2, 16).is_err());
+    /// assert!(matches!(Plan::new(&config, usize::MAX, 4), Err(CoreError::SizeOverflow { .. })));
+    /// // Each scratch size fits, their sum does not.
+    /// assert!(matches!(Plan::new(&config, 1, usize::MAX / 16), Err(CoreError::SizeOverflow { .. })));
+    /// # Ok::<(), CoreError>(())
+    /// ```
     pub fn new(config: &Config, batch: usize, max_tokens: usize) -> CoreResult<Plan> {
         config.validate()?;
         if batch == 0 {
@@ -158,7 +255,7 @@ impl Plan {
         let weights = WeightLayout::new(config)?;
         let state_len = state_len(config, batch, 0)?;
         let scratch = scratch_sizes(config, batch, max_tokens)?;
-        add(state_len, scratch.total(), "stream memory")?;
+        add(state_len, scratch.checked()?, "stream memory")?;
         Ok(Plan { weights, batch, max_tokens, kv_runway: 0, state_len, saved_state_len: state_len, scratch })
     }
 
@@ -168,74 +265,248 @@ impl Plan {
     /// `positions` tokens instead of two copies of it per call. It costs
     /// `2 x positions x B x (H*dh)` elements per layer with a KV cache; results are
     /// identical whatever the runway.
+    ///
+    /// Each of the two layers gets 5 more positions of keys and of values; the
+    /// saved state does not grow.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan};
+    /// let plain = Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 2, 3)?;
+    /// let plan = plain.with_kv_runway(5)?;
+    /// let (batch, width) = (2, 8);
+    /// assert_eq!(plan.state_len(), plain.state_len() + 2 * 2 * 5 * batch * width);
+    /// assert_eq!(plan.saved_state_len(), plain.saved_state_len());
+    /// assert_eq!(plan.layer_state(1).kv_capacity, 4 + 5);
+    /// assert!(plain.with_kv_runway(usize::MAX).is_err());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn with_kv_runway(self, positions: usize) -> CoreResult<Plan> {
         let config = *self.config();
         let state_len = state_len(&config, self.batch, positions)?;
-        add(state_len, self.scratch.total(), "stream memory")?;
+        add(state_len, self.scratch.checked()?, "stream memory")?;
         Ok(Plan { kv_runway: positions, state_len, ..self })
     }
     /// The configuration.
+    ///
+    /// It is the configuration the plan was made for.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan};
+    /// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// assert_eq!(Plan::new(&config, 1, 1)?.config(), &config);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn config(&self) -> &Config {
         self.weights.config()
     }
     /// Where the parameters live.
+    ///
+    /// It is the canonical layout of the configuration.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan, WeightLayout};
+    /// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// assert_eq!(Plan::new(&config, 1, 1)?.weights(), &WeightLayout::new(&config)?);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn weights(&self) -> &WeightLayout {
         &self.weights
     }
     /// Batch rows.
+    ///
+    /// It is the batch size the plan was made for.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan};
+    /// assert_eq!(Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 3, 1)?.batch(), 3);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn batch(&self) -> usize {
         self.batch
     }
     /// Most tokens per row in one call.
+    ///
+    /// It is the limit the plan was made for, which may exceed the window.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan};
+    /// assert_eq!(Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 1, 64)?.max_tokens(), 64);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn max_tokens(&self) -> usize {
         self.max_tokens
     }
     /// Parameter elements.
+    ///
+    /// It is the length of the canonical weight layout.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan, WeightLayout};
+    /// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// assert_eq!(Plan::new(&config, 1, 1)?.weights_len(), WeightLayout::new(&config)?.len());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn weights_len(&self) -> usize {
         self.weights.len()
     }
     /// Positions every KV region holds beyond its window ([`Plan::with_kv_runway`]).
+    ///
+    /// A new plan has none; the runway is what was asked for.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan};
+    /// let plan = Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 1, 1)?;
+    /// assert_eq!(plan.kv_runway(), 0);
+    /// assert_eq!(plan.with_kv_runway(16)?.kv_runway(), 16);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn kv_runway(&self) -> usize {
         self.kv_runway
     }
     /// Elements of the stream state in memory (every layer's KV cache with its
     /// runway, linear sums and recurrent state).
+    ///
+    /// It is the sum of the KV caches, the linear sums and the recurrent states,
+    /// and ends where the top layer's state ends.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, Plan};
+    /// # let config = Config { states: 3, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// let plan = Plan::new(&config, 2, 4)?.with_kv_runway(3)?;
+    /// let parts = plan.kv_cache_len() + plan.linear_state_len() + plan.recurrent_state_len();
+    /// assert_eq!(plan.state_len(), parts);
+    /// assert_eq!(plan.state_len(), plan.layer_state(1).end);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn state_len(&self) -> usize {
         self.state_len
     }
     /// Elements of the saved stream state (what a session saves: the state without
     /// runway), the same for every runway.
+    ///
+    /// Without runway it is the state in memory; a runway does not change it.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan};
+    /// let plan = Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 2, 4)?;
+    /// assert_eq!(plan.saved_state_len(), plan.state_len());
+    /// let long = plan.with_kv_runway(8)?;
+    /// assert_eq!(long.saved_state_len(), plan.state_len());
+    /// assert!(long.state_len() > long.saved_state_len());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn saved_state_len(&self) -> usize {
         self.saved_state_len
     }
     /// Elements of the stream state that are KV cache, runway included.
+    ///
+    /// Keys and values of `W` positions for the window layer, `2W` for the
+    /// recurrent one, each `B x H*dh` wide.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, Plan};
+    /// # let config = Config { states: 3, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// let (w, batch, width) = (4, 2, 8);
+    /// let plan = Plan::new(&config, batch, 4)?;
+    /// assert_eq!(plan.kv_cache_len(), 2 * (w + 2 * w) * batch * width);
+    /// assert_eq!(plan.with_kv_runway(1)?.kv_cache_len(), 2 * (w + 1 + 2 * w + 1) * batch * width);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn kv_cache_len(&self) -> usize {
         self.layer_states().map(|s| 2 * s.kv_capacity * self.batch * self.config().qkv_width()).sum()
     }
     /// Elements of the stream state that are recurrent states with their keys and values.
+    ///
+    /// A recurrent layer holds `S x B` rows of state (`d`) and of keys and values
+    /// (`H*dh` each); a plain model holds none.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, Plan};
+    /// # let config = Config { states: 3, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// let (states, batch, d, width) = (3, 2, 8, 8);
+    /// assert_eq!(Plan::new(&config, batch, 4)?.recurrent_state_len(), states * batch * (d + 2 * width));
+    /// assert_eq!(Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 2, 4)?.recurrent_state_len(), 0);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn recurrent_state_len(&self) -> usize {
         let c = self.config();
         c.recurrent.len() * c.states * self.batch * (c.d_model + 2 * c.qkv_width())
     }
     /// Elements of the stream state that are linear-attention sums.
+    ///
+    /// A linear layer keeps `B x H x dh x (dh + 1)` sums and no KV cache.
+    ///
+    /// ```
+    /// use brt_core::{Config, LayerSet, Plan};
+    /// let config = Config { linear: LayerSet::EMPTY.with(0), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// let (batch, heads, head_dim) = (2, 2, 4);
+    /// let plan = Plan::new(&config, batch, 4)?;
+    /// assert_eq!(plan.linear_state_len(), batch * heads * head_dim * (head_dim + 1));
+    /// assert_eq!(plan.layer_state(0).kv_positions, 0);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn linear_state_len(&self) -> usize {
         let c = self.config();
         c.linear.len() * self.batch * c.heads * c.head_dim * (c.head_dim + 1)
     }
     /// Scratch buffer sizes.
+    ///
+    /// The MLP scratch holds `T x B x F` hidden activations; a fixed gate needs no
+    /// LSTM scratch.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, Plan};
+    /// # let config = Config { states: 3, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// let s = *Plan::new(&config, 2, 4)?.scratch();
+    /// assert_eq!(s.hidden, 4 * 2 * 16);
+    /// assert_eq!(s.state_update, 3 * 2 * 8);
+    /// assert_eq!((s.state_forget, s.state_input), (0, 0));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn scratch(&self) -> &ScratchSizes {
         &self.scratch
     }
     /// Token ids buffer length.
+    ///
+    /// One id per token of every row of the largest call.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan};
+    /// assert_eq!(Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 3, 5)?.tokens_len(), 15);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn tokens_len(&self) -> usize {
         self.batch * self.max_tokens
     }
     /// All f32 elements a host backend needs for state and scratch.
+    ///
+    /// It is the state with its runway plus every scratch buffer.
+    ///
+    /// ```
+    /// use brt_core::{Config, Plan};
+    /// let plan = Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 2, 3)?.with_kv_runway(2)?;
+    /// assert_eq!(plan.activations_len(), plan.state_len() + plan.scratch().total());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn activations_len(&self) -> usize {
         self.state_len + self.scratch.total()
     }
 
     /// Where `layer`'s carried state lives.
+    ///
+    /// A recurrent layer keeps `2W` positions and a state; a layer past the top
+    /// gets an empty state at offset 0.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, Plan};
+    /// # let config = Config { states: 3, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// let plan = Plan::new(&config, 2, 4)?;
+    /// let top = plan.layer_state(1);
+    /// assert_eq!(top.kv_positions, 2 * 4);
+    /// assert!(top.recurrent.is_some());
+    /// assert_eq!((plan.layer_state(2).end, plan.layer_state(2).kv_positions), (0, 0));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn layer_state(&self, layer: usize) -> LayerState {
         self.layer_states().nth(layer).unwrap_or(LayerState {
             keys: 0,
@@ -249,6 +520,19 @@ impl Plan {
     }
 
     /// Every layer's carried state, bottom to top.
+    ///
+    /// There is one per layer, each starting where the one below ends.
+    ///
+    /// ```
+    /// # use brt_core::{Config, LayerSet, Plan};
+    /// # let config = Config { states: 3, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(10, 8, 2, 4, 16, 2, 4) };
+    /// let plan = Plan::new(&config, 2, 4)?;
+    /// let states: Vec<_> = plan.layer_states().collect();
+    /// assert_eq!(states.len(), 2);
+    /// assert_eq!((states[0].keys, states[1].keys), (0, states[0].end));
+    /// assert_eq!(states[1], plan.layer_state(1));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn layer_states(&self) -> impl Iterator<Item = LayerState> + '_ {
         let config = self.config();
         let mut offset = 0usize;

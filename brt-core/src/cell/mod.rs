@@ -21,6 +21,15 @@ use kv::KvWindow;
 use layer::StateUpdates;
 
 /// A run of positions of one call that lies inside one block.
+///
+/// Three tokens into a block of 4, a call of 6 tokens first finishes that block.
+///
+/// ```
+/// use brt_core::{pieces, Piece};
+/// let first = pieces(3, 6, 4).next().unwrap();
+/// assert_eq!(first, Piece { start: 0, end: 1, completes_block: true });
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Piece {
     /// First position (counted from the start of the call).
@@ -34,6 +43,17 @@ pub struct Piece {
 /// Splits positions `0..tokens` of a call at block boundaries, the batch being
 /// `position_in_block` tokens into a block when the call starts. At most
 /// `tokens / window + 2` pieces.
+///
+/// A call of 6 tokens starting 3 into a block of 4: one token ends that block, four fill the next,
+/// one starts a third.
+///
+/// ```
+/// use brt_core::pieces;
+/// let split: Vec<_> = pieces(3, 6, 4).map(|p| (p.start, p.end, p.completes_block)).collect();
+/// assert_eq!(split, [(0, 1, true), (1, 5, true), (5, 6, false)]);
+/// assert_eq!(pieces(0, 0, 4).count(), 0);
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 pub fn pieces(position_in_block: usize, tokens: usize, window: usize) -> impl Iterator<Item = Piece> {
     let mut start = 0;
     core::iter::from_fn(move || {
@@ -53,6 +73,30 @@ const PIECES_PER_GROUP: usize = 64;
 
 /// The streaming state of `B` documents on a backend: every layer's carried keys,
 /// values, linear sums and recurrent states, plus the scratch of one call.
+///
+/// Two documents side by side; row 1 starts a new document at a block boundary, which is refused in
+/// the middle of a block while row 0 goes on.
+///
+/// ```
+/// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+/// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+/// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+/// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+/// # let mut weights = vec![0f32; plan.weights_len()];
+/// # initialize(&config, 5, &mut weights)?;
+/// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+/// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+/// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+/// let mut stream = Stream::new(&mut k, &model, plan)?;
+/// stream.forward(&mut k, &model, &[1, 2, 3, 4, 5, 6], &[])?; // 3 tokens a row
+/// assert_eq!(stream.position_in_block(), 1);
+/// let refused = stream.forward(&mut k, &model, &[7, 8], &[false, true]);
+/// assert_eq!(refused, Err(CoreError::UnalignedReset { position_in_block: 1 }));
+/// stream.forward(&mut k, &model, &[7, 8], &[])?; // ends the block
+/// stream.forward(&mut k, &model, &[9, 10], &[false, true])?;
+/// assert_eq!(stream.last_tokens(), 1);
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 pub struct Stream<K: Kernels> {
     plan: Plan,
     state: K::Tensor,
@@ -84,6 +128,25 @@ fn global<K: Kernels>(model: &Model<K>, param: Param) -> Result<WeightView<'_, K
 
 impl<K: Kernels> Stream<K> {
     /// Allocates a stream for `plan` on `k`; every row starts a new document.
+    ///
+    /// A new stream is at the start of a block; a plan made for another configuration is refused.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let stream = Stream::new(&mut k, &model, plan)?;
+    /// assert_eq!((stream.position_in_block(), stream.last_tokens()), (0, 0));
+    /// let other = Plan::new(&Config { window: 3, ..config }, 2, 3)?;
+    /// assert!(matches!(Stream::new(&mut k, &model, other), Err(CoreError::Mismatch { .. })));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn new(k: &mut K, model: &Model<K>, plan: Plan) -> Result<Self, K::Error> {
         if plan.config() != model.config() {
             return Err(CoreError::Mismatch { what: "the plan was made for another configuration" }.into());
@@ -97,32 +160,173 @@ impl<K: Kernels> Stream<K> {
     }
 
     /// The plan.
+    ///
+    /// The stream keeps the plan it was made for.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let stream = Stream::new(&mut k, &model, plan)?;
+    /// assert_eq!((stream.plan().batch(), stream.plan().max_tokens()), (2, 3));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
     /// The configuration.
+    ///
+    /// The configuration is the plan's, and the model's.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let stream = Stream::new(&mut k, &model, plan)?;
+    /// assert_eq!(stream.config(), &config);
+    /// assert_eq!(stream.config(), model.config());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn config(&self) -> &Config {
         self.plan.config()
     }
     /// How many tokens into the current block the batch is.
+    ///
+    /// With blocks of 2, three tokens end one block and start the next; one more ends it.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let mut stream = Stream::new(&mut k, &model, plan)?;
+    /// stream.forward(&mut k, &model, &[1, 2, 3, 4, 5, 6], &[])?;
+    /// assert_eq!(stream.position_in_block(), 1);
+    /// stream.forward(&mut k, &model, &[7, 8], &[])?;
+    /// assert_eq!(stream.position_in_block(), 0);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn position_in_block(&self) -> usize {
         self.position_in_block
     }
     /// Tokens per row of the last call (rows of the logits buffer that are valid).
+    ///
+    /// It counts tokens per row, not in all, and an empty call leaves no valid logits.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let mut stream = Stream::new(&mut k, &model, plan)?;
+    /// stream.forward(&mut k, &model, &[1, 2, 3, 4, 5, 6], &[])?;
+    /// assert_eq!(stream.last_tokens(), 3);
+    /// stream.forward(&mut k, &model, &[], &[])?;
+    /// assert_eq!(stream.last_tokens(), 0);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn last_tokens(&self) -> usize {
         self.last_tokens
     }
     /// The logits of the last call: `T x B x V`, position-major.
+    ///
+    /// On the reference backend the buffer is a slice: its first `T x B x V` values are what
+    /// [`Stream::read_logits`] copies.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let mut stream = Stream::new(&mut k, &model, plan)?;
+    /// stream.forward(&mut k, &model, &[1, 2], &[])?;
+    /// let mut copied = vec![0f32; 2 * config.vocab];
+    /// stream.read_logits(&mut k, &mut copied)?;
+    /// assert_eq!(stream.logits()[..copied.len()], copied[..]);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn logits(&self) -> &K::Tensor {
         &self.scratch.logits
     }
     /// The final hidden states of the last call, `T x B x d` (before the final norm).
+    ///
+    /// Both rows start a document with token 3, so their first hidden states are equal; a different
+    /// token gives a different one.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let mut stream = Stream::new(&mut k, &model, plan)?;
+    /// stream.forward(&mut k, &model, &[3, 3, 4, 5], &[])?; // rows: [3, 4] and [3, 5]
+    /// let (d, x) = (config.d_model, stream.residual_stream());
+    /// assert_eq!(x[..d], x[d..2 * d]);
+    /// assert_ne!(x[2 * d..3 * d], x[3 * d..4 * d]);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn residual_stream(&self) -> &K::Tensor {
         &self.scratch.x
     }
     /// Copies the carried state (what a session saves) into `out`, in the saved
     /// layout: the plan's layout without runway, [`Plan::saved_state_len`]
     /// elements, the same whatever the runway.
+    ///
+    /// A new document's caches are zero; after a call they hold its keys and values. The output
+    /// must have exactly the saved length.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let mut stream = Stream::new(&mut k, &model, plan)?;
+    /// let mut state = vec![1f32; plan.saved_state_len()];
+    /// stream.read_state(&mut k, &mut state)?;
+    /// assert!(state.iter().all(|&x| x == 0.0));
+    /// stream.forward(&mut k, &model, &[1, 2, 3, 4], &[])?;
+    /// stream.read_state(&mut k, &mut state)?;
+    /// assert!(state.iter().any(|&x| x != 0.0));
+    /// assert!(stream.read_state(&mut k, &mut state[1..]).is_err());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn read_state(&self, k: &mut K, out: &mut [f32]) -> KResult<K> {
         let expected = self.plan.saved_state_len();
         if out.len() != expected {
@@ -135,6 +339,35 @@ impl<K: Kernels> Stream<K> {
     }
     /// Replaces the carried state and the position in the block (restoring a
     /// session). The buffer must be in the saved layout ([`Stream::read_state`]).
+    ///
+    /// A saved session resumes exactly: after restoring, the next call gives the same logits as the
+    /// first time. A position outside the block is refused.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let mut stream = Stream::new(&mut k, &model, plan)?;
+    /// stream.forward(&mut k, &model, &[1, 2, 3, 4, 5, 6], &[])?;
+    /// let (mut saved, at) = (vec![0f32; plan.saved_state_len()], stream.position_in_block());
+    /// stream.read_state(&mut k, &mut saved)?;
+    /// let mut first = vec![0f32; 2 * config.vocab];
+    /// stream.forward(&mut k, &model, &[7, 8], &[])?;
+    /// stream.read_logits(&mut k, &mut first)?;
+    /// stream.restore(&mut k, &saved, at)?;
+    /// let mut again = vec![0f32; 2 * config.vocab];
+    /// stream.forward(&mut k, &model, &[7, 8], &[])?;
+    /// stream.read_logits(&mut k, &mut again)?;
+    /// assert_eq!(first, again);
+    /// assert!(stream.restore(&mut k, &saved, config.window).is_err());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn restore(&mut self, k: &mut K, state: &[f32], position_in_block: usize) -> KResult<K> {
         if state.len() != self.plan.saved_state_len() {
             return Err(CoreError::LengthMismatch {
@@ -168,6 +401,32 @@ impl<K: Kernels> Stream<K> {
     }
 
     /// Starts a new document in every row.
+    ///
+    /// After a reset the stream behaves as a new one: the same tokens give the same logits.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let mut stream = Stream::new(&mut k, &model, plan)?;
+    /// let mut fresh = vec![0f32; 2 * config.vocab];
+    /// stream.forward(&mut k, &model, &[1, 2], &[])?;
+    /// stream.read_logits(&mut k, &mut fresh)?;
+    /// stream.forward(&mut k, &model, &[3, 4, 5, 6], &[])?;
+    /// stream.reset_all(&mut k, &model)?;
+    /// assert_eq!(stream.position_in_block(), 0);
+    /// let mut again = vec![0f32; 2 * config.vocab];
+    /// stream.forward(&mut k, &model, &[1, 2], &[])?;
+    /// stream.read_logits(&mut k, &mut again)?;
+    /// assert_eq!(fresh, again);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn reset_all(&mut self, k: &mut K, model: &Model<K>) -> KResult<K> {
         for row in 0..self.plan.batch() {
             self.reset_row(k, model, row)?;
@@ -219,13 +478,15 @@ impl<K: Kernels> Stream<K> {
     /// Applies document starts: `resets[b]` starts a new document in row `b`.
     fn apply_resets(&mut self, k: &mut K, model: &Model<K>, resets: &[bool]) -> KResult<K> {
         let batch = self.plan.batch();
-        if resets.is_empty() || !resets.iter().any(|&r| r) {
-            return Ok(());
-        }
-        if resets.len() != batch {
+        // A wrong length is refused even when no flag is set: it is a caller's
+        // mistake either way.
+        if !resets.is_empty() && resets.len() != batch {
             return Err(
                 CoreError::LengthMismatch { what: "document resets", expected: batch, actual: resets.len() }.into()
             );
+        }
+        if !resets.iter().any(|&r| r) {
+            return Ok(());
         }
         if resets.iter().all(|&r| r) {
             return self.reset_all(k, model);
@@ -246,6 +507,40 @@ impl<K: Kernels> Stream<K> {
     /// its length is `T*B`. `resets` is empty or has one flag per row; a flagged row
     /// starts a new document before this call. A call may end anywhere inside a
     /// block: the next call continues it.
+    ///
+    /// Where a call ends does not matter: 3 tokens a row in one call, or as 2 + 1, give the same
+    /// logits for the last token. Ids outside the vocabulary, more tokens than the plan allows, or
+    /// a length that is not a multiple of the batch are refused.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let tokens = [1, 2, 3, 4, 5, 6];
+    /// let mut whole = Stream::new(&mut k, &model, plan)?;
+    /// whole.forward(&mut k, &model, &tokens, &[])?;
+    /// let mut split = Stream::new(&mut k, &model, plan)?;
+    /// split.forward(&mut k, &model, &tokens[..4], &[])?;
+    /// split.forward(&mut k, &model, &tokens[4..], &[])?;
+    /// let (mut a, mut b) = (vec![0f32; 3 * 2 * config.vocab], vec![0f32; 2 * config.vocab]);
+    /// whole.read_logits(&mut k, &mut a)?;
+    /// split.read_logits(&mut k, &mut b)?;
+    /// assert!(a[2 * 2 * config.vocab..].iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+    /// let refused = whole.forward(&mut k, &model, &[1, 11], &[]);
+    /// assert!(matches!(refused, Err(CoreError::TokenOutOfRange { index: 1, id: 11, vocab: 11 })));
+    /// let too_many = whole.forward(&mut k, &model, &[1; 8], &[]); // 4 a row
+    /// assert!(matches!(too_many, Err(CoreError::TooManyTokens { tokens: 4, max: 3 })));
+    /// assert!(whole.forward(&mut k, &model, &[1, 2, 3], &[]).is_err());
+    /// let resets = whole.forward(&mut k, &model, &[1, 2], &[false; 3]); // 2 rows, 3 flags
+    /// assert!(matches!(resets, Err(CoreError::LengthMismatch { expected: 2, actual: 3, .. })));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn forward(&mut self, k: &mut K, model: &Model<K>, tokens: &[u32], resets: &[bool]) -> KResult<K> {
         let config = *self.config();
         if model.config() != &config {
@@ -353,6 +648,28 @@ impl<K: Kernels> Stream<K> {
     }
 
     /// Copies the logits of the last call into `out` (`T x B x V`, position-major).
+    ///
+    /// The output holds exactly `T x B x V` values of the last call; each row is a finite score per
+    /// vocabulary entry.
+    ///
+    /// ```
+    /// # use brt_core::{init::initialize, Arena, Config, CoreError, Model};
+    /// # use brt_core::{Plan, Reference, Stream, WeightData, WeightDtype};
+    /// # let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// # let plan = Plan::new(&config, 2, 3)?; // 2 rows, up to 3 tokens a call, blocks of 2
+    /// # let mut weights = vec![0f32; plan.weights_len()];
+    /// # initialize(&config, 5, &mut weights)?;
+    /// # let (mut f32s, mut ids) = (vec![0f32; 1 << 14], vec![0u32; 64]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// # let model = Model::from_flat(&mut k, &config, WeightDtype::F32, WeightData::F32(&weights))?;
+    /// let mut stream = Stream::new(&mut k, &model, plan)?;
+    /// stream.forward(&mut k, &model, &[1, 2, 3, 4], &[])?; // T = 2, B = 2
+    /// let mut logits = vec![0f32; 2 * 2 * config.vocab];
+    /// stream.read_logits(&mut k, &mut logits)?;
+    /// assert!(logits.iter().all(|x| x.is_finite()));
+    /// assert!(stream.read_logits(&mut k, &mut logits[1..]).is_err());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn read_logits(&self, k: &mut K, out: &mut [f32]) -> KResult<K> {
         let expected = self.last_tokens * self.plan.batch() * self.config().vocab;
         if out.len() != expected {

@@ -12,9 +12,28 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The padding id (also the official byte vocabulary's).
+///
+/// It is the byte vocabulary's padding id, and the input of positions past a
+/// document's end:
+///
+/// ```
+/// use brt::train::data::{Corpus, LoaderState, PAD};
+/// assert_eq!(PAD, brt::tokenizer::bytes::PAD);
+/// let corpus = Corpus { documents: vec![vec![5, 6, 7]], names: vec!["a".into()] };
+/// let segment = LoaderState::new(1, 0).next_segment(&corpus, 4);
+/// assert_eq!(segment.inputs, [5, 6, 7, PAD]);
+/// ```
 pub const PAD: u32 = 0;
 
 /// Documents as token ids.
+///
+/// A corpus can be made directly from token ids, each document with a name:
+///
+/// ```
+/// use brt::train::data::Corpus;
+/// let corpus = Corpus { documents: vec![vec![1, 2, 3], vec![4, 5]], names: vec!["a".into(), "b".into()] };
+/// assert_eq!((corpus.tokens(), corpus.max_id()), (5, 5));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Corpus {
     /// The documents' token ids.
@@ -26,6 +45,22 @@ pub struct Corpus {
 impl Corpus {
     /// Reads and tokenizes every file as one document. Documents shorter than two
     /// tokens are left out (nothing to predict).
+    ///
+    /// Of a two-byte file and a one-byte file, only the first is a document
+    /// (bytes `b` become ids `b + 3`):
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    /// use brt::train::data::Corpus;
+    /// let dir = tempfile::tempdir()?;
+    /// let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    /// std::fs::write(&a, "hi")?;
+    /// std::fs::write(&b, "x")?;
+    /// let corpus = Corpus::read(&[a.clone(), b], &Tokenizer::Bytes)?;
+    /// assert_eq!(corpus.documents, [vec![b'h' as u32 + 3, b'i' as u32 + 3]]);
+    /// assert_eq!(corpus.names, [a]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read(files: &[PathBuf], tokenizer: &Tokenizer) -> Result<Corpus> {
         let mut documents = Vec::new();
         let mut names = Vec::new();
@@ -45,27 +80,70 @@ impl Corpus {
 
     /// Files of a folder (sorted) or the files themselves
     /// ([`crate::files::list_files`]).
+    ///
+    /// A folder gives its files in sorted order:
+    ///
+    /// ```
+    /// use brt::train::data::Corpus;
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("b.txt"), "b")?;
+    /// std::fs::write(dir.path().join("a.txt"), "a")?;
+    /// let files = Corpus::list(&[dir.path().to_path_buf()])?;
+    /// assert_eq!(files, [dir.path().join("a.txt"), dir.path().join("b.txt")]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         crate::files::list_files(inputs)
     }
 
     /// Tokens in all documents.
+    ///
+    /// ```
+    /// use brt::train::data::Corpus;
+    /// let corpus = Corpus { documents: vec![vec![1, 2, 3], vec![4, 5]], names: vec!["a".into(), "b".into()] };
+    /// assert_eq!(corpus.tokens(), 5);
+    /// ```
     pub fn tokens(&self) -> usize {
         self.documents.iter().map(Vec::len).sum()
     }
 
     /// The largest id (to check against the vocabulary).
+    ///
+    /// ```
+    /// use brt::train::data::Corpus;
+    /// let corpus = Corpus { documents: vec![vec![9, 2], vec![4, 5]], names: vec!["a".into(), "b".into()] };
+    /// assert_eq!(corpus.max_id(), 9);
+    /// ```
     pub fn max_id(&self) -> u32 {
         self.documents.iter().flat_map(|d| d.iter().copied()).max().unwrap_or(0)
     }
 
     /// Name of document `i`, for messages.
+    ///
+    /// ```
+    /// use brt::train::data::Corpus;
+    /// use std::path::Path;
+    /// let corpus = Corpus { documents: vec![vec![1, 2], vec![3, 4]], names: vec!["a".into(), "b".into()] };
+    /// assert_eq!(corpus.name(1), Path::new("b"));
+    /// ```
     pub fn name(&self, i: usize) -> &Path {
         &self.names[i]
     }
 }
 
 /// Where a batch row is.
+///
+/// A new loader's rows read nothing yet; after a segment, each row is inside a
+/// document, `length` tokens on:
+///
+/// ```
+/// use brt::train::data::{Corpus, LoaderState, RowCursor};
+/// let corpus = Corpus { documents: vec![(1..10).collect()], names: vec!["a".into()] };
+/// let mut loader = LoaderState::new(1, 0);
+/// assert_eq!(loader.rows, [RowCursor { document: None, offset: 0 }]);
+/// loader.next_segment(&corpus, 4);
+/// assert_eq!(loader.rows, [RowCursor { document: Some(0), offset: 4 }]);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowCursor {
     /// The document being read, if any.
@@ -75,6 +153,18 @@ pub struct RowCursor {
 }
 
 /// Where the loader is: enough to continue exactly (saved in checkpoints).
+///
+/// A copy of a loader continues exactly as the original does:
+///
+/// ```
+/// use brt::train::data::{Corpus, LoaderState};
+/// let corpus = Corpus { documents: vec![(1..8).collect(), (20..30).collect()], names: vec!["a".into(), "b".into()] };
+/// let mut loader = LoaderState::new(2, 7);
+/// loader.next_segment(&corpus, 3);
+/// let mut copy = loader.clone();
+/// assert_eq!(loader.next_segment(&corpus, 3).inputs, copy.next_segment(&corpus, 3).inputs);
+/// assert_eq!(loader, copy);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoaderState {
     /// Shuffling seed.
@@ -88,6 +178,21 @@ pub struct LoaderState {
 }
 
 /// One training segment for every row.
+///
+/// Positions are position-major: with two rows, entry `2 * t + b` is row `b`'s
+/// position `t`. The last token of a document is only a target, so its
+/// position is padding without loss:
+///
+/// ```
+/// use brt::train::data::{Corpus, LoaderState, PAD};
+/// let corpus = Corpus { documents: vec![vec![5, 6, 7]], names: vec!["a".into()] };
+/// let s = LoaderState::new(2, 0).next_segment(&corpus, 3);
+/// // Both rows start the one document.
+/// assert_eq!(s.resets, [true, true]);
+/// assert_eq!(s.inputs, [5, 5, 6, 6, 7, 7]);
+/// assert_eq!(s.targets, [6, 6, 7, 7, PAD, PAD]);
+/// assert_eq!(s.weights, [true, true, true, true, false, false]);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Segment {
     /// Inputs, position-major (`inputs[t*B + b]`).
@@ -102,6 +207,12 @@ pub struct Segment {
 
 impl LoaderState {
     /// A loader for `batch` rows.
+    ///
+    /// ```
+    /// use brt::train::data::LoaderState;
+    /// let loader = LoaderState::new(3, 42);
+    /// assert_eq!((loader.rows.len(), loader.seed, loader.epoch, loader.next), (3, 42, 0, 0));
+    /// ```
     pub fn new(batch: usize, seed: u64) -> LoaderState {
         LoaderState { seed, epoch: 0, next: 0, rows: vec![RowCursor { document: None, offset: 0 }; batch] }
     }
@@ -129,6 +240,20 @@ impl LoaderState {
     }
 
     /// The next segment of `length` positions for every row.
+    ///
+    /// A row resets when it starts a document and reads it on in the next
+    /// segment; a pass over all the documents ends an epoch:
+    ///
+    /// ```
+    /// use brt::train::data::{Corpus, LoaderState};
+    /// let corpus = Corpus { documents: vec![(1..8).collect()], names: vec!["a".into()] };
+    /// let mut loader = LoaderState::new(1, 0);
+    /// let first = loader.next_segment(&corpus, 4);
+    /// assert_eq!((first.inputs, first.resets), (vec![1, 2, 3, 4], vec![true]));
+    /// let second = loader.next_segment(&corpus, 4);
+    /// assert_eq!((second.inputs, second.resets), (vec![5, 6, 7, 0], vec![false]));
+    /// assert_eq!(loader.epoch, 1);
+    /// ```
     pub fn next_segment(&mut self, corpus: &Corpus, length: usize) -> Segment {
         let batch = self.rows.len();
         let mut seg = Segment {
@@ -137,6 +262,9 @@ impl LoaderState {
             weights: vec![false; length * batch],
             resets: vec![false; batch],
         };
+        if corpus.documents.is_empty() {
+            return seg; // nothing to read: padding only, nothing predicted
+        }
         for b in 0..batch {
             let needs_document = match self.rows[b].document {
                 None => true,

@@ -3,6 +3,30 @@
 //! recurrent state and the KV caches inside it; what is carried in from the previous
 //! segment is an input without gradient. Rows read their own documents and are
 //! reset when one begins.
+//!
+//! A small model trained on one repeated document learns it: the loss on the
+//! document's first segment falls well below the first step's.
+//!
+//! ```
+//! use brt::train::data::Corpus;
+//! use brt::train::optim::{Decay, Schedule};
+//! use brt::train::{TrainOptions, Trainer};
+//! use brt_core::{Config, Reference, WeightDtype};
+//! use brt_heap::Heap;
+//!
+//! let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+//! let schedule = Schedule { peak: 3e-2, floor: 1e-3, warmup: 2, total: 30, decay: Decay::Cosine };
+//! let options = TrainOptions { batch: 2, segment: 4, steps: 30, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+//! let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+//! let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+//! while trainer.step_count() < trainer.options().steps {
+//!     trainer.step(&corpus)?;
+//! }
+//! // Every third step reads the documents' first segment again.
+//! let (first, later) = (trainer.history[0].loss, trainer.history[27].loss);
+//! assert!(later < 0.6 * first, "loss {first} -> {later}");
+//! # Ok::<(), brt::Error>(())
+//! ```
 
 pub mod data;
 pub mod optim;
@@ -25,6 +49,25 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Training settings.
+///
+/// A trainer keeps its settings; a batch or segment of zero is refused when
+/// the trainer is made:
+///
+/// ```
+/// use brt::train::optim::{Decay, Schedule};
+/// use brt::train::{TrainOptions, Trainer};
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+///
+/// let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+/// let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+/// let trainer = Trainer::new(Reference::new(Heap), &model, options.clone())?;
+/// assert_eq!(trainer.options(), &options);
+/// let bad = TrainOptions { segment: 0, ..options };
+/// assert!(Trainer::new(Reference::new(Heap), &model, bad).is_err());
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
     /// Documents read side by side.
@@ -44,6 +87,28 @@ pub struct TrainOptions {
 }
 
 /// What one step did.
+///
+/// The first step of two rows of four positions inside their documents
+/// predicts eight tokens at the schedule's first rate, with a loss near that of
+/// a uniform guess (`ln 16`) for a random model:
+///
+/// ```
+/// # use brt::train::data::Corpus;
+/// # use brt::train::optim::{Decay, Schedule};
+/// # use brt::train::{TrainOptions, Trainer};
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+/// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+/// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+/// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+/// let report = trainer.step(&corpus)?;
+/// assert_eq!((report.step, report.predicted), (1, 8));
+/// assert_eq!(report.lr, trainer.options().schedule.rate(1));
+/// assert!((report.loss - 16f64.ln()).abs() < 1.0 && report.grad_norm > 0.0);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     /// Step number (from 1).
@@ -59,6 +124,32 @@ pub struct StepReport {
 }
 
 /// A held-out evaluation during training.
+///
+/// Each call of [`Trainer::evaluate`] records one, at the step it came after
+/// (bits per byte equal bits per token only for the byte tokenizer):
+///
+/// ```
+/// # use brt::train::data::Corpus;
+/// # use brt::train::optim::{Decay, Schedule};
+/// # use brt::train::{TrainOptions, Trainer};
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+/// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+/// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+/// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+/// # let dir = tempfile::tempdir().map_err(|e| brt::Error::io("tmp", e))?;
+/// # let held_out = dir.path().join("held-out.txt");
+/// # std::fs::write(&held_out, "1 2 3 4 5 6 7 8").map_err(|e| brt::Error::io(&held_out, e))?;
+/// use brt::tokenizer::Tokenizer;
+/// trainer.step(&corpus)?;
+/// trainer.evaluate(&[held_out], &Tokenizer::Ids, None)?;
+/// let report = trainer.evaluations[0];
+/// assert_eq!(report.step, 1);
+/// assert!(report.bits_per_token > 0.0 && report.bits_per_byte != report.bits_per_token);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     /// After this step.
@@ -70,6 +161,28 @@ pub struct EvalReport {
 }
 
 /// A model being trained on a backend with gradients.
+///
+/// Every step is recorded in `history`, numbered from 1:
+///
+/// ```
+/// # use brt::train::data::Corpus;
+/// # use brt::train::optim::{Decay, Schedule};
+/// # use brt::train::{TrainOptions, Trainer};
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+/// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+/// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+/// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+/// for _ in 0..3 {
+///     trainer.step(&corpus)?;
+/// }
+/// let steps: Vec<u64> = trainer.history.iter().map(|r| r.step).collect();
+/// assert_eq!(steps, [1, 2, 3]);
+/// assert!(trainer.evaluations.is_empty());
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub struct Trainer<G: Gradients> {
     engine: Engine<Recorder<G>>,
     session: Session<Recorder<G>>,
@@ -95,6 +208,26 @@ pub struct Trainer<G: Gradients> {
 /// Seconds spent in each phase of the steps taken so far: the recorded forward
 /// (with the loss), the backward (with the weight gradient) and the update
 /// (clipping, AdamW, writing the weights to the backend).
+///
+/// A new trainer has spent no time; a step spends some in every phase:
+///
+/// ```
+/// # use brt::train::data::Corpus;
+/// # use brt::train::optim::{Decay, Schedule};
+/// # use brt::train::{TrainOptions, Trainer};
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+/// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+/// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+/// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+/// assert_eq!(trainer.phase_seconds(), Default::default());
+/// trainer.step(&corpus)?;
+/// let phases = trainer.phase_seconds();
+/// assert!(phases.forward > 0.0 && phases.backward > 0.0 && phases.update > 0.0);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PhaseSeconds {
     /// Forward and loss.
@@ -122,6 +255,27 @@ where
     Error: From<G::Error>,
 {
     /// Starts training `initial` (its values are the starting point) on `kernels`.
+    ///
+    /// A new trainer holds the initial weights (in f32) and has taken no step:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// assert_eq!(trainer.step_count(), 0);
+    /// assert_eq!(trainer.weights()?, model);
+    /// # let half = model.with_dtype(WeightDtype::F16)?;
+    /// # let from_half = Trainer::new(Reference::new(Heap), &half, trainer.options().clone())?;
+    /// # assert_eq!(from_half.weights()?.dtype(), WeightDtype::F32);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn new(kernels: G, initial: &ModelWeights, options: TrainOptions) -> Result<Trainer<G>> {
         if options.batch == 0 || options.segment == 0 {
             return Err(Error::Invalid("batch and segment must be positive".into()));
@@ -164,30 +318,141 @@ where
     }
 
     /// Steps taken.
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// assert_eq!(trainer.step_count(), 0);
+    /// trainer.step(&corpus)?;
+    /// assert_eq!(trainer.step_count(), 1);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn step_count(&self) -> u64 {
         self.step
     }
     /// The settings.
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// assert_eq!(trainer.options().steps, 20);
+    /// assert_eq!(trainer.options().schedule.peak, 1e-2);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn options(&self) -> &TrainOptions {
         &self.options
     }
     /// Continues to `steps` in all (e.g. to extend a finished run).
+    ///
+    /// Only the number of steps changes, not the schedule's length:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// trainer.set_total_steps(50);
+    /// assert_eq!(trainer.options().steps, 50);
+    /// assert_eq!(trainer.options().schedule.total, 20);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn set_total_steps(&mut self, steps: u64) {
         self.options.steps = steps;
     }
 
     /// Where the steps taken so far spent their time.
+    ///
+    /// The seconds add up over the steps:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// trainer.step(&corpus)?;
+    /// let one = trainer.phase_seconds();
+    /// trainer.step(&corpus)?;
+    /// assert!(trainer.phase_seconds().forward > one.forward);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn phase_seconds(&self) -> PhaseSeconds {
         self.phases
     }
 
     /// The backend the trainer computes on (e.g. to time its own products
     /// between steps; work done on it directly is not recorded).
+    ///
+    /// Timing the backend's own product leaves the trainer where it was:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// let gflops = brt::bench::backend_gemm_rate(trainer.backend(), 8)?;
+    /// assert!(gflops > 0.0);
+    /// assert_eq!(trainer.step(&corpus)?.step, 1);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn backend(&mut self) -> &mut G {
         self.engine.kernels().inner()
     }
 
     /// The model as it is now.
+    ///
+    /// A step changes the weights but not the configuration:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// trainer.step(&corpus)?;
+    /// let now = trainer.weights()?;
+    /// assert_eq!(now.config(), model.config());
+    /// assert_ne!(now, model);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn weights(&self) -> Result<ModelWeights> {
         let mut weights = ModelWeights::new(self.config, WeightBuffer::F32(self.params.clone()))?;
         weights.set_tokenizer(self.tokenizer.clone());
@@ -196,13 +461,66 @@ where
 
     /// The tokenizer the model is trained with, if recorded (see
     /// [`crate::tokenizer::Tokenizer::identity`]).
+    ///
+    /// The tokenizer recorded in the initial weights is kept (and saved with the
+    /// trained model):
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// use brt::tokenizer::Tokenizer;
+    /// assert_eq!(trainer.tokenizer(), None);
+    /// let mut ids_model = model.clone();
+    /// ids_model.set_tokenizer(Some(Tokenizer::Ids.identity()));
+    /// let trainer = Trainer::new(Reference::new(Heap), &ids_model, trainer.options().clone())?;
+    /// assert_eq!(trainer.tokenizer(), Some("ids"));
+    /// assert_eq!(trainer.weights()?.tokenizer(), Some("ids"));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn tokenizer(&self) -> Option<&str> {
         self.tokenizer.as_deref()
     }
 
     /// One step: the next segment of every row, forward, loss, backward, update.
+    ///
+    /// A corpus with an id outside the vocabulary is refused before anything is
+    /// done; the next segment of the same documents then continues them:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// let bad = Corpus { documents: vec![vec![1, 16]], names: vec!["bad".into()] };
+    /// assert!(trainer.step(&bad).is_err());
+    /// let empty = Corpus { documents: vec![vec![]], names: vec!["empty".into()] };
+    /// assert!(trainer.step(&empty).is_err());
+    /// assert_eq!(trainer.step_count(), 0);
+    /// let first = trainer.step(&corpus)?;
+    /// let second = trainer.step(&corpus)?;
+    /// assert_eq!((first.step, second.step), (1, 2));
+    /// assert_eq!(trainer.history, [first, second]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn step(&mut self, corpus: &Corpus) -> Result<StepReport> {
         let vocab = self.config.vocab;
+        if corpus.documents.iter().all(Vec::is_empty) {
+            return Err(Error::Invalid("the corpus has no tokens to train on".into()));
+        }
         if corpus.max_id() as usize >= vocab {
             return Err(Error::Invalid(format!(
                 "the corpus has token id {}, outside the model's vocabulary of {vocab}",
@@ -246,8 +564,10 @@ where
         // (The loss read the logits back: the forward is done.)
         let forward_done = std::time::Instant::now();
         self.phases.forward += (forward_done - started).as_secs_f64();
-        self.step += 1;
-        let lr = self.options.schedule.rate(self.step);
+        // Counted once the step succeeds; after an error the data position and
+        // the carried state have moved: resume from the last checkpoint.
+        let step = self.step + 1;
+        let lr = self.options.schedule.rate(step);
         let mut grad_norm = 0.0;
         if predicted > 0 {
             self.engine.backward(&self.session, &self.seed)?;
@@ -257,8 +577,7 @@ where
             grad_norm = clip_by_global_norm(&mut self.grad, self.options.clip);
             if !grad_norm.is_finite() {
                 return Err(Error::Invalid(format!(
-                    "step {}: the gradient is not finite; lower the learning rate",
-                    self.step
+                    "step {step}: the gradient is not finite; lower the learning rate"
                 )));
             }
             self.optimizer.update(&mut self.params, &self.grad, &self.decays, lr);
@@ -266,12 +585,39 @@ where
             self.engine.kernels().inner().sync()?;
             self.phases.update += backward_done.elapsed().as_secs_f64();
         }
-        let report = StepReport { step: self.step, loss: loss / predicted.max(1) as f64, predicted, lr, grad_norm };
+        self.step = step;
+        let report = StepReport { step, loss: loss / predicted.max(1) as f64, predicted, lr, grad_norm };
         self.history.push(report);
         Ok(report)
     }
 
     /// Scores held-out files with the current weights (each a fresh document).
+    ///
+    /// A file of eight ids predicts seven of them; scoring it twice pools the two:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// use brt::tokenizer::Tokenizer;
+    /// let dir = tempfile::tempdir().map_err(|e| brt::Error::io("tmp", e))?;
+    /// let held_out = dir.path().join("held-out.txt");
+    /// std::fs::write(&held_out, "1 2 3 4 5 6 7 8").map_err(|e| brt::Error::io(&held_out, e))?;
+    /// let score = trainer.evaluate(&[held_out.clone()], &Tokenizer::Ids, None)?;
+    /// assert_eq!((score.tokens, score.predictions), (8, 7));
+    /// let twice = trainer.evaluate(&[held_out.clone(), held_out], &Tokenizer::Ids, None)?;
+    /// assert_eq!(twice.predictions, 14);
+    /// assert!((twice.bits_per_token() - score.bits_per_token()).abs() < 1e-9);
+    /// assert_eq!(trainer.evaluations.len(), 2);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn evaluate(
         &mut self,
         files: &[std::path::PathBuf],
@@ -295,6 +641,30 @@ where
 
     /// Writes everything needed to continue exactly: parameters, optimizer moments,
     /// the carried stream state of every row, the data position and the history.
+    ///
+    /// A trainer resumed from a checkpoint takes the very steps the original takes:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// let dir = tempfile::tempdir().map_err(|e| brt::Error::io("tmp", e))?;
+    /// let path = dir.path().join("run.ckpt");
+    /// trainer.step(&corpus)?;
+    /// trainer.save_checkpoint(&path)?;
+    /// let mut resumed = Trainer::resume(Reference::new(Heap), &path)?;
+    /// assert_eq!((resumed.step_count(), resumed.history.len()), (1, 1));
+    /// assert_eq!(resumed.step(&corpus)?, trainer.step(&corpus)?);
+    /// assert_eq!(resumed.weights()?, trainer.weights()?);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
         let state = self.session.export(&mut self.engine)?;
         let json = |v: &dyn erased::Json| v.to_json();
@@ -335,6 +705,33 @@ where
     /// Continues a run from a checkpoint written by [`Trainer::save_checkpoint`].
     ///
     /// (See [`checkpoint_config`] to size a backend before resuming.)
+    ///
+    /// A checkpoint continues where it was saved; a file that is not one is
+    /// refused:
+    ///
+    /// ```
+    /// # use brt::train::data::Corpus;
+    /// # use brt::train::optim::{Decay, Schedule};
+    /// # use brt::train::{TrainOptions, Trainer};
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+    /// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+    /// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    /// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+    /// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+    /// let dir = tempfile::tempdir().map_err(|e| brt::Error::io("tmp", e))?;
+    /// let path = dir.path().join("run.ckpt");
+    /// trainer.step(&corpus)?;
+    /// trainer.save_checkpoint(&path)?;
+    /// let resumed = Trainer::resume(Reference::new(Heap), &path)?;
+    /// assert_eq!(resumed.options(), trainer.options());
+    /// assert_eq!(resumed.history, trainer.history);
+    /// let weights = dir.path().join("model.safetensors");
+    /// brt::format::save(&model, &weights)?;
+    /// assert!(Trainer::resume(Reference::new(Heap), &weights).is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn resume(kernels: G, path: &Path) -> Result<Trainer<G>> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let fail = |m: String| Error::format(path, m);
@@ -398,6 +795,24 @@ where
 
 /// The model configuration stored in a training checkpoint (read from its header
 /// only).
+///
+/// ```
+/// # use brt::train::data::Corpus;
+/// # use brt::train::optim::{Decay, Schedule};
+/// # use brt::train::{TrainOptions, Trainer};
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+/// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+/// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+/// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+/// let dir = tempfile::tempdir().map_err(|e| brt::Error::io("tmp", e))?;
+/// let path = dir.path().join("run.ckpt");
+/// trainer.save_checkpoint(&path)?;
+/// assert_eq!(brt::train::checkpoint_config(&path)?, *model.config());
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn checkpoint_config(path: &Path) -> Result<Config> {
     let meta = checkpoint_metadata(path)?;
     let config = meta.get("config").ok_or_else(|| Error::format(path, "not a brt training checkpoint"))?;
@@ -406,6 +821,31 @@ pub fn checkpoint_config(path: &Path) -> Result<Config> {
 
 /// The tokenizer a training checkpoint records, if any (runs from before brt
 /// recorded it trained byte-level models).
+///
+/// A model without a recorded tokenizer gives a checkpoint without one:
+///
+/// ```
+/// # use brt::train::data::Corpus;
+/// # use brt::train::optim::{Decay, Schedule};
+/// # use brt::train::{TrainOptions, Trainer};
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// # let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 2, total: 20, decay: Decay::Cosine };
+/// # let options = TrainOptions { batch: 2, segment: 4, steps: 20, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+/// # let mut trainer = Trainer::new(Reference::new(Heap), &model, options)?;
+/// # let corpus = Corpus { documents: vec![(1..13).collect(); 2], names: vec!["a".into(), "b".into()] };
+/// use brt::train::checkpoint_tokenizer;
+/// let dir = tempfile::tempdir().map_err(|e| brt::Error::io("tmp", e))?;
+/// let path = dir.path().join("run.ckpt");
+/// trainer.save_checkpoint(&path)?;
+/// assert_eq!(checkpoint_tokenizer(&path)?, None);
+/// let mut named = model.clone();
+/// named.set_tokenizer(Some("ids".into()));
+/// Trainer::new(Reference::new(Heap), &named, trainer.options().clone())?.save_checkpoint(&path)?;
+/// assert_eq!(checkpoint_tokenizer(&path)?.as_deref(), Some("ids"));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn checkpoint_tokenizer(path: &Path) -> Result<Option<String>> {
     Ok(checkpoint_metadata(path)?.remove("tokenizer"))
 }
