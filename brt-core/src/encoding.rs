@@ -26,16 +26,59 @@ use crate::Config;
 use half::f16;
 
 /// What a backend that cannot read Q8_0 weights says when asked to hold them.
+///
+/// The reference backend, which holds values rather than blocks, refuses Q8_0
+/// parameter buffers with this message.
+///
+/// ```
+/// use brt_core::encoding::Q8_0_CPU_ONLY;
+/// use brt_core::{Arena, CoreError, Reference, Storage, WeightDtype};
+/// let mut pool = [0f32; 64];
+/// let mut k = Reference::new(Arena::new(&mut pool, &mut [], &mut []));
+/// let e = k.alloc_weights(64, WeightDtype::Q8_0).unwrap_err();
+/// assert_eq!(e, CoreError::InvalidShape { what: Q8_0_CPU_ONLY });
+/// assert!(e.to_string().contains("--backend cpu"));
+/// ```
 pub const Q8_0_CPU_ONLY: &str = "q8_0 weights (8-bit blocks) run on the CPU backend only; use --backend cpu, or \
                                  convert the model for this backend: brt convert MODEL OUT.gguf --dtype f16";
 
 /// Values in one Q8_0 block.
+///
+/// A Q8_0 tensor is whole blocks of this many values.
+///
+/// ```
+/// use brt_core::encoding::Q8_0_BLOCK;
+/// use brt_core::TensorType;
+/// assert_eq!(Q8_0_BLOCK, 32);
+/// assert!(TensorType::Q8_0.bytes(3 * Q8_0_BLOCK).is_some());
+/// assert!(TensorType::Q8_0.bytes(Q8_0_BLOCK + 1).is_none());
+/// ```
 pub const Q8_0_BLOCK: usize = 32;
 /// Bytes of one Q8_0 block: the f16 scale `d` (little-endian), then 32 signed
 /// bytes `q`; value `i` is `d * q[i]`.
+///
+/// A block of 32 values takes 34 bytes, 8.5 bits a value.
+///
+/// ```
+/// use brt_core::encoding::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+/// use brt_core::TensorType;
+/// assert_eq!(Q8_0_BLOCK_BYTES, 34);
+/// assert_eq!(TensorType::Q8_0.bytes(2 * Q8_0_BLOCK), Some(2 * Q8_0_BLOCK_BYTES));
+/// assert_eq!(Q8_0_BLOCK_BYTES * 8 * 2, Q8_0_BLOCK * 17);
+/// ```
 pub const Q8_0_BLOCK_BYTES: usize = 2 + Q8_0_BLOCK;
 
 /// How one tensor is encoded.
+///
+/// Each type has its name, its size for a number of values and its alignment.
+///
+/// ```
+/// use brt_core::TensorType;
+/// let types = [TensorType::F32, TensorType::F16, TensorType::Bf16, TensorType::Q8_0];
+/// let bytes: Vec<_> = types.iter().map(|t| t.bytes(64)).collect();
+/// assert_eq!(bytes, [Some(256), Some(128), Some(128), Some(68)]);
+/// assert_eq!(types.map(|t| t.name()), ["f32", "f16", "bf16", "q8_0"]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TensorType {
     /// Little-endian f32 values.
@@ -50,6 +93,14 @@ pub enum TensorType {
 
 impl TensorType {
     /// The name used in files and messages.
+    ///
+    /// Names are lower case, as in GGUF files and on the command line.
+    ///
+    /// ```
+    /// use brt_core::TensorType;
+    /// assert_eq!(TensorType::Bf16.name(), "bf16");
+    /// assert_eq!(TensorType::Q8_0.name(), "q8_0");
+    /// ```
     pub const fn name(self) -> &'static str {
         match self {
             TensorType::F32 => "f32",
@@ -61,6 +112,18 @@ impl TensorType {
 
     /// Bytes that `len` values take, or `None` when they overflow or (Q8_0) are
     /// not whole blocks.
+    ///
+    /// f32 takes 4 bytes a value and f16 2; Q8_0 needs whole blocks; an
+    /// overflowing size is `None`.
+    ///
+    /// ```
+    /// use brt_core::TensorType;
+    /// assert_eq!(TensorType::F32.bytes(10), Some(40));
+    /// assert_eq!(TensorType::F16.bytes(10), Some(20));
+    /// assert_eq!(TensorType::Q8_0.bytes(96), Some(3 * 34));
+    /// assert_eq!(TensorType::Q8_0.bytes(10), None);
+    /// assert_eq!(TensorType::F32.bytes(usize::MAX), None);
+    /// ```
     pub const fn bytes(self, len: usize) -> Option<usize> {
         match self {
             TensorType::F32 => len.checked_mul(4),
@@ -71,6 +134,14 @@ impl TensorType {
     }
 
     /// The alignment in bytes the values need in memory to be used in place.
+    ///
+    /// f32 needs 4 bytes; the 16-bit types and Q8_0 (whose scale is an f16) 2.
+    ///
+    /// ```
+    /// use brt_core::TensorType;
+    /// assert_eq!(TensorType::F32.align(), 4);
+    /// assert_eq!((TensorType::F16.align(), TensorType::Q8_0.align()), (2, 2));
+    /// ```
     pub const fn align(self) -> usize {
         match self {
             TensorType::F32 => 4,
@@ -84,6 +155,21 @@ impl WeightDtype {
     /// How a parameter of shape `(rows, cols)` is stored in a model of this type,
     /// in a configuration whose heads are `heads_width` (`H*dh`) wide (see the
     /// module's documentation).
+    ///
+    /// A uniform type stores every tensor as itself. Q8_0 stores a kernel whose
+    /// input is whole blocks in blocks, and keeps vectors, and a kernel read by
+    /// heads that are not whole blocks (here 16 wide), in f32.
+    ///
+    /// ```
+    /// use brt_core::{LayerParam, Param, TensorType, WeightDtype};
+    /// let layer = |p| Param::Layer(0, p);
+    /// let q8 = WeightDtype::Q8_0;
+    /// assert_eq!(q8.tensor_type(layer(LayerParam::MlpOut), 96, 64, 16), TensorType::Q8_0);
+    /// assert_eq!(q8.tensor_type(layer(LayerParam::Out), 16, 64, 16), TensorType::F32);
+    /// assert_eq!(q8.tensor_type(layer(LayerParam::Out), 64, 64, 32), TensorType::Q8_0);
+    /// assert_eq!(q8.tensor_type(Param::FinalNorm, 1, 64, 16), TensorType::F32);
+    /// assert_eq!(WeightDtype::F16.tensor_type(Param::FinalNorm, 1, 64, 16), TensorType::F16);
+    /// ```
     pub const fn tensor_type(self, param: Param, rows: usize, cols: usize, heads_width: usize) -> TensorType {
         match self {
             WeightDtype::F32 => TensorType::F32,
@@ -112,6 +198,18 @@ const fn in_whole_blocks(param: Param, rows: usize, cols: usize, heads_width: us
 }
 
 /// One parameter's place in a model's tensor data.
+///
+/// The tensors of a [`ByteLayout`] say where each parameter's bytes are and
+/// how many: a Q8_0 embedding of `(40, 64)` takes 80 blocks.
+///
+/// ```
+/// use brt_core::{ByteLayout, Config, Param, StoredTensor, TensorType, WeightDtype};
+/// let layout = ByteLayout::new(&Config::plain(40, 64, 2, 8, 96, 2, 4), WeightDtype::Q8_0, 32)?;
+/// let embed: StoredTensor = layout.tensors().next().unwrap();
+/// assert_eq!((embed.spec.param, embed.ty, embed.offset), (Param::Embedding, TensorType::Q8_0, 0));
+/// assert_eq!(embed.bytes, 40 * 64 / 32 * 34);
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoredTensor {
     /// The parameter, with its elements' place in [`ByteLayout::layout`].
@@ -128,12 +226,40 @@ impl StoredTensor {
     /// Whether the values are stored transposed: a Q8_0 kernel, `(cols, rows)`
     /// row-major, with its blocks along the parameter's rows (the dimension a
     /// product sums over).
+    ///
+    /// A Q8_0 MLP kernel is transposed; the Q8_0 embedding, and any tensor of a
+    /// uniform type, is not.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, LayerParam, Param, WeightDtype};
+    /// let config = Config::plain(40, 64, 2, 8, 96, 2, 4);
+    /// let q8 = ByteLayout::new(&config, WeightDtype::Q8_0, 32)?;
+    /// let transposed = |p| q8.tensors().any(|t| t.spec.param == p && t.is_transposed());
+    /// assert!(transposed(Param::Layer(0, LayerParam::MlpIn)) && !transposed(Param::Embedding));
+    /// let f16 = ByteLayout::new(&config, WeightDtype::F16, 32)?;
+    /// assert!(f16.tensors().all(|t| !t.is_transposed()));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn is_transposed(&self) -> bool {
         matches!(self.ty, TensorType::Q8_0) && self.spec.param.is_kernel()
     }
 
     /// Where value `e` of the parameter (row-major `(rows, cols)`, as
     /// [`ByteLayout::layout`] addresses it) lies among the stored values.
+    ///
+    /// Element `(r, c)` of a transposed `(96, 64)` kernel is stored at `c * 96 + r`;
+    /// an untransposed tensor's elements stay where they are.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, LayerParam, Param, WeightDtype};
+    /// let layout = ByteLayout::new(&Config::plain(40, 64, 2, 8, 96, 2, 4), WeightDtype::Q8_0, 32)?;
+    /// let find = |p| layout.tensors().find(|t| t.spec.param == p).unwrap();
+    /// let mlp_out = find(Param::Layer(0, LayerParam::MlpOut));
+    /// let (r, c) = (5, 7);
+    /// assert_eq!(mlp_out.stored_index(r * 64 + c), c * 96 + r);
+    /// assert_eq!(find(Param::Embedding).stored_index(100), 100);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn stored_index(&self, e: usize) -> usize {
         if self.is_transposed() {
             let (rows, cols) = (self.spec.span.rows, self.spec.span.cols);
@@ -145,6 +271,18 @@ impl StoredTensor {
 
     /// The parameter's value for stored value `s` (the inverse of
     /// [`StoredTensor::stored_index`]).
+    ///
+    /// Going to the stored place and back gives every element its own index.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, LayerParam, Param, WeightDtype};
+    /// let layout = ByteLayout::new(&Config::plain(40, 64, 2, 8, 96, 2, 4), WeightDtype::Q8_0, 32)?;
+    /// let t = layout.tensors().find(|t| t.spec.param == Param::Layer(1, LayerParam::MlpOut)).unwrap();
+    /// assert!(t.is_transposed());
+    /// assert_eq!(t.param_index(1), 64, "stored value 1 is row 1, column 0");
+    /// assert!((0..t.spec.span.len()).all(|e| t.param_index(t.stored_index(e)) == e));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn param_index(&self, s: usize) -> usize {
         if self.is_transposed() {
             let (rows, cols) = (self.spec.span.rows, self.spec.span.cols);
@@ -163,6 +301,19 @@ impl StoredTensor {
 /// is the aligned layout whose element offsets are the byte offsets divided by the
 /// type's size (so the data is one array of values); for Q8_0, whose tensors have
 /// different types, the canonical one.
+///
+/// In f16 with tensors at multiples of 32 bytes, each tensor's byte offset is
+/// twice its element offset in a layout aligned to 16 elements.
+///
+/// ```
+/// use brt_core::{ByteLayout, Config, WeightDtype, WeightLayout};
+/// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+/// let bytes = ByteLayout::new(&config, WeightDtype::F16, 32)?;
+/// assert_eq!(bytes.layout(), &WeightLayout::aligned(&config, 16)?);
+/// assert!(bytes.tensors().all(|t| t.offset == 2 * t.spec.offset && t.offset % 32 == 0));
+/// assert_eq!(bytes.len(), 2 * bytes.layout().len());
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteLayout {
     layout: WeightLayout,
@@ -175,6 +326,19 @@ impl ByteLayout {
     /// The byte layout of `config` stored as `dtype` with tensors at multiples of
     /// `align` bytes. Fails when a size overflows, or when `align` is not a
     /// positive multiple of every tensor type's alignment (4 bytes).
+    ///
+    /// Any positive multiple of 4 bytes is an alignment; 0 and 6 are not.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, CoreError, WeightDtype};
+    /// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// assert!(ByteLayout::new(&config, WeightDtype::Q8_0, 4).is_ok());
+    /// assert!(ByteLayout::new(&config, WeightDtype::F32, 64).is_ok());
+    /// for bad in [0, 6] {
+    ///     let e = ByteLayout::new(&config, WeightDtype::F32, bad).unwrap_err();
+    ///     assert!(matches!(e, CoreError::InvalidConfig { .. }));
+    /// }
+    /// ```
     pub fn new(config: &Config, dtype: WeightDtype, align: usize) -> CoreResult<ByteLayout> {
         if align == 0 || align % 4 != 0 {
             return Err(CoreError::InvalidConfig {
@@ -196,37 +360,116 @@ impl ByteLayout {
     }
 
     /// The elements' layout: what the core addresses parameters by.
+    ///
+    /// For Q8_0 it is the canonical layout (its tensors' types differ, so byte
+    /// offsets are not element offsets times a size).
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, WeightDtype, WeightLayout};
+    /// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// let q8 = ByteLayout::new(&config, WeightDtype::Q8_0, 32)?;
+    /// assert_eq!(q8.layout(), &WeightLayout::new(&config)?);
+    /// let f32s = ByteLayout::new(&config, WeightDtype::F32, 32)?;
+    /// assert_eq!(f32s.layout().align(), 8);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn layout(&self) -> &WeightLayout {
         &self.layout
     }
 
     /// The model's storage type.
+    ///
+    /// It is the type the layout was made for.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, WeightDtype};
+    /// let layout = ByteLayout::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), WeightDtype::Bf16, 8)?;
+    /// assert_eq!(layout.dtype(), WeightDtype::Bf16);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn dtype(&self) -> WeightDtype {
         self.dtype
     }
 
     /// Every tensor's alignment in bytes.
+    ///
+    /// It is the alignment asked for, and every tensor starts at a multiple of it.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, WeightDtype};
+    /// let layout = ByteLayout::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), WeightDtype::F32, 64)?;
+    /// assert_eq!(layout.align(), 64);
+    /// assert!(layout.tensors().all(|t| t.offset % 64 == 0));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn align(&self) -> usize {
         self.align
     }
 
     /// Bytes of the tensor data, up to the end of the last tensor.
+    ///
+    /// The data ends with the last tensor, whatever the alignment; f32 with a
+    /// 4-byte alignment has no gaps.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, WeightDtype, WeightLayout};
+    /// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// let layout = ByteLayout::new(&config, WeightDtype::F32, 4)?;
+    /// assert_eq!(layout.len(), 4 * WeightLayout::new(&config)?.len());
+    /// let last = layout.tensors().last().unwrap();
+    /// assert_eq!(layout.len(), last.offset + last.bytes);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn len(&self) -> usize {
         self.len
     }
 
     /// Whether there is no data (never for a valid configuration).
+    ///
+    /// Even the smallest valid model has data.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, WeightDtype};
+    /// let tiny = Config::plain(1, 1, 1, 1, 1, 1, 1);
+    /// assert!(!ByteLayout::new(&tiny, WeightDtype::Q8_0, 4)?.is_empty());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub const fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Every tensor in canonical order (sizes were checked by [`ByteLayout::new`]).
+    ///
+    /// There is one tensor per parameter, in order, none overlapping the next.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, WeightDtype};
+    /// let layout = ByteLayout::new(&Config::plain(40, 64, 2, 8, 96, 2, 4), WeightDtype::Q8_0, 32)?;
+    /// assert!(layout.tensors().map(|t| t.spec).eq(layout.layout().params()));
+    /// let tensors: Vec<_> = layout.tensors().collect();
+    /// assert!(tensors.windows(2).all(|w| w[0].offset + w[0].bytes <= w[1].offset));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn tensors(&self) -> impl Iterator<Item = StoredTensor> + '_ {
         self.walk().map_while(Result::ok)
     }
 
     /// The tensor holding elements `offset .. offset + len` of
     /// [`ByteLayout::layout`], or `None` when they are not all inside one tensor.
+    ///
+    /// Part of a tensor is found in it; a range running into the next tensor is
+    /// not in one.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, LayerParam, Param, WeightDtype};
+    /// let layout = ByteLayout::new(&Config::plain(40, 64, 2, 8, 96, 2, 4), WeightDtype::Q8_0, 32)?;
+    /// let query = layout.layout().span(Param::Layer(0, LayerParam::Query)).unwrap();
+    /// let found = layout.locate(query.offset + 64, 64).map(|t| t.spec.param);
+    /// assert_eq!(found, Some(Param::Layer(0, LayerParam::Query)));
+    /// assert!(layout.locate(query.offset + query.len() - 1, 2).is_none());
+    /// assert!(layout.locate(usize::MAX, 2).is_none());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn locate(&self, offset: usize, len: usize) -> Option<StoredTensor> {
         let end = offset.checked_add(len)?;
         self.tensors()
@@ -238,6 +481,22 @@ impl ByteLayout {
     /// ([`WeightLayout::new`]), into `out` (exactly [`ByteLayout::len`] bytes),
     /// zeros between tensors. Values are rounded to nearest (ties to even) for
     /// f16 and bf16, and quantized as [`quantize_q8_0`] does.
+    ///
+    /// In f32 with a 4-byte alignment the bytes are the values, little-endian, in
+    /// order; a buffer of the wrong length is refused.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, WeightData, WeightDtype, WeightLayout};
+    /// let config = Config::plain(10, 8, 2, 4, 16, 2, 4);
+    /// let values: Vec<f32> = (0..WeightLayout::new(&config)?.len()).map(|i| i as f32).collect();
+    /// let layout = ByteLayout::new(&config, WeightDtype::F32, 4)?;
+    /// let mut bytes = vec![0u8; layout.len()];
+    /// layout.encode(WeightData::F32(&values), &mut bytes)?;
+    /// assert_eq!(bytes[4 * 3..4 * 4], 3f32.to_le_bytes());
+    /// assert!(layout.encode(WeightData::F32(&values[1..]), &mut bytes).is_err());
+    /// assert!(layout.encode(WeightData::F32(&values), &mut bytes[1..]).is_err());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn encode(&self, weights: WeightData<'_>, out: &mut [u8]) -> CoreResult<()> {
         let canonical = WeightLayout::new(self.layout.config())?;
         if weights.len() != canonical.len() {
@@ -271,6 +530,28 @@ impl ByteLayout {
     /// Decodes tensor data laid out as this layout says into f32 values in the
     /// canonical layout (`out` holds exactly every parameter): the exact values
     /// the stored ones stand for.
+    ///
+    /// Decoding Q8_0 data gives each value within half a quantization step (plus
+    /// the f16 rounding of the scale); encoding what was decoded gives the same
+    /// bytes.
+    ///
+    /// ```
+    /// use brt_core::{ByteLayout, Config, WeightData, WeightDtype, WeightLayout};
+    /// let config = Config::plain(40, 64, 2, 8, 96, 2, 4);
+    /// let n = WeightLayout::new(&config)?.len();
+    /// let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+    /// let layout = ByteLayout::new(&config, WeightDtype::Q8_0, 32)?;
+    /// let mut bytes = vec![0u8; layout.len()];
+    /// layout.encode(WeightData::F32(&values), &mut bytes)?;
+    /// let mut back = vec![0f32; n];
+    /// layout.decode(&bytes, &mut back)?;
+    /// assert!(values.iter().zip(&back).all(|(v, b)| (v - b).abs() <= 0.5 / 127.0 + 1e-3));
+    /// let mut again = vec![0u8; layout.len()];
+    /// layout.encode(WeightData::F32(&back), &mut again)?;
+    /// assert_eq!(again, bytes);
+    /// assert!(layout.decode(&bytes[1..], &mut back).is_err());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn decode(&self, data: &[u8], out: &mut [f32]) -> CoreResult<()> {
         let canonical = WeightLayout::new(self.layout.config())?;
         if out.len() != canonical.len() {
@@ -347,6 +628,24 @@ fn get<const N: usize>(src: &[u8], dst: &mut [f32], value: impl Fn([u8; N]) -> f
 /// half a step, `|d|/2` (plus the f16 rounding of `d` times `|q|`).
 ///
 /// Fails on a value that is not finite, or when the slices are not one block.
+///
+/// The largest magnitude becomes ±127 and the others are within half a step of
+/// their value; a block of zeros has scale 0.
+///
+/// ```
+/// use brt_core::encoding::{q8_0_scale, q8_0_value, quantize_q8_0};
+/// let values: Vec<f32> = (0..32).map(|i| i as f32 / 8.0 - 2.0).collect();
+/// let mut block = [0u8; 34];
+/// quantize_q8_0(&values, &mut block)?;
+/// let d = q8_0_scale(&block);
+/// assert_eq!(block[2] as i8, -127, "the first value, -2, is the largest");
+/// assert!((0..32).all(|i| (q8_0_value(&block, i) - values[i]).abs() <= d / 2.0 + 2e-3));
+/// assert!(quantize_q8_0(&values[1..], &mut block).is_err());
+/// assert!(quantize_q8_0(&[f32::NAN; 32], &mut block).is_err());
+/// quantize_q8_0(&[0.0; 32], &mut block)?;
+/// assert_eq!(block, [0u8; 34]);
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 pub fn quantize_q8_0(values: &[f32], out: &mut [u8]) -> CoreResult<()> {
     if values.len() != Q8_0_BLOCK || out.len() != Q8_0_BLOCK_BYTES {
         return Err(CoreError::InvalidShape { what: "a Q8_0 block is 32 values in 34 bytes" });
@@ -380,6 +679,19 @@ pub fn quantize_q8_0(values: &[f32], out: &mut [u8]) -> CoreResult<()> {
 /// sums in exact integers. Backends may order the f32 additions of the blocks'
 /// terms differently: results agree to f32 rounding. (GGML computes its Q8_0
 /// products the same way, with `d_x` rounded to f16.)
+///
+/// The largest magnitude, 1.27, becomes -127 steps of 0.01; a block holding an
+/// infinity makes its scale NaN.
+///
+/// ```
+/// use brt_core::encoding::quantize_activations;
+/// let mut q = [0i8; 5];
+/// let d = quantize_activations(&[0.5, -1.27, 0.004, 0.0, 1.0], &mut q);
+/// assert_eq!(d, 1.27 / 127.0);
+/// assert_eq!(q, [50, -127, 0, 0, 100]);
+/// assert!(quantize_activations(&[1.0, f32::INFINITY], &mut q[..2]).is_nan());
+/// assert_eq!(q[..2], [0, 0]);
+/// ```
 #[inline]
 pub fn quantize_activations(x: &[f32], q: &mut [i8]) -> f32 {
     // Whole blocks (nearly all of them) with their length known, so that the
@@ -424,12 +736,34 @@ fn round_half_away(y: f32) -> i32 {
 
 /// Value `i` (below 32) of a Q8_0 block: `d * q[i]`, exact in f32 (an 11-bit
 /// significand times an 8-bit integer).
+///
+/// A block with scale 0.5 whose byte 3 is -4 holds -2 at index 3.
+///
+/// ```
+/// use brt_core::encoding::q8_0_value;
+/// use brt_core::half::f16;
+/// let mut block = [0u8; 34];
+/// block[..2].copy_from_slice(&f16::from_f32(0.5).to_bits().to_le_bytes());
+/// block[2 + 3] = -4i8 as u8;
+/// assert_eq!(q8_0_value(&block, 3), -2.0);
+/// assert_eq!(q8_0_value(&block, 4), 0.0);
+/// ```
 #[inline(always)]
 pub fn q8_0_value(block: &[u8], i: usize) -> f32 {
     q8_0_scale(block) * (block[2 + i] as i8) as f32
 }
 
 /// The scale `d` of a Q8_0 block.
+///
+/// The scale is the block's first two bytes, a little-endian f16.
+///
+/// ```
+/// use brt_core::encoding::q8_0_scale;
+/// use brt_core::half::f16;
+/// let mut block = [0u8; 34];
+/// block[..2].copy_from_slice(&f16::from_f32(0.125).to_bits().to_le_bytes());
+/// assert_eq!(q8_0_scale(&block), 0.125);
+/// ```
 #[inline(always)]
 pub fn q8_0_scale(block: &[u8]) -> f32 {
     f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32()

@@ -8,6 +8,21 @@ use core::fmt;
 /// Everything that can go wrong inside the core.
 ///
 /// Each variant carries enough numbers to say exactly what was wrong.
+///
+/// An error is a plain value: a failed call returns the variant that names the
+/// rule, and its message (`Display`) states the numbers.
+///
+/// ```
+/// use brt_core::{CoreError, Plan};
+/// let config = brt_core::Config::plain(10, 8, 2, 4, 16, 2, 4);
+/// let e = Plan::new(&config, 0, 4).unwrap_err();
+/// assert_eq!(e, CoreError::InvalidConfig { what: "batch size must be positive", value: 0 });
+/// assert_eq!(e.to_string(), "invalid model configuration: batch size must be positive (got 0)");
+/// let e = CoreError::TokenOutOfRange { index: 3, id: 12, vocab: 10 };
+/// assert_eq!(e.to_string(), "token id 12 at position 3 is outside the vocabulary of 10 ids");
+/// let e = CoreError::TooManyTokens { tokens: 9, max: 8 };
+/// assert!(e.to_string().contains("at most 8"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CoreError {
     /// A configuration value is invalid; `what` names the field and the rule.
@@ -119,6 +134,20 @@ impl fmt::Display for CoreError {
 }
 
 /// Result with the core's error.
+///
+/// A function of the core returns either its value or a [`CoreError`], which `?`
+/// passes on.
+///
+/// ```
+/// use brt_core::{Config, CoreResult, WeightLayout};
+/// fn parameters(config: &Config) -> CoreResult<usize> {
+///     config.validate()?;
+///     Ok(WeightLayout::new(config)?.len())
+/// }
+/// assert!(parameters(&Config::plain(10, 8, 2, 4, 16, 2, 4))? > 0);
+/// assert!(parameters(&Config::plain(10, 8, 2, 4, 16, 2, 0)).is_err());
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 pub type CoreResult<T> = Result<T, CoreError>;
 
 /// Checked product of sizes, naming what overflowed.

@@ -37,12 +37,69 @@ impl Buffer {
 }
 
 /// An f32 activation, state or scratch buffer in device memory.
+///
+/// A new tensor holds zeros; a write past its end is refused on the host
+/// before anything reaches the device (where there is no GPU, this example
+/// runs on the kernel emulator when the crate is built with feature
+/// `emulator`, and otherwise prints why and stops):
+///
+/// ```
+/// use brt_core::{CoreError, Storage};
+/// use brt_cuda::Cuda;
+///
+/// # let required = brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref());
+/// # let mut k = match brt_cuda::Cuda::new() {
+/// #     Ok(k) => k,
+/// #     Err(e) if required => return Err(e),
+/// #     #[cfg(feature = "emulator")] // no GPU: the same kernels on the CPU
+/// #     Err(_) => brt_cuda::Cuda::emulated(Default::default()),
+/// #     #[cfg(not(feature = "emulator"))]
+/// #     Err(e) => return Ok(println!("no CUDA GPU here, skipped: {e}")),
+/// # };
+/// let mut t = k.alloc_tensor(4)?;
+/// assert_eq!(Cuda::tensor_len(&t), 4);
+/// k.write_tensor(&mut t, 1, &[2.0, 3.0])?;
+/// let mut back = [9f32; 4];
+/// k.read_tensor(&t, 0, &mut back)?;
+/// assert_eq!(back, [0.0, 2.0, 3.0, 0.0]);
+/// let past_end = k.write_tensor(&mut t, 3, &[1.0, 2.0]).unwrap_err();
+/// let needed = CoreError::BufferTooSmall { what: "tensor write", needed: 5, available: 4 };
+/// assert_eq!(past_end.core(), Some(needed));
+/// # Ok::<(), brt_cuda::CudaError>(())
+/// ```
 pub struct CudaTensor {
     buffer: Buffer,
     len: usize,
 }
 
 /// A parameter buffer in device memory, stored as f32, f16 or bf16.
+///
+/// Values are converted to the storage type when written, and back to f32 by
+/// the kernels: here [`Kernels::copy_weights`] reads f16 parameters into a
+/// tensor (where there is no GPU, it runs on the kernel emulator when the
+/// crate is built with feature `emulator`, and otherwise prints why and stops):
+///
+/// ```
+/// use brt_core::{desc::Strided, Kernels, Storage, ViewMut, WeightData, WeightDtype, WeightView};
+///
+/// # let required = brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref());
+/// # let mut k = match brt_cuda::Cuda::new() {
+/// #     Ok(k) => k,
+/// #     Err(e) if required => return Err(e),
+/// #     #[cfg(feature = "emulator")] // no GPU: the same kernels on the CPU
+/// #     Err(_) => brt_cuda::Cuda::emulated(Default::default()),
+/// #     #[cfg(not(feature = "emulator"))]
+/// #     Err(e) => return Ok(println!("no CUDA GPU here, skipped: {e}")),
+/// # };
+/// let mut w = k.alloc_weights(3, WeightDtype::F16)?;
+/// k.write_weights(&mut w, 0, WeightData::F32(&[1.0, 0.1, 3.0]))?;
+/// let mut t = k.alloc_tensor(3)?;
+/// k.copy_weights(WeightView::new(&w, 0), ViewMut::new(&mut t, 0), Strided::contiguous(3))?;
+/// let mut back = [0f32; 3];
+/// k.read_tensor(&t, 0, &mut back)?;
+/// assert_eq!(back, [1.0, brt_core::half::f16::from_f32(0.1).to_f32(), 3.0]);
+/// # Ok::<(), brt_cuda::CudaError>(())
+/// ```
 pub struct CudaWeights {
     buffer: Buffer,
     len: usize,
@@ -50,6 +107,42 @@ pub struct CudaWeights {
 }
 
 /// Token ids in device memory.
+///
+/// Ids 2 and 0 pick rows of a three-row table. The backend does not check ids against the
+/// vocabulary (the model does, before it uploads them): the kernel gives an id of 3 a row of
+/// zeros rather than read past the table (where there is no GPU, it runs on the kernel emulator
+/// when the crate is built with feature `emulator`, and otherwise prints why and stops):
+///
+/// ```
+/// use brt_core::{desc::Embed, Kernels, Storage, ViewMut, WeightData, WeightDtype, WeightView};
+/// use brt_cuda::Cuda;
+///
+/// # let required = brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref());
+/// # let mut k = match brt_cuda::Cuda::new() {
+/// #     Ok(k) => k,
+/// #     Err(e) if required => return Err(e),
+/// #     #[cfg(feature = "emulator")] // no GPU: the same kernels on the CPU
+/// #     Err(_) => brt_cuda::Cuda::emulated(Default::default()),
+/// #     #[cfg(not(feature = "emulator"))]
+/// #     Err(e) => return Ok(println!("no CUDA GPU here, skipped: {e}")),
+/// # };
+/// let mut table = k.alloc_weights(6, WeightDtype::F32)?; // 3 ids, 2 columns
+/// k.write_weights(&mut table, 0, WeightData::F32(&[0.0, 0.5, 1.0, 1.5, 2.0, 2.5]))?;
+/// let mut ids = k.alloc_tokens(2)?;
+/// k.write_tokens(&mut ids, 0, &[2, 0])?;
+/// assert_eq!(Cuda::tokens_len(&ids), 2);
+/// let (mut out, desc) = (k.alloc_tensor(4)?, Embed::new(2, 3, 2)?);
+/// k.embed(&ids, 0, WeightView::new(&table, 0), ViewMut::new(&mut out, 0), desc)?;
+/// let mut rows = [0f32; 4];
+/// k.read_tensor(&out, 0, &mut rows)?;
+/// assert_eq!(rows, [2.0, 2.5, 0.0, 0.5]);
+///
+/// k.write_tokens(&mut ids, 1, &[3])?;
+/// k.embed(&ids, 0, WeightView::new(&table, 0), ViewMut::new(&mut out, 0), desc)?;
+/// k.read_tensor(&out, 0, &mut rows)?;
+/// assert_eq!(rows, [2.0, 2.5, 0.0, 0.0]);
+/// # Ok::<(), brt_cuda::CudaError>(())
+/// ```
 pub struct CudaTokens {
     buffer: Buffer,
     len: usize,
@@ -73,6 +166,30 @@ impl std::fmt::Debug for CudaTokens {
 
 impl CudaWeights {
     /// How the parameters are stored.
+    ///
+    /// The type asked for at allocation, two bytes a value for f16 and bf16; 8-bit Q8_0 (a
+    /// CPU-only format) is refused (where there is no GPU, it runs on the kernel emulator when
+    /// the crate is built with feature `emulator`, and otherwise prints why and stops):
+    ///
+    /// ```
+    /// use brt_core::{Storage, WeightDtype};
+    /// use brt_cuda::CudaError;
+    ///
+    /// # let required = brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref());
+    /// # let mut k = match brt_cuda::Cuda::new() {
+    /// #     Ok(k) => k,
+    /// #     Err(e) if required => return Err(e),
+    /// #     #[cfg(feature = "emulator")] // no GPU: the same kernels on the CPU
+    /// #     Err(_) => brt_cuda::Cuda::emulated(Default::default()),
+    /// #     #[cfg(not(feature = "emulator"))]
+    /// #     Err(e) => return Ok(println!("no CUDA GPU here, skipped: {e}")),
+    /// # };
+    /// let bytes = k.allocated_bytes();
+    /// assert_eq!(k.alloc_weights(5, WeightDtype::Bf16)?.dtype(), WeightDtype::Bf16);
+    /// assert_eq!(k.allocated_bytes(), bytes + 10);
+    /// assert!(matches!(k.alloc_weights(32, WeightDtype::Q8_0), Err(CudaError::Unsupported(_))));
+    /// # Ok::<(), CudaError>(())
+    /// ```
     pub fn dtype(&self) -> WeightDtype {
         self.dtype
     }
@@ -82,6 +199,37 @@ impl CudaWeights {
 ///
 /// Create it with [`Cuda::new`]; with no NVIDIA driver, no NVRTC or no GPU that
 /// returns an error saying which ([`CudaError::is_unavailable`]).
+///
+/// A 2x3 by 3x2 product, checked against the one computed by hand (where there is no GPU, it
+/// runs on the kernel emulator when the crate is built with feature `emulator`, and otherwise
+/// prints why and stops):
+///
+/// ```
+/// use brt_core::desc::Matmul;
+/// use brt_core::{Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+///
+/// # let required = brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref());
+/// # let mut k = match brt_cuda::Cuda::new() {
+/// #     Ok(k) => k,
+/// #     Err(e) if required => return Err(e),
+/// #     #[cfg(feature = "emulator")] // no GPU: the same kernels on the CPU
+/// #     Err(_) => brt_cuda::Cuda::emulated(Default::default()),
+/// #     #[cfg(not(feature = "emulator"))]
+/// #     Err(e) => return Ok(println!("no CUDA GPU here, skipped: {e}")),
+/// # };
+/// // x (2, 3) and w (3, 2), row-major.
+/// let (x, w) = ([1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [7.0f32, 8.0, 9.0, 10.0, 11.0, 12.0]);
+/// let mut xt = k.alloc_tensor(6)?;
+/// k.write_tensor(&mut xt, 0, &x)?;
+/// let mut wt = k.alloc_weights(6, WeightDtype::F32)?;
+/// k.write_weights(&mut wt, 0, WeightData::F32(&w))?;
+/// let mut out = k.alloc_tensor(4)?;
+/// k.matmul(View::new(&xt, 0), WeightView::new(&wt, 0), ViewMut::new(&mut out, 0), Matmul::new(2, 3, 2)?)?;
+/// let mut y = [0f32; 4];
+/// k.read_tensor(&out, 0, &mut y)?; // waits for the product
+/// assert_eq!(y, [58.0, 64.0, 139.0, 154.0]);
+/// # Ok::<(), brt_cuda::CudaError>(())
+/// ```
 pub struct Cuda {
     device: Box<dyn Device>,
     id: u64,
@@ -127,18 +275,71 @@ impl Cuda {
     ///
     /// Fails with [`CudaError::NoDriverLibrary`], [`CudaError::NoNvrtcLibrary`]
     /// or [`CudaError::NoDevice`] where there is no usable GPU.
+    ///
+    /// Either a backend, or an error that says what is missing and suggests
+    /// the CPU backend (here the example then stops, unless `BRT_REQUIRE_GPU=1`
+    /// asks for a GPU):
+    ///
+    /// ```
+    /// use brt_cuda::{Cuda, CudaError};
+    ///
+    /// match Cuda::new() {
+    ///     Ok(cuda) => println!("CUDA: {}", cuda.describe()),
+    ///     Err(e) => {
+    ///         # assert!(!brt_core::requires_gpu(std::env::var("BRT_REQUIRE_GPU").ok().as_deref()), "{e}");
+    ///         assert!(e.is_unavailable() && e.to_string().contains("--backend cpu"), "{e}");
+    ///         println!("no CUDA here: {e}");
+    ///     }
+    /// }
+    /// ```
     pub fn new() -> CudaResult<Cuda> {
         let cublas = std::env::var("BRT_CUDA_CUBLAS").map(|v| v != "0").unwrap_or(true);
         Cuda::with_options(DeviceOptions { cublas, ..DeviceOptions::default() })
     }
 
     /// A GPU chosen by `options`.
+    ///
+    /// There is no GPU number 1000: where the driver is installed it says how
+    /// many devices it sees, and where it is not, that it is missing:
+    ///
+    /// ```
+    /// use brt_cuda::{Cuda, CudaError, DeviceOptions};
+    ///
+    /// let err = Cuda::with_options(DeviceOptions { ordinal: 1000, cublas: false }).unwrap_err();
+    /// println!("{err}");
+    /// assert!(err.is_unavailable(), "{err}");
+    /// if let CudaError::NoDevice { ordinal, count } = err {
+    ///     assert!(ordinal == 1000 && count < 1000);
+    /// }
+    /// ```
     pub fn with_options(options: DeviceOptions) -> CudaResult<Cuda> {
         Ok(Cuda::on(Box::new(DriverDevice::open(options)?)))
     }
 
     /// The kernel emulator: the same kernels and host logic, run on the CPU
     /// (slow; for tests where there is no GPU).
+    ///
+    /// An emulator that runs products with brt's own kernel (no emulated
+    /// cuBLAS) and its threads in a shuffled order, on a 1x2 by 2x1 product:
+    ///
+    /// ```
+    /// use brt_core::desc::Matmul;
+    /// use brt_core::{Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// use brt_cuda::emulator::{EmulatorOptions, ThreadOrder};
+    /// use brt_cuda::Cuda;
+    ///
+    /// let mut k = Cuda::emulated(EmulatorOptions { cublas: false, order: ThreadOrder::Shuffled(7) });
+    /// assert!(k.describe().contains("kernel emulator"));
+    /// let (mut x, mut y) = (k.alloc_tensor(2)?, k.alloc_tensor(1)?);
+    /// let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+    /// let mut out = [0f32];
+    /// k.read_tensor(&y, 0, &mut out)?;
+    /// assert_eq!(out, [11.0]);
+    /// # Ok::<(), brt_cuda::CudaError>(())
+    /// ```
     #[cfg(feature = "emulator")]
     pub fn emulated(options: crate::emulator::EmulatorOptions) -> Cuda {
         Cuda::on(Box::new(crate::emulator::EmuDevice::new(options)))
@@ -149,17 +350,84 @@ impl Cuda {
     }
 
     /// The GPU and libraries in use, for messages and logs.
+    ///
+    /// A line of text, never empty (where there is no GPU, it runs on the kernel emulator when
+    /// the crate is built with feature `emulator`, and otherwise prints why and stops):
+    ///
+    /// ```
+    /// # let required = brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref());
+    /// # let k = match brt_cuda::Cuda::new() {
+    /// #     Ok(k) => k,
+    /// #     Err(e) if required => return Err(e),
+    /// #     #[cfg(feature = "emulator")] // no GPU: the same kernels on the CPU
+    /// #     Err(_) => brt_cuda::Cuda::emulated(Default::default()),
+    /// #     #[cfg(not(feature = "emulator"))]
+    /// #     Err(e) => return Ok(println!("no CUDA GPU here, skipped: {e}")),
+    /// # };
+    /// let text = k.describe();
+    /// println!("CUDA backend: {text}");
+    /// assert!(!text.is_empty() && !text.contains('\n'));
+    /// # Ok::<(), brt_cuda::CudaError>(())
+    /// ```
     pub fn describe(&self) -> String {
         self.device.describe()
     }
 
     /// Device allocations made by this backend so far (each `alloc_*` of a
     /// non-empty buffer is one). A running stream makes none.
+    ///
+    /// An empty buffer takes no device allocation, and reads and writes make
+    /// none (where there is no GPU, it runs on the kernel emulator when
+    /// the crate is built with feature `emulator`, and otherwise prints why and stops):
+    ///
+    /// ```
+    /// use brt_core::Storage;
+    ///
+    /// # let required = brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref());
+    /// # let mut k = match brt_cuda::Cuda::new() {
+    /// #     Ok(k) => k,
+    /// #     Err(e) if required => return Err(e),
+    /// #     #[cfg(feature = "emulator")] // no GPU: the same kernels on the CPU
+    /// #     Err(_) => brt_cuda::Cuda::emulated(Default::default()),
+    /// #     #[cfg(not(feature = "emulator"))]
+    /// #     Err(e) => return Ok(println!("no CUDA GPU here, skipped: {e}")),
+    /// # };
+    /// let mut t = k.alloc_tensor(4)?;
+    /// let _empty = k.alloc_tensor(0)?;
+    /// assert_eq!(k.allocations(), 1);
+    /// k.write_tensor(&mut t, 0, &[1.0; 4])?;
+    /// k.read_tensor(&t, 0, &mut [0.0; 4])?;
+    /// assert_eq!(k.allocations(), 1);
+    /// # Ok::<(), brt_cuda::CudaError>(())
+    /// ```
     pub fn allocations(&self) -> u64 {
         self.allocations
     }
 
     /// Bytes of device memory allocated by this backend so far.
+    ///
+    /// Four bytes an f32 value or token id, two an f16 value (where there is no GPU, it runs on
+    /// the kernel emulator when the crate is built with feature `emulator`, and otherwise
+    /// prints why and stops):
+    ///
+    /// ```
+    /// use brt_core::{Storage, WeightDtype};
+    ///
+    /// # let required = brt_core::requires_gpu(std::env::var(brt_core::REQUIRE_GPU_VAR).ok().as_deref());
+    /// # let mut k = match brt_cuda::Cuda::new() {
+    /// #     Ok(k) => k,
+    /// #     Err(e) if required => return Err(e),
+    /// #     #[cfg(feature = "emulator")] // no GPU: the same kernels on the CPU
+    /// #     Err(_) => brt_cuda::Cuda::emulated(Default::default()),
+    /// #     #[cfg(not(feature = "emulator"))]
+    /// #     Err(e) => return Ok(println!("no CUDA GPU here, skipped: {e}")),
+    /// # };
+    /// let _x = k.alloc_tensor(4)?;
+    /// let _ids = k.alloc_tokens(3)?;
+    /// let _w = k.alloc_weights(5, WeightDtype::F16)?;
+    /// assert_eq!(k.allocated_bytes(), 16 + 12 + 10);
+    /// # Ok::<(), brt_cuda::CudaError>(())
+    /// ```
     pub fn allocated_bytes(&self) -> u64 {
         self.allocated_bytes
     }

@@ -169,6 +169,21 @@ pub(crate) fn compiled(target: Target, program: Program) -> CudaResult<Arc<Image
 ///
 /// For checks where there is no GPU: it proves that the embedded CUDA C
 /// compiles for that architecture.
+///
+/// The usual call is e.g. `compile_kernels(9, 0, &[64, 128])` (Hopper, two
+/// head widths), which takes NVRTC a few seconds. Here, a compute capability
+/// 1.0 that no NVRTC supports is refused before anything is compiled, and
+/// where NVRTC is not installed that is the error:
+///
+/// ```
+/// use brt_cuda::{compile_kernels, CudaError};
+///
+/// match compile_kernels(1, 0, &[64]) {
+///     Err(CudaError::NoNvrtcLibrary) => println!("no NVRTC here"),
+///     Err(CudaError::Unsupported(m)) => assert!(m.contains("older than every architecture"), "{m}"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 pub fn compile_kernels(major: u32, minor: u32, head_dims: &[usize]) -> CudaResult<usize> {
     // SAFETY: only tries to open libnvrtc (dlopen); calls nothing in it.
     if !unsafe { nsys::is_culib_present() } {

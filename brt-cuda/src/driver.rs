@@ -25,6 +25,18 @@ fn driver_error(during: &'static str) -> impl FnOnce(dresult::DriverError) -> Cu
 }
 
 /// Options of the real device.
+///
+/// The default is the first GPU, with cuBLAS; a GPU that does not exist is
+/// an error, never a panic:
+///
+/// ```
+/// use brt_cuda::{Cuda, DeviceOptions};
+///
+/// assert_eq!(DeviceOptions::default(), DeviceOptions { ordinal: 0, cublas: true });
+/// let options = DeviceOptions { ordinal: 7, ..DeviceOptions::default() };
+/// let err = Cuda::with_options(options).unwrap_err();
+/// assert!(err.is_unavailable(), "{err}");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceOptions {
     /// Which GPU (0 is the first).

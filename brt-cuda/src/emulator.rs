@@ -17,6 +17,29 @@
 //!
 //! `sgemm` is BLAS's column-major definition computed literally, so the
 //! backend's mapping of row-major products onto cuBLAS is tested too.
+//!
+//! The same product on both paths (emulated cuBLAS and brt's kernel) and in
+//! two thread orders gives the same result:
+//!
+//! ```
+//! use brt_core::desc::Matmul;
+//! use brt_core::{Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+//! use brt_cuda::emulator::{EmulatorOptions, ThreadOrder};
+//! use brt_cuda::Cuda;
+//!
+//! for options in [EmulatorOptions::default(), EmulatorOptions { cublas: false, order: ThreadOrder::Forward }] {
+//!     let mut k = Cuda::emulated(options);
+//!     let (mut x, mut y) = (k.alloc_tensor(4)?, k.alloc_tensor(2)?);
+//!     let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+//!     k.write_tensor(&mut x, 0, &[1.0, 2.0, 3.0, 4.0])?;
+//!     k.write_weights(&mut w, 0, WeightData::F32(&[10.0, 1.0]))?;
+//!     k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(2, 2, 1)?)?;
+//!     let mut out = [0f32; 2];
+//!     k.read_tensor(&y, 0, &mut out)?;
+//!     assert_eq!(out, [12.0, 34.0]);
+//! }
+//! # Ok::<(), brt_cuda::CudaError>(())
+//! ```
 
 use crate::device::{Allocation, Device, Sgemm};
 use crate::error::{CudaError, CudaResult};
@@ -45,6 +68,33 @@ extern "C" {
 }
 
 /// In which order the threads of a block run between two barriers.
+///
+/// A kernel with its barriers in place gives the same result in every order;
+/// here an RMS norm (a reduction across the threads of a block):
+///
+/// ```
+/// use brt_core::desc::Rows;
+/// use brt_core::{Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+/// use brt_cuda::emulator::{EmulatorOptions, ThreadOrder};
+/// use brt_cuda::Cuda;
+///
+/// let mut results = Vec::new();
+/// for order in [ThreadOrder::Forward, ThreadOrder::Alternating, ThreadOrder::Shuffled(42)] {
+///     let mut k = Cuda::emulated(EmulatorOptions { order, ..EmulatorOptions::default() });
+///     let (mut x, mut y) = (k.alloc_tensor(4)?, k.alloc_tensor(4)?);
+///     let mut scale = k.alloc_weights(4, WeightDtype::F32)?;
+///     k.write_tensor(&mut x, 0, &[3.0, 4.0, 0.0, 0.0])?;
+///     k.write_weights(&mut scale, 0, WeightData::F32(&[1.0; 4]))?;
+///     k.rms_norm(View::new(&x, 0), WeightView::new(&scale, 0), ViewMut::new(&mut y, 0), Rows::new(1, 4)?)?;
+///     let mut out = [0f32; 4];
+///     k.read_tensor(&y, 0, &mut out)?;
+///     results.push(out);
+/// }
+/// // mean(x^2) = 25/4: x / 2.5
+/// assert!((results[0][0] - 1.2).abs() < 1e-5 && (results[0][1] - 1.6).abs() < 1e-5);
+/// assert!(results.iter().all(|r| r == &results[0]));
+/// # Ok::<(), brt_cuda::CudaError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadOrder {
     /// Thread 0 first.
@@ -56,6 +106,18 @@ pub enum ThreadOrder {
 }
 
 /// How the emulator behaves.
+///
+/// The default offers `sgemm` and alternates the thread order; the backend's
+/// description says which:
+///
+/// ```
+/// use brt_cuda::emulator::{EmulatorOptions, ThreadOrder};
+/// use brt_cuda::Cuda;
+///
+/// assert_eq!(EmulatorOptions::default(), EmulatorOptions { cublas: true, order: ThreadOrder::Alternating });
+/// let k = Cuda::emulated(EmulatorOptions { cublas: false, order: ThreadOrder::Shuffled(1) });
+/// assert!(k.describe().contains("Shuffled(1)") && k.describe().contains("brt kernels"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EmulatorOptions {
     /// Offer `sgemm` (as cuBLAS would), so that products with f32 weights take
@@ -126,7 +188,15 @@ fn param_size(name: &str) -> usize {
 }
 
 /// Whether the emulator's attention kernels are built for head width
-/// `head_dim` (1 to 16, 24, 32, 48, 64, 96 and 128; a GPU takes any up to 1024).
+/// `head_dim` (1 to 17, 24, 32, 48, 64, 96 and 128; a GPU takes any up to 1024).
+///
+/// ```
+/// use brt_cuda::emulator::head_dim_supported;
+///
+/// assert!((1..=16).all(head_dim_supported));
+/// assert!(head_dim_supported(64) && head_dim_supported(128));
+/// assert!(!head_dim_supported(0) && !head_dim_supported(1000));
+/// ```
 pub fn head_dim_supported(head_dim: usize) -> bool {
     // SAFETY: plain value in, plain value out.
     unsafe { brt_emu_head_dim_supported(head_dim as u64) != 0 }

@@ -3,6 +3,21 @@
 use brt_core::CoreError;
 
 /// Everything the CUDA backend can fail with.
+///
+/// Each message says what to do; the core's errors keep their own message:
+///
+/// ```
+/// use brt_core::CoreError;
+/// use brt_cuda::CudaError;
+///
+/// let core = CudaError::from(CoreError::TokenOutOfRange { index: 0, id: 5, vocab: 4 });
+/// assert_eq!(core.to_string(), "token id 5 at position 0 is outside the vocabulary of 4 ids");
+/// let missing = CudaError::NoDevice { ordinal: 1, count: 1 };
+/// assert_eq!(missing.to_string(), "no CUDA device 1: the driver reports 1 device(s); use --backend cpu");
+/// let blas = CudaError::Blas { during: "sgemm", message: "CUBLAS_STATUS_EXECUTION_FAILED".into() };
+/// assert_eq!(blas.to_string(), "cuBLAS error during sgemm: CUBLAS_STATUS_EXECUTION_FAILED");
+/// assert!(CudaError::NoDriverLibrary.to_string().contains("install the NVIDIA driver"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
     /// A shape, extent or input rule of the core was broken (e.g. a buffer too
@@ -85,10 +100,32 @@ pub enum CudaError {
 }
 
 /// Shorthand for results of this crate.
+///
+/// ```
+/// use brt_cuda::{CudaError, CudaResult};
+///
+/// fn head_dim(width: usize, heads: usize) -> CudaResult<usize> {
+///     match width % heads {
+///         0 => Ok(width / heads),
+///         _ => Err(CudaError::Unsupported(format!("{heads} heads in a width of {width}"))),
+///     }
+/// }
+/// assert_eq!(head_dim(64, 4).unwrap(), 16);
+/// assert!(head_dim(10, 4).unwrap_err().to_string().ends_with("4 heads in a width of 10"));
+/// ```
 pub type CudaResult<T> = Result<T, CudaError>;
 
 impl CudaError {
     /// The core's error inside, when this is one (e.g. `BufferTooSmall`).
+    ///
+    /// ```
+    /// use brt_core::CoreError;
+    /// use brt_cuda::CudaError;
+    ///
+    /// let small = CoreError::BufferTooSmall { what: "tensor write", needed: 5, available: 4 };
+    /// assert_eq!(CudaError::from(small).core(), Some(small));
+    /// assert_eq!(CudaError::NoNvrtcLibrary.core(), None);
+    /// ```
     pub fn core(&self) -> Option<CoreError> {
         match self {
             CudaError::Core(e) => Some(*e),
@@ -99,6 +136,20 @@ impl CudaError {
     /// Whether the error means that no usable GPU is there (no driver library,
     /// an unusable driver, no NVRTC, no device), as opposed to a failure of a
     /// working setup.
+    ///
+    /// Missing pieces are unavailability; a compile or driver failure of a
+    /// working setup is not:
+    ///
+    /// ```
+    /// use brt_cuda::CudaError;
+    ///
+    /// assert!(CudaError::NoNvrtcLibrary.is_unavailable());
+    /// assert!(CudaError::NoDevice { ordinal: 0, count: 0 }.is_unavailable());
+    /// assert!(CudaError::DriverUnusable { reason: "CUDA_ERROR_STUB_LIBRARY".into() }.is_unavailable());
+    /// let failed = CudaError::Driver { during: "a launch", message: "CUDA_ERROR_LAUNCH_FAILED".into() };
+    /// assert!(!failed.is_unavailable());
+    /// assert!(!CudaError::Unsupported("Q8_0 weights".into()).is_unavailable());
+    /// ```
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,

@@ -17,6 +17,23 @@
 //! - [`DeviceOptions`]: which GPU, whether to use cuBLAS;
 //! - feature `emulator`: `Cuda::emulated` runs the same kernels on the CPU,
 //!   for tests where there is no GPU.
+//!
+//! Opening the backend gives a GPU, or an error that says what is missing and
+//! what to do (e.g. `no CUDA driver library (libcuda.so) found; install the
+//! NVIDIA driver (CUDA 13 or newer) or use --backend cpu`):
+//!
+//! ```
+//! use brt_cuda::Cuda;
+//!
+//! match Cuda::new() {
+//!     Ok(cuda) => println!("CUDA: {}", cuda.describe()),
+//!     Err(e) => {
+//!         # assert!(!brt_core::requires_gpu(std::env::var("BRT_REQUIRE_GPU").ok().as_deref()), "{e}");
+//!         assert!(e.is_unavailable(), "{e}");
+//!         println!("no CUDA here: {e}");
+//!     }
+//! }
+//! ```
 #![warn(missing_docs)]
 
 mod backend;

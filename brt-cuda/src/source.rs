@@ -38,6 +38,18 @@ pub(crate) fn t5_table() -> [u8; T5_TABLE_LEN] {
 /// The CUDA C that NVRTC compiles: the common kernels (`None`) or the
 /// attention kernels for head width `dh` (`Some(dh)`), prelude included. For
 /// inspection, e.g. `nvcc -arch=sm_90 -Xptxas -v` on a GPU machine.
+///
+/// The attention program is specialised by its head width, the common one
+/// holds the other kernels:
+///
+/// ```
+/// use brt_cuda::program_source;
+///
+/// let common = program_source(None);
+/// assert!(common.contains("brt_matmul(") && !common.contains("#define BRT_HEAD_DIM"));
+/// let attention = program_source(Some(64));
+/// assert!(attention.contains("#define BRT_HEAD_DIM 64\n") && attention.contains("brt_attention("));
+/// ```
 pub fn program_source(head_dim: Option<usize>) -> String {
     match head_dim {
         None => Program::Common.source(),

@@ -21,6 +21,29 @@ const READBACK_CHUNK: u64 = 16 << 20;
 /// result is read ([`Storage::read_tensor`]) or on [`Storage::sync`]. Buffers,
 /// pipelines and bind groups are created at load time or on the first block and
 /// reused afterwards ([`Wgpu::counters`] shows it).
+///
+/// A 2x3 by 3x2 product on the GPU, checked against the one computed by hand
+/// (where no adapter exists, [`testing::backend_or_skip`](crate::testing::backend_or_skip)
+/// prints why and the example stops):
+///
+/// ```
+/// use brt_core::desc::Matmul;
+/// use brt_core::{Kernels, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+///
+/// let Some(mut k) = brt_wgpu::testing::backend_or_skip("Wgpu") else { return Ok(()) };
+/// // x (2, 3) and w (3, 2), row-major.
+/// let (x, w) = ([1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [7.0f32, 8.0, 9.0, 10.0, 11.0, 12.0]);
+/// let mut xt = k.alloc_tensor(6)?;
+/// k.write_tensor(&mut xt, 0, &x)?;
+/// let mut wt = k.alloc_weights(6, WeightDtype::F32)?;
+/// k.write_weights(&mut wt, 0, WeightData::F32(&w))?;
+/// let mut out = k.alloc_tensor(4)?;
+/// k.matmul(View::new(&xt, 0), WeightView::new(&wt, 0), ViewMut::new(&mut out, 0), Matmul::new(2, 3, 2)?)?;
+/// let mut y = [0f32; 4];
+/// k.read_tensor(&out, 0, &mut y)?; // submits the writes and the product, waits
+/// assert_eq!(y, [58.0, 64.0, 139.0, 154.0]);
+/// # Ok::<(), brt_wgpu::WgpuError>(())
+/// ```
 pub struct Wgpu {
     pub(crate) gpu: Gpu,
     pub(crate) pipelines: Pipelines,
@@ -38,11 +61,47 @@ impl std::fmt::Debug for Wgpu {
 impl Wgpu {
     /// A backend on the best adapter, with options from the environment
     /// (`WGPU_BACKEND`, `WGPU_POWER_PREF`, `BRT_WGPU_SUBGROUPS`).
+    ///
+    /// A new backend names its adapter and has nothing recorded yet; where no
+    /// adapter is usable, the error says why (here the example then stops,
+    /// unless `BRT_REQUIRE_GPU=1` asks for a GPU):
+    ///
+    /// ```
+    /// use brt_wgpu::{Wgpu, WgpuError};
+    ///
+    /// let k = match Wgpu::new() {
+    ///     Ok(k) => k,
+    ///     Err(e) if !brt_wgpu::testing::gpu_required() => {
+    ///         println!("no usable GPU adapter: {e}");
+    ///         return Ok(());
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// };
+    /// assert!(!k.adapter().name.is_empty());
+    /// assert_eq!(k.pending(), 0);
+    /// # Ok::<(), WgpuError>(())
+    /// ```
     pub fn new() -> Result<Wgpu> {
         Wgpu::with_options(&WgpuOptions::from_env())
     }
 
     /// A backend with explicit options.
+    ///
+    /// With subgroups turned off the backend uses the shared-memory variants
+    /// whatever the adapter offers; with no backend to search there is no
+    /// adapter, an error rather than a panic:
+    ///
+    /// ```
+    /// use brt_wgpu::{testing, wgpu, Wgpu, WgpuError, WgpuOptions};
+    ///
+    /// let options = WgpuOptions { subgroups: false, ..WgpuOptions::default() };
+    /// if let Some(k) = testing::decide("Wgpu::with_options", Wgpu::with_options(&options))? {
+    ///     assert!(!k.adapter().subgroups);
+    /// }
+    /// let nowhere = WgpuOptions { backends: Some(wgpu::Backends::empty()), ..WgpuOptions::default() };
+    /// assert!(matches!(Wgpu::with_options(&nowhere), Err(WgpuError::NoAdapter { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_options(options: &WgpuOptions) -> Result<Wgpu> {
         let mut gpu = Gpu::new(options)?;
         let graveyard = Arc::new(Graveyard::default());
@@ -64,22 +123,85 @@ impl Wgpu {
     }
 
     /// The adapter in use.
+    ///
+    /// Buffers are bound up to `max_binding` bytes, a multiple of 4 below 4 GiB
+    /// (the shaders index with `u32`):
+    ///
+    /// ```
+    /// # let Some(k) = brt_wgpu::testing::backend_or_skip("Wgpu::adapter") else { return Ok(()) };
+    /// let a = k.adapter();
+    /// println!("{} on {} ({}), software: {}", a.name, a.backend, a.driver, a.software);
+    /// assert!(a.max_binding > 0 && a.max_binding % 4 == 0 && a.max_binding < 1 << 32);
+    /// # Ok::<(), brt_wgpu::WgpuError>(())
+    /// ```
     pub fn adapter(&self) -> &AdapterSummary {
         &self.gpu.summary
     }
 
     /// How many GPU objects have been created and commands submitted so far.
+    ///
+    /// Once a kernel call has run, the same call again creates nothing: no bind
+    /// group and no parameter slot, only one more dispatch:
+    ///
+    /// ```
+    /// use brt_core::{desc::Strided, Kernels, Storage, ViewMut};
+    /// use brt_wgpu::Counters;
+    ///
+    /// # let Some(mut k) = brt_wgpu::testing::backend_or_skip("Wgpu::counters") else { return Ok(()) };
+    /// let mut x = k.alloc_tensor(8)?;
+    /// k.fill(ViewMut::new(&mut x, 0), Strided::contiguous(8), 1.0)?;
+    /// k.sync()?;
+    /// let warm = k.counters();
+    /// k.fill(ViewMut::new(&mut x, 0), Strided::contiguous(8), 1.0)?;
+    /// k.sync()?;
+    /// let now = k.counters();
+    /// assert_eq!((now.dispatches, now.submissions), (warm.dispatches + 1, warm.submissions + 1));
+    /// let created = |c: Counters| (c.buffers, c.pipelines, c.bind_groups, c.param_writes);
+    /// assert_eq!(created(now), created(warm));
+    /// # Ok::<(), brt_wgpu::WgpuError>(())
+    /// ```
     pub fn counters(&self) -> Counters {
         self.gpu.counters
     }
 
     /// Commands (kernel calls and host writes) recorded and not yet submitted.
+    ///
+    /// A write and a kernel call wait in the recorder until a read or a sync
+    /// submits them:
+    ///
+    /// ```
+    /// use brt_core::{desc::Strided, Kernels, Storage, ViewMut};
+    ///
+    /// # let Some(mut k) = brt_wgpu::testing::backend_or_skip("Wgpu::pending") else { return Ok(()) };
+    /// let mut x = k.alloc_tensor(4)?;
+    /// k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// k.fill(ViewMut::new(&mut x, 0), Strided::new(2, 1, 2)?, 7.0)?;
+    /// assert_eq!(k.pending(), 2);
+    /// let mut back = [0f32; 4];
+    /// k.read_tensor(&x, 0, &mut back)?;
+    /// assert_eq!((k.pending(), back), (0, [7.0, 2.0, 7.0, 0.0]));
+    /// # Ok::<(), brt_wgpu::WgpuError>(())
+    /// ```
     pub fn pending(&self) -> usize {
         self.recorder.pending()
     }
 
     /// Releases the device now (e.g. to give memory back); every later call
     /// returns [`WgpuError::DeviceLost`].
+    ///
+    /// Buffers made before still exist as values, but nothing runs on them:
+    ///
+    /// ```
+    /// use brt_core::Storage;
+    /// use brt_wgpu::WgpuError;
+    ///
+    /// # let Some(mut k) = brt_wgpu::testing::backend_or_skip("Wgpu::destroy") else { return Ok(()) };
+    /// let x = k.alloc_tensor(4)?;
+    /// k.destroy();
+    /// assert!(matches!(k.read_tensor(&x, 0, &mut [0.0; 4]), Err(WgpuError::DeviceLost(_))));
+    /// assert!(matches!(k.alloc_tensor(4), Err(WgpuError::DeviceLost(_))));
+    /// # Ok::<(), brt_wgpu::WgpuError>(())
+    /// ```
     pub fn destroy(&mut self) {
         self.gpu.destroy();
     }

@@ -38,6 +38,24 @@ impl Drop for Handle {
 }
 
 /// An f32 activation, state or scratch buffer on the device.
+///
+/// A new tensor holds zeros; writes and reads take an element offset, and
+/// one past the end is refused before anything is recorded:
+///
+/// ```
+/// use brt_core::Storage;
+/// use brt_wgpu::{Wgpu, WgpuError};
+///
+/// # let Some(mut k) = brt_wgpu::testing::backend_or_skip("GpuTensor") else { return Ok(()) };
+/// let mut t = k.alloc_tensor(4)?;
+/// assert_eq!(Wgpu::tensor_len(&t), 4);
+/// k.write_tensor(&mut t, 1, &[2.0, 3.0])?;
+/// let mut back = [9f32; 4];
+/// k.read_tensor(&t, 0, &mut back)?;
+/// assert_eq!(back, [0.0, 2.0, 3.0, 0.0]);
+/// assert!(matches!(k.write_tensor(&mut t, 3, &[1.0, 2.0]), Err(WgpuError::Core(_))));
+/// # Ok::<(), WgpuError>(())
+/// ```
 #[derive(Debug)]
 pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
@@ -48,6 +66,25 @@ pub struct GpuTensor {
 /// A parameter buffer on the device: f32, or f16/bf16 packed two per `u32`
 /// (element `2i` in the low half), decoded in the shaders, so half-precision
 /// storage needs no `shader-f16` support.
+///
+/// f16 values written one at a time into the middle of a word leave its other
+/// half as it was; [`Kernels::copy_weights`](brt_core::Kernels::copy_weights)
+/// decodes them into an f32 tensor to read them back:
+///
+/// ```
+/// use brt_core::{desc::Strided, Kernels, Storage, ViewMut, WeightData, WeightDtype, WeightView};
+///
+/// # let Some(mut k) = brt_wgpu::testing::backend_or_skip("GpuWeights") else { return Ok(()) };
+/// let mut w = k.alloc_weights(3, WeightDtype::F16)?;
+/// k.write_weights(&mut w, 0, WeightData::F32(&[1.0, 2.0, 3.0]))?;
+/// k.write_weights(&mut w, 1, WeightData::F32(&[0.5]))?; // the high half of word 0
+/// let mut t = k.alloc_tensor(3)?;
+/// k.copy_weights(WeightView::new(&w, 0), ViewMut::new(&mut t, 0), Strided::contiguous(3))?;
+/// let mut back = [0f32; 3];
+/// k.read_tensor(&t, 0, &mut back)?;
+/// assert_eq!(back, [1.0, 0.5, 3.0]);
+/// # Ok::<(), brt_wgpu::WgpuError>(())
+/// ```
 #[derive(Debug)]
 pub struct GpuWeights {
     pub(crate) buffer: wgpu::Buffer,
@@ -58,6 +95,19 @@ pub struct GpuWeights {
 
 impl GpuWeights {
     /// How the parameters are stored.
+    ///
+    /// The type asked for at allocation; 8-bit Q8_0 (a CPU-only format) is
+    /// refused:
+    ///
+    /// ```
+    /// use brt_core::{Storage, WeightDtype};
+    /// use brt_wgpu::WgpuError;
+    ///
+    /// # let Some(mut k) = brt_wgpu::testing::backend_or_skip("GpuWeights::dtype") else { return Ok(()) };
+    /// assert_eq!(k.alloc_weights(5, WeightDtype::Bf16)?.dtype(), WeightDtype::Bf16);
+    /// assert!(matches!(k.alloc_weights(32, WeightDtype::Q8_0), Err(WgpuError::Unsupported(_))));
+    /// # Ok::<(), WgpuError>(())
+    /// ```
     pub fn dtype(&self) -> WeightDtype {
         self.dtype
     }
@@ -65,6 +115,31 @@ impl GpuWeights {
 
 /// A buffer of token ids on the device, with a host copy so that ids are checked
 /// against the vocabulary before any kernel reads them.
+///
+/// Ids 2 and 0 pick rows of a three-row table; an id of 3 in the same
+/// place is refused on the host, so no kernel reads past the table:
+///
+/// ```
+/// use brt_core::{desc::Embed, CoreError, Kernels, Storage, ViewMut, WeightData, WeightDtype, WeightView};
+/// use brt_wgpu::{Wgpu, WgpuError};
+///
+/// # let Some(mut k) = brt_wgpu::testing::backend_or_skip("GpuTokens") else { return Ok(()) };
+/// let mut table = k.alloc_weights(6, WeightDtype::F32)?; // 3 ids, 2 columns
+/// k.write_weights(&mut table, 0, WeightData::F32(&[0.0, 0.5, 1.0, 1.5, 2.0, 2.5]))?;
+/// let mut ids = k.alloc_tokens(2)?;
+/// k.write_tokens(&mut ids, 0, &[2, 0])?;
+/// assert_eq!(Wgpu::tokens_len(&ids), 2);
+/// let (mut out, desc) = (k.alloc_tensor(4)?, Embed::new(2, 3, 2)?);
+/// k.embed(&ids, 0, WeightView::new(&table, 0), ViewMut::new(&mut out, 0), desc)?;
+/// let mut rows = [0f32; 4];
+/// k.read_tensor(&out, 0, &mut rows)?;
+/// assert_eq!(rows, [2.0, 2.5, 0.0, 0.5]);
+///
+/// k.write_tokens(&mut ids, 1, &[3])?;
+/// let err = k.embed(&ids, 0, WeightView::new(&table, 0), ViewMut::new(&mut out, 0), desc).unwrap_err();
+/// assert_eq!(err, WgpuError::Core(CoreError::TokenOutOfRange { index: 1, id: 3, vocab: 3 }));
+/// # Ok::<(), WgpuError>(())
+/// ```
 #[derive(Debug)]
 pub struct GpuTokens {
     pub(crate) buffer: wgpu::Buffer,

@@ -6,6 +6,20 @@ use crate::error::{Result, WgpuError};
 use std::sync::{Arc, Mutex};
 
 /// How to pick and use an adapter.
+///
+/// The default searches every compiled backend (narrowed by `WGPU_BACKEND`)
+/// and uses subgroups; a search of no backend finds no adapter:
+///
+/// ```
+/// use brt_wgpu::{wgpu, Wgpu, WgpuError, WgpuOptions};
+///
+/// let default = WgpuOptions::default();
+/// assert!(default.backends.is_none() && default.subgroups);
+/// let vulkan = WgpuOptions { backends: Some(wgpu::Backends::VULKAN), ..WgpuOptions::default() };
+/// assert!(vulkan.subgroups);
+/// let nowhere = WgpuOptions { backends: Some(wgpu::Backends::empty()), ..WgpuOptions::default() };
+/// assert!(matches!(Wgpu::with_options(&nowhere), Err(WgpuError::NoAdapter { .. })));
+/// ```
 #[derive(Clone, Debug)]
 pub struct WgpuOptions {
     /// Backends to search; `None` means every compiled backend, narrowed by the
@@ -26,6 +40,21 @@ impl Default for WgpuOptions {
 impl WgpuOptions {
     /// The defaults, with `BRT_WGPU_SUBGROUPS=0` (or `off`, `false`) turning
     /// subgroup operations off.
+    ///
+    /// Any other value, or none, leaves them on; backends are left to
+    /// `WGPU_BACKEND`, read when the adapter is searched:
+    ///
+    /// ```
+    /// use brt_wgpu::WgpuOptions;
+    ///
+    /// std::env::set_var("BRT_WGPU_SUBGROUPS", "off");
+    /// assert!(!WgpuOptions::from_env().subgroups);
+    /// std::env::set_var("BRT_WGPU_SUBGROUPS", "1");
+    /// assert!(WgpuOptions::from_env().subgroups);
+    /// std::env::remove_var("BRT_WGPU_SUBGROUPS");
+    /// let options = WgpuOptions::from_env();
+    /// assert!(options.subgroups && options.backends.is_none());
+    /// ```
     pub fn from_env() -> Self {
         let subgroups = match std::env::var("BRT_WGPU_SUBGROUPS") {
             Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"),
@@ -37,6 +66,19 @@ impl WgpuOptions {
 
 /// Creation counts of the backend's GPU objects, to show that a running model
 /// creates nothing after warm-up.
+///
+/// A new backend has compiled its f32 pipelines and made its two rings (kernel
+/// parameters and uploads), but submitted and dispatched nothing:
+///
+/// ```
+/// use brt_wgpu::Counters;
+///
+/// # let Some(k) = brt_wgpu::testing::backend_or_skip("Counters") else { return };
+/// let c = k.counters();
+/// assert!(c.pipelines > 0 && c.shader_modules > 0 && c.layouts > 0 && c.buffers >= 2);
+/// assert_eq!((c.submissions, c.dispatches, c.bind_groups, c.param_writes), (0, 0, 0, 0));
+/// assert_ne!(c, Counters::default());
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Buffers created (tensors, weights, tokens, parameter slots, read-back).
@@ -58,6 +100,16 @@ pub struct Counters {
 }
 
 /// What the adapter is and what the backend uses of it.
+///
+/// `backend` is the graphics API's name as wgpu spells it:
+///
+/// ```
+/// # let Some(k) = brt_wgpu::testing::backend_or_skip("AdapterSummary") else { return };
+/// let summary = k.adapter().clone();
+/// println!("{summary:?}");
+/// assert!(["Vulkan", "Metal", "Dx12", "Gl"].contains(&summary.backend.as_str()));
+/// assert!(!summary.name.is_empty() && summary.max_binding > 0);
+/// ```
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
     /// The adapter's name.

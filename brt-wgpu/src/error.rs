@@ -5,6 +5,23 @@ use brt_core::CoreError;
 use std::fmt;
 
 /// Everything that can go wrong in the wgpu backend.
+///
+/// Each message says what to do; the core's errors keep their own message:
+///
+/// ```
+/// use brt_core::CoreError;
+/// use brt_wgpu::{wgpu, Wgpu, WgpuError, WgpuOptions};
+///
+/// let core = WgpuError::from(CoreError::TokenOutOfRange { index: 0, id: 5, vocab: 4 });
+/// assert_eq!(core.to_string(), "token id 5 at position 0 is outside the vocabulary of 4 ids");
+/// let big = WgpuError::TooLarge { what: "a token buffer", bytes: 8, limit: 4 };
+/// assert!(big.to_string().starts_with("a token buffer needs 8 bytes but this adapter binds at most 4"));
+/// // Searching no backend at all: no adapter, and a hint about drivers.
+/// let nowhere = WgpuOptions { backends: Some(wgpu::Backends::empty()), ..WgpuOptions::default() };
+/// let e = Wgpu::with_options(&nowhere).unwrap_err();
+/// assert!(matches!(e, WgpuError::NoAdapter { .. }));
+/// assert!(e.to_string().contains("mesa-vulkan-drivers"), "{e}");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum WgpuError {
     /// A shape, extent or configuration error found by the core or by a kernel's
@@ -96,4 +113,16 @@ impl From<wgpu::Error> for WgpuError {
 }
 
 /// Result with the backend's error.
+///
+/// The error type defaults to [`WgpuError`]:
+///
+/// ```
+/// use brt_wgpu::{wgpu, Wgpu, WgpuError, WgpuOptions};
+///
+/// let nowhere = WgpuOptions { backends: Some(wgpu::Backends::empty()), ..WgpuOptions::default() };
+/// let opened: brt_wgpu::Result<Wgpu> = Wgpu::with_options(&nowhere);
+/// assert!(matches!(opened, Err(WgpuError::NoAdapter { .. })));
+/// let parsed: brt_wgpu::Result<u32, std::num::ParseIntError> = "7".parse();
+/// assert_eq!(parsed, Ok(7));
+/// ```
 pub type Result<T, E = WgpuError> = std::result::Result<T, E>;

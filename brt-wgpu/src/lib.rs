@@ -17,11 +17,19 @@
 //! - Failures are errors, never panics: no adapter, a lost device, validation and
 //!   out-of-memory errors (caught with error scopes) become [`WgpuError`]s.
 //!
-//! ```no_run
+//! Opening the backend names the adapter; where there is none the error says
+//! what to install (this example then stops, unless `BRT_REQUIRE_GPU=1`):
+//!
+//! ```
 //! use brt_wgpu::Wgpu;
-//! let backend = Wgpu::new()?; // honours WGPU_BACKEND=vulkan|gl|metal|dx12
+//! // Honours WGPU_BACKEND=vulkan|gl|metal|dx12.
+//! let backend = match Wgpu::new() {
+//!     Ok(backend) => backend,
+//!     Err(e) if !brt_wgpu::testing::gpu_required() => return println!("no GPU here: {e}"),
+//!     Err(e) => panic!("BRT_REQUIRE_GPU=1 but: {e}"),
+//! };
 //! println!("running on {}", backend.adapter().name);
-//! # Ok::<(), brt_wgpu::WgpuError>(())
+//! assert_eq!(backend.counters().submissions, 0);
 //! ```
 #![warn(missing_docs)]
 
@@ -40,4 +48,10 @@ pub use buffers::{GpuTensor, GpuTokens, GpuWeights};
 pub use device::{AdapterSummary, Counters, WgpuOptions};
 pub use error::{Result, WgpuError};
 /// Re-exported so callers can name backends in [`WgpuOptions`].
+///
+/// ```
+/// use brt_wgpu::{wgpu::Backends, WgpuOptions};
+/// let options = WgpuOptions { backends: Some(Backends::VULKAN | Backends::GL), ..WgpuOptions::default() };
+/// assert!(options.backends.is_some_and(|b| b.contains(Backends::GL) && !b.contains(Backends::METAL)));
+/// ```
 pub use wgpu;

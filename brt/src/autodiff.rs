@@ -22,6 +22,31 @@
 //! allocator's page faults and, for copies, the zeroing. Values that were never written during the recording
 //! (the caches and states carried in from before) simply collect gradients that
 //! nobody reads: truncated back-propagation.
+//!
+//! The gradient of a product `y = x w` with respect to `w` is `x`:
+//!
+//! ```
+//! use brt::autodiff::Recorder;
+//! use brt_core::desc::Matmul;
+//! use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+//! use brt_heap::Heap;
+//!
+//! let mut k = Recorder::new(Reference::new(Heap));
+//! // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+//! let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+//! k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+//! let mut x = k.alloc_tensor(2)?;
+//! k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+//! let mut y = k.alloc_tensor(1)?;
+//! k.start();
+//! k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+//! k.stop();
+//! k.backward(&w, &y, 0, &[1.0])?; // the gradient of the loss y
+//! let mut grad = [0f32; 2];
+//! k.weight_gradient(&w, &mut grad)?;
+//! assert_eq!(grad, [1.0, 2.0]); // dy/dw = x
+//! # Ok::<(), brt::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use brt_core::desc::{Activation, Attention, Embed, Heads, LinearAttention, Matmul, Positions, Rows, Strided};
@@ -29,6 +54,26 @@ use brt_core::{CoreError, Gradients, KResult, Kernels, Storage, View, ViewMut, W
 use std::collections::HashMap;
 
 /// A buffer of the wrapped backend with the identity the tape refers to it by.
+///
+/// Every buffer gets its own identity and wraps a buffer of the backend:
+///
+/// ```
+/// # use brt::autodiff::Recorder;
+/// # use brt_core::desc::Matmul;
+/// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+/// # use brt_heap::Heap;
+/// # let mut k = Recorder::new(Reference::new(Heap));
+/// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+/// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+/// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+/// # let mut x = k.alloc_tensor(2)?;
+/// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+/// # let mut y = k.alloc_tensor(1)?;
+///
+/// assert_ne!(x.id(), y.id());
+/// assert_eq!(Reference::<Heap>::tensor_len(x.inner()), 2);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Tracked<T> {
     inner: T,
@@ -37,14 +82,78 @@ pub struct Tracked<T> {
 
 impl<T> Tracked<T> {
     /// The wrapped backend's buffer.
+    ///
+    /// It can be read through the wrapped backend:
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    ///
+    /// let mut values = [0f32; 2];
+    /// k.inner().read_tensor(x.inner(), 0, &mut values)?;
+    /// assert_eq!(values, [1.0, 2.0]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn inner(&self) -> &T {
         &self.inner
     }
     /// The wrapped backend's buffer, writable (changes are not recorded).
+    ///
+    /// A write through the wrapped backend puts nothing on the tape:
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    ///
+    /// k.start();
+    /// k.inner().write_tensor(x.inner_mut(), 0, &[5.0, 6.0])?;
+    /// assert_eq!(k.tape_len(), 0);
+    /// let mut values = [0f32; 2];
+    /// k.read_tensor(&x, 0, &mut values)?;
+    /// assert_eq!(values, [5.0, 6.0]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn inner_mut(&mut self) -> &mut T {
         &mut self.inner
     }
     /// The buffer's identity.
+    ///
+    /// Tensors are numbered in the order they are made:
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    ///
+    /// assert_eq!((x.id(), y.id()), (0, 1));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn id(&self) -> usize {
         self.id
     }
@@ -140,6 +249,32 @@ enum Entry {
 }
 
 /// A backend that records what it computes, so it can be differentiated.
+///
+/// It computes what the wrapped backend computes, recording or not (the
+/// examples here use the buffers `x`, `w` and `y` of the module's example):
+///
+/// ```
+/// # use brt::autodiff::Recorder;
+/// # use brt_core::desc::Matmul;
+/// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+/// # use brt_heap::Heap;
+/// # let mut k = Recorder::new(Reference::new(Heap));
+/// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+/// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+/// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+/// # let mut x = k.alloc_tensor(2)?;
+/// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+/// # let mut y = k.alloc_tensor(1)?;
+/// k.start();
+/// k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+/// k.stop();
+///
+/// let mut out = [0f32; 1];
+/// k.read_tensor(&y, 0, &mut out)?;
+/// assert_eq!(out, [11.0]); // 1 * 3 + 2 * 4
+/// assert_eq!(k.tape_len(), 1);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub struct Recorder<K: Gradients> {
     inner: K,
     /// Length of every tracked activation buffer (by id).
@@ -180,6 +315,24 @@ where
 
 impl<K: Gradients> Recorder<K> {
     /// Wraps `inner`; nothing is recorded until [`Recorder::start`].
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    ///
+    /// k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+    /// assert_eq!(k.tape_len(), 0);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn new(inner: K) -> Self {
         Recorder {
             inner,
@@ -199,11 +352,57 @@ impl<K: Gradients> Recorder<K> {
     }
 
     /// The wrapped backend.
+    ///
+    /// Work done on it directly is not recorded:
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    ///
+    /// k.start();
+    /// let mut plain = k.inner().alloc_tensor(3)?;
+    /// k.inner().write_tensor(&mut plain, 0, &[1.0, 2.0, 3.0])?;
+    /// assert_eq!(k.tape_len(), 0);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn inner(&mut self) -> &mut K {
         &mut self.inner
     }
 
     /// Forgets the previous tape and gradients, and records from now on.
+    ///
+    /// Starting again forgets what the previous recording held:
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    /// k.start();
+    /// k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+    /// k.stop();
+    ///
+    /// assert_eq!(k.tape_len(), 1);
+    /// k.start();
+    /// assert_eq!((k.tape_len(), k.saved_len()), (0, 0));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn start(&mut self) {
         self.tape.clear();
         self.saved_index.clear();
@@ -215,16 +414,82 @@ impl<K: Gradients> Recorder<K> {
     }
 
     /// Stops recording (the tape is kept for [`Recorder::backward`]).
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    /// k.start();
+    /// k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+    /// k.stop();
+    ///
+    /// k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+    /// assert_eq!(k.tape_len(), 1); // only the recorded call
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn stop(&mut self) {
         self.recording = false;
     }
 
     /// Kernel calls on the tape.
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    ///
+    /// k.start();
+    /// for _ in 0..3 {
+    ///     k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+    /// }
+    /// assert_eq!(k.tape_len(), 3);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn tape_len(&self) -> usize {
         self.tape.len()
     }
 
     /// Elements held in saved copies.
+    ///
+    /// A product saves its input for its backward, once while the input is
+    /// unchanged:
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    ///
+    /// k.start();
+    /// for _ in 0..3 {
+    ///     k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+    /// }
+    /// assert_eq!(k.saved_len(), 2);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn saved_len(&self) -> usize {
         self.saved.iter().map(K::tensor_len).sum()
     }
@@ -283,6 +548,31 @@ where
     /// Back-propagates from `seed`, the gradient of the loss with respect to
     /// `tensor[offset .. offset + seed.len()]` (e.g. the logits). `weights` are the
     /// parameters the recorded forward read (all of them must be this buffer).
+    ///
+    /// The seed scales the gradient:
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    /// k.start();
+    /// k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut y, 0), Matmul::new(1, 2, 1)?)?;
+    /// k.stop();
+    ///
+    /// k.backward(&w, &y, 0, &[0.5])?;
+    /// let mut grad = [0f32; 2];
+    /// k.weight_gradient(&w, &mut grad)?;
+    /// assert_eq!(grad, [0.5, 1.0]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn backward(
         &mut self,
         weights: &Tracked<K::Weights>,
@@ -303,6 +593,27 @@ where
     }
 
     /// Reads the gradient of the parameters `weights` (zeros if none flowed).
+    ///
+    /// Before any backward, the gradient is zero:
+    ///
+    /// ```
+    /// # use brt::autodiff::Recorder;
+    /// # use brt_core::desc::Matmul;
+    /// # use brt_core::{Kernels, Reference, Storage, View, ViewMut, WeightData, WeightDtype, WeightView};
+    /// # use brt_heap::Heap;
+    /// # let mut k = Recorder::new(Reference::new(Heap));
+    /// # // y = x w with x (1, 2) = [1, 2] and w (2, 1) = [3, 4].
+    /// # let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// # k.write_weights(&mut w, 0, WeightData::F32(&[3.0, 4.0]))?;
+    /// # let mut x = k.alloc_tensor(2)?;
+    /// # k.write_tensor(&mut x, 0, &[1.0, 2.0])?;
+    /// # let mut y = k.alloc_tensor(1)?;
+    ///
+    /// let mut grad = [9f32; 2];
+    /// k.weight_gradient(&w, &mut grad)?;
+    /// assert_eq!(grad, [0.0, 0.0]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn weight_gradient(&mut self, weights: &Tracked<K::Weights>, out: &mut [f32]) -> Result<()> {
         match self.weight_grads.get(weights.id).and_then(Option::as_ref) {
             Some(g) => self.inner.read_tensor(g, 0, out).map_err(core_error::<K>),

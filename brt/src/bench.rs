@@ -15,6 +15,18 @@ use brt_core::{
 use std::time::Instant;
 
 /// A named benchmark configuration: byte vocabulary, fixed gate, skip layout.
+///
+/// `paper` is the paper's 12-layer model, recurrent in layer 10 (index 9);
+/// unknown names are refused:
+///
+/// ```
+/// use brt::bench::named_config;
+/// let paper = named_config("paper")?;
+/// assert_eq!((paper.d_model, paper.layers, paper.window, paper.states), (1024, 12, 512, 512));
+/// assert!(paper.is_recurrent(9) && paper.vocab == 260);
+/// assert!(named_config("huge").is_err());
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn named_config(name: &str) -> Result<Config> {
     let (d, heads, dh, f, layers, recurrent, w, s) = match name {
         "small" => (256, 4, 64, 1024, 4, 2, 64, 64),
@@ -38,6 +50,17 @@ pub fn named_config(name: &str) -> Result<Config> {
 /// scores and weighted sums, the state update (once per block, divided by `W`) and
 /// the logits. Norms, activations and gates are a few operations per element and
 /// left out.
+///
+/// One plain layer by hand: the q, k, v, output and MLP products, the window's
+/// scores and sums, and the logits:
+///
+/// ```
+/// use brt::bench::forward_flops_per_token;
+/// let c = brt_core::Config::plain(10, 4, 2, 3, 8, 1, 5);
+/// let (d, qkv, f, w, v) = (4.0, 6.0, 8.0, 5.0, 10.0);
+/// let by_hand = 6.0 * d * qkv + 2.0 * qkv * d + 4.0 * d * f + 4.0 * w * qkv + 2.0 * d * v;
+/// assert_eq!(forward_flops_per_token(&c), by_hand);
+/// ```
 pub fn forward_flops_per_token(c: &Config) -> f64 {
     let (d, qkv, f, v, w, s) =
         (c.d_model as f64, c.qkv_width() as f64, c.mlp_hidden as f64, c.vocab as f64, c.window as f64, c.states as f64);
@@ -78,11 +101,35 @@ pub fn forward_flops_per_token(c: &Config) -> f64 {
 /// that for the backward (every product has two in the backward, the gradients
 /// of its input and of its weights; attention's two products have four). The
 /// optimizer (about ten operations per parameter per step) is left out.
+///
+/// ```
+/// use brt::bench::{forward_flops_per_token, named_config, training_flops_per_token};
+/// let c = named_config("small")?;
+/// assert_eq!(training_flops_per_token(&c), 3.0 * forward_flops_per_token(&c));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn training_flops_per_token(c: &Config) -> f64 {
     3.0 * forward_flops_per_token(c)
 }
 
 /// What to run.
+///
+/// A small run (real runs take thousands of tokens; a bandwidth measurement reads
+/// 512 MiB, so it is skipped here): every repetition is timed, and the GEMM
+/// with it:
+///
+/// ```
+/// use brt::bench::{BenchJob, BenchSpec};
+/// use brt::model_file::LoadedModel;
+/// use brt::{run_on, BackendKind};
+/// use brt_core::{Config, WeightDtype};
+/// let model = LoadedModel::InMemory(brt::bench::random_model(&Config::plain(260, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?);
+/// let spec = BenchSpec { batch: 2, tokens: 8, chunk: 4, repetitions: 3, gemm_size: 8, bandwidth_threads: 0 };
+/// let result = run_on(BackendKind::Reference, BenchJob { weights: &model, spec })?;
+/// assert_eq!((result.seconds.len(), result.gemm_gflops.len()), (3, 3));
+/// assert!(result.bandwidth_gbs.is_empty());
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct BenchSpec {
     /// Documents side by side.
@@ -103,6 +150,25 @@ pub struct BenchSpec {
 /// Measured figures. Every repetition times the reference rates (the backend's
 /// GEMM, the memory bandwidth) right before the model, so that each ratio
 /// compares figures taken at the same moment of a shared, noisy machine.
+///
+/// The rates are those of the median repetition:
+///
+/// ```
+/// # use brt::bench::{BenchJob, BenchSpec};
+/// # use brt::model_file::LoadedModel;
+/// # use brt::{run_on, BackendKind};
+/// # use brt_core::{Config, WeightDtype};
+/// # let model = LoadedModel::InMemory(brt::bench::random_model(&Config::plain(260, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?);
+/// # let spec = BenchSpec { batch: 2, tokens: 8, chunk: 4, repetitions: 3, gemm_size: 8, bandwidth_threads: 0 };
+/// # let result = run_on(BackendKind::Reference, BenchJob { weights: &model, spec })?;
+///
+/// use brt::bench::median;
+/// let tokens = (2 * 8) as f64;
+/// assert!((result.tokens_per_second - tokens / median(&result.seconds)).abs() < 1e-6 * result.tokens_per_second);
+/// assert!(result.gflops > 0.0 && result.gemm_ratios.iter().all(|r| *r > 0.0));
+/// assert!(result.bandwidth_ratios.is_empty() && result.weight_bytes > 0);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct BenchResult {
     /// Seconds of each repetition.
@@ -126,6 +192,12 @@ pub struct BenchResult {
 }
 
 /// The smallest, median and largest of a list (zeros when empty).
+///
+/// ```
+/// use brt::bench::spread;
+/// assert_eq!(spread(&[3.0, 1.0, 2.0, 10.0]), (1.0, 2.5, 10.0));
+/// assert_eq!(spread(&[]), (0.0, 0.0, 0.0));
+/// ```
 pub fn spread(values: &[f64]) -> (f64, f64, f64) {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -141,6 +213,14 @@ const BANDWIDTH_BYTES: usize = 512 << 20;
 
 /// GB/s of `threads` threads summing disjoint parts of `buffer` (the median of
 /// three passes).
+///
+/// On a small buffer (benchmarks use 512 MiB, far beyond any cache), two threads:
+///
+/// ```
+/// use brt::bench::memory_bandwidth;
+/// let buffer = vec![1u64; 1 << 14];
+/// assert!(memory_bandwidth(&buffer, 2) > 0.0);
+/// ```
 pub fn memory_bandwidth(buffer: &[u64], threads: usize) -> f64 {
     let threads = threads.max(1);
     let part = buffer.len().div_ceil(threads);
@@ -167,6 +247,15 @@ pub fn memory_bandwidth(buffer: &[u64], threads: usize) -> f64 {
 }
 
 /// Median of a non-empty list.
+///
+/// The middle value, or the mean of the two middle ones; 0 for an empty list:
+///
+/// ```
+/// use brt::bench::median;
+/// assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+/// assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+/// assert_eq!(median(&[]), 0.0);
+/// ```
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
@@ -181,6 +270,19 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// A random model of `config` stored as `dtype`.
+///
+/// The same seed gives the same model:
+///
+/// ```
+/// use brt::bench::random_model;
+/// use brt_core::{Config, WeightDtype};
+/// let config = Config::plain(16, 8, 2, 4, 16, 1, 4);
+/// let model = random_model(&config, WeightDtype::Bf16, 7)?;
+/// assert_eq!((model.config(), model.dtype()), (&config, WeightDtype::Bf16));
+/// assert_eq!(random_model(&config, WeightDtype::Bf16, 7)?, model);
+/// assert_ne!(random_model(&config, WeightDtype::Bf16, 8)?, model);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn random_model(config: &Config, dtype: WeightDtype, seed: u64) -> Result<ModelWeights> {
     let layout = brt_core::WeightLayout::new(config)?;
     let mut flat = Vec::new();
@@ -193,6 +295,18 @@ pub fn random_model(config: &Config, dtype: WeightDtype, seed: u64) -> Result<Mo
 /// A random model of `config` as a program would hold it when stored as
 /// `dtype`: in memory, or (Q8_0, which only model files hold) as a model file in
 /// memory that the CPU backend reads in place.
+///
+/// ```
+/// use brt::bench::random_loaded_model;
+/// use brt::model_file::LoadedModel;
+/// use brt_core::{Config, WeightDtype};
+/// let config = Config::plain(64, 32, 2, 16, 64, 1, 4);
+/// assert!(matches!(random_loaded_model(&config, WeightDtype::F16, 1)?, LoadedModel::InMemory(_)));
+/// let q8 = random_loaded_model(&config, WeightDtype::Q8_0, 1)?;
+/// assert!(matches!(q8, LoadedModel::Mapped(_)));
+/// assert_eq!(q8.dtype(), WeightDtype::Q8_0);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn random_loaded_model(config: &Config, dtype: WeightDtype, seed: u64) -> Result<LoadedModel> {
     if dtype != WeightDtype::Q8_0 {
         return Ok(LoadedModel::InMemory(random_model(config, dtype, seed)?));
@@ -203,6 +317,21 @@ pub fn random_loaded_model(config: &Config, dtype: WeightDtype, seed: u64) -> Re
 }
 
 /// Streams random tokens through a model and times it.
+///
+/// It runs on any backend (here with tiny sizes). The tokens are random bytes
+/// of the byte vocabulary, so the model needs at least its 259 ids:
+///
+/// ```
+/// use brt::bench::{BenchJob, BenchSpec};
+/// use brt::model_file::LoadedModel;
+/// use brt::{run_on, BackendKind};
+/// use brt_core::{Config, WeightDtype};
+/// let model = LoadedModel::InMemory(brt::bench::random_model(&Config::plain(260, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?);
+/// let spec = BenchSpec { batch: 2, tokens: 8, chunk: 4, repetitions: 3, gemm_size: 8, bandwidth_threads: 0 };
+/// let result = run_on(BackendKind::Reference, BenchJob { weights: &model, spec })?;
+/// assert!(result.tokens_per_second > 0.0);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub struct BenchJob<'a> {
     /// The model.
     pub weights: &'a LoadedModel,
@@ -279,6 +408,21 @@ impl BackendJob for BenchJob<'_> {
 
 /// What a training benchmark runs: `steps` training steps of `batch` rows x
 /// `segment` tokens per repetition.
+///
+/// Two repetitions of two steps of two rows of four tokens (tiny sizes):
+///
+/// ```
+/// use brt::backend::{run_training_on, BackendOptions};
+/// use brt::bench::{TrainBenchJob, TrainBenchSpec};
+/// use brt::BackendKind;
+/// use brt_core::{Config, WeightDtype};
+/// let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// let spec = TrainBenchSpec { batch: 2, segment: 4, steps: 2, repetitions: 2, gemm_size: 0 };
+/// let result = run_training_on(BackendKind::Reference, BackendOptions::default(), TrainBenchJob { weights: &model, spec })?;
+/// assert_eq!(result.rate.seconds.len(), 2);
+/// assert!(result.rate.gemm_gflops.is_empty());
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TrainBenchSpec {
     /// Rows side by side.
@@ -296,6 +440,23 @@ pub struct TrainBenchSpec {
 /// Measured training figures: the stream's figures (tokens/s and GFLOP/s of the
 /// training arithmetic, [`training_flops_per_token`]) and the share of the time
 /// each phase of a step took.
+///
+/// The phases are those of the timed steps (the warm-up step left out):
+///
+/// ```
+/// # use brt::backend::{run_training_on, BackendOptions};
+/// # use brt::bench::{TrainBenchJob, TrainBenchSpec};
+/// # use brt::BackendKind;
+/// # use brt_core::{Config, WeightDtype};
+/// # let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// # let spec = TrainBenchSpec { batch: 2, segment: 4, steps: 2, repetitions: 2, gemm_size: 0 };
+/// # let result = run_training_on(BackendKind::Reference, BackendOptions::default(), TrainBenchJob { weights: &model, spec })?;
+///
+/// let phases = result.phases;
+/// assert!(phases.forward > 0.0 && phases.backward > 0.0 && phases.update > 0.0);
+/// assert!(phases.forward + phases.backward + phases.update <= 1.01 * result.rate.seconds.iter().sum::<f64>());
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct TrainBenchResult {
     /// Tokens/s, GFLOP/s and the same-run GEMM ratios.
@@ -307,6 +468,23 @@ pub struct TrainBenchResult {
 /// Trains a model on random tokens (full AdamW steps: forward, loss, backward,
 /// clipping, update) and times it, with the backend's GEMM timed before every
 /// repetition.
+///
+/// It needs a backend with gradients; zero steps are refused:
+///
+/// ```
+/// use brt::backend::{run_training_on, BackendOptions};
+/// use brt::bench::{TrainBenchJob, TrainBenchSpec};
+/// use brt::BackendKind;
+/// use brt_core::{Config, WeightDtype};
+/// let model = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// let spec = TrainBenchSpec { batch: 2, segment: 4, steps: 2, repetitions: 2, gemm_size: 0 };
+/// let result = run_training_on(BackendKind::Reference, BackendOptions::default(), TrainBenchJob { weights: &model, spec })?;
+/// assert!(result.rate.tokens_per_second > 0.0);
+/// let none = TrainBenchSpec { steps: 0, ..spec };
+/// let job = TrainBenchJob { weights: &model, spec: none };
+/// assert!(run_training_on(BackendKind::Reference, BackendOptions::default(), job).is_err());
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub struct TrainBenchJob<'a> {
     /// The starting model (f32; training keeps f32 master weights).
     pub weights: &'a ModelWeights,
@@ -402,6 +580,15 @@ fn random_corpus(batch: usize, vocab: usize) -> Result<crate::train::data::Corpu
 }
 
 /// GFLOP/s of `k`'s matmul on an `n x n x n` f32 product (median of 5).
+///
+/// On a small product (benchmarks use hundreds or thousands):
+///
+/// ```
+/// use brt::bench::backend_gemm_rate;
+/// let mut k = brt_core::Reference::new(brt_heap::Heap);
+/// assert!(backend_gemm_rate(&mut k, 16)? > 0.0);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn backend_gemm_rate<K: Kernels>(k: &mut K, n: usize) -> Result<f64>
 where
     Error: From<K::Error>,

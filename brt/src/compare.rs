@@ -4,8 +4,27 @@
 //! Why by hand: `f32::max` returns its other argument when one is NaN, so the
 //! usual `worst = worst.max((a - b).abs())` silently drops a NaN, and NaN logits
 //! then pass any bound. [`largest_difference`] keeps it.
+//!
+//! Two runs that agree but for a NaN do not pass:
+//!
+//! ```
+//! use brt::compare::largest_difference;
+//!
+//! let reference = [0.25, -1.0, 3.5];
+//! assert!(largest_difference(&reference, &[0.25, -1.0, 3.5 + 1e-6]).within(1e-5));
+//! assert!(!largest_difference(&reference, &[0.25, f32::NAN, 3.5]).within(1e-5));
+//! ```
 
 /// The largest difference between two runs and where it is.
+///
+/// The largest difference of two runs, and where it is:
+///
+/// ```
+/// use brt::compare::{largest_difference, Difference};
+///
+/// let d = largest_difference(&[1.0, -2.0, 3.0], &[1.5, -2.0, 2.0]);
+/// assert_eq!(d, Difference { value: 1.0, index: 2 });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Difference {
     /// `|a_i - b_i|`, the largest: NaN when a NaN is on either side, infinity
@@ -18,15 +37,46 @@ pub struct Difference {
 
 impl Difference {
     /// No difference.
+    ///
+    /// The start of a worst-of-several: any difference is at least as bad:
+    ///
+    /// ```
+    /// use brt::compare::Difference;
+    ///
+    /// let d = Difference { value: 0.5, index: 3 };
+    /// assert_eq!(Difference::NONE.worse(d), d);
+    /// assert!(Difference::NONE.within(0.0));
+    /// ```
     pub const NONE: Difference = Difference { value: 0.0, index: 0 };
 
     /// Whether the largest difference is at most `bound` (never with a NaN).
+    ///
+    /// The bound is inclusive; a NaN is within no bound, not even infinity:
+    ///
+    /// ```
+    /// use brt::compare::largest_difference;
+    ///
+    /// let d = largest_difference(&[1.0, 2.0], &[1.0, 2.5]);
+    /// assert!(d.within(0.5) && !d.within(0.49));
+    /// assert!(!largest_difference(&[f32::NAN], &[f32::NAN]).within(f32::INFINITY));
+    /// ```
     pub fn within(&self, bound: f32) -> bool {
         self.value <= bound
     }
 
     /// The larger of two differences, a NaN winning (for the worst over several
     /// comparisons; the index is the winner's own).
+    ///
+    /// A NaN stays the worst whatever comes after it:
+    ///
+    /// ```
+    /// use brt::compare::{largest_difference, Difference};
+    ///
+    /// let nan = largest_difference(&[f32::NAN], &[0.0]);
+    /// let big = Difference { value: 5.0, index: 0 };
+    /// assert!(Difference::NONE.worse(nan).worse(big).value.is_nan());
+    /// assert_eq!(Difference { value: 1.0, index: 4 }.worse(big), big);
+    /// ```
     pub fn worse(self, other: Difference) -> Difference {
         if self.value.is_nan() || other.value <= self.value {
             self
@@ -38,6 +88,18 @@ impl Difference {
 
 /// The largest `|a_i - b_i|` over the two runs, NaN as soon as either holds a
 /// NaN (equal infinities differ by 0).
+///
+/// A NaN on either side is found even after a larger difference; equal
+/// infinities do not differ; runs of different lengths differ infinitely:
+///
+/// ```
+/// use brt::compare::{largest_difference, Difference};
+///
+/// let d = largest_difference(&[0.0, 0.0], &[9.0, f32::NAN]);
+/// assert!(d.value.is_nan() && d.index == 1);
+/// assert_eq!(largest_difference(&[f32::INFINITY], &[f32::INFINITY]).value, 0.0);
+/// assert_eq!(largest_difference(&[1.0, 2.0], &[1.0]), Difference { value: f32::INFINITY, index: 1 });
+/// ```
 pub fn largest_difference(a: &[f32], b: &[f32]) -> Difference {
     if a.len() != b.len() {
         return Difference { value: f32::INFINITY, index: a.len().min(b.len()) };

@@ -2,6 +2,22 @@
 //! streaming state of `B` documents (every layer's KV cache, every recurrent state,
 //! the position) that can be fed tokens, saved to a file and restored, also on
 //! another backend.
+//!
+//! A session saved to bytes and restored predicts what it did:
+//!
+//! ```
+//! use brt::{Engine, Session};
+//! use brt_core::Reference;
+//! use brt_heap::Heap;
+//!
+//! let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+//! let mut session = engine.session(1, 8)?;
+//! session.feed(&mut engine, &[40, 41, 42])?;
+//! let bytes = session.to_bytes(&mut engine)?;
+//! let restored = Session::from_bytes(&mut engine, &bytes, 8)?;
+//! assert_eq!(restored.last_logits(0), session.last_logits(0));
+//! # Ok::<(), brt::Error>(())
+//! ```
 
 use crate::backend::FileWeights;
 use crate::config_file::ConfigFile;
@@ -15,6 +31,21 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// A model loaded on a backend.
+///
+/// An engine of the built-in model on the reference backend, and a session that
+/// reads a few bytes:
+///
+/// ```
+/// use brt::Engine;
+/// use brt_core::Reference;
+/// use brt_heap::Heap;
+///
+/// let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+/// let mut session = engine.session(1, 8)?;
+/// session.feed(&mut engine, &[40, 41, 42])?;
+/// assert_eq!(session.last_logits(0).unwrap().len(), engine.config().vocab);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub struct Engine<K: Kernels> {
     kernels: K,
     model: Model<K>,
@@ -29,6 +60,23 @@ impl<K: Kernels> std::fmt::Debug for Engine<K> {
 
 /// A stable 64-bit fingerprint of a model (configuration and parameter bytes),
 /// stored in session files so a session is never continued with another model.
+///
+/// The fingerprint is the same for the same weights and changes with any
+/// parameter:
+///
+/// ```
+/// use brt::engine::fingerprint;
+/// use brt::WeightBuffer;
+///
+/// let weights = brt::default_model()?;
+/// assert_eq!(fingerprint(&weights), fingerprint(&brt::default_model()?));
+/// let mut changed = weights.clone();
+/// if let WeightBuffer::F16(values) = changed.buffer_mut() {
+///     values[0] = -values[0] + brt_core::half::f16::ONE;
+/// }
+/// assert_ne!(fingerprint(&changed), fingerprint(&weights));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn fingerprint(weights: &ModelWeights) -> u64 {
     let bytes: &[u8] = match weights.buffer() {
         WeightBuffer::F32(v) => bytemuck::cast_slice(v),
@@ -125,6 +173,20 @@ where
     Error: From<K::Error>,
 {
     /// Loads `weights` onto `kernels`.
+    ///
+    /// The engine takes the weights' configuration and fingerprint:
+    ///
+    /// ```
+    /// use brt::Engine;
+    /// use brt_core::Reference;
+    /// use brt_heap::Heap;
+    ///
+    /// let weights = brt::default_model()?;
+    /// let engine = Engine::new(Reference::new(Heap), &weights)?;
+    /// assert_eq!(engine.config(), weights.config());
+    /// assert_eq!(engine.fingerprint(), brt::engine::fingerprint(&weights));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn new(mut kernels: K, weights: &ModelWeights) -> Result<Self> {
         let model = Model::from_flat(&mut kernels, weights.config(), weights.dtype(), weights.buffer().data())?;
         Ok(Engine { kernels, model, fingerprint: fingerprint(weights) })
@@ -132,6 +194,20 @@ where
 
     /// Loads `model` onto `kernels`; a mapped model file is used in place where
     /// the backend can (the CPU and reference backends), copied otherwise.
+    ///
+    /// A model in memory loads as with [`Engine::new`]:
+    ///
+    /// ```
+    /// use brt::model_file::LoadedModel;
+    /// use brt::Engine;
+    /// use brt_core::Reference;
+    /// use brt_heap::Heap;
+    ///
+    /// let weights = brt::default_model()?;
+    /// let engine = Engine::load(Reference::new(Heap), &LoadedModel::InMemory(weights.clone()))?;
+    /// assert_eq!(engine.fingerprint(), brt::engine::fingerprint(&weights));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn load(mut kernels: K, model: &LoadedModel) -> Result<Self>
     where
         K: FileWeights,
@@ -147,22 +223,80 @@ where
     }
 
     /// The configuration.
+    ///
+    /// The built-in model's window is 64 tokens:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// assert_eq!(engine.config().window, 64);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn config(&self) -> &Config {
         self.model.config()
     }
 
     /// The model's fingerprint (see [`fingerprint`]).
+    ///
+    /// It is recorded in the session files the engine writes, so that only an
+    /// engine of the same model reads them:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// assert_eq!(engine.fingerprint(), brt::engine::fingerprint(&brt::default_model()?));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
 
     /// The backend.
+    ///
+    /// The backend reads the engine's buffers, e.g. a session's logits:
+    ///
+    /// ```
+    /// use brt_core::Storage;
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 4)?;
+    /// session.feed(&mut engine, &[40, 41])?;
+    /// let mut last = vec![0f32; 260];
+    /// engine.kernels().read_tensor(session.logits_buffer(), 260, &mut last)?;
+    /// assert_eq!(last, session.last_logits(0).unwrap());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn kernels(&mut self) -> &mut K {
         &mut self.kernels
     }
 
     /// Replaces every parameter (e.g. after an optimizer step). The fingerprint
     /// keeps naming the model the engine was made with.
+    ///
+    /// A model of zeros predicts every token alike; values of the wrong count are
+    /// refused:
+    ///
+    /// ```
+    /// use brt::Engine;
+    /// use brt_core::{Reference, WeightData};
+    /// use brt_heap::Heap;
+    ///
+    /// let weights = brt::default_model()?;
+    /// let mut engine = Engine::new(Reference::new(Heap), &weights)?;
+    /// engine.set_weights(WeightData::F32(&vec![0f32; weights.buffer().len()]))?;
+    /// let mut session = engine.session(1, 4)?;
+    /// session.feed(&mut engine, &[40, 41])?;
+    /// let logits = session.last_logits(0).unwrap();
+    /// assert!(logits.iter().all(|&v| v == logits[0]));
+    /// assert!(engine.set_weights(WeightData::F32(&[0.0; 3])).is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn set_weights(&mut self, values: brt_core::WeightData<'_>) -> Result<()> {
         let expected = self.model.layout().len();
         if values.len() != expected {
@@ -175,6 +309,19 @@ where
 
     /// A new session of `batch` documents, each starting fresh, fed at most
     /// `chunk` tokens per row per call (larger is faster and takes more memory).
+    ///
+    /// A new session starts fresh at the beginning of a block:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let session = engine.session(2, 16)?;
+    /// assert_eq!((session.batch(), session.chunk()), (2, 16));
+    /// assert_eq!((session.tokens_seen(), session.position_in_block()), (0, 0));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn session(&mut self, batch: usize, chunk: usize) -> Result<Session<K>> {
         let window = self.config().window;
         let plan = Plan::new(self.config(), batch, chunk.max(1))?.with_kv_runway(kv_runway(window, chunk.max(1)))?;
@@ -193,6 +340,22 @@ where
 }
 
 /// The carried state of a session, on the host (see [`Session::export`]).
+///
+/// The state of a session that has read three tokens:
+///
+/// ```
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+/// let mut session = engine.session(1, 8)?;
+/// session.feed(&mut engine, &[40, 41, 42])?;
+/// let state = session.export(&mut engine)?;
+/// assert_eq!((state.tokens_seen, state.position_in_block), (3, 3));
+/// assert_eq!(state.last_logits.map(|l| l.len()), Some(260));
+/// assert!(state.state.iter().all(|v| v.is_finite()));
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionState {
     /// The stream state, laid out as the core's plan says.
@@ -206,9 +369,44 @@ pub struct SessionState {
 }
 
 /// Receives the logits of a call: `(first position, T x B x V logits)`.
+///
+/// A reader that keeps the largest logit of each position:
+///
+/// ```
+/// use brt::engine::LogitsReader;
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+/// let mut session = engine.session(1, 8)?;
+/// let mut best = Vec::new();
+/// let reader: &mut LogitsReader<'_> = &mut |_start, logits| {
+///     best.extend(logits.chunks(260).map(|row| row.iter().copied().fold(f32::MIN, f32::max)));
+///     Ok(())
+/// };
+/// session.feed_rows(&mut engine, &[&[40, 41, 42]], &[], Some(reader))?;
+/// assert_eq!(best.len(), 3);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub type LogitsReader<'a> = dyn FnMut(usize, &[f32]) -> Result<()> + 'a;
 
 /// The streaming state of `B` documents.
+///
+/// Two documents read side by side, then saved and restored:
+///
+/// ```
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+/// let mut session = engine.session(2, 8)?;
+/// session.feed_rows(&mut engine, &[&[40, 41], &[50, 51]], &[], None)?;
+/// let bytes = session.to_bytes(&mut engine)?;
+/// let restored = brt::Session::from_bytes(&mut engine, &bytes, 8)?;
+/// assert_eq!(restored.batch(), 2);
+/// assert_eq!(restored.last_logits(1), session.last_logits(1));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub struct Session<K: Kernels> {
     stream: Stream<K>,
     fingerprint: u64,
@@ -239,18 +437,75 @@ where
     Error: From<K::Error>,
 {
     /// Documents fed side by side.
+    ///
+    /// The documents the session was made for:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// assert_eq!(engine.session(3, 4)?.batch(), 3);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn batch(&self) -> usize {
         self.stream.plan().batch()
     }
     /// Most tokens per row per call.
+    ///
+    /// A chunk of 0 is taken as 1:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// assert_eq!(engine.session(1, 8)?.chunk(), 8);
+    /// assert_eq!(engine.session(1, 0)?.chunk(), 1);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn chunk(&self) -> usize {
         self.stream.plan().max_tokens()
     }
     /// Tokens fed to each row since the session began (resets included).
+    ///
+    /// Feeds add up:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 4)?;
+    /// session.feed(&mut engine, &[40, 41, 42])?;
+    /// session.feed(&mut engine, &[43, 44])?;
+    /// assert_eq!(session.tokens_seen(), 5);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn tokens_seen(&self) -> u64 {
         self.tokens_seen
     }
     /// Position of the next token inside its block.
+    ///
+    /// The position wraps at the window (64 tokens for the built-in model, 4 for
+    /// the small random model here):
+    ///
+    /// ```
+    /// # use brt::{Engine, ModelWeights, WeightBuffer};
+    /// # use brt_core::{Config, LayerSet, Reference, WeightLayout};
+    /// # use brt_heap::Heap;
+    /// # let config = Config { states: 4, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(16, 8, 2, 4, 16, 2, 4) };
+    /// # let mut values = vec![0f32; WeightLayout::new(&config)?.len()];
+    /// # brt_core::init::initialize(&config, 7, &mut values)?;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &ModelWeights::new(config, WeightBuffer::F32(values))?)?;
+    /// assert_eq!(engine.config().window, 4);
+    /// let mut session = engine.session(1, 4)?;
+    /// session.feed(&mut engine, &[1, 2, 3])?;
+    /// assert_eq!(session.position_in_block(), 3);
+    /// session.feed(&mut engine, &[4, 5])?;
+    /// assert_eq!(session.position_in_block(), 1);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn position_in_block(&self) -> usize {
         self.stream.position_in_block()
     }
@@ -264,6 +519,27 @@ where
 
     /// Feeds one document's tokens (batch 1), any number, keeping the logits of the
     /// last position for [`Session::last_logits`].
+    ///
+    /// Feeding in pieces predicts as feeding at once; a session of two documents
+    /// is refused:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut whole = engine.session(1, 8)?;
+    /// whole.feed(&mut engine, &[40, 41, 42, 43])?;
+    /// let mut pieces = engine.session(1, 8)?;
+    /// pieces.feed(&mut engine, &[40, 41])?;
+    /// pieces.feed(&mut engine, &[42, 43])?;
+    /// let (a, b) = (whole.last_logits(0).unwrap(), pieces.last_logits(0).unwrap());
+    /// let difference = brt::compare::largest_difference(a, b);
+    /// assert!(difference.within(1e-4));
+    /// let mut two = engine.session(2, 8)?;
+    /// assert!(two.feed(&mut engine, &[40]).is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn feed(&mut self, engine: &mut Engine<K>, tokens: &[u32]) -> Result<()> {
         if self.batch() != 1 {
             return Err(Error::Invalid(format!("`feed` takes one document; this session has {}", self.batch())));
@@ -276,6 +552,32 @@ where
     /// `on_logits(start, logits)`, if given, receives each call's logits,
     /// position-major (`logits[(t*B + b)*V ..]` is position `start + t` of row `b`);
     /// without it only the last position's logits are read back.
+    ///
+    /// A reset row starts afresh: it predicts as a new session does, whatever it
+    /// read before. Resets come at the start of a block (every 4 tokens for the
+    /// small random model here, every 64 for the built-in model); elsewhere they
+    /// are refused, as are rows of unequal lengths:
+    ///
+    /// ```
+    /// # use brt::{Engine, ModelWeights, WeightBuffer};
+    /// # use brt_core::{Config, LayerSet, Reference, WeightLayout};
+    /// # use brt_heap::Heap;
+    /// # let config = Config { states: 4, recurrent: LayerSet::EMPTY.with(1), ..Config::plain(16, 8, 2, 4, 16, 2, 4) };
+    /// # let mut values = vec![0f32; WeightLayout::new(&config)?.len()];
+    /// # brt_core::init::initialize(&config, 7, &mut values)?;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &ModelWeights::new(config, WeightBuffer::F32(values))?)?;
+    /// let mut session = engine.session(2, 4)?;
+    /// session.feed_rows(&mut engine, &[&[1, 2, 3, 4], &[5, 6, 7, 8]], &[], None)?;
+    /// session.feed_rows(&mut engine, &[&[9], &[9]], &[true, false], None)?;
+    /// let mut fresh = engine.session(1, 4)?;
+    /// fresh.feed(&mut engine, &[9])?;
+    /// let (a, b) = (session.last_logits(0).unwrap(), fresh.last_logits(0).unwrap());
+    /// let difference = brt::compare::largest_difference(a, b);
+    /// assert!(difference.within(1e-4));
+    /// assert!(session.feed_rows(&mut engine, &[&[10], &[10]], &[true, false], None).is_err());
+    /// assert!(session.feed_rows(&mut engine, &[&[10], &[10, 11]], &[], None).is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn feed_rows(
         &mut self,
         engine: &mut Engine<K>,
@@ -335,12 +637,47 @@ where
 
     /// The logits of the last position fed to `row` (the prediction of its next
     /// token), or `None` before anything was fed.
+    ///
+    /// `None` before the first feed and past the last row:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 4)?;
+    /// assert!(session.last_logits(0).is_none());
+    /// session.feed(&mut engine, &[40])?;
+    /// assert_eq!(session.last_logits(0).map(<[f32]>::len), Some(260));
+    /// assert!(session.last_logits(1).is_none());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn last_logits(&self, row: usize) -> Option<&[f32]> {
         let vocab = self.last_logits.len() / self.batch();
         self.has_logits.then(|| self.last_logits.get(row * vocab..(row + 1) * vocab)).flatten()
     }
 
     /// Starts a new document in every row.
+    ///
+    /// After a reset the session predicts as a new one:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// session.feed(&mut engine, &[40, 41, 42])?;
+    /// session.reset(&mut engine)?;
+    /// assert!(session.last_logits(0).is_none());
+    /// session.feed(&mut engine, &[43])?;
+    /// let mut fresh = engine.session(1, 8)?;
+    /// fresh.feed(&mut engine, &[43])?;
+    /// let (a, b) = (session.last_logits(0).unwrap(), fresh.last_logits(0).unwrap());
+    /// let difference = brt::compare::largest_difference(a, b);
+    /// assert!(difference.within(1e-4));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn reset(&mut self, engine: &mut Engine<K>) -> Result<()> {
         self.check_engine(engine)?;
         self.stream.reset_all(&mut engine.kernels, &engine.model)?;
@@ -349,11 +686,42 @@ where
     }
 
     /// The logits buffer of the last call (`T x B x V`, position-major).
+    ///
+    /// The buffer on the backend, read with the backend's own calls: two
+    /// positions of 260 logits here:
+    ///
+    /// ```
+    /// use brt_core::Storage;
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 2)?;
+    /// session.feed(&mut engine, &[40, 41])?;
+    /// let mut both = vec![0f32; 2 * 260];
+    /// engine.kernels().read_tensor(session.logits_buffer(), 0, &mut both)?;
+    /// assert_eq!(&both[260..], session.last_logits(0).unwrap());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn logits_buffer(&self) -> &K::Tensor {
         self.stream.logits()
     }
 
     /// Copies the carried state to the host.
+    ///
+    /// A fresh session has no logits yet:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let session = engine.session(1, 8)?;
+    /// let state = session.export(&mut engine)?;
+    /// assert_eq!(state.tokens_seen, 0);
+    /// assert!(state.last_logits.is_none());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn export(&self, engine: &mut Engine<K>) -> Result<SessionState> {
         self.check_engine(engine)?;
         let mut state = vec![0f32; self.stream.plan().saved_state_len()];
@@ -368,6 +736,26 @@ where
 
     /// Replaces the carried state by one exported from a session of the same
     /// model and batch size (on any backend).
+    ///
+    /// A state exported by one session continues in another; a state of another
+    /// batch size is refused:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut first = engine.session(1, 8)?;
+    /// first.feed(&mut engine, &[40, 41])?;
+    /// let saved = first.export(&mut engine)?;
+    /// let mut second = engine.session(1, 8)?;
+    /// second.import(&mut engine, &saved)?;
+    /// assert_eq!(second.tokens_seen(), 2);
+    /// assert_eq!(second.last_logits(0), first.last_logits(0));
+    /// let mut two = engine.session(2, 8)?;
+    /// assert!(two.import(&mut engine, &saved).is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn import(&mut self, engine: &mut Engine<K>, saved: &SessionState) -> Result<()> {
         self.check_engine(engine)?;
         if saved.state.iter().any(|v| !v.is_finite()) {
@@ -392,11 +780,41 @@ where
 
     /// Saves the session (carried state, position, last logits) to `path`,
     /// atomically.
+    ///
+    /// Saved, then loaded by [`Session::load`]:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("session.safetensors");
+    /// let mut session = engine.session(1, 8)?;
+    /// session.feed(&mut engine, &[40, 41, 42])?;
+    /// session.save(&mut engine, &path)?;
+    /// let loaded = brt::Session::load(&mut engine, &path, 8)?;
+    /// assert_eq!(loaded.tokens_seen(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save(&self, engine: &mut Engine<K>, path: &Path) -> Result<()> {
         write_atomically(path, &self.to_bytes(engine)?)
     }
 
     /// The bytes of the session file [`Session::save`] writes.
+    ///
+    /// The bytes are a safetensors file:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let session = engine.session(1, 8)?;
+    /// let bytes = session.to_bytes(&mut engine)?;
+    /// assert!(brt::format::looks_like_safetensors(&bytes));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn to_bytes(&self, engine: &mut Engine<K>) -> Result<Vec<u8>> {
         self.check_engine(engine)?;
         let mut state = vec![0f32; self.stream.plan().saved_state_len()];
@@ -431,6 +849,21 @@ where
     /// Restores a session saved by [`Session::save`], on this engine's backend
     /// (which may differ from the one that saved it). `chunk` as for
     /// [`Engine::session`].
+    ///
+    /// A file that is not a session is refused with its path named:
+    ///
+    /// ```
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("notes.txt");
+    /// std::fs::write(&path, "not a session")?;
+    /// let err = brt::Session::load(&mut engine, &path, 8).unwrap_err();
+    /// assert!(err.to_string().contains("notes.txt"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(engine: &mut Engine<K>, path: &Path, chunk: usize) -> Result<Session<K>> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Session::from_bytes(engine, &bytes, chunk).map_err(|e| match e {
@@ -443,6 +876,30 @@ where
     ///
     /// Every size the file claims (batch, state length) is checked against the
     /// tensors it really holds before the session's memory is allocated.
+    ///
+    /// A session continues only with its own model: an engine of other weights
+    /// refuses it:
+    ///
+    /// ```
+    /// use brt::{Engine, WeightBuffer};
+    /// use brt_core::Reference;
+    /// use brt_heap::Heap;
+    ///
+    /// let weights = brt::default_model()?;
+    /// let mut engine = Engine::new(Reference::new(Heap), &weights)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// session.feed(&mut engine, &[40])?;
+    /// let bytes = session.to_bytes(&mut engine)?;
+    /// assert_eq!(brt::Session::from_bytes(&mut engine, &bytes, 4)?.tokens_seen(), 1);
+    ///
+    /// let mut other = weights.clone();
+    /// if let WeightBuffer::F16(values) = other.buffer_mut() {
+    ///     values[0] = -values[0] + brt_core::half::f16::ONE;
+    /// }
+    /// let mut other = Engine::new(Reference::new(Heap), &other)?;
+    /// assert!(brt::Session::from_bytes(&mut other, &bytes, 4).is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn from_bytes(engine: &mut Engine<K>, bytes: &[u8], chunk: usize) -> Result<Session<K>> {
         let fail = |m: String| Error::Invalid(m);
         let (tensors, meta) =
@@ -506,11 +963,57 @@ where
     /// Back-propagates `seed`, the gradient of the loss with respect to the logits
     /// of `session`'s last call, through what was recorded since
     /// [`Recorder::start`](crate::autodiff::Recorder::start).
+    ///
+    /// The gradient of one logit with respect to the parameters, on an engine
+    /// that records (a small random model of 16 tokens):
+    ///
+    /// ```
+    /// use brt::autodiff::Recorder;
+    /// use brt::{Engine, ModelWeights, WeightBuffer};
+    /// use brt_core::{Config, Reference, WeightLayout};
+    /// use brt_heap::Heap;
+    ///
+    /// let config = Config::plain(16, 8, 2, 4, 16, 2, 4);
+    /// let mut values = vec![0f32; WeightLayout::new(&config)?.len()];
+    /// brt_core::init::initialize(&config, 7, &mut values)?;
+    /// let weights = ModelWeights::new(config, WeightBuffer::F32(values))?;
+    /// let mut engine = Engine::new(Recorder::new(Reference::new(Heap)), &weights)?;
+    /// let mut session = engine.session(1, 2)?;
+    /// engine.kernels().start();
+    /// session.feed(&mut engine, &[3, 4])?;
+    /// engine.kernels().stop();
+    /// let mut seed = vec![0f32; 2 * 16];
+    /// seed[16 + 5] = 1.0; // the logit of token 5 at the second position
+    /// engine.backward(&session, &seed)?;
+    /// let mut gradient = vec![0f32; weights.buffer().len()];
+    /// engine.weight_gradient(&mut gradient)?;
+    /// assert!(gradient.iter().any(|&g| g != 0.0));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn backward(&mut self, session: &Session<crate::autodiff::Recorder<G>>, seed: &[f32]) -> Result<()> {
         self.kernels.backward(self.model.weights(), session.stream.logits(), 0, seed)
     }
 
     /// The gradient of every parameter after [`Engine::backward`].
+    ///
+    /// Before any back-propagation the gradient is zero:
+    ///
+    /// ```
+    /// use brt::autodiff::Recorder;
+    /// use brt::{Engine, ModelWeights, WeightBuffer};
+    /// use brt_core::{Config, Reference, WeightLayout};
+    /// use brt_heap::Heap;
+    ///
+    /// let config = Config::plain(16, 8, 2, 4, 16, 2, 4);
+    /// let mut values = vec![0f32; WeightLayout::new(&config)?.len()];
+    /// brt_core::init::initialize(&config, 7, &mut values)?;
+    /// let weights = ModelWeights::new(config, WeightBuffer::F32(values))?;
+    /// let mut engine = Engine::new(Recorder::new(Reference::new(Heap)), &weights)?;
+    /// let mut gradient = vec![1f32; weights.buffer().len()];
+    /// engine.weight_gradient(&mut gradient)?;
+    /// assert!(gradient.iter().all(|&g| g == 0.0));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn weight_gradient(&mut self, out: &mut [f32]) -> Result<()> {
         self.kernels.weight_gradient(self.model.weights(), out)
     }

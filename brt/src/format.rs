@@ -13,22 +13,109 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Metadata key naming the format.
+///
+/// Every brt weight file says `format: brt`:
+///
+/// ```
+/// use brt::format::{FORMAT_KEY, FORMAT_NAME};
+/// # use brt_core::{Config, WeightDtype};
+/// # let model = brt::bench::random_model(&Config::plain(10, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// let bytes = brt::format::to_bytes(&model)?;
+/// let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
+/// let metadata = header.metadata().clone().unwrap_or_default();
+/// assert_eq!(metadata[FORMAT_KEY], FORMAT_NAME);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const FORMAT_KEY: &str = "format";
 /// Value of [`FORMAT_KEY`].
+///
+/// A safetensors file without it is not read as brt weights:
+///
+/// ```
+/// use brt::format::{FORMAT_KEY, FORMAT_NAME};
+/// use safetensors::tensor::{Dtype, TensorView};
+/// let data = [0u8; 4];
+/// let tensor = TensorView::new(Dtype::F32, vec![1], &data)?;
+/// let other = [(FORMAT_KEY.to_string(), "other".to_string())].into();
+/// let bytes = safetensors::serialize([("x", tensor)], Some(other))?;
+/// assert_eq!(FORMAT_NAME, "brt");
+/// assert!(brt::format::from_bytes(&bytes).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const FORMAT_NAME: &str = "brt";
 /// Metadata key of the format version.
+///
+/// ```
+/// use brt::format::{VERSION, VERSION_KEY};
+/// # use brt_core::{Config, WeightDtype};
+/// # let model = brt::bench::random_model(&Config::plain(10, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// let bytes = brt::format::to_bytes(&model)?;
+/// let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
+/// let metadata = header.metadata().clone().unwrap_or_default();
+/// assert_eq!(metadata[VERSION_KEY], VERSION);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const VERSION_KEY: &str = "format_version";
 /// The version this code writes and reads.
+///
+/// ```
+/// assert_eq!(brt::format::VERSION, "1");
+/// ```
 pub const VERSION: &str = "1";
 /// Metadata key of the configuration JSON.
+///
+/// The configuration is stored as [`ConfigFile`] JSON:
+///
+/// ```
+/// use brt::config_file::ConfigFile;
+/// use brt::format::CONFIG_KEY;
+/// # use brt_core::{Config, WeightDtype};
+/// # let model = brt::bench::random_model(&Config::plain(10, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// let bytes = brt::format::to_bytes(&model)?;
+/// let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
+/// let metadata = header.metadata().clone().unwrap_or_default();
+/// assert_eq!(ConfigFile::parse(&metadata[CONFIG_KEY])?, *model.config());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const CONFIG_KEY: &str = "config";
 /// Metadata key of the tokenizer the model was trained with (optional; see
 /// [`crate::tokenizer::Tokenizer::identity`]).
+///
+/// It is written only for a model that records a tokenizer:
+///
+/// ```
+/// use brt::format::TOKENIZER_KEY;
+/// # use brt_core::{Config, WeightDtype};
+/// # let model = brt::bench::random_model(&Config::plain(10, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// let bytes = brt::format::to_bytes(&model)?;
+/// let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
+/// let metadata = header.metadata().clone().unwrap_or_default();
+/// assert!(!metadata.contains_key(TOKENIZER_KEY));
+/// let mut named = model.clone();
+/// named.set_tokenizer(Some("ids".into()));
+/// let bytes = brt::format::to_bytes(&named)?;
+/// let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
+/// assert_eq!(header.metadata().as_ref().map(|m| m[TOKENIZER_KEY].as_str()), Some("ids"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const TOKENIZER_KEY: &str = "tokenizer";
 
 /// Whether `bytes` look like a safetensors file: a plausible header length
 /// followed by a JSON object. A file cut short still looks like one, so that
 /// reading it reports the truncation.
+///
+/// A brt file looks like one, even cut short; a GGUF file does not:
+///
+/// ```
+/// use brt::format::looks_like_safetensors;
+/// use brt_core::{Config, WeightDtype};
+/// let model = brt::bench::random_model(&Config::plain(10, 8, 2, 4, 16, 1, 4), WeightDtype::F32, 1)?;
+/// let bytes = brt::format::to_bytes(&model)?;
+/// assert!(looks_like_safetensors(&bytes) && looks_like_safetensors(&bytes[..9]));
+/// assert!(!looks_like_safetensors(&brt::gguf::to_bytes(&model, None, WeightDtype::F32)?));
+/// assert!(!looks_like_safetensors(b"{}"));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn looks_like_safetensors(bytes: &[u8]) -> bool {
     match bytes.get(..8).and_then(|b| b.try_into().ok()) {
         Some(len) => {
@@ -40,6 +127,16 @@ pub fn looks_like_safetensors(bytes: &[u8]) -> bool {
 }
 
 /// The file's bytes for `weights`.
+///
+/// The bytes read back to the same model, in its storage type:
+///
+/// ```
+/// use brt_core::{Config, WeightDtype};
+/// let model = brt::bench::random_model(&Config::plain(10, 8, 2, 4, 16, 1, 4), WeightDtype::Bf16, 1)?;
+/// let bytes = brt::format::to_bytes(&model)?;
+/// assert_eq!(brt::format::from_bytes(&bytes)?, model);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn to_bytes(weights: &ModelWeights) -> Result<Vec<u8>> {
     let (dtype, elem) = match weights.buffer() {
         WeightBuffer::F32(_) => (Dtype::F32, 4),
@@ -71,6 +168,18 @@ pub fn to_bytes(weights: &ModelWeights) -> Result<Vec<u8>> {
 }
 
 /// Writes `weights` to `path` atomically (a temporary file, then a rename).
+///
+/// A saved model loads back unchanged:
+///
+/// ```
+/// use brt_core::{Config, WeightDtype};
+/// let model = brt::bench::random_model(&Config::plain(10, 8, 2, 4, 16, 1, 4), WeightDtype::F16, 1)?;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("model.safetensors");
+/// brt::format::save(&model, &path)?;
+/// assert_eq!(brt::format::load(&path)?, model);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn save(weights: &ModelWeights, path: &Path) -> Result<()> {
     write_atomically(path, &to_bytes(weights)?)
 }
@@ -132,6 +241,17 @@ fn check_claims(bytes: &[u8]) -> Result<(), String> {
 /// Every tensor is checked (name, dtype, shape) before the parameter buffer is
 /// allocated, so the memory used is bounded by the file's size whatever its
 /// configuration claims.
+///
+/// The built-in model is such a file; a file cut short is refused with a
+/// message that says so:
+///
+/// ```
+/// let model = brt::format::from_bytes(brt::default_model::DEFAULT_MODEL)?;
+/// assert_eq!(model.config().vocab, 260);
+/// let cut = &brt::default_model::DEFAULT_MODEL[..1000];
+/// assert!(brt::format::from_bytes(cut).unwrap_err().contains("truncated"));
+/// # Ok::<(), String>(())
+/// ```
 pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
     let (tensors, meta) = parse_safetensors(bytes)?;
     if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_NAME) {
@@ -207,6 +327,17 @@ pub fn from_bytes(bytes: &[u8]) -> Result<ModelWeights, String> {
 }
 
 /// Reads a brt weight file.
+///
+/// The error of a file that is not brt weights names the file:
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("notes.txt");
+/// std::fs::write(&path, "not weights")?;
+/// let error = brt::format::load(&path).unwrap_err();
+/// assert!(error.to_string().contains("notes.txt"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load(path: &Path) -> Result<ModelWeights> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     from_bytes(&bytes).map_err(|m| Error::format(path, m))

@@ -2,6 +2,28 @@
 //! block attend to the previous W tokens and to the state entering the block; when
 //! a block completes its state update runs. The core's stream does exactly this
 //! when fed one token at a time.
+//!
+//! Writing one token at a time reads each token once: after a prompt of 2
+//! tokens and 3 written, the session has seen 5.
+//!
+//! ```
+//! use brt::generate::{generate_text, GenerateOptions};
+//! use brt::tokenizer::Tokenizer;
+//! use brt::Engine;
+//! use brt_core::Reference;
+//! use brt_heap::Heap;
+//! use std::ops::ControlFlow;
+//!
+//! let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+//! let mut session = engine.session(1, 8)?;
+//! let options = GenerateOptions { max_tokens: 3, stop_at_eos: false, ..Default::default() };
+//! let generated = generate_text(&mut engine, &mut session, &Tokenizer::Bytes, &[40, 41], &options, &mut |_| {
+//!     Ok(ControlFlow::Continue(()))
+//! })?;
+//! assert_eq!(generated.tokens.len(), 3);
+//! assert_eq!(session.tokens_seen(), 5);
+//! # Ok::<(), brt::Error>(())
+//! ```
 
 use crate::engine::{Engine, Session};
 use crate::error::{Error, Result};
@@ -18,6 +40,37 @@ use std::ops::ControlFlow;
 /// [`ControlFlow::Break`] (its reader has gone; that token is kept and fed, so
 /// the session has read the prompt and every token returned). Returns the
 /// generated tokens.
+///
+/// Greedy choice of three tokens after a prompt: each is shown as it is chosen,
+/// and the session reads the prompt and every token returned. A reader that
+/// breaks after the first token ends it there:
+///
+/// ```
+/// use brt::generate::generate;
+/// use brt::sample::{Sampler, SamplingOptions};
+/// use std::ops::ControlFlow;
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+///
+/// let greedy = SamplingOptions { temperature: 0.0, ..Default::default() };
+/// let mut session = engine.session(1, 8)?;
+/// let mut shown = Vec::new();
+/// let tokens = generate(&mut engine, &mut session, &[40, 41], 3, &mut Sampler::new(greedy)?, None, &mut |t| {
+///     shown.push(t);
+///     Ok(ControlFlow::Continue(()))
+/// })?;
+/// assert_eq!((tokens.len(), &shown), (3, &tokens));
+/// assert_eq!(session.tokens_seen(), 2 + 3);
+///
+/// let mut session = engine.session(1, 8)?;
+/// let mut sampler = Sampler::new(greedy)?;
+/// let mut stop_at_once = |_: u32| Ok::<_, brt::Error>(ControlFlow::Break(()));
+/// let one = generate(&mut engine, &mut session, &[40, 41], 3, &mut sampler, None, &mut stop_at_once)?;
+/// assert_eq!(one, tokens[..1]);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn generate<K: Kernels>(
     engine: &mut Engine<K>,
     session: &mut Session<K>,
@@ -88,6 +141,19 @@ impl Default for GenerateOptions {
 }
 
 /// Why generation ended.
+///
+/// Writing no token ends by length; a reader that wants no more cancels; in JSON
+/// the reasons are snake case:
+///
+/// ```
+/// use brt::generate::{Finish, GenerateOptions, TextGenerator};
+///
+/// let mut generator = TextGenerator::new(&GenerateOptions::default())?;
+/// generator.cancel();
+/// assert_eq!(generator.finish(), Some(Finish::Cancelled));
+/// assert_eq!(serde_json::to_string(&Finish::EndOfSequence).unwrap(), r#""end_of_sequence""#);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Finish {
@@ -102,6 +168,29 @@ pub enum Finish {
 }
 
 /// What [`generate_text`] wrote.
+///
+/// One log-probability per token written, each at most 0:
+///
+/// ```
+/// use brt::generate::{generate_text, GenerateOptions};
+/// use brt::tokenizer::Tokenizer;
+/// use std::ops::ControlFlow;
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+///
+/// let options = GenerateOptions { max_tokens: 3, ..Default::default() };
+/// let mut session = engine.session(1, 8)?;
+/// let prompt = Tokenizer::Bytes.encode(b"KING")?;
+/// let generated = generate_text(&mut engine, &mut session, &Tokenizer::Bytes, &prompt, &options, &mut |_| {
+///     Ok(ControlFlow::Continue(()))
+/// })?;
+/// assert_eq!(generated.logprobs.len(), generated.tokens.len());
+/// assert!(generated.logprobs.iter().all(|&l| l <= 0.0));
+/// assert_eq!(Tokenizer::Bytes.decode(&generated.tokens)?, generated.text);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Generated {
     /// The tokens written (and fed to the session), end-of-sequence excluded.
@@ -120,6 +209,32 @@ pub struct Generated {
 /// soon as it is final (text that could still become a stop string is held back
 /// until it cannot), and may cancel (the token whose text it was given stays
 /// fed). A loop over a [`TextGenerator`], for callers that want a callback.
+///
+/// A stop string never shows in the text (here the first space ends it, if one
+/// comes within 8 tokens):
+///
+/// ```
+/// use brt::generate::{generate_text, Finish, GenerateOptions};
+/// use brt::tokenizer::Tokenizer;
+/// use std::ops::ControlFlow;
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+///
+/// let options = GenerateOptions { max_tokens: 8, stop: vec![" ".into()], ..Default::default() };
+/// let mut session = engine.session(1, 8)?;
+/// let prompt = Tokenizer::Bytes.encode(b"ROMEO:")?;
+/// let mut shown = Vec::new();
+/// let generated = generate_text(&mut engine, &mut session, &Tokenizer::Bytes, &prompt, &options, &mut |piece| {
+///     shown.extend_from_slice(piece);
+///     Ok(ControlFlow::Continue(()))
+/// })?;
+/// assert!(!generated.text.contains(&b' '));
+/// assert_eq!(shown, generated.text);
+/// assert_ne!(generated.finish, Finish::Cancelled);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn generate_text<K: Kernels>(
     engine: &mut Engine<K>,
     session: &mut Session<K>,
@@ -143,6 +258,30 @@ where
 
 /// Receives a row's text as it becomes final: `(row, piece)`; says whether to
 /// go on writing that row.
+///
+/// A reader that keeps each row's text apart:
+///
+/// ```
+/// use brt::generate::{generate_batch, GenerateOptions, RowText};
+/// use brt::tokenizer::Tokenizer;
+/// use std::ops::ControlFlow;
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+///
+/// let mut texts = vec![Vec::new(); 2];
+/// let on_text: &mut RowText<'_> = &mut |row, piece| {
+///     texts[row].extend_from_slice(piece);
+///     Ok(ControlFlow::Continue(()))
+/// };
+/// let options = GenerateOptions { max_tokens: 2, ..Default::default() };
+/// let mut session = engine.session(2, 8)?;
+/// let prompts = [vec![40], vec![50]];
+/// let generated = generate_batch(&mut engine, &mut session, &Tokenizer::Bytes, &prompts, &options, on_text)?;
+/// assert_eq!(texts, [generated[0].text.clone(), generated[1].text.clone()]);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub type RowText<'a> = dyn FnMut(usize, &[u8]) -> Result<ControlFlow<()>> + 'a;
 
 /// Continues several prompts at once, one per row of `session` (whose batch is
@@ -156,6 +295,41 @@ pub type RowText<'a> = dyn FnMut(usize, &[u8]) -> Result<ControlFlow<()>> + 'a;
 /// text as it becomes final and may cancel that row. A row that has ended is fed
 /// its last token again until every row has ended (so its carried state is not
 /// that of its text alone).
+///
+/// Row 1 writes what its prompt alone writes with the seed plus 1:
+///
+/// ```
+/// use brt::generate::{generate_batch, generate_text, GenerateOptions};
+/// use brt::sample::SamplingOptions;
+/// use brt::tokenizer::Tokenizer;
+/// use std::ops::ControlFlow;
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+///
+/// let bytes = Tokenizer::Bytes;
+/// let prompts = vec![bytes.encode(b"To be")?, bytes.encode(b"ROMEO:")?];
+/// let options = |seed| GenerateOptions {
+///     max_tokens: 2,
+///     sampling: SamplingOptions { seed, ..Default::default() },
+///     ..Default::default()
+/// };
+/// let mut session = engine.session(2, 8)?;
+/// let both = generate_batch(&mut engine, &mut session, &bytes, &prompts, &options(7), &mut |_, _| {
+///     Ok(ControlFlow::Continue(()))
+/// })?;
+/// let mut alone = engine.session(1, 8)?;
+/// let second = generate_text(&mut engine, &mut alone, &bytes, &prompts[1], &options(8), &mut |_| {
+///     Ok(ControlFlow::Continue(()))
+/// })?;
+/// assert_eq!(both[1].tokens, second.tokens);
+/// assert!(generate_batch(&mut engine, &mut session, &bytes, &prompts[..1], &options(7), &mut |_, _| {
+///     Ok(ControlFlow::Continue(()))
+/// })
+/// .is_err());
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn generate_batch<K: Kernels>(
     engine: &mut Engine<K>,
     session: &mut Session<K>,
@@ -230,6 +404,29 @@ where
 /// [`TextGenerator::start`] feeds the prompt, then each
 /// [`TextGenerator::step`] draws one token and returns the text that became
 /// final, until it returns `None`.
+///
+/// A loop of steps writes at most `max_tokens` tokens, then ends:
+///
+/// ```
+/// use brt::generate::{Finish, GenerateOptions, TextGenerator};
+/// use brt::tokenizer::Tokenizer;
+/// # use brt::Engine;
+/// # use brt_core::Reference;
+/// # use brt_heap::Heap;
+/// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+///
+/// let mut session = engine.session(1, 8)?;
+/// let options = GenerateOptions { max_tokens: 3, stop_at_eos: false, ..Default::default() };
+/// let mut generator = TextGenerator::new(&options)?;
+/// generator.start(&mut engine, &mut session, &[40, 41])?;
+/// let mut text = Vec::new();
+/// while let Some(piece) = generator.step(&mut engine, &mut session, &Tokenizer::Bytes)? {
+///     text.extend(piece);
+/// }
+/// assert_eq!(generator.finish(), Some(Finish::Length));
+/// assert_eq!(text, generator.into_generated().text);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct TextGenerator {
     writer: Writer,
@@ -237,11 +434,39 @@ pub struct TextGenerator {
 
 impl TextGenerator {
     /// A generator; the options are checked.
+    ///
+    /// Options that cannot be used are refused:
+    ///
+    /// ```
+    /// use brt::generate::{GenerateOptions, TextGenerator};
+    /// use brt::sample::SamplingOptions;
+    ///
+    /// assert!(TextGenerator::new(&GenerateOptions::default()).is_ok());
+    /// assert!(TextGenerator::new(&GenerateOptions { stop: vec![String::new()], ..Default::default() }).is_err());
+    /// let hot = SamplingOptions { temperature: -1.0, ..Default::default() };
+    /// assert!(TextGenerator::new(&GenerateOptions { sampling: hot, ..Default::default() }).is_err());
+    /// ```
     pub fn new(options: &GenerateOptions) -> Result<TextGenerator> {
         Ok(TextGenerator { writer: Writer::new(options)? })
     }
 
     /// Feeds `prompt` to `session` (batch 1); the penalties see it.
+    ///
+    /// The prompt is fed, nothing is written yet:
+    ///
+    /// ```
+    /// use brt::generate::{GenerateOptions, TextGenerator};
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// let mut generator = TextGenerator::new(&GenerateOptions::default())?;
+    /// generator.start(&mut engine, &mut session, &[40, 41, 42])?;
+    /// assert_eq!(session.tokens_seen(), 3);
+    /// assert!(generator.tokens().is_empty() && generator.finish().is_none());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn start<K: Kernels>(&mut self, engine: &mut Engine<K>, session: &mut Session<K>, prompt: &[u32]) -> Result<()>
     where
         Error: From<K::Error>,
@@ -254,6 +479,26 @@ impl TextGenerator {
     /// Draws the next token and feeds it; returns the text that became final
     /// (often empty: held back, or an unfinished character), or `None` once
     /// generation has ended ([`TextGenerator::finish`] says why).
+    ///
+    /// Each step feeds the token it writes; without a prompt there is nothing to
+    /// continue:
+    ///
+    /// ```
+    /// use brt::generate::{GenerateOptions, TextGenerator};
+    /// use brt::tokenizer::Tokenizer;
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// let mut generator = TextGenerator::new(&GenerateOptions { stop_at_eos: false, ..Default::default() })?;
+    /// assert!(generator.step(&mut engine, &mut session, &Tokenizer::Bytes).is_err());
+    /// generator.start(&mut engine, &mut session, &[40])?;
+    /// assert!(generator.step(&mut engine, &mut session, &Tokenizer::Bytes)?.is_some());
+    /// assert_eq!(generator.tokens().len(), 1);
+    /// assert_eq!(session.tokens_seen(), 2);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn step<K: Kernels>(
         &mut self,
         engine: &mut Engine<K>,
@@ -280,26 +525,126 @@ impl TextGenerator {
     }
 
     /// Ends generation now (the reader wants no more text).
+    ///
+    /// After a cancel, steps return `None`:
+    ///
+    /// ```
+    /// use brt::generate::{Finish, GenerateOptions, TextGenerator};
+    /// use brt::tokenizer::Tokenizer;
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// let mut generator = TextGenerator::new(&GenerateOptions::default())?;
+    /// generator.start(&mut engine, &mut session, &[40])?;
+    /// generator.cancel();
+    /// assert!(generator.step(&mut engine, &mut session, &Tokenizer::Bytes)?.is_none());
+    /// assert_eq!(generator.finish(), Some(Finish::Cancelled));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn cancel(&mut self) {
         self.writer.finish.get_or_insert(Finish::Cancelled);
     }
 
     /// Why generation ended, once it has.
+    ///
+    /// `None` while writing, then the reason; with `max_tokens` 0, the length:
+    ///
+    /// ```
+    /// use brt::generate::{Finish, GenerateOptions, TextGenerator};
+    /// use brt::tokenizer::Tokenizer;
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// let mut generator = TextGenerator::new(&GenerateOptions { max_tokens: 0, ..Default::default() })?;
+    /// generator.start(&mut engine, &mut session, &[40])?;
+    /// assert_eq!(generator.finish(), None);
+    /// assert_eq!(generator.step(&mut engine, &mut session, &Tokenizer::Bytes)?, Some(Vec::new()));
+    /// assert_eq!(generator.finish(), Some(Finish::Length));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn finish(&self) -> Option<Finish> {
         self.writer.finish
     }
 
     /// The tokens written so far.
+    ///
+    /// One token per step:
+    ///
+    /// ```
+    /// use brt::generate::{GenerateOptions, TextGenerator};
+    /// use brt::tokenizer::Tokenizer;
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// let mut generator = TextGenerator::new(&GenerateOptions { stop_at_eos: false, ..Default::default() })?;
+    /// generator.start(&mut engine, &mut session, &[40])?;
+    /// for _ in 0..2 {
+    ///     generator.step(&mut engine, &mut session, &Tokenizer::Bytes)?;
+    /// }
+    /// assert_eq!(generator.tokens().len(), 2);
+    /// assert!(generator.tokens().iter().all(|&t| t < 260));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn tokens(&self) -> &[u32] {
         &self.writer.tokens
     }
 
     /// The log-probabilities of the tokens written so far (see [`Generated::logprobs`]).
+    ///
+    /// Greedy choice writes the most likely token, whose log-probability is the
+    /// largest:
+    ///
+    /// ```
+    /// use brt::generate::{GenerateOptions, TextGenerator};
+    /// use brt::sample::SamplingOptions;
+    /// use brt::tokenizer::Tokenizer;
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// let sampling = SamplingOptions { temperature: 0.0, ..Default::default() };
+    /// let options = GenerateOptions { sampling, stop_at_eos: false, ..Default::default() };
+    /// let mut generator = TextGenerator::new(&options)?;
+    /// generator.start(&mut engine, &mut session, &[40])?;
+    /// let logits = session.last_logits(0).unwrap().to_vec();
+    /// generator.step(&mut engine, &mut session, &Tokenizer::Bytes)?;
+    /// let best = (0..260).map(|t| -brt::eval::nll(&logits, t)).fold(f64::MIN, f64::max);
+    /// assert_eq!(generator.logprobs(), [best]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn logprobs(&self) -> &[f64] {
         &self.writer.logprobs
     }
 
     /// What was written.
+    ///
+    /// The result holds the tokens and log-probabilities written:
+    ///
+    /// ```
+    /// use brt::generate::{Finish, GenerateOptions, TextGenerator};
+    /// use brt::tokenizer::Tokenizer;
+    /// # use brt::Engine;
+    /// # use brt_core::Reference;
+    /// # use brt_heap::Heap;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &brt::default_model()?)?;
+    /// let mut session = engine.session(1, 8)?;
+    /// let mut generator = TextGenerator::new(&GenerateOptions { max_tokens: 2, ..Default::default() })?;
+    /// generator.start(&mut engine, &mut session, &[40])?;
+    /// while generator.step(&mut engine, &mut session, &Tokenizer::Bytes)?.is_some() {}
+    /// let tokens = generator.tokens().to_vec();
+    /// let generated = generator.into_generated();
+    /// assert_eq!(generated.tokens, tokens);
+    /// assert_eq!(generated.logprobs.len(), tokens.len());
+    /// assert!(matches!(generated.finish, Finish::Length | Finish::EndOfSequence));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn into_generated(self) -> Generated {
         self.writer.into_generated()
     }
@@ -413,6 +758,15 @@ pub struct TextStream {
 impl TextStream {
     /// A stream stopping at any of `stops` (not empty). Every call must pass the
     /// same tokenizer.
+    ///
+    /// An empty stop string is refused (it would stop at once):
+    ///
+    /// ```
+    /// use brt::generate::TextStream;
+    ///
+    /// assert!(TextStream::new(&["\n\n".to_string()]).is_ok());
+    /// assert!(TextStream::new(&[String::new()]).is_err());
+    /// ```
     pub fn new(stops: &[String]) -> Result<TextStream> {
         if stops.iter().any(String::is_empty) {
             return Err(Error::Invalid("a stop string must not be empty".into()));
@@ -433,6 +787,23 @@ impl TextStream {
 
     /// Adds the next token; returns the text that became final (often empty).
     /// After a stop string nothing more is returned.
+    ///
+    /// With the stop string `"END"`, the last two bytes wait until they can no
+    /// longer begin it:
+    ///
+    /// ```
+    /// use brt::generate::TextStream;
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// let bytes = Tokenizer::Bytes;
+    /// let mut stream = TextStream::new(&["END".to_string()])?;
+    /// let [a, b, e, n] = <[u32; 4]>::try_from(bytes.encode(b"abEN")?).unwrap();
+    /// assert_eq!(stream.push(&bytes, a)?, b"");
+    /// assert_eq!(stream.push(&bytes, b)?, b"");
+    /// assert_eq!(stream.push(&bytes, e)?, b"a");
+    /// assert_eq!(stream.push(&bytes, n)?, b"b");
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn push(&mut self, tokenizer: &Tokenizer, token: u32) -> Result<&[u8]> {
         if self.stopped {
             return Ok(&[]);
@@ -444,6 +815,23 @@ impl TextStream {
 
     /// Ends the stream: returns the text still held back (unless a stop string
     /// came).
+    ///
+    /// At the end, the text held back comes out:
+    ///
+    /// ```
+    /// use brt::generate::TextStream;
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// let bytes = Tokenizer::Bytes;
+    /// let mut stream = TextStream::new(&["END".to_string()])?;
+    /// let mut shown = Vec::new();
+    /// for token in bytes.encode(b"the EN")? {
+    ///     shown.extend_from_slice(stream.push(&bytes, token)?);
+    /// }
+    /// assert_eq!(shown, b"the ");
+    /// assert_eq!(stream.finish(&bytes)?, b"EN");
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<&[u8]> {
         if self.stopped {
             return Ok(&[]);
@@ -453,11 +841,43 @@ impl TextStream {
     }
 
     /// Whether a stop string was written.
+    ///
+    /// Only a whole stop string stops the stream:
+    ///
+    /// ```
+    /// use brt::generate::TextStream;
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// let bytes = Tokenizer::Bytes;
+    /// let mut stream = TextStream::new(&["END".to_string()])?;
+    /// for token in bytes.encode(b"EN")? {
+    ///     stream.push(&bytes, token)?;
+    /// }
+    /// assert!(!stream.stopped());
+    /// stream.push(&bytes, bytes.encode(b"D")?[0])?;
+    /// assert!(stream.stopped());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn stopped(&self) -> bool {
         self.stopped
     }
 
     /// All the text given out so far.
+    ///
+    /// The text given out, without what is still held back:
+    ///
+    /// ```
+    /// use brt::generate::TextStream;
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// let bytes = Tokenizer::Bytes;
+    /// let mut stream = TextStream::new(&["END".to_string()])?;
+    /// for token in bytes.encode(b"hello")? {
+    ///     stream.push(&bytes, token)?;
+    /// }
+    /// assert_eq!(stream.into_text(), b"hel");
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn into_text(mut self) -> Vec<u8> {
         self.text.truncate(self.shown);
         self.text

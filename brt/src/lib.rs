@@ -9,6 +9,24 @@
 //! - [`runtime`] holds a model on a backend chosen at run time ([`runtime::EngineBuilder`]);
 //! - [`backend`] runs generic work on a backend chosen at run time;
 //! - [`logits`] computes the logits of whole documents.
+//!
+//! The built-in model continues a text on a backend chosen at run time (the
+//! reference backend here), choosing the most likely next byte, which completes the quotation:
+//!
+//! ```
+//! use brt::runtime::EngineBuilder;
+//! use brt::sample::{Sampler, SamplingOptions};
+//! use brt::tokenizer::Tokenizer;
+//! use brt::BackendKind;
+//!
+//! let mut engine = EngineBuilder::new().backend(BackendKind::Reference).build(&brt::default_model()?)?;
+//! let mut session = engine.session(1, 16)?;
+//! engine.feed(&mut session, &Tokenizer::Bytes.encode(b"To be, or not to b")?)?;
+//! let mut greedy = Sampler::new(SamplingOptions { temperature: 0.0, ..Default::default() })?;
+//! let next = greedy.sample(session.last_logits(0).unwrap())?;
+//! assert_eq!(Tokenizer::Bytes.decode(&[next])?, b"e");
+//! # Ok::<(), brt::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod autodiff;

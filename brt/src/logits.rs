@@ -1,4 +1,19 @@
 //! Logits of whole documents: the work behind `brt logits`.
+//!
+//! Every position's logits of two documents, on the reference backend:
+//!
+//! ```
+//! use brt::logits::{LogitsJob, TokenBatch};
+//! use brt::model_file::LoadedModel;
+//! use brt::BackendKind;
+//!
+//! let model = LoadedModel::InMemory(brt::default_model()?);
+//! let tokens = TokenBatch::new(2, 3, vec![40, 41, 42, 50, 51, 52])?;
+//! let logits = brt::run_on(BackendKind::Reference, LogitsJob { weights: &model, tokens: &tokens, chunk: 8 })?;
+//! assert_eq!(logits.len(), 2 * 3 * 260);
+//! assert!(logits.iter().all(|v| v.is_finite()));
+//! # Ok::<(), brt::Error>(())
+//! ```
 
 use crate::backend::BackendJob;
 use crate::engine::Engine;
@@ -10,6 +25,17 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// `B` documents of `T` tokens each, row-major.
+///
+/// Two documents of three tokens, row by row:
+///
+/// ```
+/// use brt::logits::TokenBatch;
+///
+/// let batch = TokenBatch::new(2, 3, vec![40, 41, 42, 50, 51, 52])?;
+/// assert_eq!((batch.batch(), batch.len()), (2, 3));
+/// assert_eq!(batch.get(1, 0), 50);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenBatch {
     batch: usize,
@@ -19,6 +45,16 @@ pub struct TokenBatch {
 
 impl TokenBatch {
     /// `ids` holds `batch` rows of `len` tokens. Both must be positive.
+    ///
+    /// The ids must fill the rows exactly, and there must be some:
+    ///
+    /// ```
+    /// use brt::logits::TokenBatch;
+    ///
+    /// assert!(TokenBatch::new(2, 2, vec![1, 2, 3, 4]).is_ok());
+    /// assert!(TokenBatch::new(2, 2, vec![1, 2, 3]).is_err());
+    /// assert!(TokenBatch::new(0, 2, vec![]).is_err());
+    /// ```
     pub fn new(batch: usize, len: usize, ids: Vec<u32>) -> Result<TokenBatch> {
         if batch == 0 || len == 0 {
             return Err(Error::Invalid(format!("empty input: {batch} documents of {len} tokens")));
@@ -29,22 +65,66 @@ impl TokenBatch {
         Ok(TokenBatch { batch, len, ids })
     }
     /// Documents.
+    ///
+    /// The number of rows:
+    ///
+    /// ```
+    /// use brt::logits::TokenBatch;
+    /// assert_eq!(TokenBatch::new(3, 1, vec![7, 8, 9])?.batch(), 3);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn batch(&self) -> usize {
         self.batch
     }
     /// Tokens per document.
+    ///
+    /// The length of each row:
+    ///
+    /// ```
+    /// use brt::logits::TokenBatch;
+    /// assert_eq!(TokenBatch::new(1, 3, vec![7, 8, 9])?.len(), 3);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
     /// Whether there are no tokens (never, by construction).
+    ///
+    /// A batch that was made is never empty:
+    ///
+    /// ```
+    /// use brt::logits::TokenBatch;
+    /// assert!(!TokenBatch::new(1, 1, vec![7])?.is_empty());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
     /// Token `t` of document `b`.
+    ///
+    /// Token `t` of row `b` is `ids[b * len + t]`:
+    ///
+    /// ```
+    /// use brt::logits::TokenBatch;
+    /// let batch = TokenBatch::new(2, 2, vec![1, 2, 3, 4])?;
+    /// assert_eq!((batch.get(0, 1), batch.get(1, 0)), (2, 3));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn get(&self, b: usize, t: usize) -> u32 {
         self.ids[b * self.len + t]
     }
     /// Checks every id against the vocabulary, naming the first bad one.
+    ///
+    /// The message names the document and position of the first id too large:
+    ///
+    /// ```
+    /// use brt::logits::TokenBatch;
+    /// let batch = TokenBatch::new(2, 2, vec![1, 2, 3, 300])?;
+    /// assert!(batch.check_vocab(301).is_ok());
+    /// let err = batch.check_vocab(260).unwrap_err().to_string();
+    /// assert!(err.contains("token id 300 (document 1, position 1)"), "{err}");
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn check_vocab(&self, vocab: usize) -> Result<()> {
         match self.ids.iter().position(|&id| id as usize >= vocab) {
             Some(i) => Err(Error::Invalid(format!(
@@ -59,6 +139,23 @@ impl TokenBatch {
 }
 
 /// Reads the `tokens` tensor (`[B, T]`, int32 or int64) of a safetensors file.
+///
+/// A file of two documents of three int32 ids:
+///
+/// ```
+/// use brt::logits::read_tokens;
+/// # use safetensors::tensor::{Dtype, TensorView};
+/// # let ids: Vec<u8> = [40i32, 41, 42, 50, 51, 52].iter().flat_map(|id| id.to_le_bytes()).collect();
+/// # let view = TensorView::new(Dtype::I32, vec![2, 3], &ids)?;
+/// # let bytes = safetensors::serialize([("tokens", view)], None::<std::collections::HashMap<String, String>>)?;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("tokens.safetensors");
+/// std::fs::write(&path, &bytes)?;
+/// let batch = read_tokens(&path)?;
+/// assert_eq!((batch.batch(), batch.len(), batch.get(1, 2)), (2, 3, 52));
+/// assert!(read_tokens(&dir.path().join("missing.safetensors")).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_tokens(path: &Path) -> Result<TokenBatch> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     tokens_from_bytes(&bytes).map_err(|m| Error::format(path, m))
@@ -66,6 +163,20 @@ pub fn read_tokens(path: &Path) -> Result<TokenBatch> {
 
 /// Reads the `tokens` tensor of a safetensors file held in memory (see
 /// [`read_tokens`]); the error says what is wrong.
+///
+/// The same from memory; a file without a `tokens` tensor is refused:
+///
+/// ```
+/// use brt::logits::tokens_from_bytes;
+/// # use safetensors::tensor::{Dtype, TensorView};
+/// # let ids: Vec<u8> = [40i32, 41, 42, 50, 51, 52].iter().flat_map(|id| id.to_le_bytes()).collect();
+/// # let view = TensorView::new(Dtype::I32, vec![2, 3], &ids)?;
+/// # let bytes = safetensors::serialize([("tokens", view)], None::<std::collections::HashMap<String, String>>)?;
+/// assert_eq!(tokens_from_bytes(&bytes)?.get(0, 1), 41);
+/// let err = tokens_from_bytes(brt::default_model::DEFAULT_MODEL).unwrap_err();
+/// assert!(err.contains("no tensor named `tokens`"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn tokens_from_bytes(bytes: &[u8]) -> Result<TokenBatch, String> {
     let (file, _) = crate::format::parse_safetensors(bytes)?;
     let view = file.tensor("tokens").map_err(|_| "no tensor named `tokens`".to_string())?;
@@ -92,6 +203,22 @@ pub fn tokens_from_bytes(bytes: &[u8]) -> Result<TokenBatch, String> {
 }
 
 /// Writes `logits` (`[B, T, V]` f32) to a safetensors file, atomically.
+///
+/// The file holds one `logits` tensor of shape `[B, T, V]`:
+///
+/// ```
+/// use brt::logits::write_logits;
+/// use safetensors::SafeTensors;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("logits.safetensors");
+/// write_logits(&path, &[0.5; 2 * 3 * 4], 2, 3, 4)?;
+/// let bytes = std::fs::read(&path)?;
+/// let file = SafeTensors::deserialize(&bytes)?;
+/// assert_eq!(file.tensor("logits")?.shape(), [2, 3, 4]);
+/// assert!(write_logits(&path, &[0.5; 5], 2, 3, 4).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_logits(path: &Path, logits: &[f32], batch: usize, len: usize, vocab: usize) -> Result<()> {
     let view = TensorView::new(Dtype::F32, vec![batch, len, vocab], bytemuck::cast_slice(logits))
         .map_err(|e| Error::Invalid(format!("logits: {e}")))?;
@@ -103,6 +230,23 @@ pub fn write_logits(path: &Path, logits: &[f32], batch: usize, len: usize, vocab
 /// Computes the logits of every position of every document; each document starts
 /// fresh. Calls carry at most `chunk` tokens per row (the rest streams through the
 /// carried caches and states).
+///
+/// The logits do not depend on the chunk: calls of 1 token give those of
+/// one call of 2 (up to rounding):
+///
+/// ```
+/// use brt::logits::{LogitsJob, TokenBatch};
+/// use brt::model_file::LoadedModel;
+/// use brt::BackendKind;
+///
+/// let model = LoadedModel::InMemory(brt::default_model()?);
+/// let tokens = TokenBatch::new(2, 2, vec![40, 41, 50, 51])?;
+/// let whole = brt::run_on(BackendKind::Reference, LogitsJob { weights: &model, tokens: &tokens, chunk: 2 })?;
+/// let pieces = brt::run_on(BackendKind::Reference, LogitsJob { weights: &model, tokens: &tokens, chunk: 1 })?;
+/// assert_eq!(whole.len(), 2 * 2 * 260);
+/// assert!(brt::compare::largest_difference(&whole, &pieces).within(1e-4));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub struct LogitsJob<'a> {
     /// The model.
     pub weights: &'a LoadedModel,

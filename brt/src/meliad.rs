@@ -14,6 +14,20 @@ const PARAMS: &str = "optimizer/target/decoder/";
 const CACHES: &str = "state/state/decoder/";
 
 /// Choices an official checkpoint cannot tell.
+///
+/// By default, scales are used as they are and the window is read from the
+/// checkpoint's cached keys; a window given explicitly overrides it:
+///
+/// ```
+/// use brt::meliad::{import_file, ImportOptions};
+/// let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/meliad/fixed_skip/checkpoint_0"));
+/// assert_eq!(import_file(path, ImportOptions::default())?.config().window, 16);
+/// let options = ImportOptions { window: Some(8), abs_attention_scale: true };
+/// let config = *import_file(path, options)?.config();
+/// assert_eq!(config.window, 8);
+/// assert!(config.abs_attention_scale);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ImportOptions {
     /// Use `abs(a)` on learned attention scales, as later official code does.
@@ -23,11 +37,26 @@ pub struct ImportOptions {
 }
 
 /// Whether `bytes` look like a msgpack checkpoint (a map at the top).
+///
+/// ```
+/// use brt::meliad::looks_like_checkpoint;
+/// let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/meliad/fixed_skip/checkpoint_0"))?;
+/// assert!(looks_like_checkpoint(&bytes));
+/// assert!(!looks_like_checkpoint(brt::default_model::DEFAULT_MODEL));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn looks_like_checkpoint(bytes: &[u8]) -> bool {
     matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf))
 }
 
 /// The official path of a parameter, below `optimizer/target/decoder/`.
+///
+/// ```
+/// use brt::meliad::official_path;
+/// use brt_core::{LayerParam, Param};
+/// assert_eq!(official_path(Param::Embedding), "embed/embedding");
+/// assert_eq!(official_path(Param::Layer(2, LayerParam::Query)), "transformer2/tbase/_kvq/queries_layer/kernel");
+/// ```
 pub fn official_path(param: Param) -> String {
     use GateSite::Attention;
     use LayerParam::*;
@@ -73,12 +102,37 @@ pub fn official_path(param: Param) -> String {
 }
 
 /// Reads an official checkpoint file.
+///
+/// The official test case is recurrent in layer 2 of 4, with 8 states; an error
+/// names the file:
+///
+/// ```
+/// use brt::meliad::{import_file, ImportOptions};
+/// let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/meliad/fixed_skip/checkpoint_0"));
+/// let model = import_file(path, ImportOptions::default())?;
+/// assert_eq!((model.config().layers, model.config().states), (4, 8));
+/// assert!(model.config().is_recurrent(2));
+/// let missing = std::path::Path::new("no-such-checkpoint");
+/// assert!(import_file(missing, ImportOptions::default()).unwrap_err().to_string().contains("no-such-checkpoint"));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn import_file(path: &Path, options: ImportOptions) -> Result<ModelWeights> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     import(&bytes, options).map_err(|message| Error::format(path, message))
 }
 
 /// Reads an official checkpoint from its bytes; the error says what is wrong.
+///
+/// A checkpoint cut short, or a map with no decoder parameters, is refused:
+///
+/// ```
+/// use brt::meliad::{import, ImportOptions};
+/// let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/meliad/fixed_skip/checkpoint_0"))?;
+/// assert_eq!(import(&bytes, ImportOptions::default())?.config().vocab, 260);
+/// assert!(import(&bytes[..bytes.len() / 2], ImportOptions::default()).is_err());
+/// assert!(import(&[0x80], ImportOptions::default()).unwrap_err().contains("no parameters"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn import(bytes: &[u8], options: ImportOptions) -> Result<ModelWeights, String> {
     let arrays = read_arrays(bytes).map_err(|e| format!("not a readable Meliad checkpoint: {e}"))?;
     let params: Arrays<'_> =

@@ -10,6 +10,18 @@ use std::io::Read;
 use std::path::Path;
 
 /// The format a model file is in.
+///
+/// Each of brt's formats is told by its first bytes:
+///
+/// ```
+/// use brt::model_file::{detect, ModelFormat};
+/// use brt_core::WeightDtype;
+/// let model = brt::bench::random_model(&brt_core::Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F16, 1)?;
+/// assert_eq!(detect(&brt::format::to_bytes(&model)?), Some(ModelFormat::Brt));
+/// assert_eq!(detect(&brt::gguf::to_bytes(&model, None, WeightDtype::F16)?), Some(ModelFormat::Gguf));
+/// assert_eq!(detect(&[0x80]), Some(ModelFormat::Meliad)); // an empty msgpack map
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelFormat {
     /// brt's own safetensors weights.
@@ -21,6 +33,15 @@ pub enum ModelFormat {
 }
 
 /// Detects the format of a model file from its first bytes.
+///
+/// Text is no model file:
+///
+/// ```
+/// use brt::model_file::{detect, ModelFormat};
+/// assert_eq!(detect(brt::default_model::DEFAULT_MODEL), Some(ModelFormat::Brt));
+/// assert_eq!(detect(b"hello"), None);
+/// assert_eq!(detect(b""), None);
+/// ```
 pub fn detect(bytes: &[u8]) -> Option<ModelFormat> {
     if gguf::looks_like_gguf(bytes) {
         Some(ModelFormat::Gguf)
@@ -34,6 +55,22 @@ pub fn detect(bytes: &[u8]) -> Option<ModelFormat> {
 }
 
 /// A model ready to run: in memory, or a model file mapped and used in place.
+///
+/// Both kinds answer for the model they hold:
+///
+/// ```
+/// use brt::gguf::MappedModel;
+/// use brt::model_file::LoadedModel;
+/// use brt_core::WeightDtype;
+/// let weights = brt::bench::random_model(&brt_core::Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F16, 1)?;
+/// let bytes = brt::gguf::to_bytes(&weights, None, WeightDtype::F16)?;
+/// let mapped = MappedModel::from_bytes(brt_heap::SharedBytes::copy_aligned(&bytes))?;
+/// for model in [LoadedModel::InMemory(weights.clone()), LoadedModel::Mapped(mapped)] {
+///     assert_eq!(model.config(), weights.config());
+///     assert_eq!(model.to_weights()?, weights);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub enum LoadedModel {
     /// Parameters in memory, in the canonical layout.
@@ -44,6 +81,13 @@ pub enum LoadedModel {
 
 impl LoadedModel {
     /// The configuration.
+    ///
+    /// ```
+    /// use brt::model_file::LoadedModel;
+    /// let model = LoadedModel::InMemory(brt::default_model()?);
+    /// assert_eq!(model.config().vocab, 260);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn config(&self) -> &Config {
         match self {
             LoadedModel::InMemory(w) => w.config(),
@@ -52,6 +96,13 @@ impl LoadedModel {
     }
 
     /// How the parameters are stored.
+    ///
+    /// ```
+    /// use brt::model_file::LoadedModel;
+    /// let model = LoadedModel::InMemory(brt::default_model()?);
+    /// assert_eq!(model.dtype(), brt_core::WeightDtype::F16);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn dtype(&self) -> WeightDtype {
         match self {
             LoadedModel::InMemory(w) => w.dtype(),
@@ -60,6 +111,14 @@ impl LoadedModel {
     }
 
     /// The tokenizer the model was trained with, if its file records it.
+    ///
+    /// ```
+    /// use brt::model_file::LoadedModel;
+    /// let mut weights = brt::default_model()?;
+    /// weights.set_tokenizer(Some("bytes".into()));
+    /// assert_eq!(LoadedModel::InMemory(weights).tokenizer(), Some("bytes"));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn tokenizer(&self) -> Option<&str> {
         match self {
             LoadedModel::InMemory(w) => w.tokenizer(),
@@ -68,6 +127,20 @@ impl LoadedModel {
     }
 
     /// The parameters in memory (a copy for a mapped file).
+    ///
+    /// A Q8_0 file gives the f32 values its blocks stand for:
+    ///
+    /// ```
+    /// use brt::gguf::MappedModel;
+    /// use brt::model_file::LoadedModel;
+    /// use brt_core::{Config, WeightDtype};
+    /// let weights = brt::bench::random_model(&Config::plain(64, 32, 2, 16, 64, 1, 4), WeightDtype::F32, 1)?;
+    /// let bytes = brt::gguf::to_bytes(&weights, None, WeightDtype::Q8_0)?;
+    /// let model = LoadedModel::Mapped(MappedModel::from_bytes(brt_heap::SharedBytes::copy_aligned(&bytes))?);
+    /// assert_eq!(model.dtype(), WeightDtype::Q8_0);
+    /// assert_eq!(model.to_weights()?, weights.with_dtype(WeightDtype::Q8_0)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_weights(&self) -> Result<ModelWeights> {
         match self {
             LoadedModel::InMemory(w) => Ok(w.clone()),
@@ -95,6 +168,21 @@ fn is_gguf(path: &Path) -> Result<bool> {
 
 /// Loads a model for running: a model file (GGUF) is mapped and used in place;
 /// the other formats are read into memory as [`load_model`] does.
+///
+/// A GGUF file is mapped, brt weights are read:
+///
+/// ```
+/// use brt::model_file::{open_model, LoadedModel};
+/// use brt_core::WeightDtype;
+/// let model = brt::bench::random_model(&brt_core::Config::plain(16, 8, 2, 4, 16, 1, 4), WeightDtype::F16, 1)?;
+/// let dir = tempfile::tempdir()?;
+/// let (gguf, brt_file) = (dir.path().join("m.gguf"), dir.path().join("m.safetensors"));
+/// brt::gguf::save(&model, &gguf, WeightDtype::F16)?;
+/// brt::format::save(&model, &brt_file)?;
+/// assert!(matches!(open_model(&gguf, Default::default())?, LoadedModel::Mapped(_)));
+/// assert!(matches!(open_model(&brt_file, Default::default())?, LoadedModel::InMemory(_)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn open_model(path: &Path, options: ImportOptions) -> Result<LoadedModel> {
     if is_gguf(path)? {
         let mut mapped = MappedModel::open(path)?;
@@ -109,6 +197,26 @@ pub fn open_model(path: &Path, options: ImportOptions) -> Result<LoadedModel> {
 
 /// Loads a model in any format into memory. `options` apply to official
 /// checkpoints; for brt files only `abs_attention_scale` can be switched on.
+///
+/// An official checkpoint and brt's own formats all load; an empty file is
+/// refused:
+///
+/// ```
+/// use brt::meliad::ImportOptions;
+/// let checkpoint = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/meliad/fixed_skip/checkpoint_0"));
+/// let official = brt::load_model(checkpoint, ImportOptions::default())?;
+/// assert_eq!((official.config().d_model, official.config().window), (32, 16));
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("converted.gguf");
+/// brt::gguf::save(&official, &path, brt_core::WeightDtype::F32)?;
+/// let abs = ImportOptions { abs_attention_scale: true, ..ImportOptions::default() };
+/// let reloaded = brt::load_model(&path, abs)?;
+/// assert!(reloaded.config().abs_attention_scale);
+/// assert_eq!(reloaded.buffer(), official.buffer());
+/// std::fs::write(&path, b"")?;
+/// assert!(brt::load_model(&path, ImportOptions::default()).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load_model(path: &Path, options: ImportOptions) -> Result<ModelWeights> {
     if is_gguf(path)? {
         return open_model(path, options)?.to_weights();

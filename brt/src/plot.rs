@@ -19,6 +19,20 @@ fn ensure_font() {
 }
 
 /// One curve: a name and a pooled score.
+///
+/// A curve draws the score's bits per unit in each position bin that has
+/// predictions:
+///
+/// ```
+/// use brt::eval::Score;
+/// use brt::plot::{plot_by_position, Curve};
+/// let score = Score { by_position: vec![(0.0, 0), (2.0, 1), (3.0, 2)], ..Score::default() };
+/// let curve = Curve { name: "model".into(), score: &score };
+/// let dir = tempfile::tempdir()?;
+/// plot_by_position(&dir.path().join("curve.png"), "One curve", "token", &[curve])?;
+/// assert!(dir.path().join("curve.png").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Curve<'a> {
     /// Legend text.
     pub name: String,
@@ -27,6 +41,15 @@ pub struct Curve<'a> {
 }
 
 /// A named series of points, drawn as a line with markers.
+///
+/// ```
+/// use brt::plot::{plot_lines, Series};
+/// let series = Series { name: "loss".into(), points: vec![(1.0, 3.0), (2.0, 2.0), (3.0, 1.5)] };
+/// let dir = tempfile::tempdir()?;
+/// plot_lines(&dir.path().join("loss.png"), "Loss", "step", "nats", false, &[series])?;
+/// assert!(std::fs::metadata(dir.path().join("loss.png"))?.len() > 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Series {
     /// Legend text.
     pub name: String,
@@ -35,6 +58,24 @@ pub struct Series {
 }
 
 /// Draws bits per unit (byte or token, by `unit`) against position for each curve.
+///
+/// Two scores on one picture, written as a PNG; scores without predictions
+/// leave nothing to plot:
+///
+/// ```
+/// use brt::eval::Score;
+/// use brt::plot::{plot_by_position, Curve};
+/// let slide = Score { by_position: vec![(0.0, 0), (1.4, 1), (2.6, 2)], ..Score::default() };
+/// let recurrent = Score { by_position: vec![(0.0, 0), (1.2, 1), (2.0, 2)], ..Score::default() };
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("by-position.png");
+/// let curves = [Curve { name: "slide".into(), score: &slide }, Curve { name: "recurrent".into(), score: &recurrent }];
+/// plot_by_position(&path, "Bits per byte", "byte", &curves)?;
+/// assert!(std::fs::read(&path)?.starts_with(b"\x89PNG"));
+/// let empty = Score::default();
+/// assert!(plot_by_position(&path, "Nothing", "byte", &[Curve { name: "none".into(), score: &empty }]).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn plot_by_position(path: &Path, title: &str, unit: &str, curves: &[Curve<'_>]) -> Result<()> {
     let series: Vec<Series> = curves
         .iter()
@@ -54,6 +95,21 @@ pub fn plot_by_position(path: &Path, title: &str, unit: &str, curves: &[Curve<'_
 }
 
 /// Draws line series on linear or logarithmic x.
+///
+/// A PNG on a log scale of x; non-finite points are left out, and with no point
+/// left there is nothing to plot:
+///
+/// ```
+/// use brt::plot::{plot_lines, Series};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("lines.png");
+/// let series = [Series { name: "a".into(), points: vec![(1.0, 2.0), (10.0, 1.0), (100.0, f64::NAN)] }];
+/// plot_lines(&path, "Lines", "x", "y", true, &series)?;
+/// assert!(std::fs::read(&path)?.starts_with(b"\x89PNG"));
+/// let none = [Series { name: "b".into(), points: vec![(1.0, f64::INFINITY)] }];
+/// assert!(plot_lines(&path, "None", "x", "y", false, &none).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn plot_lines(path: &Path, title: &str, x_desc: &str, y_desc: &str, log_x: bool, series: &[Series]) -> Result<()> {
     ensure_font();
     let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("plot {}: {e}", path.display()));

@@ -18,18 +18,71 @@ use brt_core::Kernels;
 use serde::Serialize;
 
 /// Letters in a key.
+///
+/// A definition is `<`, the key, `=`, the value and `>`:
+///
+/// ```
+/// # use brt::recall::{document, Filler, RecallOptions};
+/// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+///
+/// use brt::recall::KEY_LEN;
+/// let doc = document(&filler, &RecallOptions::default(), 1, 0);
+/// let at = doc.bytes.windows(1).position(|w| w == b"=").unwrap();
+/// let start = doc.bytes[..at].iter().rposition(|&b| b == b'<').unwrap();
+/// assert_eq!(at - start - 1, KEY_LEN);
+/// assert!(doc.bytes[start + 1..at].iter().all(u8::is_ascii_uppercase));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub const KEY_LEN: usize = 3;
 /// Digits in a value unless the options say otherwise.
+///
+/// ```
+/// use brt::recall::{RecallOptions, VALUE_LEN};
+/// assert_eq!(RecallOptions::default().value_digits, VALUE_LEN);
+/// ```
 pub const VALUE_LEN: usize = 4;
 /// Most digits in a value.
+///
+/// ```
+/// use brt::recall::{RecallOptions, MAX_VALUE_LEN};
+/// // (A longer record needs a longer smallest distance than the default 12.)
+/// let options = |value_digits| RecallOptions { value_digits, min_distance: 16, ..RecallOptions::default() };
+/// assert!(options(MAX_VALUE_LEN).validate().is_ok());
+/// assert!(options(MAX_VALUE_LEN + 1).validate().is_err());
+/// ```
 pub const MAX_VALUE_LEN: usize = 8;
 /// Accuracy of guessing a digit.
+///
+/// One digit in ten:
+///
+/// ```
+/// assert_eq!(brt::recall::CHANCE, 1.0 / 10.0);
+/// ```
 pub const CHANCE: f64 = 0.1;
 /// The longest document (16 MiB), so that a length flag cannot ask for more
 /// memory than a machine has.
+///
+/// ```
+/// use brt::recall::{RecallOptions, MAX_LENGTH};
+/// assert!(RecallOptions { length: MAX_LENGTH + 1, ..RecallOptions::default() }.validate().is_err());
+/// ```
 pub const MAX_LENGTH: usize = 1 << 24;
 
 /// How documents are made.
+///
+/// Documents have exactly the length asked for, with blank filler when asked:
+///
+/// ```
+/// # use brt::recall::{document, Filler, RecallOptions};
+/// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+///
+/// let options = RecallOptions { length: 300, blank_filler: true, ..RecallOptions::default() };
+/// options.validate()?;
+/// let doc = document(&filler, &options, 1, 0);
+/// assert_eq!(doc.bytes.len(), 300);
+/// assert!(doc.bytes.iter().all(|&b| b == b'.' || b"<=?>".contains(&b) || b.is_ascii_alphanumeric()));
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecallOptions {
     /// Bytes per document (exactly).
@@ -68,6 +121,16 @@ impl Default for RecallOptions {
 
 impl RecallOptions {
     /// Checks the options make documents.
+    ///
+    /// The smallest distance cannot be shorter than a record, nor longer than the
+    /// largest:
+    ///
+    /// ```
+    /// use brt::recall::RecallOptions;
+    /// assert!(RecallOptions::default().validate().is_ok());
+    /// assert!(RecallOptions { min_distance: 2, ..RecallOptions::default() }.validate().is_err());
+    /// assert!(RecallOptions { min_distance: 900, max_distance: 100, ..RecallOptions::default() }.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if !(1..=MAX_VALUE_LEN).contains(&self.value_digits) {
             return Err(Error::Invalid(format!(
@@ -107,6 +170,21 @@ impl RecallOptions {
 }
 
 /// One value digit a model is asked to recall.
+///
+/// The digit at an answer's position is the one `distance` bytes before it, in
+/// the definition:
+///
+/// ```
+/// # use brt::recall::{document, Filler, RecallOptions};
+/// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+///
+/// let doc = document(&filler, &RecallOptions::default(), 3, 0);
+/// for a in &doc.answers {
+///     assert!(doc.bytes[a.position].is_ascii_digit());
+///     assert_eq!(doc.bytes[a.position], doc.bytes[a.position - a.distance]);
+/// }
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answer {
     /// Where the digit is in the document (predicted from everything before it).
@@ -116,6 +194,20 @@ pub struct Answer {
 }
 
 /// A generated document and the digits that test recall.
+///
+/// Every query digit is an answer, so there are [`VALUE_LEN`] per query (queries
+/// cut off at the end of the document keep the digits they have):
+///
+/// ```
+/// # use brt::recall::{document, Filler, RecallOptions};
+/// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+///
+/// use brt::recall::VALUE_LEN;
+/// let doc = document(&filler, &RecallOptions::default(), 2, 0);
+/// let queries = doc.bytes.iter().filter(|&&b| b == b'?').count();
+/// assert!(doc.answers.len() <= queries * VALUE_LEN && doc.answers.len() > (queries - 1) * VALUE_LEN);
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecallDocument {
     /// The document's bytes.
@@ -126,6 +218,19 @@ pub struct RecallDocument {
 
 /// Filler text: natural documents with the record markers `<` and `>` replaced
 /// (by `(` and `)`), so that a record can only be one the generator wrote.
+///
+/// Markers in the text never reach a document (here with a gap longer than the
+/// document, which is then all filler):
+///
+/// ```
+/// use brt::recall::{document, Filler, RecallOptions};
+/// let filler = Filler::new([b"<b>bold</b> text ".repeat(80).as_slice()])?;
+/// let options = RecallOptions { length: 500, gap: 1000, ..RecallOptions::default() };
+/// let doc = document(&filler, &options, 1, 0);
+/// assert!(doc.bytes.contains(&b'('));
+/// assert!(!doc.bytes.contains(&b'<') && doc.answers.is_empty());
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Filler {
     text: Vec<u8>,
@@ -133,6 +238,16 @@ pub struct Filler {
 
 impl Filler {
     /// Filler from documents (concatenated, separated by a blank line).
+    ///
+    /// At least 1 KiB of text is needed:
+    ///
+    /// ```
+    /// use brt::recall::Filler;
+    /// assert!(Filler::new([b"too short".as_slice()]).is_err());
+    /// let page = vec![b'x'; 600];
+    /// assert!(Filler::new([page.as_slice(), page.as_slice()]).is_ok());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn new<'a>(documents: impl IntoIterator<Item = &'a [u8]>) -> Result<Filler> {
         let mut text = Vec::new();
         for d in documents {
@@ -164,6 +279,18 @@ struct Pending {
 }
 
 /// Document `index` of the set drawn from `seed`.
+///
+/// The same seed and index give the same document; another index another:
+///
+/// ```
+/// # use brt::recall::{document, Filler, RecallOptions};
+/// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+///
+/// let options = RecallOptions::default();
+/// assert_eq!(document(&filler, &options, 5, 0), document(&filler, &options, 5, 0));
+/// assert_ne!(document(&filler, &options, 5, 0).bytes, document(&filler, &options, 5, 1).bytes);
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn document(filler: &Filler, options: &RecallOptions, seed: u64, index: u64) -> RecallDocument {
     let mut rng = SplitMix64::new(seed ^ index.wrapping_mul(0xA076_1D64_78BD_642F));
     let below = |rng: &mut SplitMix64, n: usize| (rng.uniform() * n as f64) as usize % n.max(1);
@@ -226,6 +353,13 @@ pub fn document(filler: &Filler, options: &RecallOptions, seed: u64, index: u64)
 }
 
 /// Accuracy and loss of the query digits whose distance is in `[lower, upper)`.
+///
+/// ```
+/// use brt::recall::Bucket;
+/// let bucket = Bucket { lower: 8, upper: 16, asked: 4, correct: 1, nats: 4.0 * std::f64::consts::LN_2 };
+/// assert_eq!(bucket.accuracy(), 0.25);
+/// assert!((bucket.bits() - 1.0).abs() < 1e-12);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Bucket {
     /// Smallest distance in the bucket.
@@ -242,16 +376,52 @@ pub struct Bucket {
 
 impl Bucket {
     /// Fraction of digits ranked first.
+    ///
+    /// An empty bucket has accuracy 0, not NaN:
+    ///
+    /// ```
+    /// use brt::recall::Bucket;
+    /// assert_eq!(Bucket::default().accuracy(), 0.0);
+    /// assert_eq!(Bucket { asked: 10, correct: 3, ..Bucket::default() }.accuracy(), 0.3);
+    /// ```
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.asked.max(1) as f64
     }
     /// Mean bits per digit.
+    ///
+    /// A uniform guess among ten digits costs `log2 10` bits:
+    ///
+    /// ```
+    /// use brt::recall::Bucket;
+    /// let guess = Bucket { asked: 5, nats: 5.0 * 10f64.ln(), ..Bucket::default() };
+    /// assert!((guess.bits() - 10f64.log2()).abs() < 1e-12);
+    /// ```
     pub fn bits(&self) -> f64 {
         self.nats / std::f64::consts::LN_2 / self.asked.max(1) as f64
     }
 }
 
 /// Recall scores in octaves of distance (bucket `k` holds `[2^k, 2^(k+1))`).
+///
+/// Each bucket spans an octave, and every query digit is in one:
+///
+/// ```
+/// # use brt::recall::{document, score, Filler, RecallOptions};
+/// # use brt::Engine;
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+/// # let options = RecallOptions { length: 256, max_distance: 128, ..RecallOptions::default() };
+/// # let documents: Vec<_> = (0..2).map(|i| document(&filler, &options, 1, i)).collect();
+/// # let model = brt::bench::random_model(&Config::plain(260, 8, 2, 4, 16, 1, 16), WeightDtype::F32, 1)?;
+/// # let mut engine = Engine::new(Reference::new(Heap), &model)?;
+///
+/// let result = score(&mut engine, &documents, 2)?;
+/// assert!(result.buckets.iter().all(|b| b.upper == 2 * b.lower && b.lower.is_power_of_two()));
+/// let asked: u64 = result.buckets.iter().map(|b| b.asked).sum();
+/// assert_eq!(asked as usize, documents.iter().map(|d| d.answers.len()).sum::<usize>());
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RecallScore {
     /// Non-empty buckets, nearest first.
@@ -281,6 +451,28 @@ impl RecallScore {
     }
 
     /// Adds the counts of another score.
+    ///
+    /// Scoring the documents one by one and adding the scores counts what scoring
+    /// them together does:
+    ///
+    /// ```
+    /// # use brt::recall::{document, score, Filler, RecallOptions};
+    /// # use brt::Engine;
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+    /// # let options = RecallOptions { length: 256, max_distance: 128, ..RecallOptions::default() };
+    /// # let documents: Vec<_> = (0..2).map(|i| document(&filler, &options, 1, i)).collect();
+    /// # let model = brt::bench::random_model(&Config::plain(260, 8, 2, 4, 16, 1, 16), WeightDtype::F32, 1)?;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &model)?;
+    ///
+    /// let mut sum = score(&mut engine, &documents[..1], 1)?;
+    /// sum.add(&score(&mut engine, &documents[1..], 1)?);
+    /// let together = score(&mut engine, &documents, 2)?;
+    /// assert_eq!(sum.between(0, usize::MAX).asked, together.between(0, usize::MAX).asked);
+    /// assert_eq!(sum.between(0, usize::MAX).correct, together.between(0, usize::MAX).correct);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn add(&mut self, other: &RecallScore) {
         for b in &other.buckets {
             let mine = self.bucket(b.lower, b.upper);
@@ -291,6 +483,28 @@ impl RecallScore {
     }
 
     /// Pools the buckets at distances in `[lower, upper)`.
+    ///
+    /// Buckets that are not wholly inside the range are left out:
+    ///
+    /// ```
+    /// # use brt::recall::{document, score, Filler, RecallOptions};
+    /// # use brt::Engine;
+    /// # use brt_core::{Config, Reference, WeightDtype};
+    /// # use brt_heap::Heap;
+    /// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+    /// # let options = RecallOptions { length: 256, max_distance: 128, ..RecallOptions::default() };
+    /// # let documents: Vec<_> = (0..2).map(|i| document(&filler, &options, 1, i)).collect();
+    /// # let model = brt::bench::random_model(&Config::plain(260, 8, 2, 4, 16, 1, 16), WeightDtype::F32, 1)?;
+    /// # let mut engine = Engine::new(Reference::new(Heap), &model)?;
+    ///
+    /// let result = score(&mut engine, &documents, 2)?;
+    /// let all = result.between(0, usize::MAX);
+    /// let near = result.between(0, 32);
+    /// let far = result.between(32, usize::MAX);
+    /// assert_eq!(near.asked + far.asked, all.asked);
+    /// assert_eq!((near.lower, near.upper), (0, 32));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn between(&self, lower: usize, upper: usize) -> Bucket {
         let mut all = Bucket { lower, upper, ..Bucket::default() };
         for b in self.buckets.iter().filter(|b| b.lower >= lower && b.upper <= upper) {
@@ -305,6 +519,29 @@ impl RecallScore {
 /// Scores a model on `documents` (all of one length), `batch` at a time side by
 /// side, each from a fresh state: the accuracy of its first choice and its loss
 /// on every query digit, by distance.
+///
+/// A random model is near chance, and a model without the byte vocabulary is
+/// refused:
+///
+/// ```
+/// # use brt::recall::{document, score, Filler, RecallOptions};
+/// # use brt::Engine;
+/// # use brt_core::{Config, Reference, WeightDtype};
+/// # use brt_heap::Heap;
+/// # let filler = Filler::new([b"the quick brown fox jumps over the lazy dog. ".repeat(30).as_slice()])?;
+/// # let options = RecallOptions { length: 256, max_distance: 128, ..RecallOptions::default() };
+/// # let documents: Vec<_> = (0..2).map(|i| document(&filler, &options, 1, i)).collect();
+/// # let model = brt::bench::random_model(&Config::plain(260, 8, 2, 4, 16, 1, 16), WeightDtype::F32, 1)?;
+/// # let mut engine = Engine::new(Reference::new(Heap), &model)?;
+///
+/// use brt::recall::CHANCE;
+/// let result = score(&mut engine, &documents, 2)?.between(0, usize::MAX);
+/// assert!(result.asked > 0 && result.accuracy() < 3.0 * CHANCE);
+/// let small = brt::bench::random_model(&Config::plain(16, 8, 2, 4, 16, 1, 16), WeightDtype::F32, 1)?;
+/// let mut small = Engine::new(Reference::new(Heap), &small)?;
+/// assert!(score(&mut small, &documents, 2).is_err());
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub fn score<K: Kernels>(engine: &mut Engine<K>, documents: &[RecallDocument], batch: usize) -> Result<RecallScore>
 where
     Error: From<K::Error>,

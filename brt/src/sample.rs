@@ -1,11 +1,39 @@
 //! Choosing the next token from logits: repetition and presence penalties,
 //! temperature, top-k, top-p, min-p, seeded.
+//!
+//! Greedy choice (temperature 0) takes the most likely token, unless a penalty
+//! on tokens already seen moves the lead:
+//!
+//! ```
+//! use brt::sample::{Sampler, SamplingOptions};
+//!
+//! let logits = [2.0, -1.0, 0.5, 3.0];
+//! let options = SamplingOptions { temperature: 0.0, presence_penalty: 3.0, ..Default::default() };
+//! let mut sampler = Sampler::new(options)?;
+//! assert_eq!(sampler.sample(&logits)?, 3);
+//! sampler.observe(&[3, 0]);
+//! assert_eq!(sampler.sample(&logits)?, 2);
+//! # Ok::<(), brt::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use brt_core::init::SplitMix64;
 use std::collections::BTreeSet;
 
 /// Sampling settings.
+///
+/// The defaults draw from the model's own distribution (temperature 1, nothing
+/// cut, no penalty); settings are changed by name:
+///
+/// ```
+/// use brt::sample::SamplingOptions;
+///
+/// let default = SamplingOptions::default();
+/// assert_eq!((default.temperature, default.top_k, default.top_p, default.min_p), (1.0, 0, 1.0, 0.0));
+/// assert_eq!((default.repetition_penalty, default.presence_penalty), (1.0, 0.0));
+/// let options = SamplingOptions { temperature: 0.7, top_k: 40, seed: 5, ..default };
+/// assert_eq!(options.top_p, 1.0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SamplingOptions {
     /// Softmax temperature; 0 picks the most likely token.
@@ -43,6 +71,21 @@ impl Default for SamplingOptions {
 }
 
 /// Draws tokens from logits.
+///
+/// Two samplers of the same seed draw the same tokens:
+///
+/// ```
+/// use brt::sample::{Sampler, SamplingOptions};
+///
+/// let logits = [0.5, 0.1, 0.3, 0.2];
+/// let draws = |seed| -> brt::Result<Vec<u32>> {
+///     let mut sampler = Sampler::new(SamplingOptions { seed, ..Default::default() })?;
+///     (0..10).map(|_| sampler.sample(&logits)).collect()
+/// };
+/// assert_eq!(draws(4)?, draws(4)?);
+/// assert!(draws(4)?.iter().all(|&t| t < 4));
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Sampler {
     options: SamplingOptions,
@@ -57,6 +100,18 @@ pub struct Sampler {
 
 impl Sampler {
     /// A sampler; the options are checked.
+    ///
+    /// Settings out of range are refused:
+    ///
+    /// ```
+    /// use brt::sample::{Sampler, SamplingOptions};
+    ///
+    /// assert!(Sampler::new(SamplingOptions::default()).is_ok());
+    /// assert!(Sampler::new(SamplingOptions { temperature: -1.0, ..Default::default() }).is_err());
+    /// assert!(Sampler::new(SamplingOptions { top_p: 0.0, ..Default::default() }).is_err());
+    /// assert!(Sampler::new(SamplingOptions { min_p: 1.5, ..Default::default() }).is_err());
+    /// assert!(Sampler::new(SamplingOptions { repetition_penalty: 0.0, ..Default::default() }).is_err());
+    /// ```
     pub fn new(options: SamplingOptions) -> Result<Sampler> {
         if !(options.temperature >= 0.0 && options.temperature.is_finite()) {
             return Err(Error::Invalid(format!("temperature must be 0 or positive, not {}", options.temperature)));
@@ -91,11 +146,35 @@ impl Sampler {
 
     /// Notes tokens the text holds (the prompt, each written token), for the
     /// penalties.
+    ///
+    /// Only tokens observed are penalized (by the presence penalty 1 here):
+    ///
+    /// ```
+    /// use brt::sample::{Sampler, SamplingOptions};
+    ///
+    /// let mut sampler = Sampler::new(SamplingOptions { presence_penalty: 1.0, ..Default::default() })?;
+    /// assert_eq!(sampler.penalized(&[2.0, 2.0]), [2.0, 2.0]);
+    /// sampler.observe(&[1]);
+    /// assert_eq!(sampler.penalized(&[2.0, 2.0]), [2.0, 1.0]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn observe(&mut self, tokens: &[u32]) {
         self.seen.extend(tokens);
     }
 
     /// The logits with the penalties applied to the tokens seen so far.
+    ///
+    /// A repetition penalty of 2 halves a seen token's positive logit and doubles a
+    /// negative one; unseen tokens keep theirs:
+    ///
+    /// ```
+    /// use brt::sample::{Sampler, SamplingOptions};
+    ///
+    /// let mut sampler = Sampler::new(SamplingOptions { repetition_penalty: 2.0, ..Default::default() })?;
+    /// sampler.observe(&[0, 1]);
+    /// assert_eq!(sampler.penalized(&[3.0, -1.0, 0.5]), [1.5, -2.0, 0.5]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn penalized(&self, logits: &[f32]) -> Vec<f32> {
         let mut v = logits.to_vec();
         self.apply_penalties(&mut v);
@@ -119,6 +198,21 @@ impl Sampler {
     }
 
     /// The next token given the logits of one position.
+    ///
+    /// Temperature 0 picks the largest logit, and top-k 1 always the first of the
+    /// order; logits that are not finite are refused:
+    ///
+    /// ```
+    /// use brt::sample::{Sampler, SamplingOptions};
+    ///
+    /// let logits = [0.0, 3.0, 1.0, 2.9];
+    /// let mut greedy = Sampler::new(SamplingOptions { temperature: 0.0, ..Default::default() })?;
+    /// assert_eq!(greedy.sample(&logits)?, 1);
+    /// let mut top1 = Sampler::new(SamplingOptions { top_k: 1, seed: 9, ..Default::default() })?;
+    /// assert!((0..20).all(|_| top1.sample(&logits).ok() == Some(1)));
+    /// assert!(greedy.sample(&[f32::NAN, 1.0]).is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32> {
         if logits.is_empty() || logits.iter().any(|v| !v.is_finite()) {
             return Err(Error::Invalid("the model produced non-finite logits".into()));

@@ -1,25 +1,97 @@
 //! Tokenizers: the official byte vocabulary, raw token ids, and (with the `hf`
 //! feature) Hugging Face `tokenizer.json` files.
+//!
+//! Text through the byte tokenizer and back is unchanged:
+//!
+//! ```
+//! use brt::tokenizer::Tokenizer;
+//!
+//! let tokenizer = Tokenizer::from_spec("bytes")?;
+//! let ids = tokenizer.encode(b"To be, or not to be")?;
+//! assert_eq!(ids.len(), 19);
+//! assert_eq!(tokenizer.decode(&ids)?, b"To be, or not to be");
+//! # Ok::<(), brt::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use std::path::Path;
 
 /// The official byte vocabulary (`seqio.ByteVocabulary`, as Meliad's byte tasks use
 /// it): id 0 is padding, 1 end of sequence, 2 unknown, and byte `b` is `b + 3`.
+///
+/// Byte `b` is id `b + 3`, after the three special ids:
+///
+/// ```
+/// use brt::tokenizer::{bytes, Tokenizer};
+///
+/// assert_eq!(Tokenizer::Bytes.encode(b"A")?, [b'A' as u32 + bytes::SPECIAL]);
+/// assert_eq!(Tokenizer::Bytes.eos(), Some(bytes::EOS));
+/// # Ok::<(), brt::Error>(())
+/// ```
 pub mod bytes {
     /// Padding id.
+    ///
+    /// Padding decodes to nothing:
+    ///
+    /// ```
+    /// use brt::tokenizer::{bytes, Tokenizer};
+    /// assert_eq!(Tokenizer::Bytes.decode(&[bytes::PAD])?, b"");
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub const PAD: u32 = 0;
     /// End-of-sequence id.
+    ///
+    /// The byte tokenizer's end of sequence:
+    ///
+    /// ```
+    /// use brt::tokenizer::{bytes, Tokenizer};
+    /// assert_eq!(Tokenizer::Bytes.eos(), Some(bytes::EOS));
+    /// ```
     pub const EOS: u32 = 1;
     /// Unknown id.
+    ///
+    /// The last special id, below the first byte:
+    ///
+    /// ```
+    /// use brt::tokenizer::bytes;
+    /// assert_eq!(bytes::UNK + 1, bytes::SPECIAL);
+    /// ```
     pub const UNK: u32 = 2;
     /// Reserved ids before the bytes.
+    ///
+    /// The id of byte 0:
+    ///
+    /// ```
+    /// use brt::tokenizer::{bytes, Tokenizer};
+    /// assert_eq!(Tokenizer::Bytes.encode(&[0])?, [bytes::SPECIAL]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub const SPECIAL: u32 = 3;
     /// Ids used: the specials and 256 bytes. Official byte models have 260 rows.
+    ///
+    /// One past the id of byte 255; the byte models' 260 rows leave one unused:
+    ///
+    /// ```
+    /// use brt::tokenizer::{bytes, Tokenizer};
+    /// assert_eq!(Tokenizer::Bytes.encode(&[255])?, [bytes::USED - 1]);
+    /// assert_eq!(Tokenizer::Bytes.vocab_size(), Some(bytes::USED as usize + 1));
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub const USED: u32 = SPECIAL + 256;
 }
 
 /// How text becomes token ids and back.
+///
+/// The byte tokenizer reads any bytes; the ids tokenizer reads numbers:
+///
+/// ```
+/// use brt::tokenizer::Tokenizer;
+///
+/// assert_eq!(Tokenizer::Bytes.encode(b"Hi")?, [75, 108]);
+/// assert_eq!(Tokenizer::Ids.encode(b"75 108")?, [75, 108]);
+/// assert_eq!(Tokenizer::Bytes.decode(&[75, 108])?, b"Hi");
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Debug)]
 pub enum Tokenizer {
     /// The official byte vocabulary: any bytes, no UTF-8 needed.
@@ -33,6 +105,18 @@ pub enum Tokenizer {
 
 impl Tokenizer {
     /// `bytes`, `ids`, or the path of a `tokenizer.json` file.
+    ///
+    /// `bytes` and `ids` name the built-in tokenizers; any other spec is a file,
+    /// which must exist:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// assert!(Tokenizer::from_spec("bytes")?.is_bytes());
+    /// assert_eq!(Tokenizer::from_spec("ids")?.name(), "ids");
+    /// assert!(Tokenizer::from_spec("no/such/tokenizer.json").is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn from_spec(spec: &str) -> Result<Tokenizer> {
         match spec {
             "bytes" => Ok(Tokenizer::Bytes),
@@ -73,6 +157,14 @@ impl Tokenizer {
     }
 
     /// A short name for messages and reports.
+    ///
+    /// The names are the specs of [`Tokenizer::from_spec`]:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    /// assert_eq!(Tokenizer::Bytes.name(), "bytes");
+    /// assert_eq!(Tokenizer::Ids.name(), "ids");
+    /// ```
     pub fn name(&self) -> &'static str {
         match self {
             Tokenizer::Bytes => "bytes",
@@ -83,6 +175,14 @@ impl Tokenizer {
     }
 
     /// Whether one token is one byte (so bits per byte equal bits per token).
+    ///
+    /// Only the byte tokenizer:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    /// assert!(Tokenizer::Bytes.is_bytes());
+    /// assert!(!Tokenizer::Ids.is_bytes());
+    /// ```
     pub fn is_bytes(&self) -> bool {
         matches!(self, Tokenizer::Bytes)
     }
@@ -92,6 +192,14 @@ impl Tokenizer {
     /// `tokenizer.json:` and 16 hex digits of a hash (FNV-1a, 64 bits) of its
     /// vocabulary (every token and id, sorted by id), which does not change with
     /// the file's formatting.
+    ///
+    /// The built-in tokenizers are named by their names:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    /// assert_eq!(Tokenizer::Bytes.identity(), "bytes");
+    /// assert_eq!(Tokenizer::Ids.identity(), "ids");
+    /// ```
     pub fn identity(&self) -> String {
         match self {
             Tokenizer::Bytes => "bytes".into(),
@@ -114,6 +222,14 @@ impl Tokenizer {
     /// Rows of the logits a model for this tokenizer needs: 260 for bytes (the
     /// official byte models' size), the vocabulary with its added tokens for a
     /// tokenizer.json, none for `ids` (any size).
+    ///
+    /// Bytes need 260 rows; ids fit any model:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    /// assert_eq!(Tokenizer::Bytes.vocab_size(), Some(260));
+    /// assert_eq!(Tokenizer::Ids.vocab_size(), None);
+    /// ```
     pub fn vocab_size(&self) -> Option<usize> {
         match self {
             Tokenizer::Bytes => Some(260),
@@ -126,6 +242,18 @@ impl Tokenizer {
     /// Checks that a model recorded as trained with `recorded` (see
     /// [`Tokenizer::identity`]) can be run with this tokenizer. Models that
     /// record none (official checkpoints, older files) and raw `ids` pass.
+    ///
+    /// A model recorded as trained with bytes runs with bytes (and raw ids), not
+    /// with another tokenizer; a model that records none runs with any:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// assert!(Tokenizer::Bytes.check_model(Some("bytes")).is_ok());
+    /// assert!(Tokenizer::Ids.check_model(Some("bytes")).is_ok());
+    /// assert!(Tokenizer::Bytes.check_model(Some("tokenizer.json:0123456789abcdef")).is_err());
+    /// assert!(Tokenizer::Bytes.check_model(None).is_ok());
+    /// ```
     pub fn check_model(&self, recorded: Option<&str>) -> Result<()> {
         match recorded {
             Some(want) if !matches!(self, Tokenizer::Ids) && want != self.identity() => Err(Error::Invalid(format!(
@@ -139,6 +267,14 @@ impl Tokenizer {
     }
 
     /// The end-of-sequence id, if the vocabulary has one.
+    ///
+    /// Bytes have one (id 1); raw ids have none:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    /// assert_eq!(Tokenizer::Bytes.eos(), Some(1));
+    /// assert_eq!(Tokenizer::Ids.eos(), None);
+    /// ```
     pub fn eos(&self) -> Option<u32> {
         match self {
             Tokenizer::Bytes => Some(bytes::EOS),
@@ -149,6 +285,19 @@ impl Tokenizer {
     }
 
     /// Encodes a whole text. Only the byte tokenizer accepts text that is not UTF-8.
+    ///
+    /// Bytes take any bytes (`seqio.ByteVocabulary` ids); ids must be numbers in
+    /// UTF-8:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// assert_eq!(Tokenizer::Bytes.encode("Hé".as_bytes())?, [75, 198, 172]);
+    /// assert_eq!(Tokenizer::Bytes.encode(&[0xff])?, [258]);
+    /// assert_eq!(Tokenizer::Ids.encode(b" 12\n7 ")?, [12, 7]);
+    /// assert!(Tokenizer::Ids.encode(b"1 x").is_err());
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn encode(&self, text: &[u8]) -> Result<Vec<u32>> {
         let mut encoder = self.encoder();
         let mut ids = encoder.push(text)?;
@@ -157,12 +306,37 @@ impl Tokenizer {
     }
 
     /// An encoder that takes a text in pieces (for files too large to hold).
+    ///
+    /// A text in pieces gives the ids of the whole, whatever the split:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// let tokenizer = Tokenizer::Ids;
+    /// let mut encoder = tokenizer.encoder();
+    /// let mut ids = encoder.push(b"12 4")?;
+    /// ids.extend(encoder.push(b"00 9")?);
+    /// ids.extend(encoder.finish()?);
+    /// assert_eq!(ids, tokenizer.encode(b"12 400 9")?);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn encoder(&self) -> Encoder<'_> {
         Encoder { tokenizer: self, pending: Vec::new(), offset: 0 }
     }
 
     /// Decodes ids to bytes. The byte tokenizer drops special ids (and stops at
     /// end of sequence only when asked by the caller); ids are written as numbers.
+    ///
+    /// The byte tokenizer drops the special ids; ids come back as numbers, each
+    /// followed by a space:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// assert_eq!(Tokenizer::Bytes.decode(&[75, 0, 1, 2, 259, 108])?, b"Hi");
+    /// assert_eq!(Tokenizer::Ids.decode(&[12, 7])?, b"12 7 ");
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn decode(&self, ids: &[u32]) -> Result<Vec<u8>> {
         match self {
             Tokenizer::Bytes => Ok(ids
@@ -191,6 +365,19 @@ impl Tokenizer {
 /// Bytes are exact at any split. Ids keep a number cut by a split for the next
 /// piece. A Hugging Face tokenizer encodes up to the last line break of what it
 /// has, so its pieces break only at line ends.
+///
+/// A number cut by a split waits for its end:
+///
+/// ```
+/// use brt::tokenizer::Tokenizer;
+///
+/// let tokenizer = Tokenizer::Ids;
+/// let mut encoder = tokenizer.encoder();
+/// assert_eq!(encoder.push(b"5 1")?, [5]);
+/// assert_eq!(encoder.push(b"7 ")?, [17]);
+/// assert!(encoder.finish()?.is_empty());
+/// # Ok::<(), brt::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Encoder<'t> {
     tokenizer: &'t Tokenizer,
@@ -200,6 +387,17 @@ pub struct Encoder<'t> {
 
 impl Encoder<'_> {
     /// Adds the next piece of text; returns the ids that are complete.
+    ///
+    /// Bytes are complete at once:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// let tokenizer = Tokenizer::Bytes;
+    /// let mut encoder = tokenizer.encoder();
+    /// assert_eq!(encoder.push(b"ab")?, tokenizer.encode(b"ab")?);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn push(&mut self, piece: &[u8]) -> Result<Vec<u32>> {
         match self.tokenizer {
             Tokenizer::Bytes => {
@@ -231,6 +429,18 @@ impl Encoder<'_> {
     }
 
     /// Encodes whatever is left at the end of the text.
+    ///
+    /// The last number, with no white space after it, comes at the end:
+    ///
+    /// ```
+    /// use brt::tokenizer::Tokenizer;
+    ///
+    /// let tokenizer = Tokenizer::Ids;
+    /// let mut encoder = tokenizer.encoder();
+    /// assert_eq!(encoder.push(b"3 14")?, [3]);
+    /// assert_eq!(encoder.finish()?, [14]);
+    /// # Ok::<(), brt::Error>(())
+    /// ```
     pub fn finish(&mut self) -> Result<Vec<u32>> {
         let rest = std::mem::take(&mut self.pending);
         self.encode_text(&rest)

@@ -6,6 +6,19 @@ use crate::plan::{Plan, ScratchSizes};
 /// Scratch buffers reused by every layer and every call.
 ///
 /// Token buffers hold `T x B` rows, state buffers `S x B` rows, position-major.
+///
+/// Each buffer has the size the plan gives its role.
+///
+/// ```
+/// # use brt_core::{Arena, Config, Plan, Reference, Scratch};
+/// # let (mut f32s, mut ids) = (vec![0f32; 4096], vec![0u32; 16]);
+/// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+/// let plan = Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 2, 3)?;
+/// let scratch = Scratch::allocate(&mut k, &plan)?;
+/// assert_eq!(scratch.x.len(), plan.scratch().x);
+/// assert_eq!(scratch.logits.len(), 3 * 2 * 10);
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[allow(missing_docs)] // Each field is documented on `ScratchSizes`.
 pub struct Scratch<T> {
     pub x: T,
@@ -31,6 +44,20 @@ pub struct Scratch<T> {
 
 impl<T> Scratch<T> {
     /// Allocates every buffer on `k` at the plan's sizes.
+    ///
+    /// All buffers come from the backend's memory at once: together they take the plan's total.
+    ///
+    /// ```
+    /// # use brt_core::{Arena, Config, Plan, Reference, Scratch};
+    /// # let (mut f32s, mut ids) = (vec![0f32; 4096], vec![0u32; 16]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// let plan = Plan::new(&Config::plain(10, 8, 2, 4, 16, 2, 4), 2, 3)?;
+    /// let before = k.memory().remaining().0;
+    /// let scratch = Scratch::allocate(&mut k, &plan)?;
+    /// assert_eq!(before - k.memory().remaining().0, plan.scratch().total());
+    /// assert_eq!(scratch.q.len(), plan.scratch().q);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn allocate<K: Storage<Tensor = T>>(k: &mut K, plan: &Plan) -> Result<Self, K::Error> {
         let ScratchSizes {
             x,

@@ -5,6 +5,24 @@
 //! differences); every kernel computes in f64 and rounds once when it stores, and
 //! follows its SPEC formula literally.
 //!
+//! A sum whose terms cancel shows the single rounding: `1e8 + 1 - 1e8` is 0 in
+//! f32 arithmetic, but the reference product returns 1.
+//!
+//! ```
+//! use brt_core::{desc::Matmul, Arena, Kernels, Reference, Storage};
+//! use brt_core::{View, ViewMut, WeightData, WeightDtype, WeightView};
+//! # let mut f32s = vec![0f32; 16];
+//! let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut []));
+//! let (mut x, mut out) = (k.alloc_tensor(3)?, k.alloc_tensor(1)?);
+//! k.write_tensor(&mut x, 0, &[1e8, 1.0, -1e8])?;
+//! let mut w = k.alloc_weights(3, WeightDtype::F32)?;
+//! k.write_weights(&mut w, 0, WeightData::F32(&[1.0; 3]))?;
+//! k.matmul(View::new(&x, 0), WeightView::new(&w, 0), ViewMut::new(&mut out, 0), Matmul::new(1, 3, 1)?)?;
+//! assert_eq!(out[0], 1.0);
+//! assert_eq!(1e8f32 + 1.0 - 1e8, 0.0);
+//! # Ok::<(), brt_core::CoreError>(())
+//! ```
+//!
 //! [`Gradients`]: crate::gradients::Gradients
 
 mod backward;
@@ -23,6 +41,18 @@ use params::Params;
 pub use params::RefWeights;
 
 /// The reference backend over a source of host memory, storing values as `R`.
+///
+/// A backend over 64 caller-owned floats: its buffers are carved out of them, nothing is allocated.
+///
+/// ```
+/// use brt_core::{Arena, Reference, Storage};
+/// let mut f32s = [0f32; 64];
+/// let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut []));
+/// let x = k.alloc_tensor(60)?;
+/// assert_eq!(x.len(), 60);
+/// assert!(k.alloc_tensor(5).is_err()); // only 4 left
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Debug)]
 pub struct Reference<M: HostMemory, R: Real = f32> {
     memory: M,
@@ -30,10 +60,34 @@ pub struct Reference<M: HostMemory, R: Real = f32> {
 }
 
 /// The reference backend in double precision (for gradient checks).
+///
+/// Double precision keeps values that f32 would round: 0.1 stays exactly `0.1f64`.
+///
+/// ```
+/// use brt_core::{Arena, Reference64, Storage};
+/// let mut f64s = vec![0f64; 4];
+/// let mut k = Reference64::new_f64(Arena::new(&mut [], &mut [], &mut []).with_f64(&mut f64s));
+/// let mut x = k.alloc_tensor(1)?;
+/// k.write_exact(&mut x, 0, &[0.1])?;
+/// assert_eq!(x[0], 0.1f64);
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 pub type Reference64<M> = Reference<M, f64>;
 
 impl<M: HostMemory> Reference<M, f32> {
     /// A single-precision reference backend drawing its buffers from `memory`.
+    ///
+    /// Its tensors are f32 slices of the arena's f32 pool.
+    ///
+    /// ```
+    /// use brt_core::{Arena, Reference, Storage};
+    /// let mut f32s = vec![0f32; 8];
+    /// let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut []));
+    /// let x: &mut [f32] = k.alloc_tensor(3)?;
+    /// assert_eq!(x.len(), 3);
+    /// assert_eq!(k.memory().remaining(), (5, 0, 0));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn new(memory: M) -> Self {
         Reference { memory, precision: PhantomData }
     }
@@ -41,6 +95,18 @@ impl<M: HostMemory> Reference<M, f32> {
 
 impl<M: HostMemory> Reference<M, f64> {
     /// A double-precision reference backend drawing its buffers from `memory`.
+    ///
+    /// Its tensors come from the arena's f64 pool; the f32 pool is not touched.
+    ///
+    /// ```
+    /// use brt_core::{Arena, Reference, Storage};
+    /// let (mut f32s, mut f64s) = (vec![0f32; 4], vec![0f64; 8]);
+    /// let mut k = Reference::new_f64(Arena::new(&mut f32s, &mut [], &mut []).with_f64(&mut f64s));
+    /// let x: &mut [f64] = k.alloc_tensor(8)?;
+    /// assert_eq!(x.len(), 8);
+    /// assert_eq!(k.memory().remaining(), (4, 0, 0));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn new_f64(memory: M) -> Self {
         Reference { memory, precision: PhantomData }
     }
@@ -48,12 +114,41 @@ impl<M: HostMemory> Reference<M, f64> {
 
 impl<M: HostMemory, R: Real> Reference<M, R> {
     /// The memory source (e.g. to see how much of an arena is left).
+    ///
+    /// An arena shows how much is left after a few buffers.
+    ///
+    /// ```
+    /// use brt_core::{Arena, Reference, Storage};
+    /// let (mut f32s, mut ids) = (vec![0f32; 10], vec![0u32; 4]);
+    /// let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// let (_x, _t) = (k.alloc_tensor(4)?, k.alloc_tokens(1)?);
+    /// assert_eq!(k.memory().remaining(), (6, 0, 3));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn memory(&self) -> &M {
         &self.memory
     }
 
     /// Copies values out at full precision (for f64 checks that must not round
     /// through f32).
+    ///
+    /// In double precision `read_exact` returns the stored value, while `read_tensor` rounds it to
+    /// f32.
+    ///
+    /// ```
+    /// use brt_core::{Arena, Reference64, Storage};
+    /// let mut f64s = vec![0f64; 4];
+    /// let mut k = Reference64::new_f64(Arena::new(&mut [], &mut [], &mut []).with_f64(&mut f64s));
+    /// let mut x = k.alloc_tensor(2)?;
+    /// k.write_exact(&mut x, 0, &[0.1, 1.0 / 3.0])?;
+    /// let mut exact = [0f64; 1];
+    /// k.read_exact(&x, 1, &mut exact)?;
+    /// assert_eq!(exact, [1.0 / 3.0]);
+    /// let mut rounded = [0f32; 1];
+    /// k.read_tensor(&x, 1, &mut rounded)?;
+    /// assert_eq!(rounded, [1.0f32 / 3.0]);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn read_exact(&self, src: &R::Buffer<M>, offset: usize, dst: &mut [R]) -> CoreResult<()> {
         dst.copy_from_slice(range("tensor read", src, offset, dst.len())?);
         Ok(())
@@ -61,6 +156,19 @@ impl<M: HostMemory, R: Real> Reference<M, R> {
 
     /// Copies parameter values in at full precision (parameters used in place
     /// are read-only).
+    ///
+    /// A double-precision parameter takes a value f32 cannot hold.
+    ///
+    /// ```
+    /// use brt_core::{Arena, Reference64, Storage, WeightDtype};
+    /// let mut f64s = vec![0f64; 4];
+    /// let mut k = Reference64::new_f64(Arena::new(&mut [], &mut [], &mut []).with_f64(&mut f64s));
+    /// let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// k.write_weights_exact(&mut w, 1, &[0.1])?;
+    /// assert_eq!(w.values(), Some(&[0.0, 0.1][..]));
+    /// assert!(k.write_weights_exact(&mut w, 2, &[1.0]).is_err());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn write_weights_exact(
         &self,
         dst: &mut RefWeights<R::Buffer<M>, M::Bytes>,
@@ -77,6 +185,31 @@ impl<M: HostMemory, R: Real> Reference<M, R> {
     /// hold a model's tensor data as `layout` says, each value decoded exactly as
     /// a kernel reads it, nothing copied. For a [`crate::Model`] of
     /// `layout.layout()`.
+    ///
+    /// A model's f32 tensor data, encoded as a file holds it, read in place: embedding values
+    /// copied out of it are the ones that were encoded. Bytes of the wrong length are refused.
+    ///
+    /// ```
+    /// use brt_core::desc::Strided;
+    /// use brt_core::{encoding::ByteLayout, init::initialize, Arena, Config, Kernels, Param, Reference, Storage};
+    /// use brt_core::{ViewMut, WeightData, WeightDtype, WeightLayout, WeightView};
+    /// let config = Config::plain(11, 4, 1, 3, 5, 2, 2);
+    /// let canonical = WeightLayout::new(&config)?;
+    /// let mut weights = vec![0f32; canonical.len()];
+    /// initialize(&config, 1, &mut weights)?;
+    /// let layout = ByteLayout::new(&config, WeightDtype::F32, 4)?;
+    /// let mut bytes = vec![0u8; layout.len()];
+    /// layout.encode(WeightData::F32(&weights), &mut bytes)?;
+    /// let mut f32s = vec![0f32; 4];
+    /// let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut []));
+    /// assert!(k.weights_in_place(&bytes[1..], &layout).is_err());
+    /// let w = k.weights_in_place(&bytes, &layout)?;
+    /// let (at, from) = (layout.layout().span(Param::Embedding).unwrap(), canonical.span(Param::Embedding).unwrap());
+    /// let mut x = k.alloc_tensor(4)?;
+    /// k.copy_weights(WeightView::new(&w, at.offset), ViewMut::new(&mut x, 0), Strided::contiguous(4))?;
+    /// assert_eq!(x[..], weights[from.offset..from.offset + 4]);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn weights_in_place(
         &self,
         bytes: M::Bytes,
@@ -90,6 +223,19 @@ impl<M: HostMemory, R: Real> Reference<M, R> {
     }
 
     /// Copies values in at full precision.
+    ///
+    /// Values land unrounded from the offset on; a write past the end is refused.
+    ///
+    /// ```
+    /// use brt_core::{Arena, Reference64, Storage};
+    /// let mut f64s = vec![0f64; 4];
+    /// let mut k = Reference64::new_f64(Arena::new(&mut [], &mut [], &mut []).with_f64(&mut f64s));
+    /// let mut x = k.alloc_tensor(3)?;
+    /// k.write_exact(&mut x, 1, &[0.1, 0.2])?;
+    /// assert_eq!(x[..], [0.0, 0.1, 0.2]);
+    /// assert!(k.write_exact(&mut x, 2, &[0.1, 0.2]).is_err());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn write_exact(&self, dst: &mut R::Buffer<M>, offset: usize, src: &[R]) -> CoreResult<()> {
         range_mut("tensor write", dst, offset, src.len())?.copy_from_slice(src);
         Ok(())

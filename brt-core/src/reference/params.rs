@@ -11,6 +11,18 @@ use crate::memory::Real;
 use core::ops::Deref;
 
 /// The reference backend's parameter buffer.
+///
+/// Parameters allocated on the backend are values it holds (see
+/// [`super::Reference::weights_in_place`] for the other kind).
+///
+/// ```
+/// # use brt_core::{Arena, RefWeights, Reference, Storage, WeightDtype};
+/// # let mut f32s = vec![0f32; 16];
+/// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut []));
+/// let w = k.alloc_weights(3, WeightDtype::F16)?;
+/// assert!(matches!(w, RefWeights::Values(ref v) if v.len() == 3));
+/// # Ok::<(), brt_core::CoreError>(())
+/// ```
 #[derive(Debug)]
 pub enum RefWeights<B, Bytes> {
     /// Values held at the backend's precision (every storage type widens to it
@@ -23,6 +35,17 @@ pub enum RefWeights<B, Bytes> {
 
 impl<R: Real, B: Deref<Target = [R]>, Bytes: Deref<Target = [u8]>> RefWeights<B, Bytes> {
     /// Number of values (the elements the model's layout addresses).
+    ///
+    /// The length counts values, whatever their storage type.
+    ///
+    /// ```
+    /// # use brt_core::{Arena, RefWeights, Reference, Storage, WeightDtype};
+    /// # let mut f32s = vec![0f32; 16];
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut []));
+    /// let w = k.alloc_weights(5, WeightDtype::Bf16)?;
+    /// assert_eq!(w.len(), 5);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn len(&self) -> usize {
         match self {
             RefWeights::Values(values) => values.len(),
@@ -31,11 +54,35 @@ impl<R: Real, B: Deref<Target = [R]>, Bytes: Deref<Target = [u8]>> RefWeights<B,
     }
 
     /// Whether there are no values.
+    ///
+    /// No parameters is empty.
+    ///
+    /// ```
+    /// # use brt_core::{Arena, RefWeights, Reference, Storage, WeightDtype};
+    /// # let mut f32s = vec![0f32; 16];
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut []));
+    /// assert!(k.alloc_weights(0, WeightDtype::F32)?.is_empty());
+    /// assert!(!k.alloc_weights(1, WeightDtype::F32)?.is_empty());
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The values held, or `None` for tensor data used in place.
+    ///
+    /// Held values can be read directly.
+    ///
+    /// ```
+    /// # use brt_core::{Arena, RefWeights, Reference, Storage, WeightDtype};
+    /// # let mut f32s = vec![0f32; 16];
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut []));
+    /// use brt_core::WeightData;
+    /// let mut w = k.alloc_weights(2, WeightDtype::F32)?;
+    /// k.write_weights(&mut w, 0, WeightData::F32(&[1.5, -2.0]))?;
+    /// assert_eq!(w.values(), Some(&[1.5, -2.0][..]));
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
     pub fn values(&self) -> Option<&[R]> {
         match self {
             RefWeights::Values(values) => Some(values),

@@ -4,6 +4,17 @@
 use serde::{Deserialize, Serialize};
 
 /// How the learning rate decays after the warmup.
+///
+/// Past the warmup, the cosine reaches the floor at the last step while the
+/// inverse square root has halved the peak at four times the warmup:
+///
+/// ```
+/// use brt::train::optim::{Decay, Schedule};
+/// let cosine = Schedule { peak: 1.0, floor: 0.1, warmup: 10, total: 110, decay: Decay::Cosine };
+/// let rsqrt = Schedule { decay: Decay::Rsqrt, ..cosine };
+/// assert!((cosine.rate(110) - 0.1).abs() < 1e-6);
+/// assert!((rsqrt.rate(40) - 0.5).abs() < 1e-6);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decay {
@@ -14,6 +25,16 @@ pub enum Decay {
 }
 
 /// The learning-rate schedule.
+///
+/// The rate climbs linearly to the peak over the warmup, then decays:
+///
+/// ```
+/// use brt::train::optim::{Decay, Schedule};
+/// let s = Schedule { peak: 1.0, floor: 0.1, warmup: 10, total: 110, decay: Decay::Cosine };
+/// assert_eq!(s.rate(5), 0.5);
+/// assert_eq!(s.rate(10), s.peak);
+/// assert!(s.rate(60) < s.peak && s.rate(60) > s.floor);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     /// Peak learning rate.
@@ -30,6 +51,16 @@ pub struct Schedule {
 
 impl Schedule {
     /// The learning rate of step `step` (counted from 1).
+    ///
+    /// Step 0 counts as step 1, and halfway through the cosine the rate is
+    /// halfway between the peak and the floor:
+    ///
+    /// ```
+    /// use brt::train::optim::{Decay, Schedule};
+    /// let s = Schedule { peak: 1.0, floor: 0.1, warmup: 10, total: 110, decay: Decay::Cosine };
+    /// assert_eq!(s.rate(0), s.rate(1));
+    /// assert!((s.rate(60) - 0.55).abs() < 1e-6);
+    /// ```
     pub fn rate(&self, step: u64) -> f32 {
         let step = step.max(1) as f64;
         let (peak, floor, warmup) = (self.peak as f64, self.floor as f64, self.warmup as f64);
@@ -49,6 +80,18 @@ impl Schedule {
 }
 
 /// AdamW's moments and hyperparameters.
+///
+/// The moments start at zero and the step count goes up with every update:
+///
+/// ```
+/// use brt::train::optim::AdamW;
+/// let mut opt = AdamW::new(2, 0.1);
+/// assert_eq!((opt.m.len(), opt.v.len(), opt.steps), (2, 2, 0));
+/// let mut params = [1.0f32, 1.0];
+/// opt.update(&mut params, &[1.0, 0.0], &[false, false], 0.01);
+/// assert_eq!(opt.steps, 1);
+/// assert!(opt.m[0] > 0.0 && opt.m[1] == 0.0);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamW {
     /// First-moment decay.
@@ -70,12 +113,33 @@ pub struct AdamW {
 
 impl AdamW {
     /// Zero moments for `n` parameters.
+    ///
+    /// The hyperparameters are the official code's (betas 0.9 and 0.98):
+    ///
+    /// ```
+    /// use brt::train::optim::AdamW;
+    /// let opt = AdamW::new(3, 0.01);
+    /// assert_eq!((opt.beta1, opt.beta2, opt.weight_decay), (0.9, 0.98, 0.01));
+    /// assert!(opt.m.iter().chain(&opt.v).all(|&x| x == 0.0));
+    /// ```
     pub fn new(n: usize, weight_decay: f32) -> AdamW {
         AdamW { beta1: 0.9, beta2: 0.98, epsilon: 1e-9, weight_decay, m: vec![0.0; n], v: vec![0.0; n], steps: 0 }
     }
 
     /// One update of `params` by `grads` at learning rate `lr`; `decays[i]` says
     /// whether parameter `i` takes weight decay.
+    ///
+    /// The first step moves every parameter by about `lr` against the sign of
+    /// its gradient; weight decay also pulls a decayed parameter towards zero:
+    ///
+    /// ```
+    /// use brt::train::optim::AdamW;
+    /// let mut opt = AdamW::new(3, 0.5);
+    /// let mut p = [1.0f32, -1.0, 1.0];
+    /// opt.update(&mut p, &[0.5, -2.0, 0.0], &[false, false, true], 0.1);
+    /// assert!((p[0] - 0.9).abs() < 1e-5 && (p[1] + 0.9).abs() < 1e-5);
+    /// assert!((p[2] - 0.95).abs() < 1e-6); // no gradient: only the decay, lr * 0.5 * 1.0
+    /// ```
     pub fn update(&mut self, params: &mut [f32], grads: &[f32], decays: &[bool], lr: f32) {
         self.steps += 1;
         let t = self.steps as i32;
@@ -94,6 +158,19 @@ impl AdamW {
 
 /// Scales `grads` so their global norm is at most `max_norm` (0: no clipping);
 /// returns the norm before clipping.
+///
+/// A gradient of norm 5 is scaled down to norm 1, keeping its direction; with
+/// `max_norm` 0 it is left alone:
+///
+/// ```
+/// use brt::train::optim::clip_by_global_norm;
+/// let mut g = [3.0f32, 4.0];
+/// assert_eq!(clip_by_global_norm(&mut g, 1.0), 5.0);
+/// assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
+/// let mut h = [3.0f32, 4.0];
+/// assert_eq!(clip_by_global_norm(&mut h, 0.0), 5.0);
+/// assert_eq!(h, [3.0, 4.0]);
+/// ```
 pub fn clip_by_global_norm(grads: &mut [f32], max_norm: f32) -> f32 {
     let norm = grads.iter().map(|&g| g as f64 * g as f64).sum::<f64>().sqrt() as f32;
     if max_norm > 0.0 && norm > max_norm {
