@@ -4,10 +4,13 @@
 //! (`phi = elu + 1`) and the sums `S_c`, `z_c` carried in front of a chunk, the
 //! forward's outputs in the chunk are `y_i = num_i / den_i` with
 //! `num_i = u_i S_c + sum_{j<=i} (u_i.f_j) v_j` and
-//! `den_i = u_i.z_c + sum_{j<=i} u_i.f_j`. The task first runs the sums forward
-//! to their final values, then walks the chunks backward, recovering each
-//! chunk's `S_c`, `z_c` by subtracting its own terms, and with the gradients
-//! `G_S`, `G_z` with respect to the sums after the chunk (held in `d_state`):
+//! `den_i = u_i.z_c + sum_{j<=i} u_i.f_j`. The task walks the chunks backward,
+//! each time running the sums forward from the carried state to the chunk's
+//! `S_c`, `z_c` (quadratic in the number of chunks, and exact: recovering them
+//! by subtracting each chunk's terms from the final sums cancels catastrophically
+//! in f32 when the first keys' terms are tiny against the total), and with the
+//! gradients `G_S`, `G_z` with respect to the sums after the chunk (held in
+//! `d_state`):
 //!
 //! - `d_num_i = dy_i / den_i`, `d_den_i = -(dy_i.y_i) / den_i`;
 //! - `d_u_i = S_c d_num_i + d_den_i z_c + sum_{j<=i} (d_num_i.v_j + d_den_i) f_j`;
@@ -111,8 +114,6 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
     let col0 = b * width + h * dh;
     let per_row = d.state_per_row();
     let (kv0, z0) = (b * per_row + h * dh * dh, b * per_row + heads * dh * dh + h * dh);
-    s_sum.copy_from_slice(&c.state[kv0..][..dh * dh]);
-    z_sum.copy_from_slice(&c.state[z0..][..dh]);
     // SAFETY: the backend checked `d_state` against `state_len` and `d_q`, `d_k`,
     // `d_v` against `token_len`. This head's sums (`dh x dh` at `kv0`, `dh` at `z0`)
     // and its columns `col0 .. col0 + dh` of every token row belong to this task
@@ -128,17 +129,6 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
     let grad_row =
         |ptr: SendPtr, t: usize| unsafe { core::slice::from_raw_parts_mut(ptr.get().add(t * ld + col0), dh) };
 
-    // The sums after the last token.
-    for t in 0..d.tokens() {
-        let (at, n) = token(t);
-        let vt = &c.v[at..][..n];
-        for r in 0..dh {
-            let fr = elu_plus_one(c.k[at + r]);
-            axpy::<S>(&mut s_sum[r * dh..][..dh], fr, vt);
-            z_sum[r] += fr;
-        }
-    }
-
     let mut scale_grad = 0f32;
     let chunks = d.tokens().div_ceil(chunk);
     for index in (0..chunks).rev() {
@@ -151,14 +141,16 @@ fn linear_backward<S: Simd>(c: &LinearGradCall<'_>, task: usize, scratch: &mut [
                 f[i * dh + r] = elu_plus_one(c.k[at + r]);
             }
         }
-        // The sums in front of the chunk.
-        for j in 0..n {
-            let (at, _) = token(t0 + j);
-            let vj = &c.v[at..][..dh];
+        // The sums in front of the chunk, from the carried ones in token order.
+        s_sum.copy_from_slice(&c.state[kv0..][..dh * dh]);
+        z_sum.copy_from_slice(&c.state[z0..][..dh]);
+        for t in 0..t0 {
+            let (at, _) = token(t);
+            let vt = &c.v[at..][..dh];
             for r in 0..dh {
-                let fr = f[j * dh + r];
-                axpy::<S>(&mut s_sum[r * dh..][..dh], -fr, vj);
-                z_sum[r] -= fr;
+                let fr = elu_plus_one(c.k[at + r]);
+                axpy::<S>(&mut s_sum[r * dh..][..dh], fr, vt);
+                z_sum[r] += fr;
             }
         }
         // Outputs again, then d_num and d_den.
