@@ -163,7 +163,7 @@ void call(const void* raw) {
 // Head widths the emulator is built for (the GPU build compiles any).
 #define BRT_EMU_HEAD_DIMS(X) \
     X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16) \
-    X(24) X(32) X(48) X(64) X(96) X(128)
+    X(17) X(24) X(32) X(48) X(64) X(96) X(128)
 
 bool emulated_head_dim(u64 dh) {
 #define BRT_EMU_IS(n) if (dh == (u64)(n)) return true;

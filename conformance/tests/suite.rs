@@ -107,9 +107,55 @@ mod cuda_factories {
 
     factory!(F32, "cuda", WeightDtype::F32);
     factory!(Bf16, "cuda-bf16", WeightDtype::Bf16);
+
+    /// The same CUDA C kernels and host logic on brt-cuda's CPU emulator
+    /// (feature `cuda-emulator`): it needs no GPU, so it never skips.
+    #[cfg(feature = "cuda-emulator")]
+    macro_rules! emulated {
+        ($name:ident, $label:literal, $dtype:expr, $options:expr) => {
+            pub struct $name;
+            impl Backend for $name {
+                type Kernels = Cuda;
+                const NAME: &'static str = $label;
+                fn create() -> Result<Cuda, Skip> {
+                    Ok(Cuda::emulated($options))
+                }
+                fn weight_dtype() -> WeightDtype {
+                    $dtype
+                }
+                fn core_error(e: &CudaError) -> Option<CoreError> {
+                    e.core()
+                }
+            }
+        };
+    }
+    #[cfg(feature = "cuda-emulator")]
+    use brt_cuda::emulator::{EmulatorOptions, ThreadOrder};
+
+    // Products with f32 weights through the sgemm call that cuBLAS answers on
+    // a GPU (the emulator offers one), threads alternating between barriers.
+    #[cfg(feature = "cuda-emulator")]
+    emulated!(EmulatedCublas, "cuda-emulator", WeightDtype::F32, EmulatorOptions::default());
+    // The tiled product kernel instead, and threads in a shuffled order between
+    // barriers, so that a missing `__syncthreads` shows as wrong values.
+    #[cfg(feature = "cuda-emulator")]
+    emulated!(
+        EmulatedTiled,
+        "cuda-emulator-tiled",
+        WeightDtype::F32,
+        EmulatorOptions { cublas: false, order: ThreadOrder::Shuffled(0x5eed) }
+    );
+    #[cfg(feature = "cuda-emulator")]
+    emulated!(EmulatedBf16, "cuda-emulator-bf16", WeightDtype::Bf16, EmulatorOptions::default());
 }
 
 #[cfg(feature = "cuda")]
 conformance::suite!(cuda_f32, cuda_factories::F32);
 #[cfg(feature = "cuda")]
 conformance::suite!(cuda_bf16, cuda_factories::Bf16);
+#[cfg(feature = "cuda-emulator")]
+conformance::suite!(cuda_emulator_f32, cuda_factories::EmulatedCublas);
+#[cfg(feature = "cuda-emulator")]
+conformance::suite!(cuda_emulator_tiled, cuda_factories::EmulatedTiled);
+#[cfg(feature = "cuda-emulator")]
+conformance::suite!(cuda_emulator_bf16, cuda_factories::EmulatedBf16);
