@@ -246,7 +246,7 @@ pub fn memory_bandwidth(buffer: &[u64], threads: usize) -> f64 {
     (buffer.len() * 8) as f64 / median(&times) / 1e9
 }
 
-/// Median of a non-empty list.
+/// Median of a list (0 for an empty one).
 ///
 /// The middle value, or the mean of the two middle ones; 0 for an empty list:
 ///

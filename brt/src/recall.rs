@@ -97,8 +97,9 @@ pub struct RecallOptions {
     /// Most keys waiting to be asked at once (1: every query asks for the last
     /// value given, and the key need not be matched).
     pub max_pending: usize,
-    /// Digits in a value (1 to [`MAX_VALUE_LEN`]). With one digit, recalling it
-    /// needs no order: a memory of which digit came is enough.
+    /// Digits in a value (1 to [`MAX_VALUE_LEN`]; a record must also fit in
+    /// `min_distance`, so more digits need a larger one). With one digit,
+    /// recalling it needs no order: a memory of which digit came is enough.
     pub value_digits: usize,
     /// Filler of dots instead of the filler text (the records are then all a
     /// block holds that varies: the easiest memory test).

@@ -324,8 +324,9 @@ impl Tokenizer {
         Encoder { tokenizer: self, pending: Vec::new(), offset: 0 }
     }
 
-    /// Decodes ids to bytes. The byte tokenizer drops special ids (and stops at
-    /// end of sequence only when asked by the caller); ids are written as numbers.
+    /// Decodes ids to bytes. The byte tokenizer drops special ids, end of
+    /// sequence included, and decodes on (stopping there is the generator's
+    /// choice, not the decoder's); ids are written as numbers.
     ///
     /// The byte tokenizer drops the special ids; ids come back as numbers, each
     /// followed by a space:
@@ -470,8 +471,6 @@ impl Encoder<'_> {
     }
 }
 
-/// The longest word the `ids` tokenizer reads as a token id (ids have at most 10
-/// digits; this leaves room for leading zeros).
 /// Checks that every merge of a BPE model makes a token of its vocabulary, as
 /// the `tokenizers` crate requires: it copies each merged token into a buffer
 /// sized by the longest vocabulary entry and panics (slice out of range) when a
@@ -512,6 +511,8 @@ fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// The longest word the `ids` tokenizer reads as a token id (ids have at most 10
+/// digits; this leaves room for leading zeros).
 const MAX_ID_CHARS: usize = 32;
 
 /// The error for a word that is not a token id, quoting at most its start.
