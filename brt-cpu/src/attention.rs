@@ -46,16 +46,9 @@ pub(crate) const fn scratch_len(t: &Tiles, (mr, nr): (usize, usize), max_dh: usi
 /// `GROUP_HEADS`, at least one): per head, a row of scores, the output
 /// accumulator, the running maximum and sum, and the bias table. The scratch is
 /// not made larger for it, so the smallest tiles keep their memory.
-pub(crate) const fn group_capacity(t: &Tiles, (mr, nr): (usize, usize), max_dh: usize) -> usize {
+pub(crate) fn group_capacity(t: &Tiles, (mr, nr): (usize, usize), max_dh: usize) -> usize {
     let per_head = t.attention_keys + round_up(max_dh, nr) + 2 + BIAS_TABLE;
-    let fit = scratch_len(t, (mr, nr), max_dh) as usize / per_head;
-    if fit < 1 {
-        1
-    } else if fit > GROUP_HEADS {
-        GROUP_HEADS
-    } else {
-        fit
-    }
+    (scratch_len(t, (mr, nr), max_dh) as usize / per_head).clamp(1, GROUP_HEADS)
 }
 
 /// One checked attention call, with the backend's (checked) tiles.
