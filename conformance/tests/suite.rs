@@ -82,18 +82,23 @@ mod cuda_factories {
     use super::*;
     use brt_cuda::{Cuda, CudaError};
 
+    /// The first GPU; no driver or device is a skip.
+    fn gpu() -> Result<Cuda, Skip> {
+        match Cuda::new() {
+            Ok(k) => Ok(k),
+            Err(e) if e.is_unavailable() => Err(Skip::new(e.to_string())),
+            Err(e) => panic!("the CUDA backend failed to start: {e}"),
+        }
+    }
+
     macro_rules! factory {
-        ($name:ident, $label:literal, $dtype:expr) => {
+        ($name:ident, $label:literal, $dtype:expr, $create:expr) => {
             pub struct $name;
             impl Backend for $name {
                 type Kernels = Cuda;
                 const NAME: &'static str = $label;
                 fn create() -> Result<Cuda, Skip> {
-                    match Cuda::new() {
-                        Ok(k) => Ok(k),
-                        Err(e) if e.is_unavailable() => Err(Skip::new(e.to_string())),
-                        Err(e) => panic!("the CUDA backend failed to start: {e}"),
-                    }
+                    $create
                 }
                 fn weight_dtype() -> WeightDtype {
                     $dtype
@@ -105,48 +110,29 @@ mod cuda_factories {
         };
     }
 
-    factory!(F32, "cuda", WeightDtype::F32);
-    factory!(Bf16, "cuda-bf16", WeightDtype::Bf16);
+    factory!(F32, "cuda", WeightDtype::F32, gpu());
+    factory!(Bf16, "cuda-bf16", WeightDtype::Bf16, gpu());
 
-    /// The same CUDA C kernels and host logic on brt-cuda's CPU emulator
-    /// (feature `cuda-emulator`): it needs no GPU, so it never skips.
-    #[cfg(feature = "cuda-emulator")]
-    macro_rules! emulated {
-        ($name:ident, $label:literal, $dtype:expr, $options:expr) => {
-            pub struct $name;
-            impl Backend for $name {
-                type Kernels = Cuda;
-                const NAME: &'static str = $label;
-                fn create() -> Result<Cuda, Skip> {
-                    Ok(Cuda::emulated($options))
-                }
-                fn weight_dtype() -> WeightDtype {
-                    $dtype
-                }
-                fn core_error(e: &CudaError) -> Option<CoreError> {
-                    e.core()
-                }
-            }
-        };
-    }
+    // The same CUDA C kernels and host logic on brt-cuda's CPU emulator
+    // (feature `cuda-emulator`): it needs no GPU, so it never skips.
     #[cfg(feature = "cuda-emulator")]
     use brt_cuda::emulator::{EmulatorOptions, ThreadOrder};
 
     // Products with f32 weights through the sgemm call that cuBLAS answers on
     // a GPU (the emulator offers one), threads alternating between barriers.
     #[cfg(feature = "cuda-emulator")]
-    emulated!(EmulatedCublas, "cuda-emulator", WeightDtype::F32, EmulatorOptions::default());
+    factory!(EmulatedCublas, "cuda-emulator", WeightDtype::F32, Ok(Cuda::emulated(EmulatorOptions::default())));
     // The tiled product kernel instead, and threads in a shuffled order between
     // barriers, so that a missing `__syncthreads` shows as wrong values.
     #[cfg(feature = "cuda-emulator")]
-    emulated!(
+    factory!(
         EmulatedTiled,
         "cuda-emulator-tiled",
         WeightDtype::F32,
-        EmulatorOptions { cublas: false, order: ThreadOrder::Shuffled(0x5eed) }
+        Ok(Cuda::emulated(EmulatorOptions { cublas: false, order: ThreadOrder::Shuffled(0x5eed) }))
     );
     #[cfg(feature = "cuda-emulator")]
-    emulated!(EmulatedBf16, "cuda-emulator-bf16", WeightDtype::Bf16, EmulatorOptions::default());
+    factory!(EmulatedBf16, "cuda-emulator-bf16", WeightDtype::Bf16, Ok(Cuda::emulated(EmulatorOptions::default())));
 }
 
 #[cfg(feature = "cuda")]
