@@ -14,7 +14,7 @@ use crate::failure::Failure;
 use crate::gen::{seed, Rng};
 use crate::io::{call, read_state, round_to, with_weight_data};
 use crate::runner::{run_cases, Options};
-use crate::tolerance::{compare, tolerance, Check};
+use crate::tolerance::{compare, conditioned, tolerance, Check, Tolerance, NUDGE};
 use brt_core::init::initialize;
 use brt_core::{
     Config, GateKind, Kernels, LayerParam, LayerSet, Model, Param, Plan, Reference, StateLayout, Stream, WeightDtype,
@@ -72,9 +72,9 @@ struct Dims {
 }
 
 /// Mostly tiny models (edge sizes: one head, dh = 2, `H*dh != d`, W = 1, S = 1,
-/// odd V), and
-/// one in four wide enough for vector loops and their tails (d up to 40, head
-/// widths up to 17, F up to 64).
+/// odd V), one in four wide enough for vector loops and their tails (d up to 40,
+/// head widths up to 17, F up to 64), and one in 32 with long blocks
+/// (W up to 70, S up to 24).
 fn dims() -> impl Strategy<Value = Dims> {
     // Head widths from 2: with dh = 1 the l2 normalisation of a query or key is a
     // sign function, and rounding noise near zero flips whole keys in any
@@ -84,7 +84,14 @@ fn dims() -> impl Strategy<Value = Dims> {
     let small = (2usize..=33, 4usize..=12, 1usize..=3, prop_oneof![4 => 2usize..=6, 1 => 7usize..=9], 1usize..=16);
     let wide = (17usize..=67, 13usize..=40, 1usize..=4, 5usize..=17, 17usize..=64);
     let sizes = prop_oneof![3 => small, 1 => wide];
-    (sizes, 1usize..=4, 1usize..=4).prop_map(|((vocab, d_model, heads, head_dim, mlp_hidden), window, states)| Dims {
+    // Short windows mostly (calls of up to 2W + 1 tokens cross block ends often),
+    // and one case in 32 long enough to cross every backend's blocking with
+    // a whole model: calls of up to 141 tokens (the CPU's 64-token linear chunks,
+    // its 96-query attention tiles, products past 144 rows with the batch), and
+    // up to 140 cached keys of a recurrent layer plus the call's (past the CPU's
+    // 192-key tiles).
+    let blocks = prop_oneof![31 => (1usize..=4, 1usize..=4), 1 => (17usize..=70, 5usize..=24)];
+    (sizes, blocks).prop_map(|((vocab, d_model, heads, head_dim, mlp_hidden), (window, states))| Dims {
         vocab,
         d_model,
         heads,
@@ -333,7 +340,8 @@ pub fn run_case<K: Kernels>(k: &mut K, case: &ModelCase, dtype: WeightDtype) -> 
 }
 
 /// Runs model cases of `variant` on the backend and the reference and compares
-/// every call's logits.
+/// every call's logits and the carried state at the end, each within the
+/// tolerance its own conditioning allows ([`conditioned`]).
 fn against_reference<B: Backend>(
     k: &mut B::Kernels,
     options: &Options,
@@ -342,20 +350,71 @@ fn against_reference<B: Backend>(
     cases: u32,
 ) -> Result<(), Failure> {
     let dtype = B::weight_dtype();
-    let tol = tolerance(Check::Model, dtype);
+    let floor = tolerance(Check::Model, dtype);
     let k = RefCell::new(k);
     run_cases(name, cases, options, model_case(variant, 1..=3, 4), |case| {
         let got = run_case(&mut **k.borrow_mut(), case, dtype)?;
-        let want = run_case(&mut Reference::new(Heap), case, dtype)?;
-        // Logits only: the carried state reaches them at every later block, while
-        // comparing it element by element is ill-conditioned (a state key is the
-        // l2 normalisation of a projection that can be near zero, whose direction
-        // is rounding noise in any implementation).
-        for (c, (g, w)) in got.logits.iter().zip(&want.logits).enumerate() {
-            compare(&format!("logits of call {c}"), g, w, tol)?;
+        let flat = case.weights(dtype)?;
+        let mut reference = Reference::new(Heap);
+        let (max, tokens) = (case.max_call(), case.tokens());
+        let model = upload_model(&mut reference, &case.config, &flat, dtype)?;
+        let want = stream_document(&mut reference, &model, case.batch, max, &tokens, &case.resets)?;
+        // The same document with every weight nudged (stored as f32, which keeps
+        // the nudge; the reference computes in f64 either way): how far a small
+        // relative change of the inputs moves each result.
+        let model = upload_model(&mut reference, &case.config, &nudged(&flat, case.seed), WeightDtype::F32)?;
+        let nudged = stream_document(&mut reference, &model, case.batch, max, &tokens, &case.resets)?;
+        for (c, ((g, w), n)) in got.logits.iter().zip(&want.logits).zip(&nudged.logits).enumerate() {
+            compare(&format!("logits of call {c}"), g, w, conditioned(floor, w, n))?;
         }
-        Ok(())
+        compare_state(&case.config, case.batch, &got.state, &want.state, &nudged.state, floor)
     })
+}
+
+/// `flat` with every weight scaled by `1 + NUDGE` or `1 - NUDGE` at random.
+fn nudged(flat: &[f32], seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed ^ 0x6e75_6467_6564);
+    flat.iter().map(|&x| if rng.chance(0.5) { x * (1.0 + NUDGE) } else { x * (1.0 - NUDGE) }).collect()
+}
+
+/// Compares two saved stream states (the layout of [`Plan::layer_states`] without
+/// runway) part by part, each part within the tolerance its conditioning allows
+/// (`nudged`: the reference's state with its weights nudged, see
+/// [`conditioned`]): every layer's cached values, linear-attention sums and
+/// recurrent state. Left out are the normalised keys (cached keys and the
+/// state's keys: a key is the l2 normalisation of a projection that can be near
+/// zero, whose direction is rounding noise in any implementation) and the
+/// state's values (a projection of the RMS norm of a state row, which can be
+/// near zero too). Both are functions of what is compared, made by kernels the
+/// logits of every call already check.
+pub fn compare_state(
+    config: &Config,
+    batch: usize,
+    got: &[f32],
+    want: &[f32],
+    nudged: &[f32],
+    floor: Tolerance,
+) -> Result<(), Failure> {
+    if got.len() != want.len() || nudged.len() != want.len() {
+        return Err(Failure::Length { what: "saved state".into(), got: got.len(), want: want.len() });
+    }
+    let plan = Plan::new(config, batch, 1)?;
+    let kv_row = batch * config.qkv_width();
+    for (layer, ls) in plan.layer_states().enumerate() {
+        let mut parts = vec![("cached values", ls.values, ls.kv_positions * kv_row)];
+        if let Some(sums) = ls.linear {
+            parts.push(("linear-attention sums", sums, batch * config.heads * config.head_dim * (config.head_dim + 1)));
+        }
+        if let Some(r) = ls.recurrent {
+            parts.push(("recurrent state", r.state, r.keys - r.state));
+        }
+        for (what, at, len) in parts {
+            let span = at..at + len;
+            let tol = conditioned(floor, &want[span.clone()], &nudged[span.clone()]);
+            compare(&format!("{what} of layer {layer} after the last call"), &got[span.clone()], &want[span], tol)?;
+        }
+    }
+    Ok(())
 }
 
 /// A single layer of every kind (window, linear, recurrent with any gate and

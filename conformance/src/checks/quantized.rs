@@ -223,7 +223,7 @@ pub fn q8_0_models<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<
     if let Some(refusal) = refuses_q8_0::<B>(k)? {
         return refusal;
     }
-    let tol = tolerance(Check::Model, WeightDtype::F32);
+    let tol = tolerance(Check::Q8Model, WeightDtype::F32);
     let k = RefCell::new(k);
     run_cases("q8_0_models", 24, options, quantized_case(), |case| {
         let config = case.config;

@@ -56,6 +56,9 @@ faults!(
     GateRolesSwapped,
     /// The state never updates: both gates do nothing.
     FrozenState,
+    /// The fixed gate keeps 0.01% less of the state than it should (a fast
+    /// sigmoid that is 0.01% low): a fault only a tight model tolerance sees.
+    GateSlightlyLow,
     /// The T5 bias is added after the scale: `a*q.k + bias`.
     BiasAfterScale,
     /// The softmax lacks the official floor term `exp(-1000 - max)`.
@@ -395,6 +398,18 @@ impl<F: FaultKind> Kernels for Broken<F> {
                 for (i, (s, &zv)) in s.iter_mut().zip(z).enumerate() {
                     let g = sigmoid(bias[i % dim]);
                     *s = *s * (1.0 - g) + zv * g;
+                }
+                Ok(())
+            }
+            Fault::GateSlightlyLow => {
+                let dim = desc.dim();
+                let z = range("z", z.tensor, z.offset, desc.len())?;
+                let bias = range("bias", held(bias.weights)?, bias.offset, dim)?;
+                check_extent("state", state.offset, desc.len(), state.tensor.len())?;
+                let s = &mut state.tensor[state.offset..state.offset + desc.len()];
+                for (i, (s, &zv)) in s.iter_mut().zip(z).enumerate() {
+                    let g = sigmoid(bias[i % dim]) * 0.9999;
+                    *s = *s * g + zv * (1.0 - g);
                 }
                 Ok(())
             }

@@ -119,6 +119,22 @@ fn a_state_that_never_updates_is_caught() {
 }
 
 #[test]
+fn a_gate_a_ten_thousandth_low_is_caught() {
+    type B = BrokenBackend<GateSlightlyLow>;
+    assert_caught::<B>(
+        &[
+            ("gate_fixed", gates::gate_fixed::<B>),
+            // The fault moves the carried state by about 3e-4: with the fixed model
+            // tolerance of before (2e-3 + 8e-3 |want|) on the logits alone, both
+            // model checks passed it (measured).
+            ("model_fixed_skip", models::model_fixed_skip::<B>),
+            ("model_fixed_dual", models::model_fixed_dual::<B>),
+        ],
+        &[("gate_lstm", gates::gate_lstm::<B>), ("model_plain", models::model_plain::<B>)],
+    );
+}
+
+#[test]
 fn position_bias_after_the_scale_is_caught() {
     type B = BrokenBackend<BiasAfterScale>;
     assert_caught::<B>(
