@@ -35,11 +35,15 @@ fn schedule(batch: usize) -> Vec<(usize, Vec<bool>)> {
     vec![(13, vec![true; batch]), (3, vec![]), (8, one), (5, vec![]), (1, vec![]), (2, vec![])]
 }
 
-/// Runs the schedule on `k` and returns the logits of every call.
+/// Runs the schedule on `k` with the parameters stored as `dtype` (f32, f16 or
+/// bf16: the reference gets the same rounded values) and returns the logits of
+/// every call.
 fn run<K: Kernels>(k: &mut K, config: &Config, dtype: WeightDtype, flat: &[f32], batch: usize) -> Vec<Vec<f32>> {
     let halves: Vec<brt_core::half::f16> = flat.iter().map(|&x| brt_core::half::f16::from_f32(x)).collect();
+    let brains: Vec<brt_core::half::bf16> = flat.iter().map(|&x| brt_core::half::bf16::from_f32(x)).collect();
     let data = match dtype {
         WeightDtype::F16 => WeightData::F16(&halves),
+        WeightDtype::Bf16 => WeightData::Bf16(&brains),
         _ => WeightData::F32(flat),
     };
     let model = Model::from_flat(k, config, dtype, data).unwrap();
@@ -102,7 +106,7 @@ fn every_configuration_matches_the_reference_stream() {
     for (name, config) in variants() {
         config.validate().unwrap();
         let flat = weights_for(&config, 7);
-        for dtype in [WeightDtype::F32, WeightDtype::F16] {
+        for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Bf16] {
             let want = run(&mut Reference::new(Heap), &config, dtype, &flat, 2);
             with_gpu(name, |k| {
                 let got = run(k, &config, dtype, &flat, 2);
