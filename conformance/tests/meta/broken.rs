@@ -92,6 +92,27 @@ faults!(
     KeysOfFirstRow,
 );
 
+/// A fixed gate that keeps `kept(g)` of the state (g = sigmoid(bias)) and takes
+/// the rest from `z`; the official gate keeps `g`.
+fn gate_fixed_keeping(
+    state: ViewMut<'_, Vec<f32>>,
+    z: View<'_, Vec<f32>>,
+    bias: WeightView<'_, Params>,
+    desc: Rows,
+    kept: fn(f32) -> f32,
+) -> KResult<Reference<Heap>> {
+    let dim = desc.dim();
+    let z = range("z", z.tensor, z.offset, desc.len())?;
+    let bias = range("bias", held(bias.weights)?, bias.offset, dim)?;
+    check_extent("state", state.offset, desc.len(), state.tensor.len())?;
+    let s = &mut state.tensor[state.offset..state.offset + desc.len()];
+    for (i, (s, &zv)) in s.iter_mut().zip(z).enumerate() {
+        let keep = kept(sigmoid(bias[i % dim]));
+        *s = *s * keep + zv * (1.0 - keep);
+    }
+    Ok(())
+}
+
 /// The reference kernels with fault `F`.
 pub struct Broken<F> {
     inner: Reference<Heap>,
@@ -389,30 +410,9 @@ impl<F: FaultKind> Kernels for Broken<F> {
     ) -> KResult<Self> {
         match F::FAULT {
             Fault::FrozenState => Ok(()),
-            Fault::GateRolesSwapped => {
-                let dim = desc.dim();
-                let z = range("z", z.tensor, z.offset, desc.len())?;
-                let bias = range("bias", held(bias.weights)?, bias.offset, dim)?;
-                check_extent("state", state.offset, desc.len(), state.tensor.len())?;
-                let s = &mut state.tensor[state.offset..state.offset + desc.len()];
-                for (i, (s, &zv)) in s.iter_mut().zip(z).enumerate() {
-                    let g = sigmoid(bias[i % dim]);
-                    *s = *s * (1.0 - g) + zv * g;
-                }
-                Ok(())
-            }
-            Fault::GateSlightlyLow => {
-                let dim = desc.dim();
-                let z = range("z", z.tensor, z.offset, desc.len())?;
-                let bias = range("bias", held(bias.weights)?, bias.offset, dim)?;
-                check_extent("state", state.offset, desc.len(), state.tensor.len())?;
-                let s = &mut state.tensor[state.offset..state.offset + desc.len()];
-                for (i, (s, &zv)) in s.iter_mut().zip(z).enumerate() {
-                    let g = sigmoid(bias[i % dim]) * 0.9999;
-                    *s = *s * g + zv * (1.0 - g);
-                }
-                Ok(())
-            }
+            // Keeps 1 - g of the state instead of g.
+            Fault::GateRolesSwapped => gate_fixed_keeping(state, z, bias, desc, |g| 1.0 - g),
+            Fault::GateSlightlyLow => gate_fixed_keeping(state, z, bias, desc, |g| g * 0.9999),
             _ => self.inner.gate_fixed(state, z, bias, desc),
         }
     }
