@@ -332,11 +332,17 @@ pub fn stream_planned<K: Kernels>(
     Ok(Streamed { logits, state })
 }
 
-/// Runs `case` on `k` with parameters stored as `dtype`.
-pub fn run_case<K: Kernels>(k: &mut K, case: &ModelCase, dtype: WeightDtype) -> Result<Streamed, Failure> {
-    let flat = case.weights(dtype)?;
-    let model = upload_model(k, &case.config, &flat, dtype)?;
-    stream_document(k, &model, case.batch, case.max_call(), &case.tokens(), &case.resets)
+/// Streams `case`'s document (`tokens`, its calls) on `k` through a model of the
+/// parameters `flat` stored as `dtype`.
+pub fn run_case<K: Kernels>(
+    k: &mut K,
+    case: &ModelCase,
+    flat: &[f32],
+    dtype: WeightDtype,
+    tokens: &[Vec<u32>],
+) -> Result<Streamed, Failure> {
+    let model = upload_model(k, &case.config, flat, dtype)?;
+    stream_document(k, &model, case.batch, case.max_call(), tokens, &case.resets)
 }
 
 /// Runs model cases of `variant` on the backend and the reference and compares
@@ -353,17 +359,14 @@ fn against_reference<B: Backend>(
     let floor = tolerance(Check::Model, dtype);
     let k = RefCell::new(k);
     run_cases(name, cases, options, model_case(variant, 1..=3, 4), |case| {
-        let got = run_case(&mut **k.borrow_mut(), case, dtype)?;
-        let flat = case.weights(dtype)?;
+        let (flat, tokens) = (case.weights(dtype)?, case.tokens());
+        let got = run_case(&mut **k.borrow_mut(), case, &flat, dtype, &tokens)?;
         let mut reference = Reference::new(Heap);
-        let (max, tokens) = (case.max_call(), case.tokens());
-        let model = upload_model(&mut reference, &case.config, &flat, dtype)?;
-        let want = stream_document(&mut reference, &model, case.batch, max, &tokens, &case.resets)?;
+        let want = run_case(&mut reference, case, &flat, dtype, &tokens)?;
         // The same document with every weight nudged (stored as f32, which keeps
         // the nudge; the reference computes in f64 either way): how far a small
         // relative change of the inputs moves each result.
-        let model = upload_model(&mut reference, &case.config, &nudged(&flat, case.seed), WeightDtype::F32)?;
-        let nudged = stream_document(&mut reference, &model, case.batch, max, &tokens, &case.resets)?;
+        let nudged = run_case(&mut reference, case, &nudged(&flat, case.seed), WeightDtype::F32, &tokens)?;
         for (c, ((g, w), n)) in got.logits.iter().zip(&want.logits).zip(&nudged.logits).enumerate() {
             compare(&format!("logits of call {c}"), g, w, conditioned(floor, w, n))?;
         }
