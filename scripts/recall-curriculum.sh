@@ -58,29 +58,28 @@ PY
 
 # The training set of a stage (seed 1) and the filler its scores use.
 stage_data() { # STAGE -> sets $train_set and $score_filler
-    local stage=$1
+    local stage=$1 train_filler=(--filler data/plays/train)
     case $stage in
         A)
-            train_set=$runs/set-A
+            train_filler+=(--blank-filler)
             score_filler=(--filler data/plays/heldout --blank-filler)
-            [ -d "$train_set" ] || "$brt" recall generate --filler data/plays/train --blank-filler --out "$train_set" \
-                --documents 2000 "${task[@]}" --seed 1 >/dev/null
             ;;
-        100)
-            train_set=$runs/set-100
-            score_filler=(--filler data/plays/heldout)
-            [ -d "$train_set" ] || "$brt" recall generate --filler data/plays/train --out "$train_set" \
-                --documents 2000 "${task[@]}" --seed 1 >/dev/null
-            ;;
+        100) score_filler=(--filler data/plays/heldout) ;;
         *)
             thin "$runs/filler-$stage-train" "0.$stage" data/plays/train
             thin "$runs/filler-$stage-heldout" "0.$stage" data/plays/heldout
-            train_set=$runs/set-$stage
+            train_filler=(--filler "$runs/filler-$stage-train")
             score_filler=(--filler "$runs/filler-$stage-heldout")
-            [ -d "$train_set" ] || "$brt" recall generate --filler "$runs/filler-$stage-train" --out "$train_set" \
-                --documents 2000 "${task[@]}" --seed 1 >/dev/null
             ;;
     esac
+    train_set=$runs/set-$stage
+    if [ ! -d "$train_set" ]; then
+        # Written aside and moved into place, so a stopped run never leaves half a set.
+        rm -rf "$train_set.partial"
+        "$brt" recall generate "${train_filler[@]}" --out "$train_set.partial" --documents 2000 "${task[@]}" \
+            --seed 1 >/dev/null
+        mv "$train_set.partial" "$train_set"
+    fi
 }
 
 previous=
