@@ -19,7 +19,7 @@
 # layer: it sees 2 x 16 = 32 bytes back), xl (window = segment = 128). One thread;
 # stage A takes 20,000 steps of 8 x 128 bytes, the others 10,000 (STEPS_A,
 # STEPS). Runs go to RUNS (default data/recall-curriculum); a finished stage is
-# kept, so a stopped run continues where it was. Writes RUNS/MODEL-STAGE.json
+# kept and a stopped one continues from its checkpoint. Writes RUNS/MODEL-STAGE.json
 # (`brt recall score --json`) for every stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,12 +86,20 @@ previous=
 for stage in A 25 50 75 100; do
     stage_data "$stage"
     out=$runs/$model-$stage
-    if [ ! -f "$out/model.safetensors" ]; then
-        start=(--steps "${STEPS:-10000}" --init "$previous/model.safetensors")
-        [ "$stage" = A ] && start=(--steps "${STEPS_A:-20000}" --seed 0)
-        "$brt" train --data "$train_set" --preset tiny "${flags[@]}" --batch 8 --segment 128 --warmup 200 \
-            --lr 1e-3 --threads 1 "${start[@]}" --out "$out" > "$out.log" 2>&1 \
+    # A stage is finished when its run wrote `done`; a stopped one (its checkpoint is
+    # there, and a model.safetensors from that checkpoint) continues bit-identically.
+    if [ ! -f "$out/done" ]; then
+        steps=${STEPS:-10000}
+        [ "$stage" = A ] && steps=${STEPS_A:-20000}
+        if [ -f "$out/checkpoint.safetensors" ]; then
+            start=(--resume "$out/checkpoint.safetensors")
+        else
+            start=(--preset tiny "${flags[@]}" --batch 8 --segment 128 --warmup 200 --lr 1e-3 --seed 0)
+            [ "$stage" = A ] || start+=(--init "$previous/model.safetensors")
+        fi
+        "$brt" train --data "$train_set" "${start[@]}" --steps "$steps" --threads 1 --out "$out" >> "$out.log" 2>&1 \
             || { tail -n 5 "$out.log" >&2; exit 1; }
+        touch "$out/done"
     fi
     "$brt" recall score --model "$out/model.safetensors" "${score_filler[@]}" --documents 400 "${task[@]}" \
         --seed 2 --threads 1 --json > "$runs/$model-$stage.json"
