@@ -170,7 +170,7 @@ pub fn report_skip(backend: &'static str, check: &str, skip: &Skip) {
         let _ = writeln!(
             std::io::stderr(),
             "\n*** conformance: SKIPPING every check of backend `{backend}`: {skip}\n\
-             *** (these tests pass vacuously; set BRT_REQUIRE_GPU=1 to make this a failure)\n"
+             *** (these tests pass vacuously; BRT_REQUIRE_GPU=1 makes every skipped backend a failure)\n"
         );
     }
 }

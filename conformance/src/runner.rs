@@ -25,7 +25,8 @@ pub struct Options {
     /// Case count when `PROPTEST_CASES` is not set; `None` keeps each check's
     /// own default.
     pub cases: Option<u32>,
-    /// Whether `PROPTEST_CASES` and `PROPTEST_RNG_SEED` apply. Without them a run
+    /// Whether `PROPTEST_CASES`, `PROPTEST_RNG_SEED` and
+    /// `PROPTEST_MAX_SHRINK_ITERS` apply. Without them a run
     /// has a strength of its own: the case count above (or the check's) and the
     /// fixed seed [`CI_SEED`], whatever the environment.
     pub environment: bool,
@@ -65,7 +66,10 @@ fn config(check: &'static str, default_cases: u32, options: &Options) -> Config 
     } else {
         None
     };
-    if options.shrink {
+    if options.shrink && from_environment("PROPTEST_MAX_SHRINK_ITERS") {
+        // Kept as the environment set it: `PROPTEST_MAX_SHRINK_ITERS=0` reports the
+        // first failing case at once (mutation testing wants only the verdict).
+    } else if options.shrink {
         config.max_shrink_iters = 2048;
         config.max_shrink_time = 120_000;
     } else {

@@ -41,7 +41,9 @@ pub mod cpu {
         match (supported, required) {
             (true, _) => Ok(()),
             (false, true) => panic!("BRT_REQUIRE_SIMD names `{level}`, but this CPU has no {level} instructions"),
-            (false, false) => Err(Skip::new(format!("this CPU has no {level} instructions"))),
+            (false, false) => Err(Skip::new(format!(
+                "this CPU has no {level} instructions (BRT_REQUIRE_SIMD={level} makes this a failure)"
+            ))),
         }
     }
 
