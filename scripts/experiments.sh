@@ -135,4 +135,20 @@ EOF
 done
 echo >> "$table"
 echo "Plots: $(for c in $CORPORA; do printf '[%s](%s.png) ' "$c" "$c"; done)" >> "$table"
+# The runs' own held-out evaluations during training (first EVAL_BYTES bytes of
+# each held-out document), from each run's log: where the curves cross, and
+# whether a longer run would change the order.
+python3 - "$runs" "$CORPORA" "$MODELS" >> "$table" <<'PY'
+import json, sys
+runs, corpora, models = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+for corpus in corpora:
+    curves = {m: {e["step"]: e["bits_per_byte"] for e in json.load(open(f"{runs}/{corpus}-{m}/log.json"))["evaluations"]}
+              for m in models}
+    steps = sorted(set().union(*curves.values()))
+    print(f"\nHeld-out bits/byte during training, {corpus}:\n")
+    print("| step | " + " | ".join(models) + " |")
+    print("|---" * (len(models) + 1) + "|")
+    for step in steps:
+        print(f"| {step} | " + " | ".join("%.4f" % curves[m][step] if step in curves[m] else "-" for m in models) + " |")
+PY
 cat "$table"
