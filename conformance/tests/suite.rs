@@ -36,6 +36,8 @@ conformance::suite!(cpu_bf16, common::cpu::Bf16);
 conformance::suite!(cpu_smallest_tiles_scalar, common::cpu::SmallestScalar);
 #[cfg(feature = "cpu")]
 conformance::suite!(cpu_smallest_tiles, common::cpu::Smallest);
+#[cfg(feature = "cpu")]
+conformance::suite!(cpu_attention_tiles, common::cpu::AttentionTiles);
 
 /// wgpu on whatever adapter `WGPU_BACKEND` picks; no adapter is a skip (a
 /// failure under `BRT_REQUIRE_GPU=1`).

@@ -116,6 +116,20 @@ pub mod cpu {
     factory!(Avx512Bf16, "cpu-avx512-bf16", level(SimdLevel::Avx512), WeightDtype::Bf16);
     factory!(NeonF16, "cpu-neon-f16", level(SimdLevel::Neon), WeightDtype::F16);
     factory!(NeonBf16, "cpu-neon-bf16", level(SimdLevel::Neon), WeightDtype::Bf16);
+    /// The smallest tiles, except attention tiles of 3 x 5 micro-tiles, and the
+    /// scratch sized for the widest head the suite draws (32, the q8_0 models'):
+    /// the one backend whose largest scratch need is the forward attention's,
+    /// exactly what those heads use (at the default tiles the product's block
+    /// decides, at the smallest the backward attention's), so the size of that
+    /// need is held to account.
+    fn attention_tiles() -> Options {
+        let level = SimdLevel::detect();
+        let (mr, nr) = level.micro_tile();
+        let tiles = Tiles { attention_queries: 3 * mr, attention_keys: 5 * nr, ..Tiles::smallest(level) };
+        Options { tiles: Some(tiles), max_head_dim: 32, ..Options::default() }
+    }
+
     factory!(SmallestScalar, "cpu-scalar-smallest-tiles", smallest(Some(SimdLevel::Scalar)), WeightDtype::F32);
+    factory!(AttentionTiles, "cpu-attention-tiles", attention_tiles(), WeightDtype::F32);
     factory!(Smallest, "cpu-smallest-tiles", smallest(None), WeightDtype::F32);
 }
