@@ -353,6 +353,10 @@ unsafe fn block_scale<S: Simd>(block: &[u8]) -> S::V {
 /// values and `scales` its scale; the CPU must support `S`.
 #[inline(always)]
 unsafe fn block_term<S: Simd>(d_w: S::V, block: &[u8], quants: &[i8], scales: &[f32], b: usize, sum: S::V) -> S::V {
+    // The contract, checked where tests run (debug assertions): a caller that
+    // passed too short a slice would still read the right memory here, so
+    // without this a wrong length could never fail a test.
+    debug_assert!(block.len() >= Q8_0_BLOCK_BYTES && quants.len() >= (b + 1) * Q8_0_BLOCK);
     // SAFETY: the caller's contract.
     unsafe {
         let d = S::mul(d_w, S::splat(scales[b]));
