@@ -66,14 +66,13 @@ fn config(check: &'static str, default_cases: u32, options: &Options) -> Config 
     } else {
         None
     };
-    if options.shrink && from_environment("PROPTEST_MAX_SHRINK_ITERS") {
-        // Kept as the environment set it: `PROPTEST_MAX_SHRINK_ITERS=0` reports the
-        // first failing case at once (mutation testing wants only the verdict).
-    } else if options.shrink {
+    if !options.shrink {
+        config.max_shrink_iters = 0;
+    } else if !from_environment("PROPTEST_MAX_SHRINK_ITERS") {
+        // Otherwise kept as the environment set it: `PROPTEST_MAX_SHRINK_ITERS=0`
+        // reports the first failing case at once (mutation testing wants only the verdict).
         config.max_shrink_iters = 2048;
         config.max_shrink_time = 120_000;
-    } else {
-        config.max_shrink_iters = 0;
     }
     config
 }
