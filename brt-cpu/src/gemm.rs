@@ -317,11 +317,33 @@ pub(crate) unsafe fn tile<S: Simd>(
 
 /// Packs rows `i0 .. i0+mc`, columns `p0 .. p0+kc` of `A` into `kc x MR` panels
 /// (rows past the end are zero).
+///
+/// A whole panel is written step by step (each step's `MR` values side by side,
+/// read from `MR` row streams): contiguous stores, no bounds check per value. This
+/// matters where `C` is narrow (a product with 256 columns does only 16 cycles of
+/// arithmetic per packed value).
 #[inline(always)]
 pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    const { assert!(S::MR <= MAX_MR) };
     for (panel, out) in dst.chunks_exact_mut(kc * S::MR).take(mc.div_ceil(S::MR)).enumerate() {
+        let r0 = panel * S::MR;
+        if r0 + S::MR <= mc {
+            let mut rows: [&[f32]; MAX_MR] = [&[]; MAX_MR];
+            for (ii, row) in rows.iter_mut().take(S::MR).enumerate() {
+                *row = &a[(i0 + r0 + ii) * lda + p0..][..kc];
+            }
+            for (p, step) in out.chunks_exact_mut(S::MR).enumerate() {
+                for (value, row) in step.iter_mut().zip(&rows) {
+                    // SAFETY: each of the first `MR` rows holds `kc` values (sliced
+                    // above) and `p < kc`: `out` holds `kc * MR` values, so it has
+                    // `kc` steps.
+                    *value = unsafe { *row.get_unchecked(p) };
+                }
+            }
+            continue;
+        }
         for ii in 0..S::MR {
-            let r = panel * S::MR + ii;
+            let r = r0 + ii;
             if r < mc {
                 let src = &a[(i0 + r) * lda + p0..][..kc];
                 for (p, &v) in src.iter().enumerate() {
@@ -335,6 +357,9 @@ pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: u
         }
     }
 }
+
+/// The largest `MR` of any level (AVX-512's).
+const MAX_MR: usize = 12;
 
 /// As [`pack_a`], with each value replaced by the one the product with Q8_0
 /// weights uses: its block of 32 along `k` (of the whole row, which may reach
@@ -383,9 +408,15 @@ pub(crate) fn pack_a_transposed<S: Simd>(
         let r0 = panel * S::MR;
         let rows = S::MR.min(mc - r0);
         for (p, step) in out.chunks_exact_mut(S::MR).enumerate() {
-            let src = &a[(p0 + p) * lda + i0 + r0..][..rows];
-            step[..rows].copy_from_slice(src);
-            step[rows..].fill(0.0);
+            let src = &a[(p0 + p) * lda + i0 + r0..];
+            if rows == S::MR {
+                // A copy of a length known at compile time: a few moves, where a
+                // copy of `rows` values is a call to `memmove` per step.
+                step.copy_from_slice(&src[..S::MR]);
+            } else {
+                step[..rows].copy_from_slice(&src[..rows]);
+                step[rows..].fill(0.0);
+            }
         }
     }
 }
