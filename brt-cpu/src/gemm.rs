@@ -429,18 +429,25 @@ pub(crate) fn pack_b<S: Simd>(b: BSource<'_>, p0: usize, kc: usize, j0: usize, n
     let panels = nc.div_ceil(nr);
     match b {
         BSource::InOut(w, ld) => {
-            // Row by row, so the weights stream in memory order (each row's `nc`
-            // values are contiguous); the packed block is cache-resident.
-            for p in 0..kc {
-                let at = (p0 + p) * ld + j0;
+            // A few rows at a time across all panels: the weights stream in
+            // memory order (each row's `nc` values are contiguous, a few rows
+            // side by side), and each panel receives a contiguous run of those
+            // rows. (One row at a time wrote one vector per panel, panels `kc * NR`
+            // values apart: the stores fell into the same few cache sets.)
+            const ROWS: usize = 8;
+            for p_block in (0..kc).step_by(ROWS) {
+                let block = p_block..(p_block + ROWS).min(kc);
                 for panel in 0..panels {
-                    let row = &mut dst[(panel * kc + p) * nr..][..nr];
                     let width = nr.min(nc - panel * nr);
-                    if width == nr {
-                        widen_full::<S>(w, at + panel * nr, row);
-                    } else {
-                        w.widen(at + panel * nr, &mut row[..width]);
-                        row[width..].fill(0.0);
+                    for p in block.clone() {
+                        let at = (p0 + p) * ld + j0 + panel * nr;
+                        let row = &mut dst[(panel * kc + p) * nr..][..nr];
+                        if width == nr {
+                            widen_full::<S>(w, at, row);
+                        } else {
+                            w.widen(at, &mut row[..width]);
+                            row[width..].fill(0.0);
+                        }
                     }
                 }
             }
