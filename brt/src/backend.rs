@@ -335,12 +335,42 @@ impl BackendOptions {
     pub(crate) fn cpu(&self) -> Result<brt_cpu::Cpu<Heap>> {
         let defaults = brt_cpu::Options::default();
         let options = brt_cpu::Options {
+            level: Some(cpu_simd_level()?),
             threads: self.thread_count(),
             max_head_dim: self.max_head_dim.max(defaults.max_head_dim),
             ..defaults
         };
         Ok(brt_cpu::Cpu::with_options(Heap, options)?)
     }
+}
+
+/// The SIMD level the CPU backend runs at: the one named by the environment
+/// variable `BRT_SIMD` (`scalar`, `avx2`, `avx512` or `neon`), else the fastest
+/// this CPU runs well ([`brt_cpu::SimdLevel::detect`]). The variable lets anyone
+/// measure or test another level the processor has (as PyTorch's
+/// `ATEN_CPU_CAPABILITY` does); a name that is no level, or a level this CPU
+/// lacks, is an error.
+///
+/// ```
+/// let level = brt::backend::cpu_simd_level()?;
+/// assert!(level.is_supported());
+/// # Ok::<(), brt::Error>(())
+/// ```
+#[cfg(feature = "cpu")]
+pub fn cpu_simd_level() -> Result<brt_cpu::SimdLevel> {
+    use brt_cpu::SimdLevel;
+    let Some(name) = std::env::var_os("BRT_SIMD") else {
+        return Ok(SimdLevel::detect());
+    };
+    let names = SimdLevel::ALL.map(SimdLevel::name).join(", ");
+    let level = name.to_str().and_then(SimdLevel::from_name).ok_or_else(|| {
+        Error::Invalid(format!("BRT_SIMD={name:?} names no SIMD level: use one of {names}, or unset it"))
+    })?;
+    if !level.is_supported() {
+        let here = SimdLevel::available().map(SimdLevel::name).collect::<Vec<_>>().join(", ");
+        return Err(Error::Invalid(format!("BRT_SIMD={level}: this CPU lacks {level} (it has {here})")));
+    }
+    Ok(level)
 }
 
 /// Runs `job` on a new instance of backend `kind` with default settings (one

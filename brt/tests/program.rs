@@ -461,6 +461,43 @@ fn bench_train_reports_training_rates_and_phases() {
     assert_eq!(code, 2, "{err}");
 }
 
+/// `BRT_SIMD` picks the CPU backend's SIMD level: the reports name the level
+/// that ran (the detected one by default, the chosen one otherwise); a name that
+/// is no level, or a level this CPU lacks, is a clear error.
+#[test]
+#[cfg(feature = "cpu")]
+fn bench_reports_the_simd_level_brt_simd_chooses() {
+    let bench = |level: Option<&str>| {
+        let mut command = std::process::Command::new(common::brt_bin());
+        command.args(["bench", "--config", "tiny", "--tokens", "16", "--repetitions", "1", "--gemm-size", "0"]);
+        command.args(["--threads", "1", "--json"]);
+        match level {
+            Some(level) => command.env("BRT_SIMD", level),
+            None => command.env_remove("BRT_SIMD"),
+        };
+        let out = command.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "{err}");
+        (out.status.code(), serde_json::from_slice::<serde_json::Value>(&out.stdout).ok(), err)
+    };
+    let (code, json, err) = bench(None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json.unwrap()["simd"], brt_cpu::SimdLevel::detect().name());
+    for level in brt_cpu::SimdLevel::ALL {
+        let (code, json, err) = bench(Some(level.name()));
+        if level.is_supported() {
+            assert_eq!(code, Some(0), "{level}: {err}");
+            assert_eq!(json.unwrap()["simd"], level.name());
+        } else {
+            assert_eq!(code, Some(1), "{level}: {err}");
+            assert!(err.contains(&format!("this CPU lacks {level}")), "{err}");
+        }
+    }
+    let (code, _, err) = bench(Some("avx9000"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("names no SIMD level: use one of scalar, avx2, avx512, neon"), "{err}");
+}
+
 /// `brt bench --model M` measures the user's own model, in its own storage type.
 #[test]
 fn bench_measures_a_given_model() {

@@ -72,11 +72,31 @@ fn measured(values: &[f64]) -> Option<serde_json::Value> {
     (!values.is_empty()).then(|| serde_json::json!({"min": min, "median": median, "max": max, "each": values}))
 }
 
+/// The CPU backend's SIMD level (`BRT_SIMD` can choose another; `None` for
+/// other backends), reported with every figure so it says what produced it.
+fn simd_level(backend: BackendKind) -> Result<Option<&'static str>, Error> {
+    #[cfg(feature = "cpu")]
+    if backend == BackendKind::Cpu {
+        return Ok(Some(brt::backend::cpu_simd_level()?.name()));
+    }
+    Ok(None)
+}
+
+/// The backend as the text reports name it: `cpu (avx2)`, `wgpu`.
+fn backend_label(backend: BackendKind) -> Result<String, Error> {
+    Ok(match simd_level(backend)? {
+        Some(level) => format!("{} ({level})", backend.name()),
+        None => backend.name().to_string(),
+    })
+}
+
 /// `fields` with what every measurement reports: what ran, and its rates.
 fn with_rates(name: &str, args: &BenchArgs, result: &BenchResult, mut fields: serde_json::Value) -> serde_json::Value {
     let common = serde_json::json!({
         "config": name,
         "backend": args.backend.name(),
+        // The level was read when the backend was made: it cannot fail here.
+        "simd": simd_level(args.backend).ok().flatten(),
         "threads": args.threads,
         "seconds": result.seconds,
         "tokens_per_second": result.tokens_per_second,
@@ -163,7 +183,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         let mut text = format!(
             "{} on {} (threads {}, batch {}, {} tokens per document, chunk {}, {} weights)\n",
             name,
-            args.backend,
+            backend_label(args.backend)?,
             args.threads,
             batch,
             tokens,
@@ -231,7 +251,11 @@ fn run_training(args: &BenchArgs, weights: &brt::weights::ModelWeights, name: &s
     } else {
         let mut text = format!(
             "training {name} on {} (threads {}, batch {}, segment {}, {} steps per repetition, f32)\n",
-            args.backend, args.threads, spec.batch, spec.segment, spec.steps
+            backend_label(args.backend)?,
+            args.threads,
+            spec.batch,
+            spec.segment,
+            spec.steps
         );
         text += &format!("  {:.0} tokens/s (median of {})\n", rate.tokens_per_second, rate.seconds.len());
         text += &format!(
