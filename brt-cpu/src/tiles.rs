@@ -71,10 +71,6 @@ pub struct Tiles {
     pub linear_chunk: usize,
 }
 
-/// Bytes of a packed `B` panel (`kc x NR` f32) at the default tiles: half of a
-/// 32 KiB L1 data cache, leaving room for the `A` panel and the tile of `C`.
-const PANEL_BYTES: usize = 16 * 1024;
-
 impl Tiles {
     /// The largest value of any size (it keeps every scratch formula far from
     /// overflowing).
@@ -94,14 +90,17 @@ impl Tiles {
 
     /// The fastest tiles at `level`, the backend's defaults.
     ///
-    /// Products: a `B` panel of 16 KiB (`kc` at most 256, a multiple of 8), 144
-    /// rows of `A` per block (L2), 4096 columns per packed `B` block (L3; fewer
-    /// passes over `A` and `C` than 1024 columns). Few-row products: 4096 columns
+    /// Products: 256 steps of the inner dimension per block (a `B` panel of 16 KiB
+    /// with AVX2, half the L1; 32 KiB with AVX-512's 32 columns: on an Intel Xeon
+    /// with a 48 KiB L1 its former 128 steps passed over `C` twice as often and
+    /// `paper`'s forward ran 15 to 25% slower), 144 rows of `A` per block (L2),
+    /// 4096 columns per packed `B` block (L3; fewer passes over `A` and `C` than
+    /// 1024 columns). Few-row products: 4096 columns
     /// (each weight row read in runs of 8 KiB of f16; runs of 512 columns read
     /// the paper model's weights at half the rate).
     /// Attention: 96 queries per task, keys in tiles of 192; its backward 48 and
     /// 96, keeping up to 8 key tiles between its sweeps. Linear attention: chunks
-    /// of 64 tokens. About 4.4 MiB per thread with AVX2.
+    /// of 64 tokens. About 4.1 MiB per thread with AVX2 or AVX-512.
     ///
     /// They are what a backend uses when [`crate::Options::tiles`] is `None`, and
     /// suit their level:
@@ -112,7 +111,7 @@ impl Tiles {
     /// let tiles = Tiles::default_for(SimdLevel::Scalar);
     /// assert_eq!(tiles.check(SimdLevel::Scalar), Ok(()));
     /// assert_eq!((tiles.attention_queries, tiles.attention_keys, tiles.linear_chunk), (96, 192, 64));
-    /// // A packed `B` panel (`kc x NR` f32 values) takes at most 16 KiB.
+    /// // A packed `B` panel (`kc x NR` f32 values) takes at most 16 KiB (AVX2).
     /// let (_, nr) = SimdLevel::Avx2.micro_tile();
     /// assert!(Tiles::default_for(SimdLevel::Avx2).gemm_kc * nr * 4 <= 16 * 1024);
     ///
@@ -137,8 +136,7 @@ impl Tiles {
 
     /// The default `(gemm_kc, gemm_mc, gemm_nc)` for micro-tile `(mr, nr)`.
     pub(crate) const fn default_gemm((mr, nr): (usize, usize)) -> (usize, usize, usize) {
-        let kc = PANEL_BYTES / 4 / nr;
-        (if kc > 256 { 256 } else { kc / 8 * 8 }, 144usize.div_ceil(mr) * mr, 4096 / nr * nr)
+        (256, 144usize.div_ceil(mr) * mr, 4096 / nr * nr)
     }
 
     /// The least scratch at `level`: every size at its minimum (one micro-tile,
@@ -256,13 +254,13 @@ mod tests {
             assert_eq!(Tiles::default_for(level).check(level), Ok(()), "{level}");
             assert_eq!(Tiles::smallest(level).check(level), Ok(()), "{level}");
         }
-        // Today's blocking, exactly: kc fills a 16 KiB panel (at most 256).
+        // Today's blocking, exactly: 256 steps at every level.
         let avx2 = Tiles::default_for(SimdLevel::Avx2);
         assert_eq!((avx2.gemm_kc, avx2.gemm_mc, avx2.gemm_nc), (256, 144, 4096));
         let neon = Tiles::default_for(SimdLevel::Neon);
         assert_eq!((neon.gemm_kc, neon.gemm_mc, neon.gemm_nc), (256, 144, 4092));
         let avx512 = Tiles::default_for(SimdLevel::Avx512);
-        assert_eq!((avx512.gemm_kc, avx512.gemm_nc), (128, 4096));
+        assert_eq!((avx512.gemm_kc, avx512.gemm_nc), (256, 4096));
     }
 
     #[test]
