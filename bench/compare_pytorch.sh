@@ -117,7 +117,7 @@ for threads in $THREADS; do
         # "trained N steps in S s (R tokens/s; Q tokens/s in the steps alone, ...)" -> Q: the
         # steps alone, as the peer times its loop (no checkpoint or model written).
         ours_rate=$(sed -E 's/.*; ([0-9.]+) tokens\/s in the steps alone.*/\1/' <<<"$ours")
-        echo "  round $round: brt ${ours%%;*} = $ours_rate tokens/s (process CPU time $brt_cpu s, whole run)"
+        echo "  round $round: brt ${ours%%;*}); $ours_rate tokens/s in the steps alone (process CPU time $brt_cpu s, whole run)"
         peer_rates+=("$(rate "$peer")")
         ours_rates+=("$ours_rate")
         peer_cpu+=("$(sed -E 's/.*process CPU time ([0-9.]+) s.*/\1/' <<<"$peer")")

@@ -308,7 +308,9 @@ where
     }
 
     /// A new session of `batch` documents, each starting fresh, fed at most
-    /// `chunk` tokens per row per call (larger is faster and takes more memory).
+    /// `chunk` tokens per row per call (larger takes more memory, and is faster
+    /// until a call's activations leave the cache: on an Intel Xeon with a 2 MiB
+    /// L2, `small` ran 12% faster in calls of 512 tokens than of 2048).
     ///
     /// A new session starts fresh at the beginning of a block:
     ///
