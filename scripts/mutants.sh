@@ -20,6 +20,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || { echo "cargo-mutants is not installed: cargo install cargo-mutants --locked" >&2; exit 2; }
 export CI=1 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 PROPTEST_MAX_SHRINK_ITERS=0
+# Every SIMD level this CPU has must run: a mutant that makes the detection hide
+# one would otherwise only skip that level's checks (loudly, but passing). The
+# levels come from the kernel's own report (/proc/cpuinfo), not from the code
+# under test, with brt-cpu's rules (AVX2 with FMA and F16C; AVX-512F).
+if [ -z "${BRT_REQUIRE_SIMD+set}" ] && [ -r /proc/cpuinfo ]; then
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+    levels=scalar
+    case "$flags" in *" avx2 "*) case "$flags" in *" fma "*) case "$flags" in *" f16c "*) levels+=,avx2 ;; esac ;; esac ;; esac
+    case "$flags" in *" avx512f "*) levels+=,avx512 ;; esac
+    export BRT_REQUIRE_SIMD=$levels
+fi
 # cargo-mutants' own baseline runs the tests of the mutated packages (brt-core has
 # no `suite`), not the configured ones, so the unmutated tree is tested here. A
 # mutant's tests take 1.5 to 2.5 minutes on a loaded 2-core machine when it
