@@ -13,7 +13,7 @@ mod hostile_support;
 use brt::meliad::ImportOptions;
 use brt::{Engine, ModelWeights, WeightBuffer};
 use brt_core::{Config, GateKind, LayerSet, Reference, StateLayout, WeightDtype};
-use brt_cpu::Heap;
+use brt_heap::Heap;
 use common::*;
 use hostile_support::*;
 use safetensors::Dtype;
@@ -1062,7 +1062,7 @@ fn files_cut_at_every_byte_are_rejected() {
         // Aligned like a mapping, as the weights are used in place.
         let mut words = vec![0u64; cut.div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..cut].copy_from_slice(&gguf[..cut]);
-        let bytes = brt_cpu::SharedBytes::new(Words(words)).slice(0..cut).unwrap();
+        let bytes = brt_heap::SharedBytes::new(Words(words)).slice(0..cut).unwrap();
         let err = brt::gguf::MappedModel::from_bytes(bytes).unwrap_err();
         assert!(err.contains("cut short"), "model file cut at {cut}: {err}");
     }
