@@ -95,9 +95,9 @@ impl Tiles {
     /// with a 48 KiB L1 its former 128 steps passed over `C` twice as often and
     /// `paper`'s forward ran 15 to 25% slower), 144 rows of `A` per block (L2),
     /// 4096 columns per packed `B` block (L3; fewer passes over `A` and `C` than
-    /// 1024 columns). Few-row products: 4096 columns
-    /// (each weight row read in runs of 8 KiB of f16; runs of 512 columns read
-    /// the paper model's weights at half the rate).
+    /// 1024 columns). Few-row products: 4096 columns (each weight row read in
+    /// runs of 8 KiB of f16; runs of 512 columns read the paper model's weights
+    /// at half the rate).
     /// Attention: 96 queries per task, keys in tiles of 192; its backward 48 and
     /// 96, keeping up to 8 key tiles between its sweeps. Linear attention: chunks
     /// of 64 tokens. About 4.1 MiB per thread with AVX2 or AVX-512.
