@@ -26,9 +26,10 @@ export CI=1 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 PROPTEST_MAX_SHRINK_ITERS=0
 # under test, with brt-cpu's rules (AVX2 with FMA and F16C; AVX-512F).
 if [ -z "${BRT_REQUIRE_SIMD+set}" ] && [ -r /proc/cpuinfo ]; then
     flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+    has() { [[ $flags == *" $1 "* ]]; }
     levels=scalar
-    case "$flags" in *" avx2 "*) case "$flags" in *" fma "*) case "$flags" in *" f16c "*) levels+=,avx2 ;; esac ;; esac ;; esac
-    case "$flags" in *" avx512f "*) levels+=,avx512 ;; esac
+    if has avx2 && has fma && has f16c; then levels+=,avx2; fi
+    if has avx512f; then levels+=,avx512; fi
     export BRT_REQUIRE_SIMD=$levels
 fi
 # cargo-mutants' own baseline runs the tests of the mutated packages (brt-core has
