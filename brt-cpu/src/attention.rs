@@ -15,7 +15,7 @@
 //! distance, so that the biases of a row's keys (distances falling by one per key)
 //! are a contiguous run of it and the logits take one vector pass.
 
-use crate::gemm::{pack_a, pack_b, BSource};
+use crate::gemm::{pack_a, pack_b, pack_panel, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
 use crate::tiles::Tiles;
@@ -431,12 +431,7 @@ fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: 
             }
             // P (rows r0.., keys c_lo..c_hi) as an A panel, then acc += P V.
             let kc = c_hi - c_lo;
-            for p in 0..kc {
-                for ii in 0..S::MR {
-                    let r = r0 + ii;
-                    ppack[p * S::MR + ii] = if r < r1 { scores[r * k_tile + c_lo + p] } else { 0.0 };
-                }
-            }
+            pack_panel::<S>(scores, k_tile, (r0, r1), (c_lo, kc), S::MR, ppack);
             for dp in 0..dh_pad / S::NR {
                 // SAFETY: the P panel holds `kc*MR` values; the V panel `dp` starts
                 // at `dp*kt*NR` and holds `kt*NR`, of which rows c_lo..c_hi are

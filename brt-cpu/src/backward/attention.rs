@@ -20,7 +20,7 @@
 
 use super::take;
 use crate::attention::round_up;
-use crate::gemm::{pack_a, pack_b, tile, BSource};
+use crate::gemm::{pack_a, pack_b, pack_panel, tile, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
 use crate::tiles::Tiles;
@@ -314,12 +314,7 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
                     if sweep == 1 {
                         // dQ[r0..r1] += dS'[r0..r1, c_lo..c_hi] K[c_lo..c_hi].
                         let kc = c_hi - c_lo;
-                        for p in 0..kc {
-                            for ii in 0..S::MR {
-                                let r = r0 + ii;
-                                a_panel[p * S::MR + ii] = if r < r1 { dp_tile[r * k_tile + c_lo + p] } else { 0.0 };
-                            }
-                        }
+                        pack_panel::<S>(dp_tile, k_tile, (r0, r1), (c_lo, kc), S::MR, a_panel);
                         for dp in 0..dq_panels {
                             let cols = S::NR.min(dh - dp * S::NR);
                             // SAFETY: the A panel holds `kc*MR` values; the K panel

@@ -138,6 +138,16 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: SSE, part of every x86-64 CPU; a prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    }
+    #[inline(always)]
+    unsafe fn transpose4(rows: [*const f32; 4], len: usize, dst: *mut f32, stride: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { transpose4(rows, len, dst, stride) }
+    }
+    #[inline(always)]
     unsafe fn micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: Epilogue) {
         // SAFETY: forwarded contract.
         unsafe { micro_generic::<Avx2, 6, 2>(kc, a, b, c, ldc, ep) }
@@ -162,5 +172,38 @@ pub(crate) unsafe fn dot_q8(w: *const i8, x: *const i8) -> __m256 {
         let signed_x = _mm256_sign_epi8(x, w);
         let pairs = _mm256_maddubs_epi16(magnitude, signed_x);
         _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+}
+
+/// [`Simd::transpose4`] eight steps at a time: four 8-value rows become eight
+/// 4-value steps through 8 in-lane shuffles (each 256-bit result holds step `p`
+/// in its low half and `p + 4` in its high half), then 16-byte stores.
+///
+/// # Safety
+/// As [`Simd::transpose4`]; the CPU must support AVX.
+#[inline(always)]
+pub(crate) unsafe fn transpose4(rows: [*const f32; 4], len: usize, dst: *mut f32, stride: usize) {
+    // SAFETY: every load reads steps `p .. p + 8 <= len` of a row, and every
+    // store writes the 4 values `r < 4` of a step `< len` (the caller's contract).
+    unsafe {
+        let mut p = 0;
+        while p + 8 <= len {
+            let [r0, r1, r2, r3] = rows.map(|row| _mm256_loadu_ps(row.add(p)));
+            let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+            let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+            let steps = [
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xee>(t0, t2),
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xee>(t1, t3),
+            ];
+            let out = dst.add(p * stride);
+            for (i, s) in steps.into_iter().enumerate() {
+                _mm_storeu_ps(out.add(i * stride), _mm256_castps256_ps128(s));
+                _mm_storeu_ps(out.add((i + 4) * stride), _mm256_extractf128_ps::<1>(s));
+            }
+            p += 8;
+        }
+        super::transpose4_copies(rows, p..len, dst, stride);
     }
 }

@@ -130,6 +130,17 @@ impl Simd for Avx512 {
         unsafe { _mm512_reduce_max_ps(v) }
     }
     #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: SSE, part of every x86-64 CPU; a prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    }
+    #[inline(always)]
+    unsafe fn transpose4(rows: [*const f32; 4], len: usize, dst: *mut f32, stride: usize) {
+        // SAFETY: forwarded contract; the entry enables AVX2 too. (Sixteen steps
+        // at a time would store as many 16-byte steps per value: no faster.)
+        unsafe { super::avx2::transpose4(rows, len, dst, stride) }
+    }
+    #[inline(always)]
     unsafe fn micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: Epilogue) {
         // SAFETY: forwarded contract.
         unsafe { micro_generic::<Avx512, 12, 2>(kc, a, b, c, ldc, ep) }

@@ -360,10 +360,52 @@ pub(crate) trait Simd: Copy {
     unsafe fn hsum(v: Self::V) -> f32;
     /// Maximum of the lanes.
     unsafe fn hmax(v: Self::V) -> f32;
+    /// Four rows laid side by side, the transpose at the heart of packing:
+    /// `dst[p*stride + r] = rows[r][p]` for `r < 4`, `p < len`. Plain copies
+    /// here; levels with shuffles transpose in registers (the compiler's own
+    /// vectorisation of the copies is a scatter, a few times slower).
+    ///
+    /// # Safety
+    /// Each row must be valid for `len` reads and `dst` for writes at every
+    /// `p*stride + r` above; the CPU must support the level.
+    #[inline(always)]
+    unsafe fn transpose4(rows: [*const f32; 4], len: usize, dst: *mut f32, stride: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { transpose4_copies(rows, 0..len, dst, stride) }
+    }
+    /// Hints that the cache line holding `p` will be read soon (nothing where
+    /// the level has no such hint).
+    ///
+    /// # Safety
+    /// The CPU must support the level (the hint itself reads nothing: any
+    /// address is allowed).
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        let _ = p;
+    }
     /// The micro-kernel: `C[MR x NR] (op)= alpha * A_panel . B_panel` over `kc`
     /// steps, `A_panel` packed `kc x MR`, `B_panel` packed `kc x NR`, `C` with row
     /// stride `ldc`.
     unsafe fn micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: Epilogue);
+}
+
+/// [`Simd::transpose4`] value by value, over the steps `steps`.
+///
+/// # Safety
+/// As [`Simd::transpose4`] with `len = steps.end`.
+#[inline(always)]
+pub(crate) unsafe fn transpose4_copies(
+    rows: [*const f32; 4],
+    steps: core::ops::Range<usize>,
+    dst: *mut f32,
+    stride: usize,
+) {
+    for p in steps {
+        for (r, row) in rows.iter().enumerate() {
+            // SAFETY: the caller's contract: `p < len`, `r < 4`.
+            unsafe { *dst.add(p * stride + r) = *row.add(p) };
+        }
+    }
 }
 
 /// The micro-kernel body shared by every level: `MR` rows by `NV` vectors.
