@@ -19,7 +19,7 @@ use crate::gemm::{pack_a, pack_b, pack_panel, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
 use crate::tiles::Tiles;
-use crate::vector::{axpy, dot, exp_shifted_sum, max_of, scale, scale_add, scale_add_const};
+use crate::vector::{axpy, dot, exp, exp_shifted_sum, max_of, scale, scale_add, scale_add_const};
 use crate::weights::WSlice;
 use brt_core::desc::{Attention, Mask};
 use brt_core::params::T5_BUCKETS;
@@ -170,7 +170,7 @@ fn softmax_step<S: Simd>(
     let previous = *row_max;
     let new_max = max_of::<S>(seen, previous);
     let sum = exp_shifted_sum::<S>(seen, new_max);
-    let correction = libm::expf(previous - new_max);
+    let correction = exp::<S>(previous - new_max);
     *row_sum = *row_sum * correction + sum;
     if correction != 1.0 {
         scale::<S>(acc, correction);
@@ -231,7 +231,7 @@ fn attend_query<S: Simd>(
         jt += kt;
     }
     for g in 0..group {
-        let inv = 1.0 / (sum[g] + libm::expf(SAFE_SOFTMAX_FLOOR - max[g]));
+        let inv = 1.0 / (sum[g] + exp::<S>(SAFE_SOFTMAX_FLOOR - max[g]));
         for o in &mut acc[g * dh_pad..][..dh] {
             *o *= inv;
         }
@@ -452,7 +452,7 @@ fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: 
         jt += kt;
     }
     for i in 0..qt {
-        let denominator = row_sum[i] + libm::expf(SAFE_SOFTMAX_FLOOR - row_max[i]);
+        let denominator = row_sum[i] + exp::<S>(SAFE_SOFTMAX_FLOOR - row_max[i]);
         let inv = 1.0 / denominator;
         let src = &acc[i * dh_pad..][..dh];
         // SAFETY: query i0+i of row b, head h: `(i0+i)*ld + col0 + dh` is within the

@@ -1,7 +1,7 @@
 //! Row-wise kernels: RMS norm, per-head l2 normalisation, adding state ids.
 
 use crate::simd::{Simd, WithSimd};
-use crate::vector::{add_assign, scale, scale_mul, sum_squares};
+use crate::vector::{add_assign, scale, scale_mul, sqrt, sum_squares};
 use crate::weights::{for_each_run, WSlice};
 use brt_core::primitives::{L2_EPSILON, RMS_EPSILON};
 
@@ -20,7 +20,7 @@ impl WithSimd for RmsNorm<'_> {
         let dim = self.dim;
         for (x, y) in self.x.chunks_exact(dim).zip(self.out.chunks_exact_mut(dim)) {
             let mean_square = sum_squares::<S>(x) / dim as f32;
-            let inv = 1.0 / libm::sqrtf(mean_square + RMS_EPSILON);
+            let inv = 1.0 / sqrt::<S>(mean_square + RMS_EPSILON);
             for_each_run(self.scale, |start, w| {
                 scale_mul::<S>(&x[start..], inv, w, &mut y[start..]);
             });
@@ -39,7 +39,7 @@ impl WithSimd for L2Normalize<'_> {
     #[inline(always)]
     fn with<S: Simd>(self) {
         for head in self.x.chunks_exact_mut(self.head_dim) {
-            let inv = 1.0 / libm::sqrtf(sum_squares::<S>(head) + L2_EPSILON);
+            let inv = 1.0 / sqrt::<S>(sum_squares::<S>(head) + L2_EPSILON);
             scale::<S>(head, inv);
         }
     }

@@ -50,6 +50,13 @@ pub(crate) fn scale_mul<S: Simd>(x: &[f32], factor: f32, w: &[f32], out: &mut [f
     }
 }
 
+/// The square root of `x` by the level's instruction ([`Simd::sqrt1`]).
+#[inline(always)]
+pub(crate) fn sqrt<S: Simd>(x: f32) -> f32 {
+    // SAFETY: no memory access; the level is the one dispatch entered.
+    unsafe { S::sqrt1(x) }
+}
+
 /// `x *= factor`.
 #[inline(always)]
 pub(crate) fn scale<S: Simd>(x: &mut [f32], factor: f32) {
@@ -201,15 +208,23 @@ pub(crate) fn exp_shifted_sum<S: Simd>(x: &mut [f32], m: f32) -> f32 {
     };
     for v in &mut x[n..] {
         // The same vector routine for the tail keeps every element computed alike.
-        let mut lane = [0f32; 16];
-        lane[0] = *v - m;
-        // SAFETY: `lane` holds 16 >= LANES values.
-        let e = unsafe {
-            S::store(lane.as_mut_ptr(), S::exp(S::load(lane.as_ptr())));
-            lane[0]
-        };
+        let e = exp::<S>(*v - m);
         *v = e;
         total += e;
     }
     total
+}
+
+/// `exp(x)` of one value by the level's vector routine ([`Simd::exp`], for
+/// `x <= 88`): computed like the vectors' values, and inside the level's code
+/// (a call to `libm::expf` from AVX code clears the vector registers' upper
+/// halves first, and spills what they held).
+#[inline(always)]
+pub(crate) fn exp<S: Simd>(x: f32) -> f32 {
+    let mut lanes = [x; 16];
+    // SAFETY: `lanes` holds 16 >= LANES values.
+    unsafe {
+        S::store(lanes.as_mut_ptr(), S::exp(S::load(lanes.as_ptr())));
+    }
+    lanes[0]
 }

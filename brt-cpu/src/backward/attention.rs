@@ -24,7 +24,7 @@ use crate::gemm::{pack_a, pack_b, pack_panel, tile, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
 use crate::tiles::Tiles;
-use crate::vector::{add_assign, dot, exp_shifted_sum, max_of, scale};
+use crate::vector::{add_assign, dot, exp, exp_shifted_sum, max_of, scale};
 use crate::weights::WSlice;
 use brt_core::desc::{Attention, Mask};
 use brt_core::params::T5_BUCKETS;
@@ -285,7 +285,7 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
                             let new_max = max_of::<S>(seen, previous);
                             let sum = exp_shifted_sum::<S>(seen, new_max);
                             let d_sum = dot::<S>(seen, &dp_row[vl..vh]);
-                            let correction = libm::expf(previous - new_max);
+                            let correction = exp::<S>(previous - new_max);
                             row_inv[i] = row_inv[i] * correction + sum;
                             row_d[i] = row_d[i] * correction + d_sum;
                             row_max[i] = new_max;
@@ -390,7 +390,7 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
             }
             if sweep == 0 {
                 for i in 0..qt {
-                    let denominator = row_inv[i] + libm::expf(SAFE_SOFTMAX_FLOOR - row_max[i]);
+                    let denominator = row_inv[i] + exp::<S>(SAFE_SOFTMAX_FLOOR - row_max[i]);
                     row_inv[i] = 1.0 / denominator;
                     row_d[i] *= row_inv[i];
                 }

@@ -7,7 +7,7 @@
 //! into the task's `partial` (see `Cpu::parallel_reduce`).
 
 use crate::simd::{Simd, WithSimd};
-use crate::vector::{add_assign, dot, sum_squares};
+use crate::vector::{add_assign, dot, sqrt, sum_squares};
 use crate::weights::WSlice;
 use brt_core::desc::Activation;
 use brt_core::primitives::{sigmoid, L2_EPSILON, RMS_EPSILON};
@@ -35,7 +35,7 @@ impl WithSimd for RmsNormGrad<'_> {
         let mut s = [0f32; RUN];
         let rows = self.x.chunks_exact(dim).zip(self.d_out.chunks_exact(dim)).zip(self.d_x.chunks_exact_mut(dim));
         for ((x, dy), dx) in rows {
-            let r = 1.0 / libm::sqrtf(sum_squares::<S>(x) / dim as f32 + RMS_EPSILON);
+            let r = 1.0 / sqrt::<S>(sum_squares::<S>(x) / dim as f32 + RMS_EPSILON);
             // t = sum dy s x, run by run of widened scales.
             let mut t = 0f32;
             for c0 in (0..dim).step_by(RUN) {
@@ -74,7 +74,7 @@ impl WithSimd for L2NormalizeGrad<'_> {
     fn with<S: Simd>(self) {
         let dh = self.head_dim;
         for (x, d) in self.x.chunks_exact(dh).zip(self.d.chunks_exact_mut(dh)) {
-            let n = libm::sqrtf(sum_squares::<S>(x) + L2_EPSILON);
+            let n = sqrt::<S>(sum_squares::<S>(x) + L2_EPSILON);
             let inv = 1.0 / n;
             let k = dot::<S>(x, d) * inv * inv * inv;
             for (g, &xv) in d.iter_mut().zip(x) {

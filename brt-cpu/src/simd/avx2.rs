@@ -138,6 +138,11 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn sqrt1(x: f32) -> f32 {
+        // SAFETY: SSE, part of every x86-64 CPU (VEX-encoded in this level's code).
+        unsafe { _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))) }
+    }
+    #[inline(always)]
     unsafe fn prefetch(p: *const f32) {
         // SAFETY: SSE, part of every x86-64 CPU; a prefetch never faults.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }

@@ -373,6 +373,13 @@ pub(crate) trait Simd: Copy {
         // SAFETY: forwarded contract.
         unsafe { transpose4_copies(rows, 0..len, dst, stride) }
     }
+    /// The square root of one value. On x86-64, `libm::sqrtf` is an `sqrtss`
+    /// in the legacy SSE encoding (inline assembly), which inside AVX code waits
+    /// for the vector registers' upper halves: the levels there use the VEX form.
+    #[inline(always)]
+    unsafe fn sqrt1(x: f32) -> f32 {
+        libm::sqrtf(x)
+    }
     /// Hints that the cache line holding `p` will be read soon (nothing where
     /// the level has no such hint).
     ///
