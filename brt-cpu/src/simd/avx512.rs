@@ -141,8 +141,9 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     unsafe fn transpose4(rows: [*const f32; 4], len: usize, dst: *mut f32, stride: usize) {
-        // SAFETY: forwarded contract; the entry enables AVX2 too. (Sixteen steps
-        // at a time would store as many 16-byte steps per value: no faster.)
+        // SAFETY: forwarded contract; the entry enables AVX2 too. (A 512-bit form
+        // would make as many 16-byte stores per value, and the stores bound this
+        // loop; not tried.)
         unsafe { super::avx2::transpose4(rows, len, dst, stride) }
     }
     #[inline(always)]

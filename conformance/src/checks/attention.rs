@@ -1,18 +1,19 @@
 //! Softmax attention against the reference: the sliding window with its T5 bias
 //! (bias before the scale, the window that excludes the query's own key), the
 //! unmasked state attentions, and logits large enough to overflow a naive softmax
-//! or below the safe-softmax floor.
+//! or below the safe-softmax floor or around it.
 
 use super::kernels::{pads, param_values, Pads};
 use super::{against_reference, KernelCase};
 use crate::backend::Backend;
 use crate::failure::Failure;
 use crate::gen::{head_dim, seed, Rng};
-use crate::io::{call, read, tensor, weights};
+use crate::io::{call, read, round_to, tensor, weights};
 use crate::runner::Options;
 use crate::tolerance::Check;
 use brt_core::desc::{Attention, Mask};
 use brt_core::params::T5_BUCKETS;
+use brt_core::primitives::SAFE_SOFTMAX_FLOOR;
 use brt_core::{Kernels, View, ViewMut, WeightDtype, WeightView};
 use proptest::prelude::*;
 
@@ -28,6 +29,10 @@ pub enum Logits {
     /// Every logit below -1000: the safe softmax's floor term dominates and the
     /// output is (almost) zero.
     BelowFloor,
+    /// Scales of magnitude about 1 and position biases within 4 of the floor of
+    /// -1000 (window masks, which have the bias): the floor's term
+    /// `exp(-1000 - max)` competes with the keys' for the probability mass.
+    NearFloor,
 }
 
 /// Which keys are visible.
@@ -107,7 +112,7 @@ impl AttentionCase {
         let (ql, kl) = (desc.query_len(), desc.key_len());
         let mut scale = rng.placed(0, self.heads, p.after[3], |r| r.sign() * r.uniform(0.5, 8.0));
         match self.logits {
-            Logits::Normal => {
+            Logits::Normal | Logits::NearFloor => {
                 normalize_heads(q.data_mut(ql), dh, &mut rng, |_| 1.0);
                 normalize_heads(k.data_mut(kl), dh, &mut rng, |_| 1.0);
             }
@@ -153,7 +158,28 @@ impl AttentionCase {
             None
         };
         let out = rng.placed(p.before[0], desc.query_len(), p.after[0], |r| r.normal());
-        Ok(AttentionData { desc, q, k, v, scale, bias, out })
+        let mut data = AttentionData { desc, q, k, v, scale, bias, out };
+        if self.logits == Logits::NearFloor {
+            move_near_floor(&mut data, &mut rng, dtype);
+        }
+        Ok(data)
+    }
+}
+
+/// Moves the logits of `d` around the safe-softmax floor: scales of magnitude
+/// about 1 (either sign for `abs` scales) and position biases within 4 of -1000.
+pub(crate) fn move_near_floor(d: &mut AttentionData, rng: &mut Rng, dtype: WeightDtype) {
+    let heads = d.desc.heads();
+    for s in d.scale.data_mut(heads) {
+        let sign = if d.desc.abs_scale() { rng.sign() } else { 1.0 };
+        *s = sign * rng.uniform(0.995, 1.005);
+    }
+    round_to(dtype, &mut d.scale.values);
+    if let Some(bias) = d.bias.as_mut() {
+        for b in bias.data_mut(heads * T5_BUCKETS) {
+            *b = SAFE_SOFTMAX_FLOOR + rng.uniform(-4.0, 4.0);
+        }
+        round_to(dtype, &mut bias.values);
     }
 }
 
@@ -216,8 +242,11 @@ fn case(
     ((1usize..=3, queries, heads, head_dim()), (mask, bias, any::<bool>(), logits), pads(), seed()).prop_map(
         |((batch, queries, heads, head_dim), (mask, bias, abs_scale, logits), pads, seed)| {
             // A position bias only exists with a window mask; below the floor the
-            // bias would lift logits back up, so that case has none.
-            let bias = bias && matches!(mask, MaskCase::Window { .. }) && logits != Logits::BelowFloor;
+            // bias would lift logits back up, so that case has none; around the
+            // floor it is what puts them there.
+            let window = matches!(mask, MaskCase::Window { .. });
+            let logits = if logits == Logits::NearFloor && !window { Logits::Normal } else { logits };
+            let bias = (bias && window && logits != Logits::BelowFloor) || logits == Logits::NearFloor;
             AttentionCase { batch, queries, heads, head_dim, mask, bias, abs_scale, logits, pads, seed }
         },
     )
@@ -243,11 +272,13 @@ pub fn attention_full<B: Backend>(k: &mut B::Kernels, options: &Options) -> Resu
 }
 
 /// Softmax stability against the reference: logits in the hundreds (a softmax
-/// without the maximum subtracted overflows) and logits all below the official
-/// floor of -1000 (the extra `exp(-1000 - max)` term makes the output vanish).
+/// without the maximum subtracted overflows), logits all below the official
+/// floor of -1000 (the extra `exp(-1000 - max)` term makes the output vanish)
+/// and logits around it with a window mask (the term shares the probability mass
+/// with the keys; without a window mask these cases are plain ones).
 pub fn attention_large_logits<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure> {
     let mask = prop_oneof![window_mask(), (1usize..=9).prop_map(|keys| MaskCase::None { keys })];
-    let logits = prop_oneof![Just(Logits::Large), Just(Logits::BelowFloor)];
+    let logits = prop_oneof![Just(Logits::Large), Just(Logits::BelowFloor), Just(Logits::NearFloor)];
     let strategy = case(mask, any::<bool>(), logits);
     against_reference::<B, _>(k, options, "attention_large_logits", 192, Check::AttentionLargeLogits, strategy)
 }

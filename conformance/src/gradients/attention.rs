@@ -6,15 +6,14 @@
 use super::kernels::normals;
 use super::{against_reference, Grad, GradCase, Written};
 use crate::backend::Backend;
-use crate::checks::attention::{window_mask, AttentionCase, Logits, MaskCase};
+use crate::checks::attention::{move_near_floor, window_mask, AttentionCase, Logits, MaskCase};
 use crate::checks::kernels::pads;
 use crate::failure::Failure;
 use crate::gen::{head_dim, seed, Rng};
-use crate::io::{call, round_to, tensor, weights};
+use crate::io::{call, tensor, weights};
 use crate::runner::Options;
 use crate::tolerance::Check;
 use brt_core::params::T5_BUCKETS;
-use brt_core::primitives::SAFE_SOFTMAX_FLOOR;
 use brt_core::{Gradients, View, ViewMut, WeightDtype, WeightView};
 use proptest::prelude::*;
 
@@ -35,17 +34,7 @@ impl GradCase for AttentionGradCase {
         let heads = desc.heads();
         let mut rng = Rng::new(self.forward.seed ^ 0x6772_6164);
         if self.near_floor {
-            for s in data.scale.data_mut(heads) {
-                let sign = if desc.abs_scale() { rng.sign() } else { 1.0 };
-                *s = sign * rng.uniform(0.995, 1.005);
-            }
-            round_to(dtype, &mut data.scale.values);
-            if let Some(bias) = data.bias.as_mut() {
-                for b in bias.data_mut(heads * T5_BUCKETS) {
-                    *b = SAFE_SOFTMAX_FLOOR + rng.uniform(-4.0, 4.0);
-                }
-                round_to(dtype, &mut bias.values);
-            }
+            move_near_floor(&mut data, &mut rng, dtype);
         }
         let d_out = normals(&mut rng, desc.query_len(), 1.0);
         let grads: Vec<_> = [desc.query_len(), desc.key_len(), desc.key_len(), heads, heads * T5_BUCKETS]
