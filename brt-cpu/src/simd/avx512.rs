@@ -1,6 +1,7 @@
 //! x86-64 AVX-512F: 16 lanes, a 12 x 32 micro-tile (24 of the 32 registers
 //! accumulate).
 
+use super::avx2::Avx2;
 use super::{micro_generic, Epilogue, Simd, WithSimd};
 use core::arch::x86_64::*;
 
@@ -131,13 +132,13 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     unsafe fn sqrt1(x: f32) -> f32 {
-        // SAFETY: SSE, part of every x86-64 CPU (VEX-encoded in this level's code).
-        unsafe { _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))) }
+        // SAFETY: the entry enables the AVX2 set, whose form this is.
+        unsafe { <Avx2 as Simd>::sqrt1(x) }
     }
     #[inline(always)]
     unsafe fn prefetch(p: *const f32) {
-        // SAFETY: SSE, part of every x86-64 CPU; a prefetch never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        // SAFETY: as above (a hint, which never faults).
+        unsafe { <Avx2 as Simd>::prefetch(p) }
     }
     #[inline(always)]
     unsafe fn transpose4(rows: [*const f32; 4], len: usize, dst: *mut f32, stride: usize) {
