@@ -332,8 +332,9 @@ pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: u
 /// rows are short runs (`kc` values in as many places as it has rows), which the
 /// hardware's prefetcher follows only once each has begun. Asking for every line
 /// of the next panel at once stalled on the outstanding loads instead (`small`
-/// forward 6% slower than without); the first four lines of each row measured a
-/// few percent faster than nothing, in training and forward alike.
+/// forward 6% slower than without); the first four lines of each row measured
+/// 1-2% faster than nothing in training and forward alike (medians of four
+/// interleaved runs, about the size of the runs' spread).
 #[inline(always)]
 fn prefetch_rows<S: Simd>(m: &[f32], ld: usize, rows: Range<usize>, (c0, kc): (usize, usize)) {
     const LINE: usize = 64 / core::mem::size_of::<f32>();
