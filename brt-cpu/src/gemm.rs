@@ -316,8 +316,8 @@ pub(crate) unsafe fn tile<S: Simd>(
 }
 
 /// Packs rows `i0 .. i0+mc`, columns `p0 .. p0+kc` of `A` into `kc x MR` panels
-/// (rows past the end are zero). This matters where `C` is narrow (a product
-/// with 256 columns does only 16 cycles of arithmetic per packed value).
+/// (rows past the end are zero). Its speed matters where `C` is narrow (a
+/// product with 256 columns does only 16 cycles of arithmetic per packed value).
 #[inline(always)]
 pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
     for (panel, out) in dst.chunks_exact_mut(kc * S::MR).take(mc.div_ceil(S::MR)).enumerate() {

@@ -145,7 +145,7 @@ impl Simd for Avx512 {
         // SAFETY: forwarded contract; the entry enables AVX2 too. (A 512-bit form
         // would make as many 16-byte stores per value, and the stores bound this
         // loop; not tried.)
-        unsafe { super::avx2::transpose4(rows, len, dst, stride) }
+        unsafe { <Avx2 as Simd>::transpose4(rows, len, dst, stride) }
     }
     #[inline(always)]
     unsafe fn micro(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: Epilogue) {
