@@ -42,7 +42,7 @@ import tomllib
 config = tomllib.load(open(".cargo/mutants.toml", "rb"))
 for package in config["test_package"]:
     print("-p"); print(package)
-print("\n".join(config["additional_cargo_test_args"]))')
+print("\n".join(config["additional_cargo_args"]))')
 if [ "${1:-}" = --recheck ]; then
     [ -f "${2:-}" ] || { echo "--recheck needs a missed.txt from an earlier run" >&2; exit 2; }
     # Each line names one mutant ("FILE:LINE:COLUMN: replace ... with ..."): match it whole.
