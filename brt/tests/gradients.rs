@@ -7,7 +7,7 @@ use brt_core::init::{initialize, SplitMix64};
 use brt_core::{
     Config, GateKind, LayerSet, Model, Plan, Reference64, StateLayout, Stream, WeightData, WeightDtype, WeightLayout,
 };
-use brt_cpu::Heap;
+use brt_heap::Heap;
 
 fn variants() -> Vec<(String, Config)> {
     let base = Config { states: 2, ..Config::plain(11, 6, 2, 3, 8, 3, 2) };

@@ -20,7 +20,7 @@ use brt::meliad::{import, ImportOptions};
 use brt::tokenizer::Tokenizer;
 use brt::{Engine, ModelWeights, Session};
 use brt_core::{Config, GateKind, LayerSet, Reference, StateLayout, WeightDtype};
-use brt_cpu::Heap;
+use brt_heap::Heap;
 use common::*;
 use hostile_support::{checkpoint_bytes, official_arrays, random_weights};
 use std::path::{Path, PathBuf};

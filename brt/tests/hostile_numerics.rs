@@ -315,6 +315,7 @@ macro_rules! on_every_backend {
 }
 
 /// The CPU backend at `level`, or `None` (said loudly) when this CPU lacks it.
+#[cfg(feature = "cpu")]
 fn cpu_at(level: brt_cpu::SimdLevel) -> Option<brt_cpu::Cpu<brt_cpu::Heap>> {
     if !level.is_supported() {
         eprintln!("SKIPPED: this CPU has no {level:?}");
@@ -341,7 +342,11 @@ fn gpu_or_skip<K, E: std::fmt::Display>(name: &str, made: Result<K, E>, unavaila
 }
 
 on_every_backend! {
-    reference => Some(brt_core::Reference::new(brt_cpu::Heap)),
+    reference => Some(brt_core::Reference::new(brt_heap::Heap)),
+}
+
+#[cfg(feature = "cpu")]
+on_every_backend! {
     cpu_scalar => cpu_at(brt_cpu::SimdLevel::Scalar),
     cpu_avx2 => cpu_at(brt_cpu::SimdLevel::Avx2),
     cpu_avx512 => cpu_at(brt_cpu::SimdLevel::Avx512),

@@ -2,6 +2,7 @@
 //! feedback): every logit finite and the carried state bounded
 //! (its largest magnitude does not keep growing) over many blocks. The full
 //! million-token run is `examples/long_stream.rs`, a benchmark, not a test.
+#![cfg(feature = "cpu")]
 
 mod common;
 

@@ -87,7 +87,7 @@ fn official_batch_with_a_row_reset_through_the_stream() {
         let weights = load_model(&case_dir(case).join("checkpoint_0"), ImportOptions::default()).unwrap();
         let (docs, vocab) = documents(case);
         let config = *weights.config();
-        let mut k = Reference::new(brt_cpu::Heap);
+        let mut k = Reference::new(brt_heap::Heap);
         let model = Model::from_flat(&mut k, &config, weights.dtype(), weights.buffer().data()).unwrap();
         let mut stream = Stream::new(&mut k, &model, Plan::new(&config, 2, 48).unwrap()).unwrap();
         let rows = [&docs[0], &docs[1], &docs[2]];

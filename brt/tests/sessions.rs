@@ -9,7 +9,7 @@ use brt::model_file::LoadedModel;
 use brt::sample::{Sampler, SamplingOptions};
 use brt::{run_on, BackendKind, Engine, Session};
 use brt_core::Reference;
-use brt_cpu::Heap;
+use brt_heap::Heap;
 use common::*;
 use std::ops::ControlFlow;
 

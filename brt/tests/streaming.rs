@@ -9,7 +9,7 @@ use brt::meliad::ImportOptions;
 use brt::weights::{ModelWeights, WeightBuffer};
 use brt_core::init::{initialize, SplitMix64};
 use brt_core::{Config, GateKind, LayerSet, Model, Plan, Reference, StateLayout, Stream, WeightLayout};
-use brt_cpu::Heap;
+use brt_heap::Heap;
 use common::*;
 
 /// Logits of `tokens` (one document) fed in calls of the given lengths.

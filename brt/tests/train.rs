@@ -8,7 +8,7 @@ use brt::train::data::Corpus;
 use brt::train::optim::{Decay, Schedule};
 use brt::train::{TrainOptions, Trainer};
 use brt_core::{Config, GateKind, LayerSet, Reference, StateLayout};
-use brt_cpu::Heap;
+use brt_heap::Heap;
 use common::*;
 
 fn tiny() -> Config {
