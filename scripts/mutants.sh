@@ -8,9 +8,10 @@
 #
 # Needs `cargo install cargo-mutants --locked` (27.1) and Python 3.11 (tomllib). Results in mutants.out/
 # (caught.txt, missed.txt, unviable.txt, timeout.txt). Every mutant rebuilds the
-# tests (profile `mutants`: no debug information, so relinking takes seconds) and
-# runs them for about a minute: all ~3,300 take two days on 2 cores; a round-robin
-# shard is an even sample.
+# five judges (profile `mutants`: no debug information; 15-20 s on the 2-core Xeon)
+# and runs them: seconds for most mutants, about 30 s at the screen's strength and
+# 50 s at full strength for one that survives. All ~3,400 take about a day on 2
+# cores; a round-robin shard is an even sample.
 #
 # A quicker screen: `PROPTEST_CASES=16 scripts/mutants.sh ...` halves the tests'
 # time (the large fixed cases still run). What it catches is caught; what it
@@ -35,7 +36,9 @@ fi
 # cargo-mutants' own baseline runs the tests of the mutated packages (brt-core has
 # no `suite`), not the configured ones, so the unmutated tree is tested here. A
 # mutant's tests take 1.5 to 2.5 minutes on a loaded 2-core machine when it
-# survives; 300 s stops the ones that make a loop endless.
+# survives; 300 s stops the ones that make a loop endless. On a quiet machine,
+# MUTANTS_TIMEOUT=120 (2.5 times a survivor's full-strength run) wastes less on
+# them; every timeout is listed apart (timeout.txt) to be read.
 # The packages and tests are read from .cargo/mutants.toml, the one place they are named.
 mapfile -t judges < <(python3 -c '
 import tomllib
@@ -55,4 +58,4 @@ case " $* " in
     *) cargo test -q --profile mutants "${judges[@]}" >/dev/null \
         || { echo "the unmutated tree fails its tests: fix that first" >&2; exit 1; } ;;
 esac
-exec cargo mutants --profile mutants --baseline skip --timeout 300 --build-timeout 900 "$@"
+exec cargo mutants --profile mutants --baseline skip --timeout "${MUTANTS_TIMEOUT:-300}" --build-timeout 900 "$@"
