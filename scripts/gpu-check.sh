@@ -59,10 +59,10 @@ FEATURES="${BRT_FEATURES:-cuda,wgpu}"
 START_S=$(date +%s)
 # Test suites: name, cargo arguments, environment (VAR=value words, or -) and
 # the tests' name filters. Every test run must need the GPU: under
-# BRT_REQUIRE_GPU=1 every skip fails, so the conformance suite runs only its
-# GPU factories (not the CPU ones, whose NEON factories skip on x86, nor the
-# suites that exist to skip; doctests are the API's examples, run by the
-# workspace tests). Suites with the same cargo arguments share one binary.
+# BRT_REQUIRE_GPU=1 every skip for a missing device fails, so the conformance
+# suite runs only its GPU factories (not the CPU ones, which the workspace tests
+# run, nor the suites that exist to skip; doctests are the API's examples, run by
+# the workspace tests). Suites with the same cargo arguments share one binary.
 if ((STAND_IN)); then
     CONFORMANCE_FEATURES="${BRT_CONFORMANCE_FEATURES:-cuda-emulator,wgpu}"
     BUDGET_S="${BRT_GPU_CHECK_BUDGET_S:-3600}"

@@ -6,17 +6,29 @@ use brt_cpu::{Heap, SharedBytes};
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
-/// Why a backend cannot run here (no GPU, no driver, no CUDA library).
+/// Why a backend cannot run here: no device (no GPU, no driver, no CUDA
+/// library), or a CPU without the SIMD level a factory forces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skip {
     /// The reason, in words a person can act on.
     pub reason: String,
+    /// A missing device (which `BRT_REQUIRE_GPU=1` makes a failure), not a
+    /// missing SIMD level (which `BRT_REQUIRE_SIMD` governs where the factory
+    /// decides to skip).
+    pub device: bool,
 }
 
 impl Skip {
-    /// A skip with `reason`.
+    /// A missing device, for `reason`.
     pub fn new(reason: impl Into<String>) -> Skip {
-        Skip { reason: reason.into() }
+        Skip { reason: reason.into(), device: true }
+    }
+
+    /// A SIMD level this CPU lacks, for `reason`: still a skip under
+    /// `BRT_REQUIRE_GPU=1`, so that a GPU check runs every test binary whole on
+    /// any CPU (the NEON factories on x86-64, the AVX ones on ARM).
+    pub fn missing_level(reason: impl Into<String>) -> Skip {
+        Skip { reason: reason.into(), device: false }
     }
 }
 
@@ -145,15 +157,15 @@ pub fn shared_device<T: Clone>(
 /// Names of backends whose skip was already announced (once per binary each).
 static ANNOUNCED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
-/// Reports a skip: a failure under `BRT_REQUIRE_GPU=1`, else a loud line on the
-/// process's standard error (written past the test harness's capture, once per
-/// backend and binary).
+/// Reports a skip: a missing device is a failure under `BRT_REQUIRE_GPU=1`;
+/// otherwise a loud line on the process's standard error (written past the test
+/// harness's capture, once per backend and binary).
 ///
 /// # Panics
 ///
-/// Panics (fails the calling test) when `BRT_REQUIRE_GPU=1`.
+/// Panics (fails the calling test) for a missing device when `BRT_REQUIRE_GPU=1`.
 pub fn report_skip(backend: &'static str, check: &str, skip: &Skip) {
-    if gpu_required() {
+    if skip.device && gpu_required() {
         panic!("backend `{backend}` is required (BRT_REQUIRE_GPU=1) but cannot run check `{check}`: {skip}");
     }
     let first = match ANNOUNCED.lock() {
@@ -167,10 +179,12 @@ pub fn report_skip(backend: &'static str, check: &str, skip: &Skip) {
     };
     if first {
         // `std::io::stderr()` is not captured by libtest, so the skip is always seen.
+        // A missing level's reason names its own variable (`BRT_REQUIRE_SIMD`).
+        let how_to_fail = if skip.device { "; BRT_REQUIRE_GPU=1 makes every missing device a failure" } else { "" };
         let _ = writeln!(
             std::io::stderr(),
             "\n*** conformance: SKIPPING every check of backend `{backend}`: {skip}\n\
-             *** (these tests pass vacuously; BRT_REQUIRE_GPU=1 makes every skipped backend a failure)\n"
+             *** (these tests pass vacuously{how_to_fail})\n"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The skip rules for backends that need a device: without one every check is a
 //! loudly printed skip, `BRT_REQUIRE_GPU=1` turns it into a failure, and a device
 //! is built once per test binary. The same for a CPU SIMD level this processor
-//! lacks, with `BRT_REQUIRE_SIMD`.
+//! lacks, with `BRT_REQUIRE_SIMD` (and not `BRT_REQUIRE_GPU`).
 
 mod common;
 
@@ -28,6 +28,23 @@ impl Backend for NoDevice {
 }
 
 conformance::suite!(no_device, NoDevice);
+
+/// A backend forcing a SIMD level this CPU never has.
+struct NoLevel;
+
+impl Backend for NoLevel {
+    type Kernels = Reference<Heap>;
+    const NAME: &'static str = "no-level";
+
+    fn create() -> Result<Reference<Heap>, Skip> {
+        Err(Skip::missing_level("this test backend's SIMD level is never here"))
+    }
+    fn core_error(error: &CoreError) -> Option<CoreError> {
+        Some(*error)
+    }
+}
+
+conformance::suite!(no_level, NoLevel);
 
 static INITS: AtomicUsize = AtomicUsize::new(0);
 static DEVICE: OnceLock<Result<Arc<u32>, String>> = OnceLock::new();
@@ -98,6 +115,17 @@ fn require_gpu_turns_the_skip_into_a_failure() {
     assert!(text.contains("this test backend never finds a device"), "the reason is missing:\n{text}");
     // Any other value leaves it a skip.
     assert!(run_child("no_device::embed", Some("0")).status.success());
+}
+
+#[test]
+fn require_gpu_leaves_a_missing_simd_level_a_skip() {
+    // `BRT_REQUIRE_SIMD` governs levels (see below): a GPU check runs whole test
+    // binaries, NEON factories included, on an x86-64 machine.
+    let out = run_child("no_level::embed", Some("1"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a missing SIMD level must stay a skip under BRT_REQUIRE_GPU=1:\n{stderr}");
+    assert!(stderr.contains("SKIPPING every check of backend `no-level`"), "no skip message:\n{stderr}");
+    assert!(!stderr.contains("BRT_REQUIRE_GPU"), "a level's skip must not point at BRT_REQUIRE_GPU:\n{stderr}");
 }
 
 #[test]

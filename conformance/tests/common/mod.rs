@@ -41,7 +41,7 @@ pub mod cpu {
         match (supported, required) {
             (true, _) => Ok(()),
             (false, true) => panic!("BRT_REQUIRE_SIMD names `{level}`, but this CPU has no {level} instructions"),
-            (false, false) => Err(Skip::new(format!(
+            (false, false) => Err(Skip::missing_level(format!(
                 "this CPU has no {level} instructions (BRT_REQUIRE_SIMD={level} makes this a failure)"
             ))),
         }
