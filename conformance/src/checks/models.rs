@@ -374,6 +374,30 @@ fn against_reference<B: Backend>(
     })
 }
 
+/// The reference's results for a document of `tokens` on `batch` rows (with
+/// `resets`) through the parameters `flat` stored as `dtype`, and the same with
+/// every weight nudged: each result's conditioning, for [`conditioned`]. The
+/// properties comparing a backend with itself under other call shapes use it:
+/// each of the two runs is within the growth [`conditioned`] measures of the
+/// exact result, so their difference is within twice that, which its margin
+/// covers (the measured growth is a fifth of what it allows).
+pub(crate) fn reference_conditioning(
+    config: &Config,
+    seed: u64,
+    (flat, dtype): (&[f32], WeightDtype),
+    batch: usize,
+    tokens: &[Vec<u32>],
+    resets: &[Vec<bool>],
+) -> Result<(Streamed, Streamed), Failure> {
+    let max_call = tokens.iter().map(|ids| ids.len() / batch).max().unwrap_or(1).max(1);
+    let mut reference = Reference::new(Heap);
+    let model = upload_model(&mut reference, config, flat, dtype)?;
+    let want = stream_document(&mut reference, &model, batch, max_call, tokens, resets)?;
+    let model = upload_model(&mut reference, config, &nudged(flat, seed), WeightDtype::F32)?;
+    let moved = stream_document(&mut reference, &model, batch, max_call, tokens, resets)?;
+    Ok((want, moved))
+}
+
 /// `flat` with every weight scaled by `1 + NUDGE` or `1 - NUDGE` at random.
 fn nudged(flat: &[f32], seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed ^ 0x6e75_6467_6564);
