@@ -83,3 +83,29 @@ fn a_resumed_run_is_bit_identical() {
     assert_eq!(resumed.history, straight.history, "same losses, learning rates and norms");
     assert_eq!(resumed.weights().unwrap(), straight.weights().unwrap(), "bit-identical parameters");
 }
+
+#[test]
+fn a_segment_with_an_id_outside_the_vocabulary_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = corpus(dir.path());
+    let (_, weights) = small_model(dir.path(), "start", tiny());
+    let mut straight = Trainer::new(Reference::new(Heap), &weights, options(4)).unwrap();
+    for _ in 0..4 {
+        straight.step(&corpus).unwrap();
+    }
+    // The same documents with every id past the vocabulary (260): only the
+    // segment is checked, so a refusal must leave the data position where it
+    // was.
+    let mut bad = corpus.clone();
+    bad.documents.iter_mut().flatten().for_each(|id| *id = 300);
+    let mut refused = Trainer::new(Reference::new(Heap), &weights, options(4)).unwrap();
+    for step in 0..4 {
+        if step == 2 {
+            let error = refused.step(&bad).expect_err("id 300 is outside a vocabulary of 260").to_string();
+            assert!(error.contains("token id 300"), "{error}");
+        }
+        refused.step(&corpus).unwrap();
+    }
+    assert_eq!(refused.history, straight.history, "same segments, losses, learning rates and norms");
+    assert_eq!(refused.weights().unwrap(), straight.weights().unwrap(), "bit-identical parameters");
+}
