@@ -845,7 +845,7 @@ where
                     .map_err(invalid)?,
             ),
         ];
-        safetensors::serialize(tensors, Some(metadata)).map_err(invalid)
+        crate::format::serialize_reproducibly(tensors, metadata)
     }
 
     /// Restores a session saved by [`Session::save`], on this engine's backend

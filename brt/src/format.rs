@@ -9,7 +9,8 @@ use crate::weights::{param_from_name, param_name, ModelWeights, WeightBuffer};
 use brt_core::half::{bf16, f16};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use std::collections::HashMap;
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Metadata key naming the format.
@@ -164,8 +165,64 @@ pub fn to_bytes(weights: &ModelWeights) -> Result<Vec<u8>> {
     if let Some(tokenizer) = weights.tokenizer() {
         metadata.insert(TOKENIZER_KEY.to_string(), tokenizer.to_string());
     }
-    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Invalid(format!("weights: {e}")))
+    serialize_reproducibly(views, metadata)
 }
+
+/// `safetensors::serialize` with the header's entries in sorted order, so that
+/// the same tensors and metadata always give the same bytes (a file can be
+/// compared, hashed or cached by its bytes). The crate writes the metadata in
+/// the iteration order of its `HashMap`, which differs from one map to the
+/// next. The header is parsed back with every entry's text kept as written but
+/// the metadata's, and written again sorted; it has the same length (the same
+/// entries in another order), so the data that follows stays where it is.
+///
+/// Two maps with the same entries give the same bytes:
+///
+/// ```
+/// use safetensors::tensor::{Dtype, TensorView};
+/// use std::collections::HashMap;
+/// let data = [0u8; 4];
+/// let files: Vec<Vec<u8>> = (0..8)
+///     .map(|_| {
+///         let metadata: HashMap<String, String> = (0..6).map(|i| (format!("key{i}"), i.to_string())).collect();
+///         let tensor = TensorView::new(Dtype::F32, vec![1], &data).unwrap();
+///         brt::format::serialize_reproducibly([("x", tensor)], metadata).unwrap()
+///     })
+///     .collect();
+/// assert!(files.windows(2).all(|pair| pair[0] == pair[1]));
+/// assert!(brt::format::looks_like_safetensors(&files[0]));
+/// ```
+pub fn serialize_reproducibly<S, V, I>(tensors: I, metadata: HashMap<String, String>) -> Result<Vec<u8>>
+where
+    S: AsRef<str> + Ord + std::fmt::Display,
+    V: safetensors::View,
+    I: IntoIterator<Item = (S, V)>,
+{
+    let invalid = |e: String| Error::Invalid(format!("writing a safetensors file: {e}"));
+    let mut bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| invalid(e.to_string()))?;
+    let header_len = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let header = header_len.and_then(|n| bytes.get(8..(8usize).checked_add(usize::try_from(n).ok()?)?));
+    let header = header.ok_or_else(|| invalid("the crate wrote no header".into()))?;
+    let mut entries: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_slice(header).map_err(|e| invalid(e.to_string()))?;
+    if let Some(metadata) = entries.get(METADATA_ENTRY) {
+        let sorted: BTreeMap<String, String> =
+            serde_json::from_str(metadata.get()).map_err(|e| invalid(e.to_string()))?;
+        let text = serde_json::to_string(&sorted).map_err(|e| invalid(e.to_string()))?;
+        entries.insert(METADATA_ENTRY.into(), RawValue::from_string(text).map_err(|e| invalid(e.to_string()))?);
+    }
+    let text = serde_json::to_string(&entries).map_err(|e| invalid(e.to_string()))?;
+    if text.len() > header.len() {
+        return Err(invalid(format!("the sorted header grew from {} to {} bytes", header.len(), text.len())));
+    }
+    // The crate pads its header with spaces to align the data; so does this.
+    let padded = text.into_bytes().into_iter().chain(std::iter::repeat(b' ')).take(header.len());
+    bytes.splice(8..8 + header.len(), padded);
+    Ok(bytes)
+}
+
+/// The header entry holding a safetensors file's metadata.
+const METADATA_ENTRY: &str = "__metadata__";
 
 /// Writes `weights` to `path` atomically (a temporary file, then a rename).
 ///

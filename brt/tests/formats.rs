@@ -46,3 +46,38 @@ fn every_storage_type_round_trips_and_computes_in_f32() {
         assert!(err <= bound, "{}: {err}", dtype.name());
     }
 }
+
+#[test]
+fn the_same_model_session_and_checkpoint_give_the_same_bytes() {
+    use brt::train::data::Corpus;
+    use brt::train::optim::{Decay, Schedule};
+    use brt::train::{TrainOptions, Trainer};
+    use brt_core::{Config, Reference};
+    use brt_heap::Heap;
+    // safetensors writes its metadata in a HashMap's order, which differs
+    // between maps: without sorting, the eight saves of each differed.
+    let config = Config::plain(16, 8, 2, 4, 16, 1, 4);
+    let model = brt::bench::random_model(&config, WeightDtype::F32, 1).unwrap();
+    let weights: Vec<Vec<u8>> = (0..8).map(|_| brt::format::to_bytes(&model).unwrap()).collect();
+    assert!(weights.windows(2).all(|pair| pair[0] == pair[1]), "weight files differ");
+
+    let mut engine = brt::Engine::new(Reference::new(Heap), &model).unwrap();
+    let mut session = engine.session(1, 8).unwrap();
+    session.feed(&mut engine, &[1, 2, 3]).unwrap();
+    let sessions: Vec<Vec<u8>> = (0..8).map(|_| session.to_bytes(&mut engine).unwrap()).collect();
+    assert!(sessions.windows(2).all(|pair| pair[0] == pair[1]), "session files differ");
+
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = Schedule { peak: 1e-2, floor: 1e-3, warmup: 1, total: 2, decay: Decay::Cosine };
+    let options = TrainOptions { batch: 1, segment: 4, steps: 2, schedule, clip: 1.0, weight_decay: 0.0, seed: 1 };
+    let mut trainer = Trainer::new(Reference::new(Heap), &model, options).unwrap();
+    trainer.step(&Corpus { documents: vec![(1..12).collect()], names: vec!["a".into()] }).unwrap();
+    let checkpoints: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            let path = dir.path().join(format!("{i}.ckpt"));
+            trainer.save_checkpoint(&path).unwrap();
+            std::fs::read(path).unwrap()
+        })
+        .collect();
+    assert!(checkpoints.windows(2).all(|pair| pair[0] == pair[1]), "checkpoints differ");
+}

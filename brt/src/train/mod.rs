@@ -703,7 +703,7 @@ where
             ("adam_v", tensor(&self.optimizer.v)?),
             ("stream_state", tensor(&state.state)?),
         ];
-        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(invalid)?;
+        let bytes = crate::format::serialize_reproducibly(tensors, metadata)?;
         write_atomically(path, &bytes)
     }
 
