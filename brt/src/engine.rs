@@ -310,7 +310,8 @@ where
     /// A new session of `batch` documents, each starting fresh, fed at most
     /// `chunk` tokens per row per call (larger takes more memory, and is faster
     /// until a call's activations leave the cache: on an Intel Xeon with a 2 MiB
-    /// L2, `small` ran 12% faster in calls of 512 tokens than of 2048).
+    /// L2, `small` ran about 8% faster in calls of 512 tokens than of 2048, the
+    /// median of six interleaved rounds of `brt bench --chunk`).
     ///
     /// A new session starts fresh at the beginning of a block:
     ///
