@@ -158,11 +158,14 @@ fn q8_matmul_case() -> impl Strategy<Value = Q8MatmulCase> {
     let inner = prop_oneof![Just(32usize), Just(64), Just(96), Just(128), Just(288)];
     // Rows for the one-row and few-row paths and across a micro-tile, a few
     // past the CPU backend's blocking (144 rows of `A`, 256-step `B` panels),
-    // and one-row products wider than a column run.
+    // one-row products wider than a column run, and few-row products whose
+    // inputs take more than one pass of the CPU backend's quantized GEMV
+    // (4096 values of all rows at a time).
     let shape = prop_oneof![
         30 => (0usize..=13, inner, 1usize..=40),
         1 => (143usize..=150, Just(288usize), 1usize..=40),
         1 => (1usize..=2, Just(32usize), 4090usize..=4200),
+        1 => (1usize..=4, Just(4128usize), 1usize..=24),
     ];
     let flags = (alpha, any::<bool>(), activation, prop::bool::weighted(0.15), prop::bool::weighted(0.15));
     (shape, flags, pads(), seed()).prop_map(
