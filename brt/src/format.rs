@@ -172,9 +172,10 @@ pub fn to_bytes(weights: &ModelWeights) -> Result<Vec<u8>> {
 /// the same tensors and metadata always give the same bytes (a file can be
 /// compared, hashed or cached by its bytes). The crate writes the metadata in
 /// the iteration order of its `HashMap`, which differs from one map to the
-/// next. The header is parsed back with every entry's text kept as written but
-/// the metadata's, and written again sorted; it has the same length (the same
-/// entries in another order), so the data that follows stays where it is.
+/// next. So the header is parsed back, its metadata sorted, and its entries
+/// written again in sorted order (each tensor's entry in the crate's own text);
+/// it keeps its length (the same entries in another order), so the data that
+/// follows stays where it is.
 ///
 /// Two maps with the same entries give the same bytes:
 ///

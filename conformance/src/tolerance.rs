@@ -174,8 +174,8 @@ pub const TOLERANCES: &[(Check, Tolerance, Tolerance)] = &[
     (Check::Model, Tolerance::new(1e-6, 1e-6), Tolerance::new(1e-6, 1e-6)),
     // Not conditioned: a quantization step that f32 and f64 inputs round to
     // differently moves the logits downstream by more than the whole effect of
-    // quantizing (up to 1.4 times it in 1,000 cases on each CPU factory, where a
-    // conditioned floor plus that effect failed all nine).
+    // quantizing (up to 1.4 times it: a conditioned floor plus that effect
+    // failed on nine CPU factories in 1,000 cases each).
     (Check::Q8Model, Tolerance::new(2e-3, 8e-3), Tolerance::new(2e-3, 8e-3)),
     // Same backend, other call shapes: a backend may pick other algorithms for
     // other shapes (a GEMV for few rows, other tiles), so whole models differ by
