@@ -55,7 +55,7 @@ fn the_same_model_session_and_checkpoint_give_the_same_bytes() {
     use brt_core::{Config, Reference};
     use brt_heap::Heap;
     // safetensors writes its metadata in a HashMap's order, which differs
-    // between maps: without sorting, the eight saves of each differed.
+    // between maps: without sorting, eight saves of a weight file differed.
     let config = Config::plain(16, 8, 2, 4, 16, 1, 4);
     let model = brt::bench::random_model(&config, WeightDtype::F32, 1).unwrap();
     let weights: Vec<Vec<u8>> = (0..8).map(|_| brt::format::to_bytes(&model).unwrap()).collect();
