@@ -361,12 +361,8 @@ fn against_reference<B: Backend>(
     run_cases(name, cases, options, model_case(variant, 1..=3, 4), |case| {
         let (flat, tokens) = (case.weights(dtype)?, case.tokens());
         let got = run_case(&mut **k.borrow_mut(), case, &flat, dtype, &tokens)?;
-        let mut reference = Reference::new(Heap);
-        let want = run_case(&mut reference, case, &flat, dtype, &tokens)?;
-        // The same document with every weight nudged (stored as f32, which keeps
-        // the nudge; the reference computes in f64 either way): how far a small
-        // relative change of the inputs moves each result.
-        let nudged = run_case(&mut reference, case, &nudged(&flat, case.seed), WeightDtype::F32, &tokens)?;
+        let (want, nudged) =
+            reference_conditioning(&case.config, case.seed, (&flat, dtype), case.batch, &tokens, &case.resets)?;
         for (c, ((g, w), n)) in got.logits.iter().zip(&want.logits).zip(&nudged.logits).enumerate() {
             compare(&format!("logits of call {c}"), g, w, conditioned(floor, w, n))?;
         }
@@ -377,7 +373,8 @@ fn against_reference<B: Backend>(
 /// The reference's results for a document of `tokens` on `batch` rows (with
 /// `resets`) through the parameters `flat` stored as `dtype`, and the same with
 /// every weight nudged: each result's conditioning, for [`conditioned`]. The
-/// properties comparing a backend with itself under other call shapes use it:
+/// model checks use it, and so do the properties comparing a backend with
+/// itself under other call shapes:
 /// each of the two runs is within the growth [`conditioned`] measures of the
 /// exact result, so their difference is within twice that, which its margin
 /// covers (the measured growth is a fifth of what it allows).
@@ -393,6 +390,9 @@ pub(crate) fn reference_conditioning(
     let mut reference = Reference::new(Heap);
     let model = upload_model(&mut reference, config, flat, dtype)?;
     let want = stream_document(&mut reference, &model, batch, max_call, tokens, resets)?;
+    // The nudged weights are stored as f32, which keeps the nudge (the
+    // reference computes in f64 either way): how far a small relative change
+    // of the inputs moves each result.
     let model = upload_model(&mut reference, config, &nudged(flat, seed), WeightDtype::F32)?;
     let moved = stream_document(&mut reference, &model, batch, max_call, tokens, resets)?;
     Ok((want, moved))
