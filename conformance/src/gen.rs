@@ -59,12 +59,22 @@ impl Rng {
     }
 
     /// A buffer of `pad + extent + tail` elements whose `extent` elements from
-    /// `pad` on are drawn by `value` and whose padding is conspicuous junk, so that
-    /// a kernel reading or writing outside its extent shows.
+    /// `pad` on are drawn by `value` and whose padding is conspicuous junk (values
+    /// near 100, a quarter of them negative zero), so that a kernel reading or
+    /// writing outside its extent shows.
     pub fn placed(&mut self, pad: usize, extent: usize, tail: usize, mut value: impl FnMut(&mut Rng) -> f32) -> Placed {
         let mut values = Vec::with_capacity(pad + extent + tail);
         for i in 0..pad + extent + tail {
-            let v = if i >= pad && i < pad + extent { value(self) } else { 100.0 + 10.0 * self.normal() };
+            let v = if i >= pad && i < pad + extent {
+                value(self)
+            } else if self.chance(0.25) {
+                // Negative zero is the only value that adding +0.0 changes: a kernel
+                // that accumulates a padding lane's zero past its extent (a write
+                // another task may race with) shows only here.
+                -0.0
+            } else {
+                100.0 + 10.0 * self.normal()
+            };
             values.push(v);
         }
         Placed { values, offset: pad }

@@ -2,7 +2,8 @@
 //! the comparison that reports the worst error.
 //!
 //! A value `got` agrees with `want` when both have the same bits, or when both are
-//! finite and `|got - want| <= abs + rel * |want|`. The reference accumulates in
+//! finite and `|got - want| <= abs + rel * |want|` under a tolerance other than
+//! [`Tolerance::EXACT`] (which asks for the same bits: `-0.0` is not `+0.0`). The reference accumulates in
 //! f64; a backend computes in f32, so its results differ by rounding, which grows
 //! with the length of the reductions and with the magnitude of the logits. The
 //! rows below were sized for the shapes this suite generates (reductions of at
@@ -336,7 +337,9 @@ fn compare_values(
         }
         let allowed = tolerance.abs as f64 * scale + tolerance.rel as f64 * w.abs();
         let error = if g.is_finite() && w.is_finite() { (g - w).abs() } else { f64::INFINITY };
-        let ratio = if error <= allowed {
+        // EXACT asks for the bits: -0.0 for +0.0 is a different result at no distance.
+        let agrees = error <= allowed && tolerance != Tolerance::EXACT;
+        let ratio = if agrees {
             if allowed > 0.0 {
                 error / allowed
             } else {
@@ -350,7 +353,7 @@ fn compare_values(
                 f64::INFINITY
             }
         };
-        if error <= allowed {
+        if agrees {
             if ratio > worst_ok.0 {
                 worst_ok = (ratio, error);
             }
@@ -445,6 +448,13 @@ mod tests {
         assert!(compare("x", &[f32::INFINITY], &[f32::INFINITY], Tolerance::EXACT).is_ok());
         assert!(compare("x", &[1.0], &[1.0, 2.0], tol).is_err(), "lengths must agree");
         assert!(compare("x", &[1.0 + f32::EPSILON], &[1.0], Tolerance::EXACT).is_err());
+    }
+
+    #[test]
+    fn exact_tells_the_zeros_apart_and_other_tolerances_do_not() {
+        assert!(compare("x", &[0.0], &[-0.0], Tolerance::EXACT).is_err(), "-0.0 + 0.0 past an extent must show");
+        assert!(compare("x", &[-0.0], &[-0.0], Tolerance::EXACT).is_ok());
+        assert!(compare("x", &[0.0], &[-0.0], Tolerance::new(1e-6, 0.0)).is_ok());
     }
 
     #[test]
