@@ -211,14 +211,16 @@ pub fn q8_0_matmul<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<
 
 /// Q8_0 models on the backend against the reference running the same tensor
 /// data in place (its products implement the 8-bit arithmetic plainly, in
-/// f64). The tolerance is the f32 model tolerance plus the largest change that
-/// quantizing the products' inputs makes to the call's logits: the backend
+/// f64). The tolerance is the f32 model tolerance plus twice the largest change
+/// that quantizing the products' inputs makes to the call's logits: the backend
 /// computes each product's inputs in f32 and the reference in f64, so now and
 /// then an input lies on the other side of a quantization step (x/d within a
-/// few ulps of a half), and that one step moves the logits downstream by a
-/// share of the whole quantization effect (seen in the first run of this check:
-/// one case of 24, whose logits moved by up to 1.1 times it, attention scales
-/// up to 8). Everywhere else the logits agree to about 1e-6. That the backend
+/// few ulps of a half), and that one step moves the logits downstream by up to
+/// about the whole quantization effect (measured: in 1,000 cases on each of two
+/// CPU factories, one call in 25 moved by more than the f32 tolerance, one in
+/// 600 by more than that plus the whole effect, at most 1.17 times it; an
+/// earlier run with a smaller f32 part saw 1.4). Everywhere else the logits
+/// agree to about 1e-6. That the backend
 /// quantizes its inputs at all, and exactly as the core says, is checked where
 /// the inputs are the same for both, in [`q8_0_matmul`]. A backend that does not
 /// read Q8_0 must refuse to allocate such weights.
@@ -249,7 +251,7 @@ pub fn q8_0_models<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<
         let unquantized = stream_document(&mut reference, &decoded, case.batch, calls, &tokens, &case.resets)?;
         for (c, ((g, w), u)) in got.logits.iter().zip(&want.logits).zip(&unquantized.logits).enumerate() {
             let effect = w.iter().zip(u).map(|(w, u)| (w - u).abs()).fold(0.0, f32::max);
-            let tol = Tolerance::new(tol.abs + effect, tol.rel);
+            let tol = Tolerance::new(tol.abs + 2.0 * effect, tol.rel);
             compare(&format!("logits of call {c}, against the reference's 8-bit products"), g, w, tol)?;
         }
         Ok(())
