@@ -295,11 +295,36 @@ pub fn compare_scaled(
     if got.len() != want.len() {
         return Err(crate::Failure::Length { what: what.to_string(), got: got.len(), want: want.len() });
     }
-    let pairs = got.iter().zip(want).map(|(&g, &w)| {
-        let identical = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
-        (g as f64, w as f64, identical)
-    });
+    let pairs = got.iter().zip(want).map(|(&g, &w)| (g as f64, w as f64, same_bits(g, w), (w as f64).abs()));
     compare_values(what, pairs, tolerance, scale)
+}
+
+/// As [`compare`] for sums whose terms may cancel: the relative part applies to
+/// the larger of the expected value and `terms[i]`, the magnitude of the terms
+/// summed into element `i` (rounding follows the terms, not their sum).
+pub fn compare_terms(
+    what: &str,
+    got: &[f32],
+    want: &[f32],
+    tolerance: Tolerance,
+    terms: &[f32],
+) -> Result<(), crate::Failure> {
+    if got.len() != want.len() {
+        return Err(crate::Failure::Length { what: what.to_string(), got: got.len(), want: want.len() });
+    }
+    if terms.len() != want.len() {
+        return Err(crate::Failure::Length { what: format!("{what} (terms)"), got: terms.len(), want: want.len() });
+    }
+    let pairs = got
+        .iter()
+        .zip(want)
+        .zip(terms)
+        .map(|((&g, &w), &t)| (g as f64, w as f64, same_bits(g, w), (w as f64).abs().max(t as f64)));
+    compare_values(what, pairs, tolerance, 1.0)
+}
+
+fn same_bits(g: f32, w: f32) -> bool {
+    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan())
 }
 
 /// As [`compare_scaled`] for values in f64 (the finite-difference oracle).
@@ -313,15 +338,16 @@ pub fn compare_f64(
     if got.len() != want.len() {
         return Err(crate::Failure::Length { what: what.to_string(), got: got.len(), want: want.len() });
     }
-    let pairs = got.iter().zip(want).map(|(&g, &w)| (g, w, g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan())));
+    let pairs =
+        got.iter().zip(want).map(|(&g, &w)| (g, w, g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), w.abs()));
     compare_values(what, pairs, tolerance, scale)
 }
 
 /// The comparison behind [`compare`], [`compare_scaled`] and [`compare_f64`]:
-/// `(got, want, identical)` for each element.
+/// `(got, want, identical, magnitude the relative part applies to)` for each element.
 fn compare_values(
     what: &str,
-    pairs: impl Iterator<Item = (f64, f64, bool)>,
+    pairs: impl Iterator<Item = (f64, f64, bool, f64)>,
     tolerance: Tolerance,
     scale: f64,
 ) -> Result<(), crate::Failure> {
@@ -330,12 +356,12 @@ fn compare_values(
     // (index, ratio, error, allowed, got, want)
     let mut worst: Option<(usize, f64, f64, f64, f64, f64)> = None;
     let mut worst_ok = (0f64, 0f64);
-    for (i, (g, w, identical)) in pairs.enumerate() {
+    for (i, (g, w, identical, magnitude)) in pairs.enumerate() {
         len += 1;
         if identical {
             continue;
         }
-        let allowed = tolerance.abs as f64 * scale + tolerance.rel as f64 * w.abs();
+        let allowed = tolerance.abs as f64 * scale + tolerance.rel as f64 * magnitude;
         let error = if g.is_finite() && w.is_finite() { (g - w).abs() } else { f64::INFINITY };
         // EXACT asks for the bits: -0.0 for +0.0 is a different result at no distance.
         let agrees = error <= allowed && tolerance != Tolerance::EXACT;

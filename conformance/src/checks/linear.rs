@@ -11,7 +11,8 @@ use crate::io::{call, read, round_to, tensor, weights};
 use crate::runner::{run_cases, Options};
 use crate::tolerance::{compare, tolerance, Check};
 use brt_core::desc::LinearAttention;
-use brt_core::{Kernels, View, ViewMut, WeightDtype, WeightView};
+use brt_core::{Kernels, Reference, View, ViewMut, WeightDtype, WeightView};
+use brt_cpu::Heap;
 use proptest::prelude::*;
 use std::cell::RefCell;
 
@@ -132,6 +133,34 @@ impl KernelCase for LinearCase {
         let (out, state) = self.run_pieces(k, &data, dtype, &[(0, self.tokens)])?;
         Ok(vec![("linear attention output", out), ("linear attention state", state)])
     }
+
+    /// The state sums `phi(k_j)^T v_j` over up to 140 tokens onto the carried
+    /// state, and positive and negative terms cancel: an element of a few
+    /// hundredths can be the sum of terms of several units, and rounding follows
+    /// the terms. Their magnitudes are the same call on `|v|` and `|S|` (`phi` and
+    /// the normalizer are positive), on the reference; for the outputs, the same
+    /// run's numerators over the same positive denominators.
+    fn terms(&self, dtype: WeightDtype) -> Result<Option<Vec<Vec<f32>>>, Failure> {
+        let mut data = self.data(dtype)?;
+        let desc = self.desc(self.tokens)?;
+        let (n, per_row, kv) = (desc.token_len(), desc.state_per_row(), self.heads * self.head_dim * self.head_dim);
+        data.v.data_mut(n).iter_mut().for_each(|x| *x = x.abs());
+        for (i, s) in data.state.data_mut(desc.state_len()).iter_mut().enumerate() {
+            if i % per_row < kv {
+                *s = s.abs();
+            }
+        }
+        let (mut out, mut state) = self.run_pieces(&mut Reference::new(Heap), &data, dtype, &[(0, self.tokens)])?;
+        zero_outside(&mut out, data.out.offset, n);
+        zero_outside(&mut state, data.state.offset, desc.state_len());
+        Ok(Some(vec![out, state]))
+    }
+}
+
+/// Zeroes `values` outside `offset .. offset + extent` (the padding has no terms).
+fn zero_outside(values: &mut [f32], offset: usize, extent: usize) {
+    values[..offset].fill(0.0);
+    values[offset + extent..].fill(0.0);
 }
 
 fn case(max_tokens: usize) -> impl Strategy<Value = LinearCase> {

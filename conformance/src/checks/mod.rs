@@ -22,7 +22,7 @@ pub mod quantized;
 use crate::backend::Backend;
 use crate::failure::Failure;
 use crate::runner::{run_cases, Options};
-use crate::tolerance::{compare, tolerance, Check};
+use crate::tolerance::{compare, compare_terms, tolerance, Check};
 use brt_core::{Kernels, Reference, WeightDtype};
 use brt_cpu::Heap;
 use proptest::strategy::Strategy;
@@ -34,6 +34,14 @@ pub(crate) trait KernelCase: Debug {
     /// Runs the call on `k` with parameters stored as `dtype` and returns every
     /// buffer it may write, read back whole (padding included), with its name.
     fn run<K: Kernels>(&self, k: &mut K, dtype: WeightDtype) -> Result<Vec<(&'static str, Vec<f32>)>, Failure>;
+
+    /// For calls whose outputs are long sums whose terms may cancel: for each
+    /// buffer [`run`](KernelCase::run) returns, the magnitude of the terms summed
+    /// into each element (zero outside the extent), which the relative tolerance
+    /// then follows (see [`compare_terms`]). `None`: the outputs' own magnitudes.
+    fn terms(&self, _dtype: WeightDtype) -> Result<Option<Vec<Vec<f32>>>, Failure> {
+        Ok(None)
+    }
 }
 
 /// Runs the cases of `strategy` on the backend and on the reference and compares
@@ -52,8 +60,12 @@ pub(crate) fn against_reference<B: Backend, C: KernelCase>(
     run_cases(name, cases, options, strategy, |case| {
         let got = case.run(&mut **k.borrow_mut(), dtype)?;
         let want = case.run(&mut Reference::new(Heap), dtype)?;
-        for ((what, g), (_, w)) in got.iter().zip(&want) {
-            compare(what, g, w, tol)?;
+        let terms = case.terms(dtype)?;
+        for (i, ((what, g), (_, w))) in got.iter().zip(&want).enumerate() {
+            match terms.as_ref().and_then(|t| t.get(i)) {
+                Some(terms) => compare_terms(what, g, w, tol, terms)?,
+                None => compare(what, g, w, tol)?,
+            }
         }
         Ok(())
     })
