@@ -211,19 +211,22 @@ pub fn q8_0_matmul<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<
 
 /// Q8_0 models on the backend against the reference running the same tensor
 /// data in place (its products implement the 8-bit arithmetic plainly, in
-/// f64). The tolerance is the f32 model tolerance plus twice the largest change
-/// that quantizing the products' inputs makes to the call's logits: the backend
-/// computes each product's inputs in f32 and the reference in f64, so now and
-/// then an input lies on the other side of a quantization step (x/d within a
-/// few ulps of a half), and that one step moves the logits downstream by up to
-/// about the whole quantization effect (measured: in 1,000 cases on each of two
-/// CPU factories, one call in 25 moved by more than the f32 tolerance, one in
-/// 600 by more than that plus the whole effect, at most 1.17 times it; an
-/// earlier run with a smaller f32 part saw 1.4). Everywhere else the logits
-/// agree to about 1e-6. That the backend
-/// quantizes its inputs at all, and exactly as the core says, is checked where
-/// the inputs are the same for both, in [`q8_0_matmul`]. A backend that does not
-/// read Q8_0 must refuse to allocate such weights.
+/// f64). The tolerance is the f32 model tolerance plus four times the largest
+/// change that quantizing the products' inputs makes to the call's logits: the
+/// backend computes each product's inputs in f32 and the reference in f64, so
+/// now and then an input lies on the other side of a quantization step (x/d
+/// within a few ulps of a half), and that one step moves the logits downstream
+/// by a share of the whole quantization effect that has no fixed bound (the
+/// whole effect is a sum of roundings of both signs). Measured: in 1,000 cases
+/// on each of two CPU factories, one call in 25 moved by more than the f32
+/// tolerance and one in 600 by more than that plus the whole effect, at most
+/// 1.17 times it; 1,000 cases on every CPU factory on another seed met one case
+/// that needed about 1.9 times it. Everywhere else the logits agree to about
+/// 1e-6. A backend that skipped quantizing the inputs would stay within even
+/// one effect: that it quantizes them, and exactly as the core says, is checked
+/// where the inputs are the same for both, in [`q8_0_matmul`]; this check is
+/// for whole models (tensor offsets, scales, every product reading Q8_0). A
+/// backend that does not read Q8_0 must refuse to allocate such weights.
 pub fn q8_0_models<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure> {
     if let Some(refusal) = refuses_q8_0::<B>(k)? {
         return refusal;
@@ -251,7 +254,7 @@ pub fn q8_0_models<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<
         let unquantized = stream_document(&mut reference, &decoded, case.batch, calls, &tokens, &case.resets)?;
         for (c, ((g, w), u)) in got.logits.iter().zip(&want.logits).zip(&unquantized.logits).enumerate() {
             let effect = w.iter().zip(u).map(|(w, u)| (w - u).abs()).fold(0.0, f32::max);
-            let tol = Tolerance::new(tol.abs + 2.0 * effect, tol.rel);
+            let tol = Tolerance::new(tol.abs + 4.0 * effect, tol.rel);
             compare(&format!("logits of call {c}, against the reference's 8-bit products"), g, w, tol)?;
         }
         Ok(())
