@@ -6,7 +6,9 @@
 #   scripts/mutants.sh [cargo mutants options]      # e.g. --list, -f FILE,
 #                                                   # --shard 0/40 --sharding round-robin
 #
-# Needs `cargo install cargo-mutants --locked` (27.1) and Python 3.11 (tomllib). Results in mutants.out/
+# Needs `cargo install cargo-mutants --locked` (27.1), `cargo install cargo-nextest
+# --locked` (0.9; it runs each mutant's tests and stops at the first failure) and
+# Python 3.11 (tomllib). Results in mutants.out/
 # (caught.txt, missed.txt, unviable.txt, timeout.txt). Every mutant rebuilds the
 # five judges (profile `mutants`: no debug information; 15-20 s on the 2-core Xeon)
 # and runs them: seconds for most mutants, about 30 s at the screen's strength and
@@ -20,6 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || { echo "cargo-mutants is not installed: cargo install cargo-mutants --locked" >&2; exit 2; }
+command -v cargo-nextest >/dev/null || { echo "cargo-nextest (the mutants' test runner) is not installed: cargo install cargo-nextest --locked" >&2; exit 2; }
 export CI=1 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 PROPTEST_MAX_SHRINK_ITERS=0
 # Every SIMD level this CPU has must run: a mutant that makes the detection hide
 # one would otherwise only skip that level's checks (loudly, but passing). The
