@@ -3,13 +3,15 @@
 //!
 //! A value `got` agrees with `want` when both have the same bits, or when both are
 //! finite and `|got - want| <= abs + rel * |want|` under a tolerance other than
-//! [`Tolerance::EXACT`] (which asks for the same bits: `-0.0` is not `+0.0`). The reference accumulates in
-//! f64; a backend computes in f32, so its results differ by rounding, which grows
-//! with the length of the reductions and with the magnitude of the logits. The
-//! rows below were sized for the shapes this suite generates (reductions of at
-//! most a few dozen terms, see each check) and checked against an independent
-//! f32 implementation with a different summation order (the suite's own tests)
-//! and against the SIMD CPU backend; a real bug is orders of magnitude larger.
+//! [`Tolerance::EXACT`] (which asks for the same bits: `-0.0` is not `+0.0`). The
+//! reference accumulates in f64; a backend computes in f32, so its results differ
+//! by rounding, which grows with the length of the reductions and with the
+//! magnitude of the logits (for long sums whose terms cancel, with the magnitude
+//! of the terms: [`compare_terms`]). The rows below were sized for the shapes
+//! this suite generates (reductions of at most a few dozen terms, see each check)
+//! and checked against an independent f32 implementation with a different
+//! summation order (the suite's own tests) and against the SIMD CPU backend; a
+//! real bug is orders of magnitude larger.
 
 use crate::failure::Mismatch;
 use brt_core::WeightDtype;
