@@ -27,7 +27,8 @@ fn row_logits(logits: &[f32], batch: usize, vocab: usize, row: usize) -> Vec<f32
 /// Property: any split of a document into calls gives the same logits. The same
 /// tokens go through in one call and in the case's calls (which end anywhere
 /// inside a block); every position's logits must agree within the rounding the
-/// case's own conditioning allows ([`reference_conditioning`]).
+/// case's own conditioning allows (as the model checks: the reference's run of
+/// the case against its run with every weight nudged).
 pub fn streaming_invariance<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure> {
     let dtype = B::weight_dtype();
     let floor = tolerance(Check::StreamSplit, dtype);
@@ -169,7 +170,8 @@ pub fn document_reset<B: Backend>(k: &mut B::Kernels, options: &Options) -> Resu
 /// Property: batch rows are independent. A row's logits do not change when the
 /// other rows hold other documents (same shapes: bit-identical), and equal those
 /// of the same row run alone in a batch of one (other shapes: within the
-/// rounding the row's own conditioning allows, [`reference_conditioning`]).
+/// rounding the row's own conditioning allows, measured as in
+/// [`streaming_invariance`]).
 pub fn batch_independence<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure> {
     let dtype = B::weight_dtype();
     let same = tolerance(Check::Neighbours, dtype);
