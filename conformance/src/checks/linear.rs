@@ -48,6 +48,12 @@ impl LinearCase {
         Ok(LinearAttention::new(self.batch, tokens, self.heads, self.head_dim, self.abs_scale)?)
     }
 
+    /// Whether element `i` of the carried state is one of the `(H, dh, dh)` sums
+    /// `phi(k)^T v` (else one of the `(H, dh)` normalizer sums `phi(k)`).
+    fn in_sums(&self, desc: &LinearAttention, i: usize) -> bool {
+        i % desc.state_per_row() < self.heads * self.head_dim * self.head_dim
+    }
+
     fn data(&self, dtype: WeightDtype) -> Result<LinearData, Failure> {
         let desc = self.desc(self.tokens)?;
         let p = self.pads;
@@ -60,13 +66,11 @@ impl LinearCase {
         let mut scale = rng.placed(p.before[3], self.heads, p.after[3], |r| r.sign() * r.uniform(0.25, 4.0));
         round_to(dtype, &mut scale.values);
         // A warm state: sum(phi(k)^T v) of unit size per past token, sum(phi(k)) > 0.
-        let kv = self.heads * self.head_dim * self.head_dim;
-        let per_row = desc.state_per_row();
         let past = 1.0 + rng.below(8) as f32;
         let warm = self.warm;
         let mut state = rng.placed(p.before[0], desc.state_len(), p.after[0], |_| 0.0);
         for (i, s) in state.data_mut(desc.state_len()).iter_mut().enumerate() {
-            *s = match (warm, i % per_row < kv) {
+            *s = match (warm, self.in_sums(&desc, i)) {
                 (false, _) => 0.0,
                 (true, true) => rng.normal() * past,
                 (true, false) => rng.uniform(0.5, 2.0) * past,
@@ -143,10 +147,10 @@ impl KernelCase for LinearCase {
     fn terms(&self, dtype: WeightDtype) -> Result<Option<Vec<Vec<f32>>>, Failure> {
         let mut data = self.data(dtype)?;
         let desc = self.desc(self.tokens)?;
-        let (n, per_row, kv) = (desc.token_len(), desc.state_per_row(), self.heads * self.head_dim * self.head_dim);
+        let n = desc.token_len();
         data.v.data_mut(n).iter_mut().for_each(|x| *x = x.abs());
         for (i, s) in data.state.data_mut(desc.state_len()).iter_mut().enumerate() {
-            if i % per_row < kv {
+            if self.in_sums(&desc, i) {
                 *s = s.abs();
             }
         }
