@@ -393,15 +393,16 @@ pub(crate) fn reference_conditioning(
     // The nudged weights are stored as f32, which keeps the nudge (the
     // reference computes in f64 either way): how far a small relative change
     // of the inputs moves each result.
-    let model = upload_model(&mut reference, config, &nudged(flat, seed), WeightDtype::F32)?;
+    let model = upload_model(&mut reference, config, &nudged(flat, seed, NUDGE), WeightDtype::F32)?;
     let moved = stream_document(&mut reference, &model, batch, max_call, tokens, resets)?;
     Ok((want, moved))
 }
 
-/// `flat` with every weight scaled by `1 + NUDGE` or `1 - NUDGE` at random.
-fn nudged(flat: &[f32], seed: u64) -> Vec<f32> {
+/// `flat` with every weight scaled by `1 + nudge` or `1 - nudge` at random
+/// (the same draw for the same `seed`: `-nudge` moves every weight the other way).
+pub(crate) fn nudged(flat: &[f32], seed: u64, nudge: f32) -> Vec<f32> {
     let mut rng = Rng::new(seed ^ 0x6e75_6467_6564);
-    flat.iter().map(|&x| if rng.chance(0.5) { x * (1.0 + NUDGE) } else { x * (1.0 - NUDGE) }).collect()
+    flat.iter().map(|&x| if rng.chance(0.5) { x * (1.0 + nudge) } else { x * (1.0 - nudge) }).collect()
 }
 
 /// Compares two saved stream states (the layout of [`Plan::layer_states`] without

@@ -14,12 +14,12 @@
 
 use super::KernelError;
 use crate::backend::Backend;
-use crate::checks::models::{legal_resets, model_case, upload_model, ModelCase, Variant};
+use crate::checks::models::{legal_resets, model_case, nudged, upload_model, ModelCase, Variant};
 use crate::failure::Failure;
 use crate::gen::Rng;
 use crate::io::{call, read_state};
 use crate::runner::{run_cases, Options};
-use crate::tolerance::{tolerance, Check};
+use crate::tolerance::{tolerance, Check, NUDGE};
 use brt::autodiff::Recorder;
 use brt_core::{Config, GateKind, Gradients, Plan, Reference64, StateLayout, Stream, WeightDtype};
 use brt_cpu::Heap;
@@ -142,7 +142,8 @@ pub(crate) fn grad_model_case(variant: Variant) -> impl Strategy<Value = ModelCa
 /// Euclidean norm of the difference must be within the tolerance's absolute part
 /// times the norm of the expected gradient of that parameter (but at least a
 /// hundredth of the largest parameter's, so that parameters barely touched by
-/// this segment are not held to their own rounding noise).
+/// this segment are not held to their own rounding noise), plus that
+/// parameter's `kinks` allowance when given (see [`kink_allowance`]).
 ///
 /// Norms rather than elements: through a whole model in f32, a ReLU argument or
 /// a softmax near a tie can land on the other side of a kink than in f64, which
@@ -153,22 +154,60 @@ pub(crate) fn compare_gradients(
     got: &[f32],
     want: &[f32],
     tol: crate::Tolerance,
+    kinks: Option<&[f64]>,
 ) -> Result<(), Failure> {
-    let layout = brt_core::WeightLayout::new(config)?;
-    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
-    let spans: Vec<_> = layout.params().map(|spec| (spec.param, spec.offset..spec.offset + spec.span.len())).collect();
-    let largest = spans.iter().fold(0f64, |m, (_, r)| m.max(norm(&mut want[r.clone()].iter().map(|&v| v as f64))));
-    for (param, range) in spans {
+    let largest = param_spans(config)?.iter().fold(0f64, |m, (_, r)| m.max(norm(&want[r.clone()], None)));
+    for (p, (param, range)) in param_spans(config)?.into_iter().enumerate() {
         let (g, w) = (&got[range.clone()], &want[range]);
-        let own = norm(&mut w.iter().map(|&v| v as f64));
-        let error = norm(&mut g.iter().zip(w).map(|(&a, &b)| a as f64 - b as f64));
+        let own = norm(w, None);
+        let error = norm(g, Some(w));
         let scale = own.max(largest / 100.0).max(f64::MIN_POSITIVE);
+        let kink = kinks.and_then(|k| k.get(p)).copied().unwrap_or(0.0);
         let what = format!(
-            "norm of the error of the gradient of {param:?} (want: norm 0; expected gradient's norm {own:.4e})"
+            "norm of the error of the gradient of {param:?} (want: norm 0; expected gradient's norm {own:.4e}; \
+             allowance for kinks {kink:.4e})"
         );
+        let tol = crate::Tolerance { abs: tol.abs + (kink / scale) as f32, rel: tol.rel };
         crate::tolerance::compare_f64(&what, &[error], &[0.0], tol, scale)?;
     }
     Ok(())
+}
+
+/// Every parameter's name and span in the flat parameter vector.
+fn param_spans(config: &Config) -> Result<Vec<(brt_core::Param, std::ops::Range<usize>)>, Failure> {
+    let layout = brt_core::WeightLayout::new(config)?;
+    Ok(layout.params().map(|spec| (spec.param, spec.offset..spec.offset + spec.span.len())).collect())
+}
+
+/// The Euclidean norm of `v`, or of `v - minus`.
+fn norm(v: &[f32], minus: Option<&[f32]>) -> f64 {
+    let diff = |i: usize, x: f32| x as f64 - minus.map_or(0.0, |m| m[i] as f64);
+    v.iter().enumerate().map(|(i, &x)| diff(i, x).powi(2)).sum::<f64>().sqrt()
+}
+
+/// How far a kink near the case's weights can move each parameter's gradient:
+/// twice the larger move of the f64 reference's gradient when every weight is
+/// nudged by 2^-13 of itself one way at random, and when nudged the opposite
+/// way.
+///
+/// A ReLU argument within f32's rounding of zero takes the other branch in f32
+/// than in f64, and every gradient upstream of it jumps by the unit's share (seen
+/// at 1,000 cases: 6% of the embedding's gradient in a 9-wide model, the f32
+/// reference and every f32 backend alike). The two opposite nudges move that
+/// argument both ways, so one of them crosses the kink too and measures the jump;
+/// away from kinks they move a gradient by about 2^-13 of itself, far below the
+/// tolerance. Only a case that fails without the allowance pays for the two runs.
+fn kink_allowance(case: &ModelCase, flat: &[f32], segment: &Segment, want: &[f32]) -> Result<Vec<f64>, Failure> {
+    let spans = param_spans(&case.config)?;
+    let mut allowance = vec![0f64; spans.len()];
+    for nudge in [NUDGE, -NUDGE] {
+        let moved = nudged(flat, case.seed, nudge);
+        let gradient = reference_gradient(&case.config, case.batch, &moved, WeightDtype::F32, segment)?;
+        for (a, (_, range)) in allowance.iter_mut().zip(&spans) {
+            *a = a.max(2.0 * norm(&gradient[range.clone()], Some(&want[range.clone()])));
+        }
+    }
+    Ok(allowance)
 }
 
 /// Runs model-gradient cases of `variant` on the backend and the f64 reference.
@@ -195,7 +234,10 @@ where
         if want.iter().all(|&g| g == 0.0) {
             return Err(Failure::Property("the reference's gradient is zero: the case checks nothing".into()));
         }
-        compare_gradients(&case.config, &got, &want, tol)
+        compare_gradients(&case.config, &got, &want, tol, None).or_else(|_| {
+            let kinks = kink_allowance(case, &flat, &segment, &want)?;
+            compare_gradients(&case.config, &got, &want, tol, Some(&kinks))
+        })
     })
 }
 
