@@ -156,8 +156,9 @@ pub(crate) fn compare_gradients(
     tol: crate::Tolerance,
     kinks: Option<&[f64]>,
 ) -> Result<(), Failure> {
-    let largest = param_spans(config)?.iter().fold(0f64, |m, (_, r)| m.max(norm(&want[r.clone()], None)));
-    for (p, (param, range)) in param_spans(config)?.into_iter().enumerate() {
+    let spans = param_spans(config)?;
+    let largest = spans.iter().fold(0f64, |m, (_, r)| m.max(norm(&want[r.clone()], None)));
+    for (p, (param, range)) in spans.into_iter().enumerate() {
         let (g, w) = (&got[range.clone()], &want[range]);
         let own = norm(w, None);
         let error = norm(g, Some(w));
