@@ -3,10 +3,18 @@
 
 use crate::simd::Simd;
 
+/// The whole vectors in `len` values, in values: what the vector loops cover
+/// before their scalar tail. (One place for every loop's bound: their `SAFETY`
+/// arguments rest on it being at most `len`.)
+#[inline(always)]
+fn vector_part<S: Simd>(len: usize) -> usize {
+    len / S::LANES * S::LANES
+}
+
 /// `sum(x^2)`.
 #[inline(always)]
 pub(crate) fn sum_squares<S: Simd>(x: &[f32]) -> f32 {
-    let n = x.len() / S::LANES * S::LANES;
+    let n = vector_part::<S>(x.len());
     // SAFETY: `i + LANES <= n <= x.len()` for every load.
     let mut total = unsafe {
         let mut acc = [S::zero(); 4];
@@ -36,7 +44,7 @@ pub(crate) fn sum_squares<S: Simd>(x: &[f32]) -> f32 {
 #[inline(always)]
 pub(crate) fn scale_mul<S: Simd>(x: &[f32], factor: f32, w: &[f32], out: &mut [f32]) {
     let len = x.len().min(w.len()).min(out.len());
-    let n = len / S::LANES * S::LANES;
+    let n = vector_part::<S>(len);
     // SAFETY: `i + LANES <= n <= len` for every access.
     unsafe {
         let f = S::splat(factor);
@@ -60,7 +68,7 @@ pub(crate) fn sqrt<S: Simd>(x: f32) -> f32 {
 /// `x *= factor`.
 #[inline(always)]
 pub(crate) fn scale<S: Simd>(x: &mut [f32], factor: f32) {
-    let n = x.len() / S::LANES * S::LANES;
+    let n = vector_part::<S>(x.len());
     // SAFETY: `i + LANES <= n <= x.len()` for every access.
     unsafe {
         let f = S::splat(factor);
@@ -78,7 +86,7 @@ pub(crate) fn scale<S: Simd>(x: &mut [f32], factor: f32) {
 #[inline(always)]
 pub(crate) fn scale_add<S: Simd>(x: &mut [f32], a: f32, b: &[f32]) {
     let len = x.len().min(b.len());
-    let n = len / S::LANES * S::LANES;
+    let n = vector_part::<S>(len);
     // SAFETY: `i + LANES <= n <= len` for every access.
     unsafe {
         let av = S::splat(a);
@@ -95,7 +103,7 @@ pub(crate) fn scale_add<S: Simd>(x: &mut [f32], a: f32, b: &[f32]) {
 /// `x = a * x + c`.
 #[inline(always)]
 pub(crate) fn scale_add_const<S: Simd>(x: &mut [f32], a: f32, c: f32) {
-    let n = x.len() / S::LANES * S::LANES;
+    let n = vector_part::<S>(x.len());
     // SAFETY: `i + LANES <= n <= x.len()` for every access.
     unsafe {
         let (av, cv) = (S::splat(a), S::splat(c));
@@ -113,7 +121,7 @@ pub(crate) fn scale_add_const<S: Simd>(x: &mut [f32], a: f32, c: f32) {
 #[inline(always)]
 pub(crate) fn add_assign<S: Simd>(x: &mut [f32], y: &[f32]) {
     let len = x.len().min(y.len());
-    let n = len / S::LANES * S::LANES;
+    let n = vector_part::<S>(len);
     // SAFETY: `i + LANES <= n <= len` for every access.
     unsafe {
         let p = x.as_mut_ptr();
@@ -130,7 +138,7 @@ pub(crate) fn add_assign<S: Simd>(x: &mut [f32], y: &[f32]) {
 #[inline(always)]
 pub(crate) fn axpy<S: Simd>(x: &mut [f32], a: f32, y: &[f32]) {
     let len = x.len().min(y.len());
-    let n = len / S::LANES * S::LANES;
+    let n = vector_part::<S>(len);
     // SAFETY: `i + LANES <= n <= len` for every access.
     unsafe {
         let av = S::splat(a);
@@ -148,7 +156,7 @@ pub(crate) fn axpy<S: Simd>(x: &mut [f32], a: f32, y: &[f32]) {
 #[inline(always)]
 pub(crate) fn dot<S: Simd>(x: &[f32], y: &[f32]) -> f32 {
     let len = x.len().min(y.len());
-    let n = len / S::LANES * S::LANES;
+    let n = vector_part::<S>(len);
     // SAFETY: `i + LANES <= n <= len` for every load.
     let mut total = unsafe {
         let mut acc = [S::zero(); 2];
@@ -175,7 +183,7 @@ pub(crate) fn dot<S: Simd>(x: &[f32], y: &[f32]) -> f32 {
 /// The largest element, at least `floor`.
 #[inline(always)]
 pub(crate) fn max_of<S: Simd>(x: &[f32], floor: f32) -> f32 {
-    let n = x.len() / S::LANES * S::LANES;
+    let n = vector_part::<S>(x.len());
     // SAFETY: `i + LANES <= n <= x.len()` for every load.
     let mut m = unsafe {
         let mut acc = S::splat(floor);
@@ -193,7 +201,7 @@ pub(crate) fn max_of<S: Simd>(x: &[f32], floor: f32) -> f32 {
 /// `x = exp(x - m)` in place; returns the sum of the results.
 #[inline(always)]
 pub(crate) fn exp_shifted_sum<S: Simd>(x: &mut [f32], m: f32) -> f32 {
-    let n = x.len() / S::LANES * S::LANES;
+    let n = vector_part::<S>(x.len());
     // SAFETY: `i + LANES <= n <= x.len()` for every access.
     let mut total = unsafe {
         let mv = S::splat(m);
