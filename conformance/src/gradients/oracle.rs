@@ -842,7 +842,8 @@ fn fd_model(options: &Options, name: &'static str, variant: Variant, cases: u32)
         }
         if checked == 0 || kinks > checked {
             return Err(Failure::Property(format!(
-                "{kinks} probes unresolved (a kink or a curvature within the steps), {checked} checked: the case checks little"
+                "{kinks} probes unresolved (a kink or a curvature within the steps), {checked} checked: \
+                 the case checks little"
             )));
         }
         Ok(())
