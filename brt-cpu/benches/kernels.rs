@@ -21,6 +21,10 @@ fn matmul(c: &mut Criterion) {
         ("small/qkv", 256, 256, 256),
         ("small/mlp_in", 256, 256, 1024),
         ("small/mlp_out", 256, 1024, 256),
+        // A recurrent layer's products of its states, once per block: `S` rows,
+        // over which packing the weights is repaid (64 in `small`).
+        ("small/states", 64, 256, 256),
+        ("paper/states", 512, 1024, 1024),
         ("paper/qkv", 2048, 1024, 1024),
         ("paper/mlp_in", 2048, 1024, 4096),
         ("paper/mlp_out", 2048, 4096, 1024),
