@@ -91,16 +91,19 @@ impl Tiles {
     /// The fastest tiles at `level`, the backend's defaults.
     ///
     /// Products: 256 steps of the inner dimension per block (a `B` panel of 16 KiB
-    /// with AVX2, half the L1; 32 KiB with AVX-512's 32 columns: on an Intel Xeon
-    /// with a 48 KiB L1 its former 128 steps passed over `C` twice as often and
-    /// `paper`'s forward ran 15 to 25% slower), 144 rows of `A` per block (L2),
+    /// with AVX2, half the L1), 512 with AVX-512's 32 columns (a 64 KiB panel, more
+    /// than the 48 KiB L1 of an Intel Xeon, whose L2 streams it fast enough: each
+    /// `C` is read and written half as often: with 256 steps `paper`'s largest
+    /// product ran 4% slower there, its forward 296 against 342 tokens/s and
+    /// `small`'s training 3.5% slower; with 128, 15 to 25% slower still), 144 rows
+    /// of `A` per block (L2),
     /// 4096 columns per packed `B` block (L3; fewer passes over `A` and `C` than
     /// 1024 columns). Few-row products: 4096 columns (each weight row read in
     /// runs of 8 KiB of f16; runs of 512 columns read the paper model's weights
     /// at half the rate).
     /// Attention: 96 queries per task, keys in tiles of 192; its backward 48 and
     /// 96, keeping up to 8 key tiles between its sweeps. Linear attention: chunks
-    /// of 64 tokens. About 4.1 MiB per thread with AVX2 or AVX-512.
+    /// of 64 tokens. About 4.1 MiB per thread with AVX2, 8.3 MiB with AVX-512.
     ///
     /// They are what a backend uses when [`crate::Options::tiles`] is `None`, and
     /// suit their level:
@@ -134,9 +137,13 @@ impl Tiles {
         }
     }
 
-    /// The default `(gemm_kc, gemm_mc, gemm_nc)` for micro-tile `(mr, nr)`.
+    /// The default `(gemm_kc, gemm_mc, gemm_nc)` for micro-tile `(mr, nr)`: twice
+    /// the steps for the widest tile (AVX-512's 32 columns; measured only there:
+    /// with AVX2 on the same Xeon 512 steps ran `paper` 9% faster too, but a 32 KiB
+    /// panel would fill the L1 of the AMD machines that level runs on).
     pub(crate) const fn default_gemm((mr, nr): (usize, usize)) -> (usize, usize, usize) {
-        (256, 144usize.div_ceil(mr) * mr, 4096 / nr * nr)
+        let kc = if nr >= 32 { 512 } else { 256 };
+        (kc, 144usize.div_ceil(mr) * mr, 4096 / nr * nr)
     }
 
     /// The least scratch at `level`: every size at its minimum (one micro-tile,
@@ -254,13 +261,13 @@ mod tests {
             assert_eq!(Tiles::default_for(level).check(level), Ok(()), "{level}");
             assert_eq!(Tiles::smallest(level).check(level), Ok(()), "{level}");
         }
-        // Today's blocking, exactly: 256 steps at every level.
+        // Today's blocking, exactly: 256 steps at every level but AVX-512's 512.
         let avx2 = Tiles::default_for(SimdLevel::Avx2);
         assert_eq!((avx2.gemm_kc, avx2.gemm_mc, avx2.gemm_nc), (256, 144, 4096));
         let neon = Tiles::default_for(SimdLevel::Neon);
         assert_eq!((neon.gemm_kc, neon.gemm_mc, neon.gemm_nc), (256, 144, 4092));
         let avx512 = Tiles::default_for(SimdLevel::Avx512);
-        assert_eq!((avx512.gemm_kc, avx512.gemm_nc), (256, 4096));
+        assert_eq!((avx512.gemm_kc, avx512.gemm_nc), (512, 4096));
     }
 
     #[test]

@@ -295,17 +295,18 @@ fn matmul_case() -> impl Strategy<Value = MatmulCase> {
     let rows = prop_oneof![3 => 0usize..=7, 1 => 8usize..=13];
     let cols = prop_oneof![3 => 1usize..=17, 1 => 18usize..=33];
     // And a few shapes across the default blocking: more rows than a block of
-    // `A` (144) and a longer inner dimension than a `B` panel (128 with AVX-512,
-    // 256 with AVX2 and NEON); one-row products wider than their column run
-    // (4096, `Tiles::gemv_columns`); and products (5 rows or more: not the
+    // `A` (144) and a longer inner dimension than a `B` panel (256 steps with
+    // AVX2 and NEON, 512 with AVX-512); one-row products wider than their column
+    // run (4096, `Tiles::gemv_columns`); and products (5 rows or more: not the
     // one-row path) that fill a whole packed block of `B`, a panel deep and
     // `gemm_nc` (4096) wide: at the default tiles that block is the largest
     // scratch a CPU thread has, so only these cases hold its size to account.
+    let deep = prop_oneof![250usize..=300, 500usize..=560];
     let shape = prop_oneof![
         30 => (rows, inner, cols),
-        1 => (143usize..=150, 250usize..=300, 1usize..=40),
+        1 => (143usize..=150, deep.clone(), 1usize..=40),
         1 => (1usize..=4, 1usize..=8, 4090usize..=4200),
-        1 => (5usize..=9, 250usize..=300, 4090usize..=4200),
+        1 => (5usize..=9, deep, 4090usize..=4200),
     ];
     let shape = (shape, any::<bool>()).prop_map(|((m, k, n), transposed)| (m, k, n, transposed));
     (shape, (alpha, any::<bool>(), activation, prop::bool::weighted(0.15)), pads(), seed()).prop_map(
@@ -326,8 +327,8 @@ fn matmul_case() -> impl Strategy<Value = MatmulCase> {
 
 /// `matmul` against the reference: both weight orders, scale, accumulation,
 /// ReLU and tanh, inner dimensions 1 to 70, no rows; a few shapes across the
-/// CPU backend's default blocking (up to 150 rows, inner 300, 4200 columns,
-/// and up to 9 x 300 x 4200 at once).
+/// CPU backend's default blocking (up to 150 rows, inner 560, 4200 columns,
+/// and up to 9 x 560 x 4200 at once).
 pub fn matmul<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure> {
     against_reference::<B, _>(k, options, "matmul", 256, Check::Matmul, matmul_case())
 }

@@ -1,11 +1,11 @@
 //! Every backward kernel on fixed lists of large shapes, all of them on every
 //! run: the shapes where a fast backend changes strategy (the SIMD CPU backend's
-//! micro-tiles, its `kc = 256` blocks of a product's inner dimension, few-row
-//! products, attention tiles of 48 queries and 96 keys and the eight key tiles
-//! its first sweep keeps, partial head panels, linear-attention chunks of 64
-//! tokens, rows split over threads above 2^15 values). Generated shapes are too
-//! small to reach them. Each case also runs twice on the backend: the results
-//! must be bit-identical.
+//! micro-tiles, its `kc = 256` blocks of a product's inner dimension (512 with
+//! AVX-512), few-row products, attention tiles of 48 queries and 96 keys and the
+//! eight key tiles its first sweep keeps, partial head panels, linear-attention
+//! chunks of 64 tokens, rows split over threads above 2^15 values). Generated
+//! shapes are too small to reach them. Each case also runs twice on the
+//! backend: the results must be bit-identical.
 
 use super::attention::AttentionGradCase;
 use super::kernels::{
