@@ -92,15 +92,14 @@ impl Tiles {
     ///
     /// Products: 256 steps of the inner dimension per block (a `B` panel of 16 KiB
     /// with AVX2, half the L1), 512 with AVX-512's 32 columns (a 64 KiB panel, more
-    /// than the 48 KiB L1 of an Intel Xeon, whose L2 streams it fast enough: each
+    /// than the 48 KiB L1 of an Intel Xeon, whose L2 streams it fast enough, and
     /// `C` is read and written half as often: with 256 steps `paper`'s largest
     /// product ran 4% slower there, its forward 296 against 342 tokens/s and
     /// `small`'s training 3.5% slower; with 128, 15 to 25% slower still), 144 rows
-    /// of `A` per block (L2),
-    /// 4096 columns per packed `B` block (L3; fewer passes over `A` and `C` than
-    /// 1024 columns). Few-row products: 4096 columns (each weight row read in
-    /// runs of 8 KiB of f16; runs of 512 columns read the paper model's weights
-    /// at half the rate).
+    /// of `A` per block (L2), 4096 columns per packed `B` block (L3; fewer passes
+    /// over `A` and `C` than 1024 columns). Few-row products: 4096 columns (each
+    /// weight row read in runs of 8 KiB of f16; runs of 512 columns read the
+    /// paper model's weights at half the rate).
     /// Attention: 96 queries per task, keys in tiles of 192; its backward 48 and
     /// 96, keeping up to 8 key tiles between its sweeps. Linear attention: chunks
     /// of 64 tokens. About 4.1 MiB per thread with AVX2, 8.3 MiB with AVX-512.
