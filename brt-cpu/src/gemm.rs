@@ -11,7 +11,7 @@
 //! so threads never wait for each other inside a product.
 
 use crate::parallel::SendPtr;
-use crate::simd::{Epilogue, Simd, WithSimd};
+use crate::simd::{Epilogue, Simd, WithSimd, LINE_F32S};
 use crate::tiles::Tiles;
 use crate::weights::WSlice;
 use brt_core::desc::Activation;
@@ -337,11 +337,10 @@ pub(crate) fn pack_a<S: Simd>(a: &[f32], lda: usize, i0: usize, mc: usize, p0: u
 /// interleaved runs, about the size of the runs' spread).
 #[inline(always)]
 fn prefetch_rows<S: Simd>(m: &[f32], ld: usize, rows: Range<usize>, (c0, kc): (usize, usize)) {
-    const LINE: usize = 64 / core::mem::size_of::<f32>();
     const PREFETCH_LINES: usize = 4;
     for r in rows {
         if let Some(row) = m.get(r * ld + c0..).and_then(|row| row.get(..kc)) {
-            for line in row.iter().step_by(LINE).take(PREFETCH_LINES) {
+            for line in row.iter().step_by(LINE_F32S).take(PREFETCH_LINES) {
                 // SAFETY: the level's prefetch reads nothing (a hint).
                 unsafe { S::prefetch(line) };
             }

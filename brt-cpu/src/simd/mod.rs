@@ -468,6 +468,10 @@ pub(crate) unsafe fn micro_generic<S: Simd, const MR: usize, const NV: usize>(
     }
 }
 
+/// f32 values in a cache line (64 bytes on every CPU the levels run on): the
+/// unit of the prefetches.
+pub(crate) const LINE_F32S: usize = 64 / core::mem::size_of::<f32>();
+
 /// Asks for the cache lines of the `rows x cols` tile of `C` at `c` (row stride
 /// `ldc`) before the micro-kernel's steps, so that its stores at the end find them
 /// nearer than memory. Where `C` is larger than the caches (a `2048 x 1024`
@@ -481,9 +485,8 @@ pub(crate) unsafe fn micro_generic<S: Simd, const MR: usize, const NV: usize>(
 /// support `S`.
 #[inline(always)]
 unsafe fn prefetch_tile<S: Simd>(c: *const f32, ldc: usize, rows: usize, cols: usize) {
-    const LINE: usize = 64 / core::mem::size_of::<f32>();
     for i in 0..rows {
-        for j in (0..cols).step_by(LINE) {
+        for j in (0..cols).step_by(LINE_F32S) {
             // SAFETY: a hint; the address is computed with wrapping arithmetic, so
             // nothing is claimed about it.
             unsafe { S::prefetch(c.wrapping_add(i * ldc + j)) };

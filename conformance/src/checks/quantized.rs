@@ -158,10 +158,9 @@ fn q8_matmul_case() -> impl Strategy<Value = Q8MatmulCase> {
     let inner = prop_oneof![Just(32usize), Just(64), Just(96), Just(128), Just(288)];
     // Rows for the one-row and few-row paths and across a micro-tile, a few
     // past the CPU backend's blocking (144 rows of `A`, `B` panels of 256 steps,
-    // 512 with AVX-512),
-    // one-row products wider than a column run, and few-row products whose
-    // inputs take more than one pass of the CPU backend's quantized GEMV
-    // (4096 values of all rows at a time).
+    // 512 with AVX-512), one-row products wider than a column run, and few-row
+    // products whose inputs take more than one pass of the CPU backend's
+    // quantized GEMV (4096 values of all rows at a time).
     let shape = prop_oneof![
         30 => (0usize..=13, inner, 1usize..=40),
         1 => (143usize..=150, prop_oneof![Just(288usize), Just(544)], 1usize..=40),
