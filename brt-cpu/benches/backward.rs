@@ -1,6 +1,7 @@
 //! Backward kernels beside their forwards, at the detected level on one thread:
 //! the products of a `small` training step (batch 8 x segment 256 = 2048 rows),
-//! its windowed and state attentions, and a linear attention.
+//! its windowed and state attentions, a `paper` window (512 queries, 8 heads of
+//! 128) and a linear attention.
 //!
 //! `cargo bench -p brt-cpu --bench backward` (a filter such as `attention` runs
 //! fewer). Throughput is the forward's FLOP (multiply-add = 2) for both, so the
@@ -80,6 +81,7 @@ fn attention(c: &mut Criterion) {
         ("small/window", 8, 256, 64 + 256, 4, 64, Some(64)),
         ("small/block", 8, 64, 128, 4, 64, Some(64)),
         ("small/state_cross", 8, 64, 64, 4, 64, None),
+        ("paper/window", 1, 512, 1024, 8, 128, Some(512)),
     ];
     let mut group = c.benchmark_group("attention_backward");
     group.sample_size(10);

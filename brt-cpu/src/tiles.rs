@@ -100,9 +100,13 @@ impl Tiles {
     /// over `A` and `C` than 1024 columns). Few-row products: 4096 columns (each
     /// weight row read in runs of 8 KiB of f16; runs of 512 columns read the
     /// paper model's weights at half the rate).
-    /// Attention: 96 queries per task, keys in tiles of 192; its backward 48 and
-    /// 96, keeping up to 8 key tiles between its sweeps. Linear attention: chunks
-    /// of 64 tokens. About 4.1 MiB per thread with AVX2, 8.3 MiB with AVX-512.
+    /// Attention: 96 queries per task, keys in tiles of 192; its backward the
+    /// same, keeping up to 4 key tiles between its sweeps (a query tile then sees
+    /// a 64-token window's 159 keys in one tile; at 48 queries and 96 keys, in two
+    /// of which the second held 15 keys, `small`'s window backward took 9.1 ms
+    /// against 7.6 and `paper`'s 37.5 against 33.9 with AVX-512: `cargo bench -p
+    /// brt-cpu --bench backward`). Linear attention: chunks of 64 tokens. About
+    /// 4.1 MiB per thread with AVX2, 8.3 MiB with AVX-512.
     ///
     /// They are what a backend uses when [`crate::Options::tiles`] is `None`, and
     /// suit their level:
@@ -129,9 +133,9 @@ impl Tiles {
             gemv_columns: 4096,
             attention_queries: 96,
             attention_keys: 192,
-            backward_queries: 48,
-            backward_keys: 96,
-            backward_cached_tiles: 8,
+            backward_queries: 96,
+            backward_keys: 192,
+            backward_cached_tiles: 4,
             linear_chunk: 64,
         }
     }

@@ -34,6 +34,21 @@ use brt_core::primitives::{t5_bucket, SAFE_SOFTMAX_FLOOR};
 /// bucket is the same from 113 on).
 const DISTANCES: usize = 128;
 
+/// Where a row's bias entries start, as in the forward (`crate::attention`): the
+/// bias table and its gradient are stored by decreasing distance (entry `t` is
+/// distance `DISTANCES - 1 - t`, the first entry every distance beyond), so the
+/// visible keys `vl..vh` of a row whose key 0 is at distance `base` are keys
+/// `vl..near`, all in entry 0, then keys `near..vh`, entries `t0..` one by one:
+/// returns `(near, t0)`. A visible key comes before the query (`vh <= base`), so
+/// the run ends within the table.
+#[inline(always)]
+fn bias_run(base: usize, vl: usize, vh: usize) -> (usize, usize) {
+    let near = (base + 1).saturating_sub(DISTANCES).clamp(vl, vh);
+    // `near >= base + 1 - DISTANCES` whenever keys remain past it.
+    let t0 = if near < vh { near + DISTANCES - 1 - base } else { 0 };
+    (near, t0)
+}
+
 /// Scratch (f32 elements) of one task at micro-tile `(mr, nr)` for head widths
 /// up to `max_dh`.
 pub(crate) const fn scratch_len(t: &Tiles, (mr, nr): (usize, usize), max_dh: usize) -> u64 {
@@ -135,7 +150,7 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
     let row_max = take(&mut rest, q_tile);
     let row_inv = take(&mut rest, q_tile);
     let row_d = take(&mut rest, q_tile);
-    let bias_at = take(&mut rest, DISTANCES);
+    let bias_table = take(&mut rest, DISTANCES);
     let bias_grad = take(&mut rest, DISTANCES);
     let bias_row = take(&mut rest, k_tile);
     let logit_row = take(&mut rest, k_tile);
@@ -155,8 +170,9 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
     };
     let biased = match (c.bias, window) {
         (Some(table), Some(_)) => {
-            for (n, slot) in bias_at.iter_mut().enumerate() {
-                *slot = table.get(h * T5_BUCKETS + t5_bucket(n));
+            // By decreasing distance (see `bias_run`).
+            for (t, slot) in bias_table.iter_mut().enumerate() {
+                *slot = table.get(h * T5_BUCKETS + t5_bucket(DISTANCES - 1 - t));
             }
             bias_grad.fill(0.0);
             true
@@ -268,10 +284,10 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
                         // `base - x` from the query (a visible key comes before
                         // `i0 + i + offset`, so `base > x`).
                         let base = if biased { i0 + i + offset - jt } else { 0 };
+                        let (near, t0) = bias_run(base, vl, vh);
                         if biased {
-                            for x in vl..vh {
-                                bias_row[x] = bias_at[(base - x).min(DISTANCES - 1)];
-                            }
+                            bias_row[vl..near].fill(bias_table[0]);
+                            bias_row[near..vh].copy_from_slice(&bias_table[t0..][..vh - near]);
                         }
                         if sweep == 0 {
                             // The logits on a copy: the scores stay for the second sweep.
@@ -301,9 +317,12 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
                                 row_d[i],
                             );
                             if biased {
-                                for x in vl..vh {
-                                    bias_grad[(base - x).min(DISTANCES - 1)] += dp_row[x];
+                                // Entry 0 sums the far keys in key order; the near
+                                // keys have an entry each.
+                                for &g in &dp_row[vl..near] {
+                                    bias_grad[0] += g;
                                 }
+                                add_assign::<S>(&mut bias_grad[t0..][..vh - near], &dp_row[near..vh]);
                             }
                             s_row[..vl].fill(0.0);
                             s_row[vh..kt].fill(0.0);
@@ -355,12 +374,10 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
                         }
                         let kc = q_hi - q_lo;
                         for (tile_src, b_panel, dst) in [(&*s_tile, &*do_b, d_v), (&*dp_tile, &*q_b, d_k)] {
-                            for p in 0..kc {
-                                let row = &tile_src[(q_lo + p) * k_tile..];
-                                for jj in 0..S::MR {
-                                    let j = j0 + jj;
-                                    a_panel[p * S::MR + jj] = if j < j1 { row[j] } else { 0.0 };
-                                }
+                            // The panel's keys are a run of each query's row.
+                            for (p, keys) in a_panel.chunks_exact_mut(S::MR).take(kc).enumerate() {
+                                keys[..j1 - j0].copy_from_slice(&tile_src[(q_lo + p) * k_tile + j0..][..j1 - j0]);
+                                keys[j1 - j0..].fill(0.0);
                             }
                             for dp in 0..dq_panels {
                                 let cols = S::NR.min(dh - dp * S::NR);
@@ -401,8 +418,8 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
     partial[h] += scale_grad * a_slope;
     if biased {
         if let Some(d_bias) = partial.get_mut(heads + h * T5_BUCKETS..heads + (h + 1) * T5_BUCKETS) {
-            for (n, &g) in bias_grad.iter().enumerate() {
-                d_bias[t5_bucket(n)] += g;
+            for n in 0..DISTANCES {
+                d_bias[t5_bucket(n)] += bias_grad[DISTANCES - 1 - n];
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Every backward kernel on fixed lists of large shapes, all of them on every
 //! run: the shapes where a fast backend changes strategy (the SIMD CPU backend's
 //! micro-tiles, its `kc = 256` blocks of a product's inner dimension (512 with
-//! AVX-512), few-row products, attention tiles of 48 queries and 96 keys and the
-//! eight key tiles its first sweep keeps, partial head panels, linear-attention
+//! AVX-512), few-row products, attention tiles of 96 queries and 192 keys and the
+//! four key tiles its first sweep keeps, partial head panels, linear-attention
 //! chunks of 64 tokens, rows split over threads above 2^15 values). Generated
 //! shapes are too small to reach them. Each case also runs twice on the
 //! backend: the results must be bit-identical.
@@ -94,9 +94,9 @@ where
         };
         cases.push(AttentionGradCase { forward, near_floor });
     };
-    // (batch, queries, heads, head width, window, extra cached keys): tiles of 48
-    // queries and 96 keys, head widths across the panel widths, more keys than
-    // the first sweep's eight tiles.
+    // (batch, queries, heads, head width, window, extra cached keys): tiles of 96
+    // queries and 192 keys (up to 48 and 96 before), head widths across the panel
+    // widths, more keys than the first sweep's four tiles (eight before).
     for &(batch, queries, heads, head_dim, window, extra) in &[
         (1, 1, 1, 1, 1, 0),
         (2, 5, 2, 3, 4, 3),
