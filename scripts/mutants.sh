@@ -12,7 +12,7 @@
 # (caught.txt, missed.txt, unviable.txt, timeout.txt, and caught-by-time-limit.txt:
 # the caught mutants whose only failure was a test stopped after 60 s, to be read
 # as timeouts are). Every mutant rebuilds the
-# five judges (profile `mutants`: no debug information; 15-20 s on the 2-core Xeon)
+# six judges (profile `mutants`: no debug information; 15-20 s on the 2-core Xeon)
 # and runs them: seconds for most mutants, about 30 s at the screen's strength and
 # 50 s at full strength for one that survives. All ~3,400 take about a day on 2
 # cores; a round-robin shard is an even sample.

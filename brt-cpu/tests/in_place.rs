@@ -6,7 +6,7 @@ use brt_core::half::{bf16, f16};
 use brt_core::init::initialize;
 use brt_core::{Arena, Config, GateKind, LayerSet, Model, Plan, StateLayout, Stream, WeightData, WeightDtype};
 use brt_core::{ByteLayout, CoreError, Kernels, Reference, Storage, WeightLayout};
-use brt_cpu::{Cpu, CpuError, Heap, Options, SharedBytes, SimdLevel};
+use brt_cpu::{Cpu, CpuError, Heap, Options, SharedBytes, SimdLevel, Tiles};
 use brt_gguf::ModelFile;
 
 fn config() -> Config {
@@ -213,8 +213,13 @@ fn q8_0_weights_in_flash_compute_the_reference_s_8_bit_products() {
     let quantization = worst(&unquantized_inputs, &want);
     assert!(quantization > 1e-5 && quantization < 0.1, "quantized inputs moved the logits by {quantization}");
     for level in SimdLevel::available() {
-        for threads in [1, 2] {
-            let options = Options { level: Some(level), threads, ..Options::default() };
+        // The default blocks of the inner dimension (whole 32-value quantization
+        // blocks), and blocks of 24 steps: the packed products' second block then
+        // starts at value 24 of a quantization block, whose run of values must
+        // stop at the block's end.
+        let split_blocks = Tiles { gemm_kc: 24, ..Tiles::default_for(level) };
+        for (threads, tiles) in [(1, None), (2, None), (1, Some(split_blocks))] {
+            let options = Options { level: Some(level), threads, tiles, ..Options::default() };
             let mut k = Cpu::with_options(Heap, options).unwrap();
             let weights = k.weights_in_place(data.clone(), file.byte_layout()).unwrap();
             assert!(weights.is_in_place() && weights.dtype() == WeightDtype::Q8_0);
@@ -226,7 +231,7 @@ fn q8_0_weights_in_flash_compute_the_reference_s_8_bit_products() {
             let diff = worst(&got, &want);
             assert!(
                 diff <= 1e-5,
-                "{level}, {threads} threads: {diff} from the reference (quantization {quantization})"
+                "{level}, {threads} threads, tiles {tiles:?}: {diff} from the reference (quantization {quantization})"
             );
         }
     }

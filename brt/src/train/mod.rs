@@ -543,6 +543,8 @@ where
         self.seed.fill(0.0);
         let mut loss = 0f64;
         let seed = &mut self.seed;
+        // A row's exponentials, computed once for the sum and the probabilities.
+        let mut exps = vec![0f64; vocab];
         let mut reader = |start: usize, logits: &[f32]| -> Result<()> {
             for (i, row) in logits.chunks_exact(vocab).enumerate() {
                 let at = start * batch + i;
@@ -551,11 +553,15 @@ where
                 }
                 let target = segment.targets[at] as usize;
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-                let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+                let mut sum = 0f64;
+                for (e, &v) in exps.iter_mut().zip(row) {
+                    *e = (v as f64 - max).exp();
+                    sum += *e;
+                }
                 loss += max + sum.ln() - row[target] as f64;
                 let g = &mut seed[at * vocab..(at + 1) * vocab];
-                for (j, (g, &v)) in g.iter_mut().zip(row).enumerate() {
-                    let p = (v as f64 - max).exp() / sum;
+                for (j, (g, &e)) in g.iter_mut().zip(&exps).enumerate() {
+                    let p = e / sum;
                     *g = ((p - (j == target) as u8 as f64) / predicted.max(1) as f64) as f32;
                 }
             }

@@ -145,13 +145,16 @@ impl AdamW {
         let t = self.steps as i32;
         let c1 = 1.0 - self.beta1.powi(t);
         let c2 = 1.0 - self.beta2.powi(t);
-        for i in 0..params.len() {
-            let g = grads[i];
-            self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * g;
-            self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * g * g;
-            let update = (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + self.epsilon);
-            let decay = if decays[i] { self.weight_decay * params[i] } else { 0.0 };
-            params[i] -= lr * (update + decay);
+        let (beta1, beta2, epsilon, weight_decay) = (self.beta1, self.beta2, self.epsilon, self.weight_decay);
+        // Zipped, so that no index is checked and the loop runs on vectors
+        // (the same operations on each element as an indexed loop).
+        let moments = self.m.iter_mut().zip(self.v.iter_mut());
+        for ((p, (&g, &decayed)), (m, v)) in params.iter_mut().zip(grads.iter().zip(decays)).zip(moments) {
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            let update = (*m / c1) / ((*v / c2).sqrt() + epsilon);
+            let decay = if decayed { weight_decay * *p } else { 0.0 };
+            *p -= lr * (update + decay);
         }
     }
 }
