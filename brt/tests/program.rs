@@ -461,6 +461,41 @@ fn bench_train_reports_training_rates_and_phases() {
     assert_eq!(code, 2, "{err}");
 }
 
+/// `brt bench --scaling`: one thread and `--threads` alternately, pair by pair;
+/// each pair's ratio is its two rates', and the summary is their median. One
+/// thread, or a backend without threads, is a clear error.
+#[test]
+#[cfg(feature = "cpu")]
+fn bench_scaling_reports_each_pair_s_ratio() {
+    let args = ["bench", "--config", "tiny", "--scaling", "--threads", "2", "--tokens", "32", "--repetitions", "3"];
+    let mut args: Vec<&OsStr> = args.iter().map(|s| os(s)).collect();
+    args.extend(["--backend", "cpu", "--json"].map(os));
+    let (code, out, err) = run_brt(&args);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!((json["threads"].as_u64(), json["tokens"].as_u64()), (Some(2), Some(32)), "{json}");
+    let each = |field: &str| -> Vec<f64> {
+        json[field]["each"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    let (one, two, ratios) = (each("one_thread_tokens_per_second"), each("tokens_per_second"), each("ratio"));
+    assert_eq!((one.len(), two.len(), ratios.len()), (3, 3, 3), "{json}");
+    for i in 0..3 {
+        assert!(one[i] > 0.0 && two[i] > 0.0, "{json}");
+        assert!((ratios[i] - two[i] / one[i]).abs() <= 1e-12 * ratios[i], "pair {i}: {json}");
+    }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(json["ratio"]["median"].as_f64(), Some(sorted[1]), "{json}");
+
+    let (code, _, err) = run_brt(&[os("bench"), os("--config"), os("tiny"), os("--scaling"), os("--threads"), os("1")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--threads 2 or more"), "{err}");
+    let reference = [os("bench"), os("--config"), os("tiny"), os("--scaling"), os("--backend"), os("reference")];
+    let (code, _, err) = run_brt(&reference);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--backend cpu"), "{err}");
+}
+
 /// `BRT_SIMD` picks the CPU backend's SIMD level: the reports name the level
 /// that ran (the detected one by default, the chosen one otherwise); a name that
 /// is no level, or a level this CPU lacks, is a clear error.

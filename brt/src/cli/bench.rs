@@ -48,6 +48,12 @@ pub struct BenchArgs {
     /// share of each phase. Weights are f32 (training keeps f32 master weights).
     #[arg(long, conflicts_with_all = ["dtype", "tokens"])]
     train: bool,
+    /// Thread scaling: one thread and --threads threads (2 or more; 0: every
+    /// core) timed alternately, repetition by repetition, each on a fresh CPU
+    /// backend, with the ratio of each pair's rates: a moment when the machine
+    /// is slower falls on one pair, not on one side.
+    #[arg(long, conflicts_with_all = ["train", "decode"])]
+    scaling: bool,
     /// Training steps per repetition (with --train).
     #[arg(long, default_value_t = 8, requires = "train")]
     steps: u64,
@@ -156,6 +162,9 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         gemm_size: args.gemm_size,
         bandwidth_threads: if args.decode { threads } else { 0 },
     };
+    if args.scaling {
+        return run_scaling(&args, &weights, &name, spec, if args.threads == 0 { cores } else { args.threads });
+    }
     let options = brt::backend::BackendOptions::for_config(&config, args.threads);
     let result = brt::backend::run_on_with(args.backend, options, BenchJob { weights: &weights, spec })?;
     let flops = forward_flops_per_token(&config);
@@ -208,6 +217,76 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
             );
         }
         text
+    };
+    super::print(&text);
+    Ok(())
+}
+
+/// `brt bench --scaling`: one thread against `threads`, pair by pair.
+fn run_scaling(
+    args: &BenchArgs,
+    weights: &brt::model_file::LoadedModel,
+    name: &str,
+    spec: BenchSpec,
+    threads: usize,
+) -> Result<(), Error> {
+    if args.backend != BackendKind::Cpu {
+        return Err(Error::Invalid("--scaling times the CPU backend's threads: use --backend cpu".into()));
+    }
+    if threads < 2 {
+        return Err(Error::Invalid(
+            "--scaling compares one thread with --threads: give --threads 2 or more (0: every core)".into(),
+        ));
+    }
+    let config = *weights.config();
+    // Each side's rate alone: the pair's ratio needs no GEMM reference.
+    let once = BenchSpec { repetitions: 1, gemm_size: 0, bandwidth_threads: 0, ..spec };
+    let rate = |threads: usize| -> Result<f64, Error> {
+        let options = brt::backend::BackendOptions::for_config(&config, threads);
+        Ok(brt::backend::run_on_with(args.backend, options, BenchJob { weights, spec: once })?.tokens_per_second)
+    };
+    let (mut single, mut multiple, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.repetitions.max(1) {
+        let (one, many) = (rate(1)?, rate(threads)?);
+        single.push(one);
+        multiple.push(many);
+        ratios.push(many / one);
+    }
+    let (one, many, ratio) = (spread(&single), spread(&multiple), spread(&ratios));
+    let text = if args.json {
+        let json = serde_json::json!({
+            "config": name,
+            "backend": args.backend.name(),
+            "simd": simd_level(args.backend)?,
+            "threads": threads,
+            "batch": spec.batch,
+            "tokens": spec.tokens,
+            "chunk": spec.chunk,
+            "one_thread_tokens_per_second": measured(&single),
+            "tokens_per_second": measured(&multiple),
+            "ratio": measured(&ratios),
+        });
+        format!("{json:#}\n")
+    } else {
+        format!(
+            "{name} on {} (batch {}, {} tokens per document, chunk {}): {threads} threads against one, {} pairs\n  \
+             1 thread: {:.0} tokens/s ({:.0} to {:.0})\n  {threads} threads: {:.0} tokens/s ({:.0} to {:.0})\n  \
+             ratio {:.2}x ({:.2}x to {:.2}x; the median of the pairs' ratios)\n",
+            backend_label(args.backend)?,
+            spec.batch,
+            spec.tokens,
+            spec.chunk,
+            ratios.len(),
+            one.1,
+            one.0,
+            one.2,
+            many.1,
+            many.0,
+            many.2,
+            ratio.1,
+            ratio.0,
+            ratio.2,
+        )
     };
     super::print(&text);
     Ok(())
