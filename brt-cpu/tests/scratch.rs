@@ -54,6 +54,9 @@ fn tile_cases(level: SimdLevel) -> Vec<Tiles> {
         Tiles { gemv_columns: 512 * level.lanes(), ..small },
         Tiles { attention_queries: 16 * mr, attention_keys: 16 * nr, ..small },
         Tiles { backward_queries: 8 * mr, backward_keys: 8 * nr, backward_cached_tiles: 4, ..small },
+        // More queries than keys per tile: the one A panel then holds a query
+        // tile's (`MR max(bq, bk)`; every other case has `bq <= bk`).
+        Tiles { backward_queries: 4 * mr * nr, backward_keys: nr, ..small },
         Tiles { linear_chunk: 64, ..small },
     ]
 }
