@@ -26,7 +26,22 @@ use brt_core::params::T5_BUCKETS;
 use brt_core::primitives::{t5_bucket, SAFE_SOFTMAX_FLOOR};
 
 /// Entries of the per-task bias table: distances at or above it share the last.
-const BIAS_TABLE: usize = 128;
+pub(crate) const BIAS_TABLE: usize = 128;
+
+/// Where a row's bias entries start in a table stored by decreasing distance
+/// (entry `t` is distance `BIAS_TABLE - 1 - t`, the first entry every distance
+/// beyond): the visible keys `vl..vh` of a row whose key 0 is at distance `base`
+/// are keys `vl..near`, all in entry 0, then keys `near..vh`, entries `t0..` one
+/// by one; returns `(near, t0)`. A visible key comes before the query (`vh <=
+/// base`), so the run ends within the table. The backward's table and gradient
+/// are laid out alike.
+#[inline(always)]
+pub(crate) fn bias_run(base: usize, vl: usize, vh: usize) -> (usize, usize) {
+    let near = (base + 1).saturating_sub(BIAS_TABLE).clamp(vl, vh);
+    // `near >= base + 1 - BIAS_TABLE` whenever keys remain past it.
+    let t0 = if near < vh { near + BIAS_TABLE - 1 - base } else { 0 };
+    (near, t0)
+}
 
 /// Rounds `x` up to a multiple of `unit`.
 pub(crate) const fn round_up(x: usize, unit: usize) -> usize {
@@ -156,12 +171,9 @@ fn softmax_step<S: Simd>(
     let seen = &mut row[vl..vh];
     match bias {
         Some((table, base)) => {
-            // Distances >= BIAS_TABLE - 1 share the first entry, nearer ones are
-            // entries t = j + (BIAS_TABLE-1) - base.
-            let near = (base + 1).saturating_sub(BIAS_TABLE).clamp(vl, vh);
+            let (near, t0) = bias_run(base, vl, vh);
             scale_add_const::<S>(&mut seen[..near - vl], a, table[0]);
             if near < vh {
-                let t0 = near + BIAS_TABLE - 1 - base;
                 scale_add::<S>(&mut seen[near - vl..], a, &table[t0..t0 + (vh - near)]);
             }
         }

@@ -19,7 +19,7 @@
 //! go to the task's `partial` sums.
 
 use super::take;
-use crate::attention::round_up;
+use crate::attention::{bias_run, round_up, BIAS_TABLE};
 use crate::gemm::{pack_a, pack_b, pack_panel, tile, BSource};
 use crate::parallel::SendPtr;
 use crate::simd::{Epilogue, Simd, WithSimd};
@@ -29,25 +29,6 @@ use crate::weights::WSlice;
 use brt_core::desc::{Attention, Mask};
 use brt_core::params::T5_BUCKETS;
 use brt_core::primitives::{t5_bucket, SAFE_SOFTMAX_FLOOR};
-
-/// Distances with their own bias entry; farther keys share the last (their T5
-/// bucket is the same from 113 on).
-const DISTANCES: usize = 128;
-
-/// Where a row's bias entries start, as in the forward (`crate::attention`): the
-/// bias table and its gradient are stored by decreasing distance (entry `t` is
-/// distance `DISTANCES - 1 - t`, the first entry every distance beyond), so the
-/// visible keys `vl..vh` of a row whose key 0 is at distance `base` are keys
-/// `vl..near`, all in entry 0, then keys `near..vh`, entries `t0..` one by one:
-/// returns `(near, t0)`. A visible key comes before the query (`vh <= base`), so
-/// the run ends within the table.
-#[inline(always)]
-fn bias_run(base: usize, vl: usize, vh: usize) -> (usize, usize) {
-    let near = (base + 1).saturating_sub(DISTANCES).clamp(vl, vh);
-    // `near >= base + 1 - DISTANCES` whenever keys remain past it.
-    let t0 = if near < vh { near + DISTANCES - 1 - base } else { 0 };
-    (near, t0)
-}
 
 /// Scratch (f32 elements) of one task at micro-tile `(mr, nr)` for head widths
 /// up to `max_dh`.
@@ -66,7 +47,7 @@ pub(crate) const fn scratch_len(t: &Tiles, (mr, nr): (usize, usize), max_dh: usi
         + 2 * cached * qt * kt
         + mr * panel
         + 3 * qt
-        + 2 * DISTANCES as u64
+        + 2 * BIAS_TABLE as u64
         + 2 * kt
 }
 
@@ -150,8 +131,8 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
     let row_max = take(&mut rest, q_tile);
     let row_inv = take(&mut rest, q_tile);
     let row_d = take(&mut rest, q_tile);
-    let bias_table = take(&mut rest, DISTANCES);
-    let bias_grad = take(&mut rest, DISTANCES);
+    let bias_table = take(&mut rest, BIAS_TABLE);
+    let bias_grad = take(&mut rest, BIAS_TABLE);
     let bias_row = take(&mut rest, k_tile);
     let logit_row = take(&mut rest, k_tile);
 
@@ -170,9 +151,9 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
     };
     let biased = match (c.bias, window) {
         (Some(table), Some(_)) => {
-            // By decreasing distance (see `bias_run`).
+            // By decreasing distance, as the forward's (see `bias_run`).
             for (t, slot) in bias_table.iter_mut().enumerate() {
-                *slot = table.get(h * T5_BUCKETS + t5_bucket(DISTANCES - 1 - t));
+                *slot = table.get(h * T5_BUCKETS + t5_bucket(BIAS_TABLE - 1 - t));
             }
             bias_grad.fill(0.0);
             true
@@ -418,8 +399,8 @@ fn attend_backward<S: Simd, const DEFAULT: bool>(
     partial[h] += scale_grad * a_slope;
     if biased {
         if let Some(d_bias) = partial.get_mut(heads + h * T5_BUCKETS..heads + (h + 1) * T5_BUCKETS) {
-            for n in 0..DISTANCES {
-                d_bias[t5_bucket(n)] += bias_grad[DISTANCES - 1 - n];
+            for n in 0..BIAS_TABLE {
+                d_bias[t5_bucket(n)] += bias_grad[BIAS_TABLE - 1 - n];
             }
         }
     }
