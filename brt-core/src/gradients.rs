@@ -413,6 +413,33 @@ pub trait Gradients: Kernels {
     /// ```
     fn add_assign(&mut self, src: View<'_, Self::Tensor>, dst: ViewMut<'_, Self::Tensor>, len: usize) -> KResult<Self>;
 
+    /// `dst = src` over `len` values, exactly as [`Kernels::copy`], for a copy
+    /// nothing reads until much later: the inputs a recorded forward saves for
+    /// its backward. A backend may write it past its caches (the CPU backend's
+    /// streaming stores: a cached copy to memory first reads every destination
+    /// line only to overwrite it, and evicts the forward's working set). The
+    /// default is `copy`.
+    ///
+    /// ```
+    /// # use brt_core::{Arena, Gradients, Kernels, Reference, Storage};
+    /// # use brt_core::{View, ViewMut};
+    /// # let (mut f32s, mut ids) = (vec![0f32; 256], vec![0u32; 16]);
+    /// # let mut k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// let (mut src, mut dst) = (k.alloc_tensor(3)?, k.alloc_tensor(2)?);
+    /// k.write_tensor(&mut src, 0, &[10.0, 20.0, 30.0])?;
+    /// k.copy_to_tape(View::new(&src, 1), ViewMut::new(&mut dst, 0), 2)?;
+    /// assert_eq!(dst[..], [20.0, 30.0]);
+    /// # Ok::<(), brt_core::CoreError>(())
+    /// ```
+    fn copy_to_tape(
+        &mut self,
+        src: View<'_, Self::Tensor>,
+        dst: ViewMut<'_, Self::Tensor>,
+        len: usize,
+    ) -> KResult<Self> {
+        self.copy(src, dst, len)
+    }
+
     /// The backward of `copy_weights`: `d_src += d_dst` gathered from the runs
     /// (`d_src` is contiguous, `runs.total()` long).
     ///

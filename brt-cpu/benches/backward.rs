@@ -1,7 +1,8 @@
 //! Backward kernels beside their forwards, at the detected level on one thread:
 //! the products of a `small` training step (batch 8 x segment 256 = 2048 rows),
 //! its windowed and state attentions, a `paper` window (512 queries, 8 heads of
-//! 128) and a linear attention.
+//! 128), a linear attention, and the copies a recorded forward saves for its
+//! backward (`copy` beside `copy_to_tape`).
 //!
 //! `cargo bench -p brt-cpu --bench backward` (a filter such as `attention` runs
 //! fewer). Throughput is the forward's FLOP (multiply-add = 2) for both, so the
@@ -186,5 +187,32 @@ fn linear_attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, attention, linear_attention);
+/// A recorded `small` step saves about 300 MB of activations, far more than
+/// the caches: each copy goes to memory. One 2048 x 256 activation (2 MiB) is
+/// copied to the next of 64 destinations (128 MiB), as the tape fills.
+fn tape(c: &mut Criterion) {
+    let (len, slots) = (2048 * 256, 64);
+    let mut group = c.benchmark_group("tape");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes((len * std::mem::size_of::<f32>()) as u64));
+    let mut cpu = backend();
+    let src = tensor(&mut cpu, len);
+    let mut tape: Vec<Vec<f32>> = (0..slots).map(|_| tensor(&mut cpu, len)).collect();
+    for (name, streaming) in [("copy", false), ("copy_to_tape", true)] {
+        let mut next = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                next = (next + 1) % slots;
+                let (from, to) = (View::new(&src, 0), ViewMut::new(&mut tape[next], 0));
+                match streaming {
+                    false => cpu.copy(from, to, black_box(len)).unwrap(),
+                    true => cpu.copy_to_tape(from, to, black_box(len)).unwrap(),
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, attention, linear_attention, tape);
 criterion_main!(benches);

@@ -134,6 +134,27 @@ pub(crate) fn add_assign<S: Simd>(x: &mut [f32], y: &[f32]) {
     }
 }
 
+/// `dst = src` with streaming stores ([`Simd::stream`]) for the aligned middle,
+/// fenced before returning: a copy nothing reads soon.
+#[inline(always)]
+pub(crate) fn copy_streaming<S: Simd>(dst: &mut [f32], src: &[f32]) {
+    let len = dst.len().min(src.len());
+    // Plain copies up to the first aligned vector and after the last one.
+    let head = dst.as_ptr().align_offset(S::LANES * core::mem::size_of::<f32>()).min(len);
+    let n = head + vector_part::<S>(len - head);
+    dst[..head].copy_from_slice(&src[..head]);
+    // SAFETY: `head + LANES*j` is aligned to a vector (`align_offset`), and
+    // `i + LANES <= n <= len` for every access; the fence follows the stores.
+    unsafe {
+        let p = dst.as_mut_ptr();
+        for i in (head..n).step_by(S::LANES) {
+            S::stream(p.add(i), S::load(src.as_ptr().add(i)));
+        }
+        S::stream_fence();
+    }
+    dst[n..len].copy_from_slice(&src[n..len]);
+}
+
 /// `x += a * y`.
 #[inline(always)]
 pub(crate) fn axpy<S: Simd>(x: &mut [f32], a: f32, y: &[f32]) {

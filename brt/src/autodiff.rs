@@ -19,7 +19,10 @@
 //! no extra pass; otherwise they go through temporaries. Temporaries, saved
 //! copies and gradient buffers are kept for reuse by length: a training step
 //! needs the same ones as the previous step, and reusing them saves the
-//! allocator's page faults and, for copies, the zeroing. Values that were never written during the recording
+//! allocator's page faults and, for copies, the zeroing. Saved copies go through
+//! [`Gradients::copy_to_tape`]: nothing reads them before the backward, so the
+//! CPU writes them past its caches (a tape is hundreds of megabytes; a cached copy
+//! would first read every line it overwrites). Values that were never written during the recording
 //! (the caches and states carried in from before) simply collect gradients that
 //! nobody reads: truncated back-propagation.
 //!
@@ -503,7 +506,7 @@ impl<K: Gradients> Recorder<K> {
             return Ok(saved);
         }
         let mut copy = self.buffer(len)?;
-        self.inner.copy(View::new(&view.tensor.inner, view.offset), ViewMut::new(&mut copy, 0), len)?;
+        self.inner.copy_to_tape(View::new(&view.tensor.inner, view.offset), ViewMut::new(&mut copy, 0), len)?;
         self.saved.push(copy);
         self.saved_index.insert(key, self.saved.len() - 1);
         Ok(self.saved.len() - 1)

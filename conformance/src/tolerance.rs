@@ -121,7 +121,7 @@ pub enum Check {
     GradEmbed,
     /// `add_positions_backward`: batch rows summed per position.
     GradAddPositions,
-    /// `add_assign` and `gather_runs_add`: one addition per element, exact.
+    /// `add_assign`, `gather_runs_add` and `copy_to_tape`: one addition or copy per element, exact.
     GradCopies,
     /// `rms_norm_backward` on rows of up to 33 elements.
     GradRmsNorm,

@@ -36,7 +36,8 @@ use brt_core::params::T5_BUCKETS;
 use brt_core::{kernels::check_extent, CoreError, Gradients, HostMemory, KResult, View, ViewMut, WeightView};
 use linear::{LinearGradCall, LinearGradTask};
 use rows::{
-    ActivationGrad, AddAssign, EmbedGrad, GateFixedGrad, GateLstmGrad, L2NormalizeGrad, PositionsGrad, RmsNormGrad,
+    ActivationGrad, AddAssign, CopyStreaming, EmbedGrad, GateFixedGrad, GateLstmGrad, L2NormalizeGrad, PositionsGrad,
+    RmsNormGrad,
 };
 
 pub(crate) use attention::scratch_len as attention_scratch_len;
@@ -459,6 +460,22 @@ impl<M: HostMemory> Gradients for Cpu<M> {
             // the tasks are disjoint.
             let dst = unsafe { slice_mut(d, range.clone()) };
             level.dispatch(AddAssign { src: &src[range], dst });
+        })
+    }
+
+    fn copy_to_tape(&mut self, src: View<'_, M::F32>, dst: ViewMut<'_, M::F32>, len: usize) -> KResult<Self> {
+        let src = view("copy source", src, len)?;
+        let dst = view_mut("copy destination", dst, len)?;
+        // Split as `add_assign`: a copy to memory is bound by one core's share
+        // of the bandwidth, so two cores copy faster than one.
+        let tasks = self.rows_tasks(len, 1).min(len.div_ceil(1 << 14)).max(1);
+        let (d, level) = (SendPtr(dst.as_mut_ptr()), self.level());
+        self.parallel(tasks, &|t, _| {
+            let range = part(len, tasks, t);
+            // SAFETY: `dst` holds `len` values (checked above) and the ranges of
+            // the tasks are disjoint.
+            let dst = unsafe { slice_mut(d, range.clone()) };
+            level.dispatch(CopyStreaming { src: &src[range], dst });
         })
     }
 

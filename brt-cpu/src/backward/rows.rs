@@ -7,7 +7,7 @@
 //! into the task's `partial` (see `Cpu::parallel_reduce`).
 
 use crate::simd::{Simd, WithSimd};
-use crate::vector::{add_assign, dot, sqrt, sum_squares};
+use crate::vector::{add_assign, copy_streaming, dot, sqrt, sum_squares};
 use crate::weights::WSlice;
 use brt_core::desc::Activation;
 use brt_core::primitives::{sigmoid, L2_EPSILON, RMS_EPSILON};
@@ -218,6 +218,20 @@ impl WithSimd for AddAssign<'_> {
     #[inline(always)]
     fn with<S: Simd>(self) {
         add_assign::<S>(self.dst, self.src);
+    }
+}
+
+/// `dst = src` past the caches ([`copy_streaming`]).
+pub(crate) struct CopyStreaming<'a> {
+    pub src: &'a [f32],
+    pub dst: &'a mut [f32],
+}
+
+impl WithSimd for CopyStreaming<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with<S: Simd>(self) {
+        copy_streaming::<S>(self.dst, self.src);
     }
 }
 

@@ -148,6 +148,17 @@ impl Simd for Avx2 {
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
     }
     #[inline(always)]
+    unsafe fn stream(p: *mut f32, v: __m256) {
+        // SAFETY: the caller makes `p` valid for 8 writes and 32-byte aligned;
+        // dispatch guarantees AVX.
+        unsafe { _mm256_stream_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn stream_fence() {
+        // SAFETY: SSE, part of every x86-64 CPU.
+        unsafe { _mm_sfence() }
+    }
+    #[inline(always)]
     unsafe fn transpose4(rows: [*const f32; 4], len: usize, dst: *mut f32, stride: usize) {
         // SAFETY: forwarded contract.
         unsafe { transpose4(rows, len, dst, stride) }

@@ -141,6 +141,17 @@ impl Simd for Avx512 {
         unsafe { <Avx2 as Simd>::prefetch(p) }
     }
     #[inline(always)]
+    unsafe fn stream(p: *mut f32, v: __m512) {
+        // SAFETY: the caller makes `p` valid for 16 writes and 64-byte aligned;
+        // dispatch guarantees AVX-512F.
+        unsafe { _mm512_stream_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn stream_fence() {
+        // SAFETY: as above.
+        unsafe { <Avx2 as Simd>::stream_fence() }
+    }
+    #[inline(always)]
     unsafe fn transpose4(rows: [*const f32; 4], len: usize, dst: *mut f32, stride: usize) {
         // SAFETY: forwarded contract; the entry enables AVX2 too. (A 512-bit form
         // would make as many 16-byte stores per value, and the stores bound this

@@ -390,6 +390,29 @@ pub(crate) trait Simd: Copy {
     unsafe fn prefetch(p: *const f32) {
         let _ = p;
     }
+    /// Stores `LANES` values past the caches where the level can (a streaming,
+    /// non-temporal store): for data nothing reads soon, whose cache lines
+    /// would otherwise be read from memory first only to be overwritten, and
+    /// would evict data that is read soon. A plain store elsewhere.
+    ///
+    /// # Safety
+    /// `p` must be valid for `LANES` writes and aligned to `LANES` values; the
+    /// CPU must support the level. Streaming stores are weakly ordered: the
+    /// thread that made them must run [`Simd::stream_fence`] before another
+    /// thread may read what they wrote.
+    #[inline(always)]
+    unsafe fn stream(p: *mut f32, v: Self::V) {
+        // SAFETY: forwarded contract (`store` needs less).
+        unsafe { Self::store(p, v) }
+    }
+    /// Orders this thread's earlier streaming stores before its later stores (so
+    /// a signal that the work is done is seen after the data). Nothing where
+    /// [`Simd::stream`] is a plain store.
+    ///
+    /// # Safety
+    /// The CPU must support the level.
+    #[inline(always)]
+    unsafe fn stream_fence() {}
     /// The micro-kernel: `C[MR x NR] (op)= alpha * A_panel . B_panel` over `kc`
     /// steps, `A_panel` packed `kc x MR`, `B_panel` packed `kc x NR`, `C` with row
     /// stride `ldc`.

@@ -165,7 +165,7 @@ pub enum RowCase {
     Gate(GateGradCase),
     /// `add_positions_backward`.
     Positions(AddPositionsGradCase),
-    /// `add_assign` and `gather_runs_add`.
+    /// `add_assign`, `gather_runs_add` and `copy_to_tape`.
     Copies(CopiesGradCase),
 }
 

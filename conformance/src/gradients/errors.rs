@@ -46,6 +46,8 @@ pub enum BackwardKind {
     AddAssign,
     /// `gather_runs_add`.
     GatherRunsAdd,
+    /// `copy_to_tape`.
+    CopyToTape,
 }
 
 /// A backward call whose argument `short` (modulo the number of its buffer
@@ -140,7 +142,7 @@ fn arguments(c: &GradShortCase) -> Result<Vec<(Role, usize)>, Failure> {
             args.extend([(Output, d), (Output, d)]);
             args
         }
-        BackwardKind::AddAssign => vec![(Input, r * d), (Output, r * d)],
+        BackwardKind::AddAssign | BackwardKind::CopyToTape => vec![(Input, r * d), (Output, r * d)],
         BackwardKind::GatherRunsAdd => vec![(Input, runs(c)?.extent()), (Output, runs(c)?.total())],
     })
 }
@@ -201,6 +203,7 @@ fn invoke<K: Gradients>(k: &mut K, c: &GradShortCase, b: &mut Buffers<K>) -> Res
         ),
         BackwardKind::AddAssign => k.add_assign(i(0), o()?, r * d),
         BackwardKind::GatherRunsAdd => k.gather_runs_add(i(0), o()?, runs(c)?),
+        BackwardKind::CopyToTape => k.copy_to_tape(i(0), o()?, r * d),
     })
 }
 
@@ -218,6 +221,7 @@ fn short_case() -> impl Strategy<Value = GradShortCase> {
         Just(BackwardKind::GateLstm),
         Just(BackwardKind::AddAssign),
         Just(BackwardKind::GatherRunsAdd),
+        Just(BackwardKind::CopyToTape),
     ];
     let shortfall = prop_oneof![Just(Shortfall::Length), Just(Shortfall::Offset)];
     ((kind, 1usize..=4, 1usize..=7, 1usize..=2, 1usize..=5, 1usize..=2), (0usize..12, shortfall), any::<u64>())

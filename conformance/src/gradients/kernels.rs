@@ -257,8 +257,8 @@ where
     against_reference::<B, _>(k, options, "grad_l2_normalize", 128, Check::GradL2Normalize, strategy)
 }
 
-/// `add_assign` (`dst += src`) and `gather_runs_add` (the backward of
-/// `copy_weights`) in one case.
+/// `add_assign` (`dst += src`), `gather_runs_add` (the backward of
+/// `copy_weights`) and `copy_to_tape` (`dst = src`) in one case.
 #[derive(Clone, Debug)]
 pub struct CopiesGradCase {
     pub(crate) len: usize,
@@ -276,6 +276,7 @@ impl GradCase for CopiesGradCase {
         let dst = normals(&mut rng, self.len, 1.0);
         let d_dst = normals(&mut rng, runs.extent(), 1.0);
         let d_src = normals(&mut rng, runs.total(), 1.0);
+        let saved = normals(&mut rng, self.len, 1.0);
         let s = tensor(k, &src.values)?;
         let mut g = Grad::new(k, "add_assign destination", &dst, self.len)?;
         call("add_assign", k.add_assign(View::new(&s, src.offset), ViewMut::new(&mut g.t, g.offset), self.len))?;
@@ -285,17 +286,24 @@ impl GradCase for CopiesGradCase {
             "gather_runs_add",
             k.gather_runs_add(View::new(&dd, d_dst.offset), ViewMut::new(&mut gs.t, gs.offset), runs),
         )?;
-        Ok(vec![g.read(k)?, gs.read(k)?])
+        let mut tape = Grad::new(k, "copy_to_tape destination", &saved, self.len)?;
+        call(
+            "copy_to_tape",
+            k.copy_to_tape(View::new(&s, src.offset), ViewMut::new(&mut tape.t, tape.offset), self.len),
+        )?;
+        Ok(vec![g.read(k)?, gs.read(k)?, tape.read(k)?])
     }
 }
 
-/// `add_assign` and `gather_runs_add` against the reference: strided runs with
-/// gaps, empty runs; exact (one addition per element).
+/// `add_assign`, `gather_runs_add` and `copy_to_tape` against the reference:
+/// strided runs with gaps, empty runs, lengths past a few vectors from any
+/// alignment (a streaming copy's aligned middle and plain ends); exact (one
+/// addition or copy per element).
 pub fn grad_copies<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure>
 where
     B::Kernels: Gradients,
 {
-    let strategy = ((0usize..=20, 0usize..=4, 0usize..=5, 0usize..=3), seed())
+    let strategy = ((0usize..=80, 0usize..=4, 0usize..=5, 0usize..=3), seed())
         .prop_map(|((len, count, run, gap), seed)| CopiesGradCase { len, count, run, gap, seed });
     against_reference::<B, _>(k, options, "grad_copies", 96, Check::GradCopies, strategy)
 }
