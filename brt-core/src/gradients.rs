@@ -440,6 +440,21 @@ pub trait Gradients: Kernels {
         self.copy(src, dst, len)
     }
 
+    /// Threads the backend computes with, the caller's included: work a caller
+    /// does on the host beside the kernels (a trainer's loss and optimizer step)
+    /// may split itself as many ways, and would otherwise leave the backend's
+    /// other cores idle meanwhile. The default is 1.
+    ///
+    /// ```
+    /// # use brt_core::{Arena, Gradients, Reference};
+    /// # let (mut f32s, mut ids) = (vec![0f32; 16], vec![0u32; 4]);
+    /// let k = Reference::new(Arena::new(&mut f32s, &mut [], &mut ids));
+    /// assert_eq!(k.host_threads(), 1);
+    /// ```
+    fn host_threads(&self) -> usize {
+        1
+    }
+
     /// The backward of `copy_weights`: `d_src += d_dst` gathered from the runs
     /// (`d_src` is contiguous, `runs.total()` long).
     ///

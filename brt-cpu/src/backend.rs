@@ -698,6 +698,20 @@ impl<M: HostMemory> Kernels for Cpu<M> {
 
     fn fill(&mut self, dst: ViewMut<'_, M::F32>, runs: Strided, value: f32) -> KResult<Self> {
         let dst = view_mut("fill destination", dst, runs.extent())?;
+        if runs.count() == 1 || runs.stride() == runs.len() {
+            // One contiguous run, split over the threads when long (a training
+            // step zeroes megabytes of gradients, which one core fills slower).
+            let len = runs.total();
+            let parts = self.row_split(len, 1);
+            let d = SendPtr(dst.as_mut_ptr());
+            return self.parallel(parts, &|t, _| {
+                let range = part(len, parts, t);
+                // SAFETY: `dst` holds `runs.extent() >= len` values (checked
+                // above) and the ranges of the tasks are disjoint.
+                let dst = unsafe { core::slice::from_raw_parts_mut(d.get().add(range.start), range.len()) };
+                dst.fill(value);
+            });
+        }
         for r in 0..runs.count() {
             dst[r * runs.stride()..][..runs.len()].fill(value);
         }

@@ -463,6 +463,10 @@ impl<M: HostMemory> Gradients for Cpu<M> {
         })
     }
 
+    fn host_threads(&self) -> usize {
+        self.threads()
+    }
+
     fn copy_to_tape(&mut self, src: View<'_, M::F32>, dst: ViewMut<'_, M::F32>, len: usize) -> KResult<Self> {
         let src = view("copy source", src, len)?;
         let dst = view_mut("copy destination", dst, len)?;

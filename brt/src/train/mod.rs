@@ -29,6 +29,7 @@
 //! ```
 
 pub mod data;
+mod loss;
 pub mod optim;
 
 use crate::autodiff::Recorder;
@@ -41,6 +42,7 @@ use crate::tokenizer::Tokenizer;
 use crate::weights::{ModelWeights, WeightBuffer};
 use brt_core::{Config, Gradients, WeightData};
 use data::{Corpus, LoaderState};
+use loss::{cross_entropy, Positions};
 use optim::{clip_by_global_norm, AdamW, Schedule};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -541,30 +543,18 @@ where
 
         // Forward (recorded), with the cross-entropy and its gradient per position.
         self.seed.fill(0.0);
-        let mut loss = 0f64;
+        let mut losses = vec![0f64; batch * length];
         let seed = &mut self.seed;
-        // A row's exponentials, computed once for the sum and the probabilities.
-        let mut exps = vec![0f64; vocab];
+        let threads = self.engine.kernels().inner().host_threads();
         let mut reader = |start: usize, logits: &[f32]| -> Result<()> {
-            for (i, row) in logits.chunks_exact(vocab).enumerate() {
-                let at = start * batch + i;
-                if !segment.weights[at] {
-                    continue;
-                }
-                let target = segment.targets[at] as usize;
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-                let mut sum = 0f64;
-                for (e, &v) in exps.iter_mut().zip(row) {
-                    *e = (v as f64 - max).exp();
-                    sum += *e;
-                }
-                loss += max + sum.ln() - row[target] as f64;
-                let g = &mut seed[at * vocab..(at + 1) * vocab];
-                for (j, (g, &e)) in g.iter_mut().zip(&exps).enumerate() {
-                    let p = e / sum;
-                    *g = ((p - (j == target) as u8 as f64) / predicted.max(1) as f64) as f32;
-                }
-            }
+            let rows = start * batch..start * batch + logits.len() / vocab;
+            let positions = Positions {
+                targets: &segment.targets[rows.clone()],
+                predicted: &segment.weights[rows.clone()],
+                count: predicted,
+            };
+            let seed = &mut seed[rows.start * vocab..rows.end * vocab];
+            cross_entropy(logits, positions, seed, &mut losses[rows], threads);
             Ok(())
         };
         let started = std::time::Instant::now();
@@ -591,12 +581,15 @@ where
                     "step {step}: the gradient is not finite; lower the learning rate"
                 )));
             }
-            self.optimizer.update(&mut self.params, &self.grad, &self.decays, lr);
+            self.optimizer.update_split(&mut self.params, &self.grad, &self.decays, lr, threads);
             self.engine.set_weights(WeightData::F32(&self.params))?;
             self.engine.kernels().inner().sync()?;
             self.phases.update += backward_done.elapsed().as_secs_f64();
         }
         self.step = step;
+        // Summed in position order (a position not predicted adds zero): the
+        // same loss however the rows were split.
+        let loss: f64 = losses.iter().sum();
         let report = StepReport { step, loss: loss / predicted.max(1) as f64, predicted, lr, grad_norm };
         self.history.push(report);
         Ok(report)

@@ -141,15 +141,82 @@ impl AdamW {
     /// assert!((p[2] - 0.95).abs() < 1e-6); // no gradient: only the decay, lr * 0.5 * 1.0
     /// ```
     pub fn update(&mut self, params: &mut [f32], grads: &[f32], decays: &[bool], lr: f32) {
+        self.update_split(params, grads, decays, lr, 1);
+    }
+
+    /// [`AdamW::update`] split over up to `threads` threads, a range of the
+    /// parameters each (none for fewer than 32,768). Every parameter takes the
+    /// same operations, so the result does not depend on the split:
+    ///
+    /// ```
+    /// use brt::train::optim::AdamW;
+    /// let n = 100_000;
+    /// let grads: Vec<f32> = (0..n).map(|i| (i as f32).sin()).collect();
+    /// let decays: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+    /// let (mut one, mut two) = (AdamW::new(n, 0.1), AdamW::new(n, 0.1));
+    /// let (mut p1, mut p2) = (vec![0.5f32; n], vec![0.5f32; n]);
+    /// one.update(&mut p1, &grads, &decays, 0.01);
+    /// two.update_split(&mut p2, &grads, &decays, 0.01, 2);
+    /// assert_eq!((p1, one), (p2, two));
+    /// ```
+    pub fn update_split(&mut self, params: &mut [f32], grads: &[f32], decays: &[bool], lr: f32, threads: usize) {
         self.steps += 1;
         let t = self.steps as i32;
-        let c1 = 1.0 - self.beta1.powi(t);
-        let c2 = 1.0 - self.beta2.powi(t);
-        let (beta1, beta2, epsilon, weight_decay) = (self.beta1, self.beta2, self.epsilon, self.weight_decay);
+        let step = Step {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            c1: 1.0 - self.beta1.powi(t),
+            c2: 1.0 - self.beta2.powi(t),
+            lr,
+        };
+        let len = params.len().min(grads.len()).min(decays.len()).min(self.m.len()).min(self.v.len());
+        let per_thread = match threads {
+            _ if len < PARALLEL_MIN => len.max(1),
+            _ => len.div_ceil(threads.max(1)),
+        };
+        let parts = params[..len]
+            .chunks_mut(per_thread)
+            .zip(grads.chunks(per_thread).zip(decays.chunks(per_thread)))
+            .zip(self.m.chunks_mut(per_thread).zip(self.v.chunks_mut(per_thread)));
+        std::thread::scope(|scope| {
+            let mut parts = parts.map(|((p, (g, d)), (m, v))| move || step.apply(p, g, d, m, v));
+            let first = parts.next();
+            parts.for_each(|part| {
+                scope.spawn(part);
+            });
+            if let Some(mut part) = first {
+                part();
+            }
+        });
+    }
+}
+
+/// Parameters below which [`AdamW::update_split`] stays on one thread (starting
+/// threads would cost more than the work).
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// One AdamW step's constants.
+#[derive(Clone, Copy)]
+struct Step {
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    /// The moments' bias corrections.
+    c1: f32,
+    c2: f32,
+    lr: f32,
+}
+
+impl Step {
+    /// Updates a range of parameters and their moments.
+    fn apply(self, params: &mut [f32], grads: &[f32], decays: &[bool], m: &mut [f32], v: &mut [f32]) {
+        let Step { beta1, beta2, epsilon, weight_decay, c1, c2, lr } = self;
         // Zipped, so that no index is checked and the loop runs on vectors
         // (the same operations on each element as an indexed loop).
-        let moments = self.m.iter_mut().zip(self.v.iter_mut());
-        for ((p, (&g, &decayed)), (m, v)) in params.iter_mut().zip(grads.iter().zip(decays)).zip(moments) {
+        for ((p, (&g, &decayed)), (m, v)) in params.iter_mut().zip(grads.iter().zip(decays)).zip(m.iter_mut().zip(v)) {
             *m = beta1 * *m + (1.0 - beta1) * g;
             *v = beta2 * *v + (1.0 - beta2) * g * g;
             let update = (*m / c1) / ((*v / c2).sqrt() + epsilon);
