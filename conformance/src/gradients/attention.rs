@@ -25,6 +25,9 @@ pub struct AttentionGradCase {
     /// Moves the logits around the safe-softmax floor: scales of magnitude about 1
     /// and position biases about -1000 (needs a window mask and a bias).
     pub(crate) near_floor: bool,
+    /// Head 0's scale is exactly 0: with `abs` scales `|a|` has no derivative
+    /// there, and every backend takes the reference's 0.
+    pub(crate) zero_scale: bool,
 }
 
 impl GradCase for AttentionGradCase {
@@ -35,6 +38,9 @@ impl GradCase for AttentionGradCase {
         let mut rng = Rng::new(self.forward.seed ^ 0x6772_6164);
         if self.near_floor {
             move_near_floor(&mut data, &mut rng, dtype);
+        }
+        if self.zero_scale {
+            data.scale.values[data.scale.offset] = 0.0;
         }
         let d_out = normals(&mut rng, desc.query_len(), 1.0);
         let grads: Vec<_> = [desc.query_len(), desc.key_len(), desc.key_len(), heads, heads * T5_BUCKETS]
@@ -103,8 +109,14 @@ fn case(
     bias: impl Strategy<Value = bool>,
     logits: impl Strategy<Value = (Logits, bool)>,
 ) -> impl Strategy<Value = AttentionGradCase> {
-    ((1usize..=3, 0usize..=5, 1usize..=3, head_dim()), (mask, bias, any::<bool>(), logits), pads(), seed()).prop_map(
-        |((batch, queries, heads, head_dim), (mask, bias, abs_scale, (logits, near_floor)), pads, seed)| {
+    let scales = (any::<bool>(), prop::bool::weighted(0.15));
+    ((1usize..=3, 0usize..=5, 1usize..=3, head_dim()), (mask, bias, scales, logits), pads(), seed()).prop_map(
+        |(
+            (batch, queries, heads, head_dim),
+            (mask, bias, (abs_scale, zero_scale), (logits, near_floor)),
+            pads,
+            seed,
+        )| {
             let window = matches!(mask, MaskCase::Window { .. });
             // A position bias only exists with a window mask; below the floor it
             // would lift the logits back up; around the floor it is what puts them
@@ -112,7 +124,7 @@ fn case(
             let near_floor = near_floor && window;
             let bias = (bias && window && logits != Logits::BelowFloor) || near_floor;
             let forward = AttentionCase { batch, queries, heads, head_dim, mask, bias, abs_scale, logits, pads, seed };
-            AttentionGradCase { forward, near_floor }
+            AttentionGradCase { forward, near_floor, zero_scale }
         },
     )
 }
@@ -120,7 +132,7 @@ fn case(
 /// `attention_backward` with the sliding window against the reference: windows
 /// of 1 to 40 (log T5 buckets), extra cached keys, several batch rows, one to
 /// three heads, odd head widths, the T5 bias (its gradient per head and bucket)
-/// on most cases, `abs` scales of either sign.
+/// on most cases, `abs` scales of either sign and of zero.
 pub fn grad_attention_window<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure>
 where
     B::Kernels: Gradients,

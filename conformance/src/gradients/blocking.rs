@@ -92,7 +92,7 @@ where
             pads: PADS,
             seed,
         };
-        cases.push(AttentionGradCase { forward, near_floor });
+        cases.push(AttentionGradCase { forward, near_floor, zero_scale: false });
     };
     // (batch, queries, heads, head width, window, extra cached keys): tiles of 96
     // queries and 192 keys (up to 48 and 96 before), head widths across the panel
@@ -146,7 +146,18 @@ where
     {
         for abs_scale in [false, true] {
             let seed = 3000 + 2 * i as u64 + abs_scale as u64;
-            cases.push(LinearGradCase { batch, tokens, heads, head_dim, abs_scale, large: false, warm: true, seed });
+            let zero_scale = false;
+            cases.push(LinearGradCase {
+                batch,
+                tokens,
+                heads,
+                head_dim,
+                abs_scale,
+                zero_scale,
+                large: false,
+                warm: true,
+                seed,
+            });
         }
     }
     list_against_reference::<B, _>(k, "grad_linear_blocking", Check::GradBlocking, &cases)

@@ -23,6 +23,9 @@ pub struct LinearGradCase {
     pub(crate) heads: usize,
     pub(crate) head_dim: usize,
     pub(crate) abs_scale: bool,
+    /// Head 0's scale is exactly 0: with `abs` scales `|a|` has no derivative
+    /// there, and every backend takes the reference's 0.
+    pub(crate) zero_scale: bool,
     /// Activations times 3 instead of 1.
     pub(crate) large: bool,
     /// The carried sums start as those of an earlier (made-up) past, not zero.
@@ -41,6 +44,9 @@ impl GradCase for LinearGradCase {
         let v = normals(&mut rng, n, f);
         let mut scale = placed(&mut rng, heads, |r| r.sign() * r.uniform(0.25, 4.0));
         round_to(dtype, &mut scale.values);
+        if self.zero_scale {
+            scale.values[scale.offset] = 0.0;
+        }
         // Sums as a stream leaves them: sum(phi(k)^T v) of either sign, sum(phi(k))
         // positive, both growing with the number of past tokens.
         let (kv, per_row, warm) = (heads * dh * dh, desc.state_per_row(), self.warm);
@@ -116,13 +122,14 @@ fn linear_case() -> impl Strategy<Value = LinearGradCase> {
     let short = ((1usize..=3, 0usize..=6, 1usize..=3, head_dim().boxed()), prop::bool::weighted(0.25));
     let long = ((Just(1usize), 60usize..=70, 1usize..=2, (1usize..=8).boxed()), prop::bool::weighted(0.25));
     let shape = prop_oneof![4 => short, 1 => long];
-    (shape, (any::<bool>(), any::<bool>()), seed()).prop_map(
-        |(((batch, tokens, heads, head_dim), large), (abs_scale, warm), seed)| LinearGradCase {
+    (shape, (any::<bool>(), prop::bool::weighted(0.15), any::<bool>()), seed()).prop_map(
+        |(((batch, tokens, heads, head_dim), large), (abs_scale, zero_scale, warm), seed)| LinearGradCase {
             batch,
             tokens,
             heads,
             head_dim,
             abs_scale,
+            zero_scale,
             large,
             warm,
             seed,
@@ -132,7 +139,7 @@ fn linear_case() -> impl Strategy<Value = LinearGradCase> {
 
 /// `linear_attention_backward` against the reference: the carried sums' gradient
 /// turned from after into before, query/key/value/scale gradients added, from a
-/// zero or warm state, up to 70 tokens.
+/// zero or warm state, up to 70 tokens, `abs` scales of either sign and of zero.
 pub fn grad_linear_attention<B: Backend>(k: &mut B::Kernels, options: &Options) -> Result<(), Failure>
 where
     B::Kernels: Gradients,
