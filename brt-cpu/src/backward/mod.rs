@@ -27,7 +27,7 @@ use crate::backend::{view, view_mut, weights};
 use crate::gemm::{BSource, Gemm};
 use crate::parallel::{part, SendPtr};
 use crate::weights::{CpuWeights, WSlice};
-use crate::Cpu;
+use crate::{Cpu, CpuError};
 use attention::{AttnGradCall, AttnGradTask};
 use brt_core::desc::{
     Activation, Attention, Embed, Heads, LinearAttention, Mask, Matmul, Positions, Rows, Strided, WeightOrder,
@@ -57,6 +57,27 @@ unsafe fn slice_mut<'a>(ptr: SendPtr, range: core::ops::Range<usize>) -> &'a mut
 }
 
 impl<M: HostMemory> Cpu<M> {
+    /// Runs `f` on matching ranges of `src` and `dst` (as long as the shorter),
+    /// one range per task: an element-wise pass over a long vector split over
+    /// the threads (bound by memory, which one core alone does not saturate).
+    fn split_elementwise(
+        &mut self,
+        src: &[f32],
+        dst: &mut [f32],
+        f: &(dyn Fn(&[f32], &mut [f32]) + Sync),
+    ) -> Result<(), CpuError> {
+        let len = src.len().min(dst.len());
+        let tasks = self.rows_tasks(len, 1).min(len.div_ceil(1 << 14)).max(1);
+        let d = SendPtr(dst.as_mut_ptr());
+        self.parallel(tasks, &|t, _| {
+            let range = part(len, tasks, t);
+            // SAFETY: `dst` holds at least `len` values and the ranges of the
+            // tasks are disjoint.
+            let dst = unsafe { slice_mut(d, range.clone()) };
+            f(&src[range], dst);
+        })
+    }
+
     /// Tasks for `rows` rows of `dim` values: one per thread when there is enough
     /// work, else one.
     fn rows_tasks(&self, rows: usize, dim: usize) -> usize {
@@ -452,15 +473,8 @@ impl<M: HostMemory> Gradients for Cpu<M> {
     fn add_assign(&mut self, src: View<'_, M::F32>, dst: ViewMut<'_, M::F32>, len: usize) -> KResult<Self> {
         let src = view("add source", src, len)?;
         let dst = view_mut("add destination", dst, len)?;
-        let tasks = self.rows_tasks(len, 1).min(len.div_ceil(1 << 14)).max(1);
-        let (d, level) = (SendPtr(dst.as_mut_ptr()), self.level());
-        self.parallel(tasks, &|t, _| {
-            let range = part(len, tasks, t);
-            // SAFETY: `dst` holds `len` values (checked above) and the ranges of
-            // the tasks are disjoint.
-            let dst = unsafe { slice_mut(d, range.clone()) };
-            level.dispatch(AddAssign { src: &src[range], dst });
-        })
+        let level = self.level();
+        self.split_elementwise(src, dst, &|src, dst| level.dispatch(AddAssign { src, dst }))
     }
 
     fn host_threads(&self) -> usize {
@@ -470,17 +484,8 @@ impl<M: HostMemory> Gradients for Cpu<M> {
     fn copy_to_tape(&mut self, src: View<'_, M::F32>, dst: ViewMut<'_, M::F32>, len: usize) -> KResult<Self> {
         let src = view("copy source", src, len)?;
         let dst = view_mut("copy destination", dst, len)?;
-        // Split as `add_assign`: a copy to memory is bound by one core's share
-        // of the bandwidth, so two cores copy faster than one.
-        let tasks = self.rows_tasks(len, 1).min(len.div_ceil(1 << 14)).max(1);
-        let (d, level) = (SendPtr(dst.as_mut_ptr()), self.level());
-        self.parallel(tasks, &|t, _| {
-            let range = part(len, tasks, t);
-            // SAFETY: `dst` holds `len` values (checked above) and the ranges of
-            // the tasks are disjoint.
-            let dst = unsafe { slice_mut(d, range.clone()) };
-            level.dispatch(CopyStreaming { src: &src[range], dst });
-        })
+        let level = self.level();
+        self.split_elementwise(src, dst, &|src, dst| level.dispatch(CopyStreaming { src, dst }))
     }
 
     fn gather_runs_add(&mut self, d_dst: View<'_, M::F32>, d_src: ViewMut<'_, M::F32>, runs: Strided) -> KResult<Self> {
