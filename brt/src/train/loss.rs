@@ -23,10 +23,10 @@ const PARALLEL_ROWS: usize = 128;
 /// the same operations on any split.
 pub(crate) fn cross_entropy(logits: &[f32], at: Positions<'_>, seed: &mut [f32], losses: &mut [f64], threads: usize) {
     let rows = losses.len();
-    if rows == 0 {
+    let vocab = logits.len() / rows.max(1);
+    if rows == 0 || vocab == 0 {
         return;
     }
-    let vocab = logits.len() / rows;
     let per_thread = if rows < PARALLEL_ROWS { rows } else { rows.div_ceil(threads.max(1)) };
     let scale = at.count.max(1) as f64;
     let parts = logits
