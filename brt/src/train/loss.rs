@@ -2,6 +2,8 @@
 //! target, and its gradient with respect to the logits (the seed of the
 //! backward pass), computed in f64 from the f32 logits.
 
+use super::optim::run_parts;
+
 /// The positions a chunk of logits scores: one target per row of logits.
 pub(crate) struct Positions<'a> {
     /// The token each position should predict.
@@ -34,7 +36,7 @@ pub(crate) fn cross_entropy(logits: &[f32], at: Positions<'_>, seed: &mut [f32],
         .zip(seed.chunks_mut(per_thread * vocab))
         .zip(losses.chunks_mut(per_thread))
         .zip(at.targets.chunks(per_thread).zip(at.predicted.chunks(per_thread)));
-    let mut parts = parts.map(|(((logits, seed), losses), (targets, predicted))| {
+    run_parts(parts.map(|(((logits, seed), losses), (targets, predicted))| {
         move || {
             // A row's exponentials, computed once for the sum and the probabilities.
             let mut exps = vec![0f64; vocab];
@@ -45,16 +47,7 @@ pub(crate) fn cross_entropy(logits: &[f32], at: Positions<'_>, seed: &mut [f32],
                 }
             }
         }
-    });
-    std::thread::scope(|scope| {
-        let first = parts.next();
-        parts.for_each(|part| {
-            scope.spawn(part);
-        });
-        if let Some(part) = first {
-            part();
-        }
-    });
+    }));
 }
 
 /// One row's cross-entropy against `target`; `g` gets its gradient divided by

@@ -172,25 +172,27 @@ impl AdamW {
             lr,
         };
         let len = params.len().min(grads.len()).min(decays.len()).min(self.m.len()).min(self.v.len());
-        let per_thread = match threads {
-            _ if len < PARALLEL_MIN => len.max(1),
-            _ => len.div_ceil(threads.max(1)),
-        };
+        let per_thread = if len < PARALLEL_MIN { len.max(1) } else { len.div_ceil(threads.max(1)) };
         let parts = params[..len]
             .chunks_mut(per_thread)
             .zip(grads.chunks(per_thread).zip(decays.chunks(per_thread)))
             .zip(self.m.chunks_mut(per_thread).zip(self.v.chunks_mut(per_thread)));
-        std::thread::scope(|scope| {
-            let mut parts = parts.map(|((p, (g, d)), (m, v))| move || step.apply(p, g, d, m, v));
-            let first = parts.next();
-            parts.for_each(|part| {
-                scope.spawn(part);
-            });
-            if let Some(mut part) = first {
-                part();
-            }
-        });
+        run_parts(parts.map(|((p, (g, d)), (m, v))| move || step.apply(p, g, d, m, v)));
     }
+}
+
+/// Runs each part on a thread of its own, the first on this one, and returns
+/// when all have finished (the trainer's host work beside the kernels).
+pub(crate) fn run_parts<F: FnOnce() + Send>(mut parts: impl Iterator<Item = F>) {
+    std::thread::scope(|scope| {
+        let first = parts.next();
+        parts.for_each(|part| {
+            scope.spawn(part);
+        });
+        if let Some(part) = first {
+            part();
+        }
+    });
 }
 
 /// Parameters below which [`AdamW::update_split`] stays on one thread (starting
