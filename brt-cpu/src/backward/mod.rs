@@ -515,3 +515,20 @@ fn take<'s>(rest: &mut &'s mut [f32], len: usize) -> &'s mut [f32] {
     *rest = tail;
     head
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use crate::{Cpu, Heap, Options};
+    use brt_core::Gradients;
+
+    /// A trainer splits its loss and optimizer step over `host_threads`: it is
+    /// the backend's own thread count, so that no core idles meanwhile and none
+    /// takes two threads.
+    #[test]
+    fn host_threads_are_the_backends_threads() {
+        for threads in [1, 2, 3] {
+            let k = Cpu::with_options(Heap, Options::threads(threads)).unwrap();
+            assert_eq!(k.host_threads(), threads, "{threads} threads");
+        }
+    }
+}
