@@ -100,13 +100,21 @@ impl Tiles {
     /// over `A` and `C` than 1024 columns). Few-row products: 4096 columns (each
     /// weight row read in runs of 8 KiB of f16; runs of 512 columns read the
     /// paper model's weights at half the rate).
-    /// Attention: 96 queries per task, keys in tiles of 192; its backward the
-    /// same, keeping up to 4 key tiles between its sweeps (a query tile then sees
-    /// a 64-token window's 159 keys in one tile; at 48 queries and 96 keys, in two
-    /// of which the second held 15 keys, `small`'s window backward took 9.1 ms
-    /// against 7.6 and `paper`'s 37.5 against 33.9 with AVX-512: `cargo bench -p
-    /// brt-cpu --bench backward`). Linear attention: chunks of 64 tokens. About
-    /// 4.1 MiB per thread with AVX2, 8.3 MiB with AVX-512.
+    /// Attention: 192 queries per task, keys in tiles of 384 (each task packs
+    /// the keys and values its queries see, so a task of 96 queries packed a
+    /// 512-token window's keys 6.3 times over; with AVX-512 `cargo bench -p
+    /// brt-cpu --bench kernels -- attention` took 44.4 ms for `paper`'s window
+    /// against 49.4 at 96 by 192 and 314 us for `small`'s against 372, with AVX2
+    /// 586 us against 633-642; 288 queries gained nothing more). Its backward:
+    /// 96 queries by 192 keys, keeping up to 4 key tiles between its sweeps (a
+    /// query tile then sees a 64-token window's 159 keys in one tile; at 48
+    /// queries and 96 keys, in two of which the second held 15 keys, `small`'s
+    /// window backward took 9.1 ms against 7.6 and `paper`'s 37.5 against 33.9
+    /// with AVX-512: `cargo bench -p brt-cpu --bench backward`; 192 by 192 or
+    /// 192 by 384 were no faster there). Linear attention: chunks of 64 tokens.
+    /// About 4.1 MiB per thread with AVX2, 8.3 MiB with AVX-512 (the products'
+    /// packing buffers; the attention's, for heads up to the default 256 wide,
+    /// is 1.4 MiB).
     ///
     /// They are what a backend uses when [`crate::Options::tiles`] is `None`, and
     /// suit their level:
@@ -116,7 +124,7 @@ impl Tiles {
     ///
     /// let tiles = Tiles::default_for(SimdLevel::Scalar);
     /// assert_eq!(tiles.check(SimdLevel::Scalar), Ok(()));
-    /// assert_eq!((tiles.attention_queries, tiles.attention_keys, tiles.linear_chunk), (96, 192, 64));
+    /// assert_eq!((tiles.attention_queries, tiles.attention_keys, tiles.linear_chunk), (192, 384, 64));
     /// // A packed `B` panel (`kc x NR` f32 values) takes at most 16 KiB (AVX2).
     /// let (_, nr) = SimdLevel::Avx2.micro_tile();
     /// assert!(Tiles::default_for(SimdLevel::Avx2).gemm_kc * nr * 4 <= 16 * 1024);
@@ -131,8 +139,8 @@ impl Tiles {
             gemm_mc: mc,
             gemm_nc: nc,
             gemv_columns: 4096,
-            attention_queries: 96,
-            attention_keys: 192,
+            attention_queries: 192,
+            attention_keys: 384,
             backward_queries: 96,
             backward_keys: 192,
             backward_cached_tiles: 4,

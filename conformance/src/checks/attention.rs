@@ -219,8 +219,10 @@ impl KernelCase for AttentionCase {
 /// A window mask: mostly small windows, sometimes long ones that reach the
 /// logarithmic T5 buckets (distances 16 and up).
 pub(crate) fn window_mask() -> impl Strategy<Value = MaskCase> {
-    // Rarely longer than the CPU backend's default key tile (192).
-    let window = prop_oneof![16 => 1usize..=6, 4 => 14usize..=40, 1 => 188usize..=200];
+    // Rarely about as long as the CPU backend's default key tiles (192 keys in
+    // the backward, 384 in the forward), so that some queries see one tile and
+    // others two.
+    let window = prop_oneof![16 => 1usize..=6, 4 => 14usize..=40, 1 => 188usize..=200, 1 => 380usize..=392];
     (window, 0usize..=2, 0usize..=2).prop_map(|(window, extra_offset, extra_keys)| MaskCase::Window {
         window,
         extra_offset,
@@ -234,9 +236,9 @@ fn case(
     logits: impl Strategy<Value = Logits>,
 ) -> impl Strategy<Value = AttentionCase> {
     // Sometimes more queries than a micro-tile has rows (4 to 12): the CPU
-    // backend's smallest tiles take that many per task; rarely more than a
-    // default query tile (96).
-    let queries = prop_oneof![16 => 0usize..=5, 4 => 6usize..=13, 1 => 94usize..=110];
+    // backend's smallest tiles take that many per task; rarely about its
+    // default query tile (192).
+    let queries = prop_oneof![16 => 0usize..=5, 4 => 6usize..=13, 1 => 188usize..=200];
     // Sometimes more heads than the CPU's one-query path takes in one group (8).
     let heads = prop_oneof![6 => 1usize..=3, 1 => 4usize..=11];
     ((1usize..=3, queries, heads, head_dim()), (mask, bias, any::<bool>(), logits), pads(), seed()).prop_map(

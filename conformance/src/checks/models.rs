@@ -86,11 +86,11 @@ fn dims() -> impl Strategy<Value = Dims> {
     let sizes = prop_oneof![3 => small, 1 => wide];
     // Short windows mostly (calls of up to 2W + 1 tokens cross block ends often),
     // and one case in 32 long enough to cross every backend's blocking with
-    // a whole model: calls of up to 141 tokens (the CPU's 64-token linear chunks,
-    // its 96-query attention tiles, products past 144 rows with the batch), and
-    // up to 140 cached keys of a recurrent layer plus the call's (past the CPU's
-    // 192-key tiles).
-    let blocks = prop_oneof![31 => (1usize..=4, 1usize..=4), 1 => (17usize..=70, 5usize..=24)];
+    // a whole model: calls of up to 261 tokens (the CPU's 64-token linear chunks,
+    // its 192-query attention tiles, products past 144 rows with the batch), and
+    // up to 130 cached keys of a layer plus the call's (past the CPU's 384-key
+    // tiles).
+    let blocks = prop_oneof![31 => (1usize..=4, 1usize..=4), 1 => (17usize..=130, 5usize..=24)];
     (sizes, blocks).prop_map(|((vocab, d_model, heads, head_dim, mlp_hidden), (window, states))| Dims {
         vocab,
         d_model,
