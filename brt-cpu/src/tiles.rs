@@ -111,7 +111,8 @@ impl Tiles {
     /// queries and 96 keys, in two of which the second held 15 keys, `small`'s
     /// window backward took 9.1 ms against 7.6 and `paper`'s 37.5 against 33.9
     /// with AVX-512: `cargo bench -p brt-cpu --bench backward`; 192 by 192 or
-    /// 192 by 384 were no faster there). Linear attention: chunks of 64 tokens.
+    /// 192 by 384 ran `paper`'s 4-7% faster but `small`'s 5-12% slower).
+    /// Linear attention: chunks of 64 tokens.
     /// About 4.1 MiB per thread with AVX2, 8.3 MiB with AVX-512 (the products'
     /// packing buffers; the attention's, for heads up to the default 256 wide,
     /// is 1.4 MiB).
