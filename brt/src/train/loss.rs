@@ -2,7 +2,7 @@
 //! target, and its gradient with respect to the logits (the seed of the
 //! backward pass), computed in f64 from the f32 logits.
 
-use super::optim::run_parts;
+use super::parts::run_parts;
 
 /// The positions a chunk of logits scores: one target per row of logits.
 pub(crate) struct Positions<'a> {

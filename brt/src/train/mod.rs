@@ -31,6 +31,7 @@
 pub mod data;
 mod loss;
 pub mod optim;
+mod parts;
 
 use crate::autodiff::Recorder;
 use crate::config_file::ConfigFile;

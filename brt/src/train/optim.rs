@@ -1,6 +1,7 @@
 //! AdamW with a warmup then cosine or inverse-square-root learning rate, and
 //! clipping by global norm.
 
+use super::parts::run_parts;
 use serde::{Deserialize, Serialize};
 
 /// How the learning rate decays after the warmup.
@@ -179,20 +180,6 @@ impl AdamW {
             .zip(self.m.chunks_mut(per_thread).zip(self.v.chunks_mut(per_thread)));
         run_parts(parts.map(|((p, (g, d)), (m, v))| move || step.apply(p, g, d, m, v)));
     }
-}
-
-/// Runs each part on a thread of its own, the first on this one, and returns
-/// when all have finished (the trainer's host work beside the kernels).
-pub(crate) fn run_parts<F: FnOnce() + Send>(mut parts: impl Iterator<Item = F>) {
-    std::thread::scope(|scope| {
-        let first = parts.next();
-        parts.for_each(|part| {
-            scope.spawn(part);
-        });
-        if let Some(part) = first {
-            part();
-        }
-    });
 }
 
 /// Parameters below which [`AdamW::update_split`] stays on one thread (starting
