@@ -71,6 +71,9 @@ pub(crate) fn features() -> Features {
 
 #[cfg(all(test, feature = "std"))]
 mod tests {
+    use std::eprintln;
+    use std::string::{String, ToString};
+
     #[test]
     fn cpuid_detection_agrees_with_the_standard_library() {
         let f = super::features();
@@ -79,5 +82,45 @@ mod tests {
             && std::is_x86_feature_detected!("f16c");
         assert_eq!(f.avx2, std_avx2);
         assert_eq!(f.avx512, std_avx2 && std::is_x86_feature_detected!("avx512f"));
+    }
+
+    /// The vendor and the family (base plus extended, in decimal) as the
+    /// operating system reports them in `/proc/cpuinfo`: a second reading of
+    /// `cpuid`, made by other code. `None` where there is no such file.
+    fn kernel_cpu() -> Option<(String, u32)> {
+        let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+        let field = |name: &str| {
+            info.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == name).then(|| value.trim().to_string())
+            })
+        };
+        Some((field("vendor_id")?, field("cpu family")?.parse().ok()?))
+    }
+
+    #[test]
+    fn amd_family_is_the_family_the_kernel_reports() {
+        let Some((vendor, family)) = kernel_cpu() else {
+            eprintln!("SKIPPED amd_family_is_the_family_the_kernel_reports: no /proc/cpuinfo to compare with");
+            return;
+        };
+        let want = (vendor == "AuthenticAMD").then_some(family);
+        assert_eq!(super::amd_family(), want, "vendor {vendor}, family {family}");
+    }
+
+    /// `detect` prefers AVX2 to AVX-512 exactly on AMD processors up to
+    /// Zen 4 (family 19h, 25), as its documentation says, with the vendor and
+    /// family read from the kernel's report.
+    #[test]
+    fn detect_prefers_avx2_exactly_on_amd_up_to_zen_4() {
+        use crate::SimdLevel;
+        let Some((vendor, family)) = kernel_cpu() else {
+            eprintln!("SKIPPED detect_prefers_avx2_exactly_on_amd_up_to_zen_4: no /proc/cpuinfo to read the CPU from");
+            return;
+        };
+        let widest = SimdLevel::available().max_by_key(|level| level.lanes()).unwrap_or(SimdLevel::Scalar);
+        let half_width_avx512 = vendor == "AuthenticAMD" && family <= 25;
+        let want = if widest == SimdLevel::Avx512 && half_width_avx512 { SimdLevel::Avx2 } else { widest };
+        assert_eq!(SimdLevel::detect(), want, "vendor {vendor}, family {family}, widest {widest}");
     }
 }
