@@ -476,3 +476,51 @@ fn attend<S: Simd, const DEFAULT: bool>(c: &AttnCall<'_>, task: usize, scratch: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::SimdLevel;
+
+    /// What `attend_heads` takes from the scratch for `heads` heads: per head a
+    /// row of scores, the output accumulator, the running maximum and sum, and
+    /// the bias table.
+    fn group_need(heads: usize, k_tile: usize, dh_pad: usize) -> u64 {
+        (heads * (k_tile + dh_pad + 2 + BIAS_TABLE)) as u64
+    }
+
+    /// `group_capacity` is what keeps `attend_heads`'s guard unreached: a group one
+    /// head too large for the scratch would leave its outputs unwritten. The
+    /// suite cannot see it, as the backend's scratch is usually larger than the
+    /// forward attention's (another kernel's need decides it) and its tiles are
+    /// few; so every tile shape up to 8 x 8 micro-tiles and every head width up to
+    /// 256 is checked here: the group fits, and one head more would not (or the
+    /// group is at its cap).
+    #[test]
+    fn a_group_of_heads_fills_the_attention_scratch_and_never_overflows_it() {
+        for level in SimdLevel::ALL {
+            let (mr, nr) = level.micro_tile();
+            for (q_tiles, k_tiles) in (1..=8).flat_map(|q| (1..=8).map(move |k| (q, k))) {
+                let t =
+                    Tiles { attention_queries: q_tiles * mr, attention_keys: k_tiles * nr, ..Tiles::smallest(level) };
+                for max_dh in 1..=256 {
+                    let room = scratch_len(&t, (mr, nr), max_dh);
+                    let heads = group_capacity(&t, (mr, nr), max_dh);
+                    let need = |h| group_need(h, t.attention_keys, round_up(max_dh, nr));
+                    let case = (level, q_tiles, k_tiles, max_dh); // micro-tiles of queries, of keys; head width
+                    assert!((1..=GROUP_HEADS).contains(&heads), "{case:?}: {heads} heads");
+                    assert!(
+                        need(heads) <= room,
+                        "{case:?}: {heads} heads need {}, the scratch holds {room}",
+                        need(heads)
+                    );
+                    assert!(
+                        heads == GROUP_HEADS || need(heads + 1) > room,
+                        "{case:?}: {heads} heads, but {} fit in {room}",
+                        heads + 1
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! The gradient contract for every backend this build enables that implements
 //! `brt_core::Gradients`: the reference always, the CPU backend behind the `cpu`
 //! feature (every SIMD level with f32, f16 and bf16 weights, two threads with
-//! each, and the smallest tiles at the scalar and the fastest level); and the
-//! oracle itself (the f64 reference against finite differences).
+//! each, the smallest tiles at the scalar and the fastest level, and backward
+//! query tiles taller than key tiles); and the oracle itself (the f64 reference against finite differences).
 //!
 //! A backend with gradients joins with one `conformance::gradient_suite!` line
 //! next to its `conformance::suite!` line; see README.md, "The gradient
@@ -52,3 +52,5 @@ conformance::gradient_suite!(cpu_bf16_threads, common::cpu::Bf16);
 conformance::gradient_suite!(cpu_smallest_tiles_scalar, common::cpu::SmallestScalar);
 #[cfg(feature = "cpu")]
 conformance::gradient_suite!(cpu_smallest_tiles, common::cpu::Smallest);
+#[cfg(feature = "cpu")]
+conformance::gradient_suite!(cpu_tall_backward_tiles, common::cpu::TallBackwardTiles);

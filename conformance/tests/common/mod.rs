@@ -2,8 +2,9 @@
 #![allow(dead_code)] // each binary instantiates its own selection
 
 /// The CPU backend at every SIMD level (a level this CPU lacks is skipped with
-/// its name), on two threads, with 16-bit weights, and with the smallest tiles
-/// (scalar, and the fastest level this CPU has).
+/// its name), on two threads, with 16-bit weights, with the smallest tiles
+/// (scalar, and the fastest level this CPU has), and with other tile shapes that
+/// each reach what those cannot.
 #[cfg(feature = "cpu")]
 pub mod cpu {
     use brt_core::{ByteLayout, CoreError, WeightDtype};
@@ -129,7 +130,20 @@ pub mod cpu {
         Options { tiles: Some(tiles), max_head_dim: 32, ..Options::default() }
     }
 
+    /// The smallest tiles, except backward query tiles a micro-tile taller than
+    /// a key tile (`MR (ceil(NR / MR) + 1)` queries, `NR` keys): a block of
+    /// queries then lies wholly after a key tile (with a window, the first one),
+    /// which square and wide tiles never make, so the tiles' zeroing around
+    /// such a block is judged.
+    fn tall_backward_tiles() -> Options {
+        let level = SimdLevel::detect();
+        let (mr, nr) = level.micro_tile();
+        let tiles = Tiles { backward_queries: mr * (nr.div_ceil(mr) + 1), backward_keys: nr, ..Tiles::smallest(level) };
+        Options { tiles: Some(tiles), ..Options::default() }
+    }
+
     factory!(SmallestScalar, "cpu-scalar-smallest-tiles", smallest(Some(SimdLevel::Scalar)), WeightDtype::F32);
     factory!(AttentionTiles, "cpu-attention-tiles", attention_tiles(), WeightDtype::F32);
     factory!(Smallest, "cpu-smallest-tiles", smallest(None), WeightDtype::F32);
+    factory!(TallBackwardTiles, "cpu-tall-backward-tiles", tall_backward_tiles(), WeightDtype::F32);
 }
