@@ -491,11 +491,11 @@ mod tests {
 
     /// `group_capacity` is what keeps `attend_heads`'s guard unreached: a group one
     /// head too large for the scratch would leave its outputs unwritten. The
-    /// suite cannot see it, as the backend's scratch is usually larger than the
-    /// forward attention's (another kernel's need decides it) and its tiles are
-    /// few; so every tile shape up to 8 x 8 micro-tiles and every head width up to
-    /// 256 is checked here: the group fits, and one head more would not (or the
-    /// group is at its cap).
+    /// conformance suite cannot see it: the backend's scratch is usually larger
+    /// than the forward attention's (another kernel's need decides it), and its
+    /// tile shapes are few. So every tile shape up to 8 x 8 micro-tiles and every
+    /// head width up to 256 is checked here: the group fits, and one head more
+    /// would not (or the group is at its cap).
     #[test]
     fn a_group_of_heads_fills_the_attention_scratch_and_never_overflows_it() {
         for level in SimdLevel::ALL {

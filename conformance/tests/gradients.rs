@@ -2,7 +2,8 @@
 //! `brt_core::Gradients`: the reference always, the CPU backend behind the `cpu`
 //! feature (every SIMD level with f32, f16 and bf16 weights, two threads with
 //! each, the smallest tiles at the scalar and the fastest level, and backward
-//! query tiles taller than key tiles); and the oracle itself (the f64 reference against finite differences).
+//! query tiles taller than key tiles); and the oracle itself (the f64
+//! reference against finite differences).
 //!
 //! A backend with gradients joins with one `conformance::gradient_suite!` line
 //! next to its `conformance::suite!` line; see README.md, "The gradient

@@ -133,8 +133,9 @@ pub mod cpu {
     /// The smallest tiles, except backward query tiles a micro-tile taller than
     /// a key tile (`MR (ceil(NR / MR) + 1)` queries, `NR` keys): a block of
     /// queries then lies wholly after a key tile (with a window, the first one),
-    /// which square and wide tiles never make, so the tiles' zeroing around
-    /// such a block is judged.
+    /// which square and wide tiles never make, so what the backward does for
+    /// such a block is judged (a zeroing of its rows that lands in other rows
+    /// fails here only).
     fn tall_backward_tiles() -> Options {
         let level = SimdLevel::detect();
         let (mr, nr) = level.micro_tile();
