@@ -482,13 +482,6 @@ mod tests {
     use super::*;
     use crate::simd::SimdLevel;
 
-    /// What `attend_heads` takes from the scratch for `heads` heads: per head a
-    /// row of scores, the output accumulator, the running maximum and sum, and
-    /// the bias table.
-    fn group_need(heads: usize, k_tile: usize, dh_pad: usize) -> u64 {
-        (heads * (k_tile + dh_pad + 2 + BIAS_TABLE)) as u64
-    }
-
     /// `group_capacity` is what keeps `attend_heads`'s guard unreached: a group one
     /// head too large for the scratch would leave its outputs unwritten. The
     /// conformance suite cannot see it: the backend's scratch is usually larger
@@ -506,7 +499,9 @@ mod tests {
                 for max_dh in 1..=256 {
                     let room = scratch_len(&t, (mr, nr), max_dh);
                     let heads = group_capacity(&t, (mr, nr), max_dh);
-                    let need = |h| group_need(h, t.attention_keys, round_up(max_dh, nr));
+                    // What `attend_heads` takes for `h` heads: per head a row of scores,
+                    // the output accumulator, the running maximum and sum, the bias table.
+                    let need = |h: usize| (h * (t.attention_keys + round_up(max_dh, nr) + 2 + BIAS_TABLE)) as u64;
                     let case = (level, q_tiles, k_tiles, max_dh); // micro-tiles of queries, of keys; head width
                     assert!((1..=GROUP_HEADS).contains(&heads), "{case:?}: {heads} heads");
                     assert!(
