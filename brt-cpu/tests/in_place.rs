@@ -186,13 +186,18 @@ fn reference_logits(data: SharedBytes, layout: &ByteLayout, calls: &[usize]) -> 
     stream_logits(&mut reference, &model, calls)
 }
 
+/// `flat` written as a Q8_0 model file of `config`, at an aligned address.
+fn q8_0_file(config: &Config, flat: &[f32]) -> SharedBytes {
+    let bytes = brt_gguf::write_as(config, None, WeightData::F32(flat), WeightDtype::Q8_0).unwrap();
+    SharedBytes::copy_aligned(&bytes)
+}
+
 #[test]
 fn q8_0_weights_in_flash_compute_the_reference_s_8_bit_products() {
     let config = block_config();
     let mut flat = vec![0f32; WeightLayout::new(&config).unwrap().len()];
     initialize(&config, 9, &mut flat).unwrap();
-    let bytes = brt_gguf::write_as(&config, None, WeightData::F32(&flat), WeightDtype::Q8_0).unwrap();
-    let shared = SharedBytes::copy_aligned(&bytes);
+    let shared = q8_0_file(&config, &flat);
     let file = ModelFile::parse(&shared).unwrap();
     assert_eq!(file.dtype(), WeightDtype::Q8_0);
     let mut decoded = vec![0f32; flat.len()];
@@ -234,6 +239,45 @@ fn q8_0_weights_in_flash_compute_the_reference_s_8_bit_products() {
                 "{level}, {threads} threads, tiles {tiles:?}: {diff} from the reference (quantization {quantization})"
             );
         }
+    }
+}
+
+/// The stack a thread streaming one token at a time may be given. The products
+/// keep fixed buffers on the stack (the Q8_0 GEMV's quantized inputs and their
+/// scales, 4.5 KiB), and a microcontroller has a few tens of KiB for everything
+/// (the firmware measures its stream's use, on f16 weights). An unoptimized
+/// build streams at every level here with the smallest stack a thread can be
+/// given (a request of 4 KiB is raised to the platform's minimum); the budget
+/// leaves room for other compilers. A buffer sized by a wrong formula (the
+/// scales' `Q8_CHUNK / Q8_0_BLOCK` as `*`: 512 KiB) overflows it.
+const SMALL_STACK: usize = 32 * 1024;
+
+#[test]
+fn q8_0_one_token_streams_run_on_a_small_stack() {
+    let config = block_config();
+    let mut flat = vec![0f32; WeightLayout::new(&config).unwrap().len()];
+    initialize(&config, 9, &mut flat).unwrap();
+    let shared = q8_0_file(&config, &flat);
+    let file = ModelFile::parse(&shared).unwrap();
+    let (layout, range) = (*file.byte_layout(), file.data_offset()..file.data_offset() + file.weight_bytes().len());
+    let data = shared.slice(range).unwrap();
+    for level in SimdLevel::available() {
+        // One thread: every product runs on the caller's stack.
+        let stream = move |data: SharedBytes| {
+            let options = Options { level: Some(level), threads: 1, ..Options::default() };
+            let mut k = Cpu::with_options(Heap, options).unwrap();
+            let weights = k.weights_in_place(data, &layout).unwrap();
+            let model = Model::with_layout(*layout.layout(), WeightDtype::Q8_0, weights).unwrap();
+            stream_logits(&mut k, &model, &[1, 1, 1])
+        };
+        let small = {
+            let data = data.clone();
+            // A thread that outgrows its stack aborts the test binary ("fatal
+            // runtime error: stack overflow"): the failure this test exists for.
+            let thread = std::thread::Builder::new().stack_size(SMALL_STACK).spawn(move || stream(data)).unwrap();
+            thread.join().expect("the stream on a small stack")
+        };
+        assert_eq!(small, stream(data.clone()), "{level}: the same logits as on the test's own stack");
     }
 }
 
