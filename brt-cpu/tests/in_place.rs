@@ -186,18 +186,20 @@ fn reference_logits(data: SharedBytes, layout: &ByteLayout, calls: &[usize]) -> 
     stream_logits(&mut reference, &model, calls)
 }
 
-/// `flat` written as a Q8_0 model file of `config`, at an aligned address.
-fn q8_0_file(config: &Config, flat: &[f32]) -> SharedBytes {
-    let bytes = brt_gguf::write_as(config, None, WeightData::F32(flat), WeightDtype::Q8_0).unwrap();
-    SharedBytes::copy_aligned(&bytes)
+/// `block_config`'s initial weights and their Q8_0 model file, at an aligned
+/// address.
+fn q8_0_block_model() -> (Vec<f32>, SharedBytes) {
+    let config = block_config();
+    let mut flat = vec![0f32; WeightLayout::new(&config).unwrap().len()];
+    initialize(&config, 9, &mut flat).unwrap();
+    let bytes = brt_gguf::write_as(&config, None, WeightData::F32(&flat), WeightDtype::Q8_0).unwrap();
+    (flat, SharedBytes::copy_aligned(&bytes))
 }
 
 #[test]
 fn q8_0_weights_in_flash_compute_the_reference_s_8_bit_products() {
     let config = block_config();
-    let mut flat = vec![0f32; WeightLayout::new(&config).unwrap().len()];
-    initialize(&config, 9, &mut flat).unwrap();
-    let shared = q8_0_file(&config, &flat);
+    let (flat, shared) = q8_0_block_model();
     let file = ModelFile::parse(&shared).unwrap();
     assert_eq!(file.dtype(), WeightDtype::Q8_0);
     let mut decoded = vec![0f32; flat.len()];
@@ -254,10 +256,7 @@ const SMALL_STACK: usize = 32 * 1024;
 
 #[test]
 fn q8_0_one_token_streams_run_on_a_small_stack() {
-    let config = block_config();
-    let mut flat = vec![0f32; WeightLayout::new(&config).unwrap().len()];
-    initialize(&config, 9, &mut flat).unwrap();
-    let shared = q8_0_file(&config, &flat);
+    let (_, shared) = q8_0_block_model();
     let file = ModelFile::parse(&shared).unwrap();
     let (layout, range) = (*file.byte_layout(), file.data_offset()..file.data_offset() + file.weight_bytes().len());
     let data = shared.slice(range).unwrap();
