@@ -99,8 +99,7 @@ fn a_mapped_file_shared_on_the_heap_is_used_in_place_too() {
     let bytes = SharedBytes::new(Mapped(words));
     let bytes = bytes.slice(0..len).unwrap();
     let file = ModelFile::parse(&bytes).unwrap();
-    let range = file.data_offset()..file.data_offset() + file.weight_bytes().len();
-    let data = bytes.slice(range).unwrap();
+    let data = tensor_data(&bytes, &file);
     assert!(bytes.slice(0..len + 1).is_none());
     let mut k = Cpu::new(Heap).unwrap();
     let weights = k.weights_in_place(data.clone(), file.byte_layout()).unwrap();
@@ -186,6 +185,11 @@ fn reference_logits(data: SharedBytes, layout: &ByteLayout, calls: &[usize]) -> 
     stream_logits(&mut reference, &model, calls)
 }
 
+/// The tensor data of `file`, parsed from `bytes`, shared with them (no copy).
+fn tensor_data(bytes: &SharedBytes, file: &ModelFile) -> SharedBytes {
+    bytes.slice(file.data_offset()..file.data_offset() + file.weight_bytes().len()).unwrap()
+}
+
 /// `block_config`'s initial weights and their Q8_0 model file, at an aligned
 /// address.
 fn q8_0_block_model() -> (Vec<f32>, SharedBytes) {
@@ -204,8 +208,7 @@ fn q8_0_weights_in_flash_compute_the_reference_s_8_bit_products() {
     assert_eq!(file.dtype(), WeightDtype::Q8_0);
     let mut decoded = vec![0f32; flat.len()];
     file.byte_layout().decode(file.weight_bytes(), &mut decoded).unwrap();
-    let data = file.data_offset()..file.data_offset() + file.weight_bytes().len();
-    let data = shared.slice(data).unwrap();
+    let data = tensor_data(&shared, &file);
     // About 1.06 bytes a value: the matrices are 8.5 bits, the vectors f32.
     assert!(file.weight_bytes().len() < flat.len() * 11 / 10, "{} bytes", file.weight_bytes().len());
     // Prompt calls (packed products), then one token at a time (integer
@@ -258,8 +261,7 @@ const SMALL_STACK: usize = 32 * 1024;
 fn q8_0_one_token_streams_run_on_a_small_stack() {
     let (_, shared) = q8_0_block_model();
     let file = ModelFile::parse(&shared).unwrap();
-    let (layout, range) = (*file.byte_layout(), file.data_offset()..file.data_offset() + file.weight_bytes().len());
-    let data = shared.slice(range).unwrap();
+    let (layout, data) = (*file.byte_layout(), tensor_data(&shared, &file));
     for level in SimdLevel::available() {
         // One thread: every product runs on the caller's stack.
         let stream = move |data: SharedBytes| {
